@@ -1,0 +1,1 @@
+//! bramble: Kafka and ZooKeeper for a Raspberry Pi cluster, as one memory-budgeted daemon.
