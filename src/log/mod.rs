@@ -192,3 +192,10 @@ pub struct AppendInfo {
     /// Number of batches written.
     pub batch_count: u32,
 }
+
+#[cfg(test)]
+mod partition_tests;
+#[cfg(test)]
+mod recovery_tests;
+#[cfg(test)]
+mod retention_tests;

@@ -69,7 +69,7 @@ impl Log {
         assert!(n < self.segments.len(), "the active segment is never deleted");
         let removed: Vec<Segment> = self.segments.drain(..n).collect();
         let new_start = self.segments[0].base_offset();
-        assert!(new_start >= self.log_start_offset || n == 0, "the log start only grows");
+        assert!(new_start <= self.log_end_offset(), "segments never start past the log end");
         self.log_start_offset = self.log_start_offset.max(new_start);
         self.epochs.truncate_from_start(self.log_start_offset)?;
         let bytes: u64 = removed.iter().map(|s| u64::from(s.size())).sum();
