@@ -366,3 +366,12 @@ fn a_log_can_move_between_threads() {
     assert_send::<Log>();
     assert_send::<super::PendingSync>();
 }
+
+#[test]
+fn configs_are_validated() {
+    assert_eq!(LogConfig::default().validate(), Ok(()));
+    assert_eq!(LogConfig::default().segment_bytes, 1 << 30);
+    assert!(LogConfig { segment_bytes: 1 << 31, ..LogConfig::default() }.validate().is_err());
+    assert!(LogConfig { segment_bytes: 0, ..LogConfig::default() }.validate().is_err());
+    assert!(LogConfig { segment_ms: 0, ..LogConfig::default() }.validate().is_err());
+}

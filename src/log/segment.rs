@@ -119,6 +119,8 @@ impl Segment {
             Some(p)
         } else if let Some(p) = seg.time_index.sanity_check(end_offset)? {
             Some(p)
+        } else if let Some(p) = seg.last_index_entry_problem() {
+            Some(p)
         } else if seg.time_index.len() == 0 && size > 0 {
             Some("time index empty".to_string())
         } else {
@@ -143,6 +145,16 @@ impl Segment {
             }
         }
         Ok(seg)
+    }
+
+    /// Whether the last offset index entry fails to name a real batch (a stale index left
+    /// from a different incarnation of the file would send reads to a non-batch position).
+    fn last_index_entry_problem(&self) -> Option<String> {
+        let last = self.index.last()?;
+        match self.header_at(last.position) {
+            Ok(Some(info)) if info.last_offset() == last.offset => None,
+            _ => Some(format!("last entry ({}, {}) does not name a batch", last.offset, last.position)),
+        }
     }
 
     /// Scans the whole log, appending index entries as an append would; returns the batch
