@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 smoke() {
   local qemu=$1 binary=$2
+  # qemu-user finds the target's dynamic loader and libc in the cross sysroot.
+  export QEMU_LD_PREFIX=$3
   "$qemu" "$binary" --version
   local dir port pid
   dir=$(mktemp -d)
@@ -34,5 +36,5 @@ JEMALLOC_SYS_WITH_LG_PAGE=14 cargo build --locked --release --target aarch64-unk
 cargo build --locked --release --target armv7-unknown-linux-gnueabihf
 ls -l target/aarch64-unknown-linux-gnu/release/bramble target/armv7-unknown-linux-gnueabihf/release/bramble
 
-smoke qemu-aarch64-static target/aarch64-unknown-linux-gnu/release/bramble
-smoke qemu-arm-static target/armv7-unknown-linux-gnueabihf/release/bramble
+smoke qemu-aarch64-static target/aarch64-unknown-linux-gnu/release/bramble /usr/aarch64-linux-gnu
+smoke qemu-arm-static target/armv7-unknown-linux-gnueabihf/release/bramble /usr/arm-linux-gnueabihf
