@@ -22,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(header) = RequestHeader::decode(&mut frame, key.request_header_version(version)) else {
         return;
     };
-    assert_eq!((header.request_api_key, header.request_api_version), (api_key, version));
+    assert_eq!(
+        (header.request_api_key, header.request_api_version),
+        (api_key, version)
+    );
     let body = frame;
     let Ok(len) = wire_guard::body_len(key, version, &body) else {
         return;
@@ -31,6 +34,10 @@ fuzz_target!(|data: &[u8]| {
     let mut rest = body.clone();
     if RequestKind::decode(key, &mut rest, version).is_ok() {
         // The guard walked exactly what the decoder read.
-        assert_eq!(body.len() - rest.len(), len, "guard and decoder disagree on the length");
+        assert_eq!(
+            body.len() - rest.len(),
+            len,
+            "guard and decoder disagree on the length"
+        );
     }
 });

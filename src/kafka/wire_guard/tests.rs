@@ -1132,7 +1132,11 @@ fn write_fuzz_seeds() {
     };
     let mut written = 0;
     for (key, v, body) in realistic_bodies() {
-        std::fs::write(format!("{dir}/{key:?}-v{v}-realistic"), frame(key, v, &body)).unwrap();
+        std::fs::write(
+            format!("{dir}/{key:?}-v{v}-realistic"),
+            frame(key, v, &body),
+        )
+        .unwrap();
         let api = find_api(key, v).unwrap();
         for seed in 0..3 {
             let body = generated(api, v, seed + 1);
