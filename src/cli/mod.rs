@@ -1,0 +1,59 @@
+//! Subcommands: `serve` runs the daemon; the rest are clients of a running node, in the
+//! habits of kafka-topics.sh, kafka-console-producer/consumer.sh and zkCli.sh.
+
+pub mod client;
+pub mod consume;
+pub mod produce;
+pub mod serve;
+pub mod topic;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Kafka and ZooKeeper for a Raspberry Pi cluster, in one daemon.
+#[derive(Debug, Parser)]
+#[command(name = "bramble", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (no --config: one node on 127.0.0.1 with data under ./data).
+    Serve(serve::Args),
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(topic::Command),
+    /// Produce lines from standard input to a topic.
+    Produce(produce::Args),
+    /// Print a topic's records.
+    Consume(consume::Args),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Topic(command) => client_runtime(topic::run(command)),
+        Command::Produce(args) => client_runtime(produce::run(args)),
+        Command::Consume(args) => client_runtime(consume::run(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bramble: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Run a client command on a small single-threaded runtime.
+fn client_runtime(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
+}

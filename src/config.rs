@@ -1,0 +1,349 @@
+//! The TOML configuration: schema, defaults and validation.
+//!
+//! Keys follow Kafka's and ZooKeeper's names in snake case where the meaning is the same, so the
+//! recipes users already know still map (`log.segment.bytes` is `log_segment_bytes`). Every key
+//! has a default; unknown keys and bad values are refused with a message that names the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Problems found while reading or checking the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file asked for.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or did not match the schema (unknown key, wrong type).
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file asked for.
+        path: PathBuf,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// A value is out of its allowed range.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// The full key, e.g. `broker.num_partitions`.
+        key: &'static str,
+        /// What is allowed.
+        message: String,
+    },
+}
+
+/// The whole configuration of one node.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[node]`: who this node is.
+    pub node: NodeConfig,
+    /// `[broker]`: the Kafka side.
+    pub broker: BrokerConfig,
+    /// `[coordinator]`: the ZooKeeper side (keys in `coordinator::config`).
+    pub coordinator: crate::coordinator::CoordinatorConfig,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// The node id; when absent it is read from `<coordinator.data_dir>/myid`, as ZooKeeper does.
+    pub id: Option<u32>,
+}
+
+/// `[broker]`: Kafka settings, named after Kafka's broker configs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Addresses the Kafka listener binds (`host:port`).
+    pub listeners: Vec<String>,
+    /// Addresses given to clients in Metadata; defaults to `listeners`.
+    pub advertised_listeners: Vec<String>,
+    /// Where partition logs live; the first directory is used for new partitions.
+    pub log_dirs: Vec<PathBuf>,
+    /// Partitions of an auto-created topic, or of a CreateTopics that asks for the default.
+    pub num_partitions: u32,
+    /// Replicas of a new topic when the request asks for the default.
+    pub default_replication_factor: u16,
+    /// Replicas that must have a write before `acks=all` is answered.
+    pub min_insync_replicas: u16,
+    /// Create a topic when a client asks for metadata of or produces to an unknown one.
+    pub auto_create_topics_enable: bool,
+    /// Largest record batch accepted (Kafka's `message.max.bytes`).
+    pub message_max_bytes: u32,
+    /// Roll a new segment when the active one would pass this size.
+    pub log_segment_bytes: u64,
+    /// Roll a new segment when the active one is this old.
+    pub log_roll_hours: u32,
+    /// Delete segments whose newest record is older than this (-1: never).
+    pub log_retention_hours: i64,
+    /// Delete the oldest segments while a partition is larger than this (-1: no limit).
+    pub log_retention_bytes: i64,
+    /// How often retention runs.
+    pub log_retention_check_interval_ms: u64,
+    /// Bytes between two sparse offset-index entries.
+    pub log_index_interval_bytes: u32,
+    /// `true` (the default): a produce is acknowledged only once its data is fsynced (group
+    /// commit). `false`: acknowledged once written to the page cache, fsynced every
+    /// `log_flush_interval_ms`; a power cut can then lose the last interval.
+    pub log_flush_on_ack: bool,
+    /// Background fsync period when `log_flush_on_ack` is false.
+    pub log_flush_interval_ms: u64,
+    /// Most client connections open at once; further ones are closed at accept.
+    pub max_connections: u32,
+    /// Largest request frame; a larger frame closes its connection (`socket.request.max.bytes`).
+    pub socket_request_max_bytes: u32,
+    /// Request bytes held in memory across all connections at once; readers wait beyond it.
+    pub queued_max_request_bytes: u64,
+    /// Largest Fetch response, whatever the client asks (`fetch.max.bytes`).
+    pub fetch_max_bytes: u32,
+    /// Longest a Fetch may wait for data, whatever the client asks.
+    pub fetch_max_wait_ms: u32,
+    /// Most partitions the broker will hold.
+    pub max_partitions: u32,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listeners: vec!["0.0.0.0:9092".into()],
+            advertised_listeners: Vec::new(),
+            log_dirs: vec![PathBuf::from("/var/lib/kafka-logs")],
+            num_partitions: 1,
+            default_replication_factor: 1,
+            min_insync_replicas: 1,
+            auto_create_topics_enable: true,
+            message_max_bytes: 1_048_588,
+            log_segment_bytes: 1 << 30,
+            log_roll_hours: 168,
+            log_retention_hours: 168,
+            log_retention_bytes: -1,
+            log_retention_check_interval_ms: 300_000,
+            log_index_interval_bytes: 4096,
+            log_flush_on_ack: true,
+            log_flush_interval_ms: 1000,
+            max_connections: 1000,
+            socket_request_max_bytes: 16 << 20,
+            queued_max_request_bytes: 64 << 20,
+            fetch_max_bytes: 16 << 20,
+            fetch_max_wait_ms: 30_000,
+            max_partitions: 4096,
+        }
+    }
+}
+
+impl Config {
+    /// The configuration `bramble serve` uses with no file: one node, every port on
+    /// 127.0.0.1, data under `./data`.
+    pub fn embedded_default() -> Config {
+        let mut config = Config::default();
+        config.broker.listeners = vec!["127.0.0.1:9092".into()];
+        config.broker.log_dirs = vec![PathBuf::from("data/kafka-logs")];
+        config.coordinator.data_dir = "data/zookeeper".into();
+        config
+    }
+
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config = Config::parse(&text).map_err(|error| match error {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Parse and validate TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: error.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check every value against its allowed range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.broker.validate()?;
+        self.coordinator
+            .validate()
+            .map_err(|message| ConfigError::Invalid { key: "coordinator", message })
+    }
+}
+
+impl BrokerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: &str| ConfigError::Invalid {
+            key,
+            message: message.to_string(),
+        };
+        if self.listeners.is_empty() {
+            return Err(invalid("broker.listeners", "give at least one host:port"));
+        }
+        for listener in &self.listeners {
+            parse_listener(listener).map_err(|message| ConfigError::Invalid {
+                key: "broker.listeners",
+                message,
+            })?;
+        }
+        for advertised in &self.advertised_listeners {
+            split_host_port(advertised).map_err(|message| ConfigError::Invalid {
+                key: "broker.advertised_listeners",
+                message,
+            })?;
+        }
+        if self.log_dirs.is_empty() {
+            return Err(invalid("broker.log_dirs", "give at least one directory"));
+        }
+        if self.num_partitions == 0 || self.num_partitions > self.max_partitions {
+            return Err(invalid(
+                "broker.num_partitions",
+                "must be between 1 and broker.max_partitions",
+            ));
+        }
+        if self.default_replication_factor == 0 {
+            return Err(invalid("broker.default_replication_factor", "must be at least 1"));
+        }
+        if self.min_insync_replicas == 0 {
+            return Err(invalid("broker.min_insync_replicas", "must be at least 1"));
+        }
+        if self.message_max_bytes < 1024 {
+            return Err(invalid("broker.message_max_bytes", "must be at least 1024"));
+        }
+        // Segment positions are stored as u32 in the offset index.
+        if self.log_segment_bytes < 14 * 1024 || self.log_segment_bytes > i32::MAX as u64 {
+            return Err(invalid(
+                "broker.log_segment_bytes",
+                "must be between 14336 and 2147483647",
+            ));
+        }
+        if self.log_segment_bytes < u64::from(self.message_max_bytes) {
+            return Err(invalid(
+                "broker.log_segment_bytes",
+                "must be at least broker.message_max_bytes",
+            ));
+        }
+        if self.log_roll_hours == 0 {
+            return Err(invalid("broker.log_roll_hours", "must be at least 1"));
+        }
+        if self.log_retention_hours == 0 || self.log_retention_hours < -1 {
+            return Err(invalid("broker.log_retention_hours", "must be -1 (forever) or at least 1"));
+        }
+        if self.log_retention_bytes < -1 {
+            return Err(invalid("broker.log_retention_bytes", "must be -1 (no limit) or a size"));
+        }
+        if self.socket_request_max_bytes < self.message_max_bytes {
+            return Err(invalid(
+                "broker.socket_request_max_bytes",
+                "must be at least broker.message_max_bytes",
+            ));
+        }
+        if self.queued_max_request_bytes < u64::from(self.socket_request_max_bytes) {
+            return Err(invalid(
+                "broker.queued_max_request_bytes",
+                "must be at least broker.socket_request_max_bytes",
+            ));
+        }
+        if self.fetch_max_bytes < 1024 {
+            return Err(invalid("broker.fetch_max_bytes", "must be at least 1024"));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("broker.max_connections", "must be at least 1"));
+        }
+        if self.log_flush_interval_ms == 0 {
+            return Err(invalid("broker.log_flush_interval_ms", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The `host:port` pairs clients are told to connect to, in listener order.
+    pub fn advertised(&self) -> Vec<(String, u16)> {
+        let source = if self.advertised_listeners.is_empty() {
+            &self.listeners
+        } else {
+            &self.advertised_listeners
+        };
+        source
+            .iter()
+            .filter_map(|entry| split_host_port(entry).ok())
+            .collect()
+    }
+}
+
+/// Parse a listener entry into a socket address. Accepts `host:port` and Kafka's
+/// `PLAINTEXT://host:port`.
+pub fn parse_listener(entry: &str) -> Result<SocketAddr, String> {
+    let (host, port) = split_host_port(entry)?;
+    let host = if host.is_empty() { "0.0.0.0" } else { host.as_str() };
+    format!("{host}:{port}")
+        .parse::<SocketAddr>()
+        .or_else(|_| {
+            use std::net::ToSocketAddrs;
+            (host, port)
+                .to_socket_addrs()
+                .map_err(|e| e.to_string())?
+                .next()
+                .ok_or_else(|| "no address".to_string())
+        })
+        .map_err(|e| format!("`{entry}` is not a usable host:port ({e})"))
+}
+
+/// Split `host:port` (optionally `PLAINTEXT://host:port`) into its parts.
+pub fn split_host_port(entry: &str) -> Result<(String, u16), String> {
+    let bare = entry
+        .strip_prefix("PLAINTEXT://")
+        .unwrap_or(entry);
+    let (host, port) = bare
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{entry}` must be host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{entry}`: port must be a number from 0 to 65535"))?;
+    Ok((host.trim_matches(['[', ']']).to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.broker.num_partitions, 1);
+        assert!(config.broker.log_flush_on_ack);
+    }
+
+    #[test]
+    fn unknown_key_is_refused_by_name() {
+        let error = Config::parse("[broker]\nnum_partition = 3\n").unwrap_err();
+        assert!(error.to_string().contains("num_partition"), "{error}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let error = Config::parse("[broker]\nnum_partitions = 0\n").unwrap_err();
+        assert!(error.to_string().contains("broker.num_partitions"), "{error}");
+        let error = Config::parse("[broker]\nlisteners = [\"nonsense\"]\n").unwrap_err();
+        assert!(error.to_string().contains("broker.listeners"), "{error}");
+    }
+
+    #[test]
+    fn kafka_style_listener_is_accepted() {
+        let config = Config::parse("[broker]\nlisteners = [\"PLAINTEXT://127.0.0.1:9999\"]\n").unwrap();
+        assert_eq!(config.broker.advertised(), vec![("127.0.0.1".to_string(), 9999)]);
+    }
+}

@@ -1,0 +1,110 @@
+//! Fetch: read stored batches as they are on disk, long-polling until `min_bytes` arrive or
+//! `max_wait_ms` passes, within `max_bytes` (at least one batch, per KIP-74).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+
+use super::{check_leader_epoch, errors, Context};
+
+/// Handle a Fetch request from a consumer.
+pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
+    let config = &ctx.broker.config;
+    let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, config.fetch_max_wait_ms as i32) as u64);
+    let deadline = tokio::time::Instant::now() + max_wait;
+    let max_bytes = (request.max_bytes.max(0) as u32).min(config.fetch_max_bytes);
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let mut arrivals = ctx.broker.data_arrived();
+    loop {
+        arrivals.borrow_and_update();
+        let (responses, total, any_error) = read_all(ctx, &request, max_bytes);
+        let timed_out = tokio::time::Instant::now() >= deadline;
+        if total >= min_bytes.max(1) || any_error || timed_out || min_bytes == 0 {
+            return FetchResponse::default().with_responses(responses);
+        }
+        if tokio::time::timeout_at(deadline, arrivals.changed()).await.is_err() {
+            let (responses, _, _) = read_all(ctx, &request, max_bytes);
+            return FetchResponse::default().with_responses(responses);
+        }
+    }
+}
+
+/// One pass over every requested partition: (responses, bytes of records, any error).
+fn read_all(ctx: &Context, request: &FetchRequest, max_bytes: u32) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let mut remaining = max_bytes;
+    let mut total = 0usize;
+    let mut any_error = false;
+    let mut first_data = true;
+    let mut responses = Vec::with_capacity(request.topics.len());
+    for fetch_topic in &request.topics {
+        let topic = ctx.broker.topic(fetch_topic.topic.0.as_str());
+        let mut partitions = Vec::with_capacity(fetch_topic.partitions.len());
+        for wanted in &fetch_topic.partitions {
+            let mut data = PartitionData::default()
+                .with_partition_index(wanted.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_records(Some(Bytes::new()));
+            let partition = topic.as_ref().and_then(|topic| {
+                usize::try_from(wanted.partition)
+                    .ok()
+                    .and_then(|i| topic.partitions.get(i).cloned())
+            });
+            let Some(partition) = partition else {
+                data.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
+                any_error = true;
+                partitions.push(data);
+                continue;
+            };
+            let high_watermark = partition.high_watermark();
+            data.high_watermark = high_watermark;
+            data.last_stable_offset = high_watermark;
+            data.log_start_offset = partition.log_start_offset();
+            if let Err(code) = check_leader_epoch(wanted.current_leader_epoch, partition.leader_epoch()) {
+                data.error_code = code;
+                any_error = true;
+                partitions.push(data);
+                continue;
+            }
+            // Once the response is full, later partitions answer with no records.
+            if remaining == 0 {
+                partitions.push(data);
+                continue;
+            }
+            let limit = (wanted.partition_max_bytes.max(0) as u32).min(remaining);
+            // KIP-74: the first partition with data may exceed the limits by one batch.
+            let limit = if first_data { limit.max(1) } else { limit };
+            match partition.read(wanted.fetch_offset, limit) {
+                Ok(records) => {
+                    // The log always gives one whole batch; only the first may overflow.
+                    let records = if !first_data && records.len() > limit as usize {
+                        Vec::new()
+                    } else {
+                        records
+                    };
+                    if !records.is_empty() {
+                        first_data = false;
+                        remaining = remaining.saturating_sub(records.len() as u32);
+                        total += records.len();
+                    }
+                    data.records = Some(Bytes::from(records));
+                }
+                Err(error) => {
+                    data.error_code = errors::from_log_error(&error);
+                    any_error = true;
+                }
+            }
+            partitions.push(data);
+        }
+        responses.push(
+            FetchableTopicResponse::default()
+                .with_topic(fetch_topic.topic.clone())
+                .with_topic_id(fetch_topic.topic_id)
+                .with_partitions(partitions),
+        );
+    }
+    (responses, total, any_error)
+}

@@ -1,0 +1,86 @@
+//! Metadata: the brokers, the controller, and each topic's partitions with leader, epoch,
+//! replicas and ISR. Unknown topics are created when the client and the broker allow it.
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{errors, resolve_topic, topic_response_id, Context};
+use crate::broker::Topic;
+use crate::ids::Uuid;
+
+/// Handle a Metadata request.
+pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let broker = &ctx.broker;
+    let node = BrokerId(broker.node_id);
+    let brokers = broker
+        .config
+        .advertised()
+        .into_iter()
+        .take(1)
+        .map(|(host, port)| {
+            MetadataResponseBroker::default()
+                .with_node_id(node)
+                .with_host(StrBytes::from_string(host))
+                .with_port(i32::from(port))
+        })
+        .collect();
+    // v0: an empty list means every topic; v1+: null means every topic.
+    let wanted = match request.topics {
+        None => None,
+        Some(list) if list.is_empty() && version == 0 => None,
+        Some(list) => Some(list),
+    };
+    let topics = match wanted {
+        None => broker.topics().iter().map(|t| describe_topic(ctx, t)).collect(),
+        Some(list) => {
+            let allow_create = broker.config.auto_create_topics_enable
+                && (version < 4 || request.allow_auto_topic_creation);
+            let mut topics = Vec::with_capacity(list.len());
+            for wanted in list {
+                let found = match &wanted.name {
+                    Some(name) => resolve_topic(ctx, name.0.as_str(), allow_create).await,
+                    None => broker
+                        .topic_by_id(Uuid(*wanted.topic_id.as_bytes()))
+                        .ok_or(errors::UNKNOWN_TOPIC_ID),
+                };
+                topics.push(match found {
+                    Ok(topic) => describe_topic(ctx, &topic),
+                    Err(code) => MetadataResponseTopic::default()
+                        .with_error_code(code)
+                        .with_name(wanted.name)
+                        .with_topic_id(wanted.topic_id),
+                });
+            }
+            topics
+        }
+    };
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
+        .with_controller_id(node)
+        .with_topics(topics)
+}
+
+fn describe_topic(ctx: &Context, topic: &Topic) -> MetadataResponseTopic {
+    let node = BrokerId(ctx.broker.node_id);
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|partition| {
+            MetadataResponsePartition::default()
+                .with_partition_index(partition.index)
+                .with_leader_id(node)
+                .with_leader_epoch(partition.leader_epoch())
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_topic_id(topic_response_id(topic))
+        .with_is_internal(topic.is_internal())
+        .with_partitions(partitions)
+}

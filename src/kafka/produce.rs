@@ -1,0 +1,107 @@
+//! Produce: validate and append each partition's batches, then answer once the data is
+//! durable (acks 1 and -1) or not at all (acks 0).
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{errors, resolve_topic, Context};
+use crate::broker::now_ms;
+
+/// Handle a Produce request; `None` means send nothing back (acks = 0).
+pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    // (topic index, partition index in response, partition, end offset to wait for)
+    let mut waits = Vec::new();
+    for topic_data in request.topic_data {
+        let name = topic_data.name.0.as_str().to_string();
+        let topic = resolve_topic(ctx, &name, ctx.broker.config.auto_create_topics_enable).await;
+        let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
+        for data in topic_data.partition_data {
+            let mut response = PartitionProduceResponse::default()
+                .with_index(data.index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1);
+            let refuse = |code: i16, message: String| {
+                tracing::debug!(topic = %name, partition = data.index, code, %message, "produce refused");
+                PartitionProduceResponse::default()
+                    .with_index(data.index)
+                    .with_error_code(code)
+                    .with_base_offset(-1)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(-1)
+                    .with_error_message(Some(StrBytes::from_string(message)))
+            };
+            if request.transactional_id.is_some() {
+                partition_responses.push(refuse(
+                    errors::INVALID_REQUEST,
+                    "transactions are not supported by bramble".into(),
+                ));
+                continue;
+            }
+            if !matches!(acks, -1..=1) {
+                partition_responses.push(refuse(errors::INVALID_REQUIRED_ACKS, format!("acks={acks}")));
+                continue;
+            }
+            let partition = match &topic {
+                Ok(topic) => usize::try_from(data.index)
+                    .ok()
+                    .and_then(|i| topic.partitions.get(i).cloned()),
+                Err(code) => {
+                    partition_responses.push(refuse(*code, format!("topic {name}")));
+                    continue;
+                }
+            };
+            let Some(partition) = partition else {
+                partition_responses.push(refuse(
+                    errors::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("{name}-{} does not exist", data.index),
+                ));
+                continue;
+            };
+            let Some(records) = data.records else {
+                partition_responses.push(refuse(errors::CORRUPT_MESSAGE, "no records".into()));
+                continue;
+            };
+            // The log rewrites offsets in place, so it needs its own copy of the bytes.
+            let mut batches = records.to_vec();
+            match partition.append(&mut batches, now_ms()) {
+                Ok(info) => {
+                    response.base_offset = info.base_offset;
+                    response.log_start_offset = partition.log_start_offset();
+                    waits.push((responses.len(), partition_responses.len(), partition, info.last_offset + 1));
+                    partition_responses.push(response);
+                }
+                Err(error) => {
+                    let code = errors::from_log_error(&error);
+                    if code == errors::KAFKA_STORAGE_ERROR {
+                        tracing::error!(topic = %name, partition = data.index, %error, "append failed");
+                    }
+                    partition_responses.push(refuse(code, error.to_string()));
+                }
+            }
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_partition_responses(partition_responses),
+        );
+    }
+    if acks == 0 {
+        return None;
+    }
+    if ctx.broker.config.log_flush_on_ack {
+        for (topic_index, partition_index, partition, end_offset) in waits {
+            if let Err(error) = partition.wait_durable(end_offset).await {
+                tracing::error!(topic = %partition.topic, partition = partition.index, %error, "fsync failed");
+                let response = &mut responses[topic_index].partition_responses[partition_index];
+                response.error_code = errors::KAFKA_STORAGE_ERROR;
+                response.base_offset = -1;
+                response.error_message = Some(StrBytes::from_string(format!("fsync failed: {error}")));
+            }
+        }
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}

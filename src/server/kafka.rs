@@ -1,0 +1,113 @@
+//! The Kafka listener: an accept loop with a connection cap, and one task per connection
+//! that reads a frame, has it answered, and writes the response, in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use crate::kafka::{self, frame, Context};
+
+/// Limits the listener enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections open at once.
+    pub max_connections: u32,
+    /// Largest request frame.
+    pub request_max_bytes: u32,
+}
+
+/// Accept connections until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Context,
+    limits: Limits,
+    request_bytes: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let connections = Arc::new(Semaphore::new(limits.max_connections as usize));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        let (socket, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // Out of file descriptors and the like: wait a little instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = limits.max_connections, "connection limit reached; closing new connection");
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let ctx = ctx.clone();
+        let request_bytes = request_bytes.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connection(socket, peer, ctx, limits, request_bytes, shutdown).await {
+                tracing::debug!(%peer, %error, "connection closed");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    ctx: Context,
+    limits: Limits,
+    request_bytes: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (mut reader, writer) = socket.into_split();
+    let mut writer = BufWriter::new(writer);
+    loop {
+        let length = tokio::select! {
+            length = reader.read_i32() => match length {
+                Ok(length) => length,
+                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(error) => return Err(error.into()),
+            },
+            _ = shutdown.changed() => return Ok(()),
+        };
+        if length < 0 || length as u32 > limits.request_max_bytes {
+            tracing::warn!(%peer, length, max = limits.request_max_bytes, "request frame too large; closing connection");
+            return Ok(());
+        }
+        // Hold the frame's bytes against the broker-wide budget until it is answered.
+        let _permit = request_bytes.acquire_many(length as u32).await?;
+        let mut body = BytesMut::zeroed(length as usize);
+        reader.read_exact(&mut body).await?;
+        let request = match frame::decode_request(Bytes::from(body)) {
+            Ok(request) => request,
+            Err(frame::FrameError::ApiVersionsUnsupported { correlation_id, version }) => {
+                tracing::debug!(%peer, version, "ApiVersions at an unsupported version");
+                let response = frame::encode_api_versions_unsupported(correlation_id)?;
+                writer.write_all(&response).await?;
+                writer.flush().await?;
+                continue;
+            }
+            Err(frame::FrameError::Close(reason)) => {
+                tracing::warn!(%peer, %reason, "bad request; closing connection");
+                return Ok(());
+            }
+        };
+        let header = request.header.clone();
+        let api_key = request.api_key;
+        let Some(response) = kafka::handle(&ctx, request).await else {
+            continue;
+        };
+        let bytes = frame::encode_response(&header, api_key, &response)?;
+        writer.write_all(&bytes).await?;
+        writer.flush().await?;
+    }
+}
