@@ -51,6 +51,8 @@ pub struct Coordinator {
     sessions: SessionTracker,
     sink: Box<dyn TxnSink>,
     limits: Limits,
+    /// Identities of sessions attached to this node (local, like watches).
+    auth: std::collections::HashMap<i64, Vec<Id>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -85,7 +87,7 @@ impl Coordinator {
         for (id, s) in tree.sessions() {
             sessions.add(*id, s.timeout_ms as i64, now_mono_ms);
         }
-        Coordinator { tree, watches: WatchManager::new(max_watches), sessions, sink, limits }
+        Coordinator { tree, watches: WatchManager::new(max_watches), sessions, sink, limits, auth: Default::default() }
     }
 
     /// An empty in-memory coordinator (tests).
@@ -135,7 +137,8 @@ impl Coordinator {
         let (result, events) = self.tree.apply(txn);
         self.sink.append(txn);
         self.sink.after_apply(&self.tree);
-        let notifications = self.watches.trigger(&events);
+        let auth = &self.auth;
+        let notifications = self.watches.trigger(&events, |s| auth.get(&s).map(|v| v.as_slice()).unwrap_or(&[]));
         Outcome { zxid: txn.zxid, result, notifications }
     }
 
@@ -205,6 +208,7 @@ impl Coordinator {
     pub fn close_session(&mut self, session_id: i64, cxid: i32, time_ms: i64) -> Outcome {
         self.sessions.remove(session_id);
         self.watches.remove_session(session_id);
+        self.auth.remove(&session_id);
         let txn = Txn { session_id, cxid, zxid: self.next_zxid(), time_ms, body: TxnBody::CloseSession };
         self.apply(&txn)
     }
@@ -212,6 +216,12 @@ impl Coordinator {
     /// Drops the watches of a session whose connection went away (the session lives on).
     pub fn detach(&mut self, session_id: i64) {
         self.watches.remove_session(session_id);
+        self.auth.remove(&session_id);
+    }
+
+    /// Records the identities of an attached session (its ip, digests it proved).
+    pub fn set_session_auth(&mut self, session_id: i64, ids: Vec<Id>) {
+        self.auth.insert(session_id, ids);
     }
 
     /// Deletes empty containers and expired TTL nodes (ZooKeeper's ContainerManager).
@@ -315,42 +325,17 @@ impl Coordinator {
         self.watches.add(caller.session_id, kind, path)
     }
 
-    fn kinds_for(watcher_type: i32) -> Result<&'static [WatchKind], ErrorCode> {
-        Ok(match watcher_type {
-            1 => &[WatchKind::Child],
-            2 => &[WatchKind::Data],
-            3 => &[WatchKind::Child, WatchKind::Data, WatchKind::Persistent, WatchKind::PersistentRecursive],
-            4 => &[WatchKind::Persistent],
-            5 => &[WatchKind::PersistentRecursive],
-            _ => return Err(ErrorCode::BadArguments),
-        })
-    }
-
     /// checkWatches (remove = false) / removeWatches (remove = true). WatcherType:
-    /// 1 children, 2 data, 3 any, 4 persistent, 5 persistent recursive.
+    /// 1 children, 2 data, 3 any.
     pub fn remove_watches(&mut self, caller: Caller, path: &str, watcher_type: i32, remove: bool) -> Result<(), ErrorCode> {
-        let kinds = Self::kinds_for(watcher_type)?;
-        let mut found = false;
-        for &k in kinds {
-            if self.watches.has(caller.session_id, k, path) {
-                found = true;
-                if remove {
-                    self.watches.remove(caller.session_id, k, path);
-                }
-            }
+        if !(1..=3).contains(&watcher_type) {
+            return Err(ErrorCode::BadArguments);
         }
-        // Data watches removed with type Data also cover persistent ones (3.6+ semantics
-        // treat persistent watches as both data and child watches).
-        if !found && (watcher_type == 1 || watcher_type == 2) {
-            for k in [WatchKind::Persistent, WatchKind::PersistentRecursive] {
-                if self.watches.has(caller.session_id, k, path) {
-                    found = true;
-                    if remove {
-                        self.watches.remove(caller.session_id, k, path);
-                    }
-                }
-            }
-        }
+        let found = if remove {
+            self.watches.remove(caller.session_id, path, watcher_type)
+        } else {
+            self.watches.contains(caller.session_id, path, watcher_type)
+        };
         if found {
             Ok(())
         } else {
@@ -392,6 +377,7 @@ impl Coordinator {
         for p in persistent {
             let _ = self.watches.add(session_id, WatchKind::Persistent, p);
         }
+        // (ZooKeeper adds these without checking the node; so do we.)
         for p in recursive {
             let _ = self.watches.add(session_id, WatchKind::PersistentRecursive, p);
         }

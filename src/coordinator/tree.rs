@@ -102,6 +102,9 @@ pub struct TreeEvent {
     pub kind: EventType,
     /// The path it happened at.
     pub path: String,
+    /// The ACL of the node the event is about: watchers without READ on it are not told
+    /// (ZooKeeper 3.8 filters notifications the same way).
+    pub acl: Arc<[Acl]>,
 }
 
 /// One znode.
@@ -118,11 +121,17 @@ pub struct Node {
 }
 
 impl Node {
-    /// The stat as a client sees it.
+    /// The stat as a client sees it. As in ZooKeeper, the stored cversion counts child
+    /// creations (it numbers sequential children); clients see creations plus deletions,
+    /// `2 * creations - children`. Container and TTL markers read as ephemeralOwner 0.
     pub fn client_stat(&self) -> Stat {
         let mut s = self.stat;
         s.data_length = self.data.len() as i32;
         s.num_children = self.children.len() as i32;
+        s.cversion = s.cversion.wrapping_mul(2).wrapping_sub(s.num_children);
+        if !matches!(OwnerKind::of(s.ephemeral_owner), OwnerKind::Session(_)) {
+            s.ephemeral_owner = 0;
+        }
         s
     }
 }
@@ -227,8 +236,14 @@ impl DataTree {
             data_bytes: 0,
         };
         let open = t.intern_acl(Acl::open());
+        let read_only = t.intern_acl(vec![Acl { perms: perms::READ, id: Id { scheme: "world".into(), id: "anyone".into() } }]);
         for p in SPECIAL {
-            let node = Node { data: Vec::new(), acl: open.clone(), stat: Stat::default(), children: BTreeSet::new() };
+            let mut node = Node { data: Vec::new(), acl: open.clone(), stat: Stat::default(), children: BTreeSet::new() };
+            if p == "/zookeeper/config" {
+                // As ZooKeeper sets it up: world-readable, ACL version -1.
+                node.acl = read_only.clone();
+                node.stat.aversion = -1;
+            }
             t.nodes.insert(p.to_string(), node);
             if p != "/" {
                 let (parent, name) = split(p);
@@ -543,7 +558,8 @@ impl DataTree {
                     pnode.stat.pzxid = zxid;
                 }
                 pnode.children.insert(name.to_string());
-                let node = Node { data: data.clone(), acl, stat, children: BTreeSet::new() };
+                let parent_acl = pnode.acl.clone();
+                let node = Node { data: data.clone(), acl: acl.clone(), stat, children: BTreeSet::new() };
                 let client_stat = node.client_stat();
                 self.data_bytes += data.len() as u64;
                 self.nodes.insert(path.clone(), node);
@@ -551,8 +567,8 @@ impl DataTree {
                 if let Some(u) = undo {
                     u.push(Undo::Created { path: path.clone(), parent_stat });
                 }
-                events.push(TreeEvent { kind: EventType::NodeCreated, path: path.clone() });
-                events.push(TreeEvent { kind: EventType::NodeChildrenChanged, path: parent.to_string() });
+                events.push(TreeEvent { kind: EventType::NodeCreated, path: path.clone(), acl });
+                events.push(TreeEvent { kind: EventType::NodeChildrenChanged, path: parent.to_string(), acl: parent_acl });
                 TxnResult::Created { path: path.clone(), stat: client_stat }
             }
             TxnBody::Delete { path } => {
@@ -580,7 +596,7 @@ impl DataTree {
                 node.stat.mzxid = zxid;
                 node.stat.mtime = time_ms;
                 let stat = node.client_stat();
-                events.push(TreeEvent { kind: EventType::NodeDataChanged, path: path.clone() });
+                events.push(TreeEvent { kind: EventType::NodeDataChanged, path: path.clone(), acl: node.acl.clone() });
                 TxnResult::SetData(stat)
             }
             TxnBody::SetAcl { path, acl, version } => {
@@ -630,16 +646,18 @@ impl DataTree {
         }
         let node = self.nodes.remove(path)?;
         let (parent, name) = split(path);
+        let mut parent_acl = node.acl.clone();
         if let Some(p) = self.nodes.get_mut(parent) {
             p.children.remove(name);
             if zxid > p.stat.pzxid {
                 p.stat.pzxid = zxid;
             }
+            parent_acl = p.acl.clone();
         }
         self.data_bytes -= node.data.len() as u64;
         self.index_owner(path, node.stat.ephemeral_owner, false);
-        events.push(TreeEvent { kind: EventType::NodeDeleted, path: path.to_string() });
-        events.push(TreeEvent { kind: EventType::NodeChildrenChanged, path: parent.to_string() });
+        events.push(TreeEvent { kind: EventType::NodeDeleted, path: path.to_string(), acl: node.acl.clone() });
+        events.push(TreeEvent { kind: EventType::NodeChildrenChanged, path: parent.to_string(), acl: parent_acl });
         Some(node)
     }
 

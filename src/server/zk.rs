@@ -382,6 +382,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, zk: ZkHandle, mut shutd
 
     let writer = tokio::spawn(writer(wr, rx, zk.durable.clone(), zk.clone(), conn_id));
     let mut st = SessionState::new(session_id, &peer.ip().to_string());
+    zk.lock().coord.set_session_auth(session_id, st.auth.clone());
     let result = async {
         loop {
             let mut len = [0u8; 4];

@@ -160,6 +160,7 @@ pub fn handle(coord: &mut Coordinator, st: &mut SessionState, frame: &[u8], time
                 Some(id) => {
                     if !st.auth.contains(&id) {
                         st.auth.push(id);
+                        coord.set_session_auth(st.session_id, st.auth.clone());
                     }
                     Handled { reply: Some(reply(xid::AUTH, last, ErrorCode::Ok, |_| {})), ..Default::default() }
                 }
