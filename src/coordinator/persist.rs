@@ -416,15 +416,19 @@ impl TxnSink for FileLog {
         if self.since_snapshot < self.snap_count {
             return;
         }
-        self.since_snapshot = 0;
-        let bytes = encode_snapshot(tree);
         let (m, cv) = &*self.shared;
-        let mut p = m.lock().expect("txn log lock");
-        if p.snapshot.is_none() {
-            let off = p.buf.len();
-            p.snapshot = Some((tree.last_zxid(), bytes, off));
-            cv.notify_one();
+        if m.lock().expect("txn log lock").snapshot.is_some() {
+            // The previous snapshot is still being written: try again after the next txn.
+            return;
         }
+        self.since_snapshot = 0;
+        // Encoded outside the log lock so the writer keeps committing meanwhile; the
+        // caller holds the coordinator, so no txn can slip in between.
+        let bytes = encode_snapshot(tree);
+        let mut p = m.lock().expect("txn log lock");
+        let off = p.buf.len();
+        p.snapshot = Some((tree.last_zxid(), bytes, off));
+        cv.notify_one();
     }
 
     fn durable(&self) -> watch::Receiver<i64> {
