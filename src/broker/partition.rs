@@ -9,7 +9,6 @@ use tokio::sync::watch;
 use crate::log::{AppendInfo, Log, LogConfig, LogError};
 
 /// A partition of a topic on this node (single node: always the leader).
-#[derive(Debug)]
 pub struct Partition {
     /// Topic name.
     pub topic: String,
@@ -26,6 +25,16 @@ pub struct Partition {
     high_watermark: AtomicI64,
     /// Bumped whenever any partition's high watermark moves; long-polling fetches wait on it.
     data_arrived: Arc<watch::Sender<u64>>,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partition")
+            .field("topic", &self.topic)
+            .field("index", &self.index)
+            .field("high_watermark", &self.high_watermark())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Partition {

@@ -344,7 +344,9 @@ impl Coordinator {
     }
 
     /// setWatches / setWatches2 after a reconnect: watches whose event already happened
-    /// since `relative_zxid` fire now; the rest are registered.
+    /// since `relative_zxid` fire now; the rest are registered. (The lists are the wire
+    /// record's fields, hence the argument count.)
+    #[allow(clippy::too_many_arguments)]
     pub fn set_watches(&mut self, session_id: i64, relative_zxid: i64, data: &[String], exist: &[String], child: &[String], persistent: &[String], recursive: &[String]) -> Vec<WatchEvent> {
         let mut fire = Vec::new();
         let mut ev = |kind, path: &String| fire.push(WatchEvent { session_id, kind, path: path.clone() });

@@ -71,11 +71,10 @@ impl Table {
                 let mut gone = Vec::new();
                 for (&s, &mode) in m.iter() {
                     match mode {
-                        Mode::PersistentRecursive => {
-                            if kind != EventType::NodeChildrenChanged {
-                                out.insert(s);
-                            }
+                        Mode::PersistentRecursive if kind != EventType::NodeChildrenChanged => {
+                            out.insert(s);
                         }
+                        Mode::PersistentRecursive => {}
                         _ if at_leaf => {
                             out.insert(s);
                             if mode == Mode::Standard {

@@ -99,11 +99,8 @@ fn cons(d: &WordData, out: &mut String) {
 pub fn answer(word: &str, d: &WordData) -> String {
     let mut out = String::new();
     match word {
-        "ruok" => {
-            if d.serving {
-                out.push_str("imok");
-            }
-        }
+        "ruok" if d.serving => out.push_str("imok"),
+        "ruok" => {}
         "isro" => out.push_str("rw"),
         "crst" => out.push_str("Connection stats reset.\n"),
         "srvr" => {
