@@ -7,13 +7,13 @@
 //! goes back through [`kafka::frame`]. [`config`] holds every setting and its limit; [`cli`]
 //! is the command line, both the daemon and the client commands.
 //!
-//! - [`config`]: TOML schema, defaults, validation
-//! - [`log`]: segments, indexes, recovery, retention (knows nothing of Kafka requests)
-//! - [`broker`]: topics, partitions, group commit, topic metadata files
-//! - [`kafka`]: Kafka wire handling, one file per API, no socket I/O
-//! - [`server`]: listeners, connections, background tasks, shutdown
-//! - [`cli`]: subcommands
-//! - [`ids`]: Kafka-style random ids
+//! - [`config`] — TOML schema, defaults, validation
+//! - [`log`] — segments, indexes, recovery, retention (knows nothing of Kafka requests)
+//! - [`broker`] — topics, partitions, group commit, topic metadata files
+//! - [`kafka`] — Kafka wire handling, one file per API, no socket I/O
+//! - [`server`] — listeners, connections, background tasks, shutdown
+//! - [`cli`] — subcommands
+//! - [`ids`] — Kafka-style random ids
 
 pub mod broker;
 pub mod cli;

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::ids::Uuid;
+use crate::log::checkpoint::{self, MetaProperties};
 
 /// Read a Java-properties style file (`key=value`, `#` comments) into a map.
 pub fn read_properties(path: &Path) -> std::io::Result<BTreeMap<String, String>> {
@@ -25,63 +25,33 @@ pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Write a file so that a crash leaves either the old or the new content: temp file,
-/// fsync, rename, fsync of the directory.
+/// Write a file so that a crash leaves either the old or the new content.
 pub fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(content)?;
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    fs::File::open(dir)?.sync_all()
-}
-
-/// `meta.properties`: the identity a log directory belongs to.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetaProperties {
-    /// The node (Kafka's `broker.id`).
-    pub broker_id: i32,
-    /// The cluster this directory belongs to.
-    pub cluster_id: String,
+    checkpoint::write_atomically(path, content).map_err(std::io::Error::other)
 }
 
 /// Read `meta.properties` from a log dir, or write a fresh one if absent. A directory that
 /// belongs to another broker id is refused: mixing two nodes' logs would lose data.
 pub fn load_or_init_meta(dir: &Path, broker_id: i32, cluster_id: Option<&str>) -> anyhow::Result<MetaProperties> {
     let path = dir.join("meta.properties");
-    if path.exists() {
-        let props = read_properties(&path)?;
-        let found: i32 = props
-            .get("broker.id")
-            .or_else(|| props.get("node.id"))
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("{} has no broker.id", path.display()))?;
+    if let Some(meta) = checkpoint::read_meta_properties(&path)? {
         anyhow::ensure!(
-            found == broker_id,
-            "{} belongs to broker.id={found} but this node is {broker_id}; \
-             point log_dirs elsewhere or set node.id = {found}",
-            path.display()
+            meta.broker_id == broker_id,
+            "{} belongs to broker.id={} but this node is {broker_id}; \
+             point log_dirs elsewhere or set node.id = {}",
+            path.display(),
+            meta.broker_id,
+            meta.broker_id
         );
-        let cluster_id = props
-            .get("cluster.id")
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("{} has no cluster.id", path.display()))?;
-        return Ok(MetaProperties { broker_id, cluster_id });
+        return Ok(meta);
     }
     let cluster_id = match cluster_id {
         Some(id) => id.to_string(),
         None => Uuid::random()?.to_base64(),
     };
-    let text = format!(
-        "#\n# written by bramble\nversion=0\nbroker.id={broker_id}\ncluster.id={cluster_id}\n"
-    );
-    write_atomically(&path, text.as_bytes())?;
-    Ok(MetaProperties { broker_id, cluster_id })
+    let meta = MetaProperties { version: 0, broker_id, cluster_id };
+    checkpoint::write_meta_properties(&path, &meta)?;
+    Ok(meta)
 }
 
 /// Split a partition directory name `<topic>-<n>` into its parts; `None` for anything

@@ -11,7 +11,7 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
 /// Handle a ListOffsets request.
-pub fn handle(ctx: &Context, request: ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn handle(ctx: &Context, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let topics = request
         .topics
         .into_iter()
@@ -39,7 +39,10 @@ pub fn handle(ctx: &Context, request: ListOffsetsRequest) -> ListOffsetsResponse
                         response.error_code = code;
                         return response;
                     }
-                    response.leader_epoch = partition.leader_epoch();
+                    // The field exists from v4; earlier versions must leave it at -1.
+                    if version >= 4 {
+                        response.leader_epoch = partition.leader_epoch();
+                    }
                     let found = match p.timestamp {
                         LATEST => Ok(Some((partition.high_watermark(), -1))),
                         EARLIEST => Ok(Some((partition.log_start_offset(), -1))),

@@ -75,14 +75,26 @@ impl Default for LogConfig {
 }
 
 impl LogConfig {
-    /// Asserts what the config layer must already have enforced (see [`MAX_SEGMENT_BYTES`]).
+    /// Checks the settings a log relies on; the config layer (and AlterConfigs) should call
+    /// this on user input, since [`Log::open`] and [`Log::set_config`] assert it.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=MAX_SEGMENT_BYTES).contains(&self.segment_bytes) {
+            return Err(format!("segment_bytes {} must be in 1..={MAX_SEGMENT_BYTES}", self.segment_bytes));
+        }
+        if self.segment_ms < 1 {
+            return Err(format!("segment_ms {} must be positive", self.segment_ms));
+        }
+        if self.max_batch_bytes < batch::HEADER_BYTES as u32 {
+            return Err(format!("max_batch_bytes {} is smaller than a batch header", self.max_batch_bytes));
+        }
+        Ok(())
+    }
+
+    /// Asserts what the config layer must already have enforced.
     fn assert_valid(&self) {
-        assert!(
-            self.segment_bytes >= 1 && self.segment_bytes <= MAX_SEGMENT_BYTES,
-            "segment_bytes {} must be in 1..={MAX_SEGMENT_BYTES}",
-            self.segment_bytes
-        );
-        assert!(self.segment_ms >= 1, "segment_ms {} must be positive", self.segment_ms);
+        if let Err(why) = self.validate() {
+            panic!("invalid log config: {why}");
+        }
     }
 }
 

@@ -321,3 +321,57 @@ fn deleting_a_log_removes_its_directory() {
     log.delete().unwrap();
     assert!(!dir.path().join("topic-0").exists());
 }
+
+#[test]
+fn index_files_hold_kafkas_entries() {
+    let (_dir, mut log) = temp_log(small_config(1 << 20));
+    for i in 0..40 {
+        append_n(&mut log, 1 + (i % 3) as usize, 30, 100 * i);
+    }
+    append_n(&mut log, 1, 1, 5); // an older timestamp adds no time index entry
+    let segment = log.read(0, 1 << 20, i64::MAX).unwrap();
+    let infos = validate_batches(&segment, u32::MAX).unwrap();
+    let mut starts = std::collections::HashMap::new();
+    let mut pos = 0u32;
+    for info in &infos {
+        starts.insert(pos, info.last_offset());
+        pos += info.size_bytes;
+    }
+    let index = std::fs::read(log.segment_file(0, "index")).unwrap();
+    assert!(index.len() >= 8 * 10 && index.len() % 8 == 0);
+    let mut last_position = 0;
+    for entry in index.chunks(8) {
+        let relative = i64::from(u32::from_be_bytes(entry[..4].try_into().unwrap()));
+        let position = u32::from_be_bytes(entry[4..].try_into().unwrap());
+        assert_eq!(starts.get(&position), Some(&relative), "entry names a batch's last offset and start");
+        assert!(position > last_position);
+        last_position = position;
+    }
+    let time = std::fs::read(log.segment_file(0, "timeindex")).unwrap();
+    assert!(!time.is_empty() && time.len() % 12 == 0);
+    let mut last_ts = i64::MIN;
+    for entry in time.chunks(12) {
+        let ts = i64::from_be_bytes(entry[..8].try_into().unwrap());
+        let relative = i64::from(u32::from_be_bytes(entry[8..].try_into().unwrap()));
+        assert!(ts > last_ts, "timestamps strictly increase");
+        last_ts = ts;
+        let holder = infos.iter().find(|i| i.last_offset() == relative).unwrap();
+        assert_eq!(holder.max_timestamp, ts);
+    }
+}
+
+#[test]
+fn a_log_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Log>();
+    assert_send::<super::PendingSync>();
+}
+
+#[test]
+fn configs_are_validated() {
+    assert_eq!(LogConfig::default().validate(), Ok(()));
+    assert_eq!(LogConfig::default().segment_bytes, 1 << 30);
+    assert!(LogConfig { segment_bytes: 1 << 31, ..LogConfig::default() }.validate().is_err());
+    assert!(LogConfig { segment_bytes: 0, ..LogConfig::default() }.validate().is_err());
+    assert!(LogConfig { segment_ms: 0, ..LogConfig::default() }.validate().is_err());
+}

@@ -162,3 +162,20 @@ fn orphan_index_files_are_removed() {
     assert!(!orphan.exists());
     assert_eq!(log.segment_base_offsets(), [0]);
 }
+
+#[test]
+fn an_index_naming_no_batch_is_rebuilt() {
+    let (dir, _, bytes) = crashed_log();
+    let path = segment_file(&dir, 0, "index");
+    let index = std::fs::read(&path).unwrap();
+    let mut bent = index.clone();
+    let n = bent.len();
+    // Point the last entry one byte into its batch: in bounds, increasing, but wrong.
+    let position = u32::from_be_bytes(bent[n - 4..].try_into().unwrap()) + 1;
+    bent[n - 4..].copy_from_slice(&position.to_be_bytes());
+    std::fs::write(&path, &bent).unwrap();
+    let log = reopen(&dir);
+    assert_eq!(std::fs::read(&path).unwrap(), index);
+    assert_eq!(read_all(&log), bytes);
+    assert_every_offset_readable(&log);
+}

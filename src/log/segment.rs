@@ -119,6 +119,8 @@ impl Segment {
             Some(p)
         } else if let Some(p) = seg.time_index.sanity_check(end_offset)? {
             Some(p)
+        } else if let Some(p) = seg.last_index_entry_problem() {
+            Some(p)
         } else if seg.time_index.len() == 0 && size > 0 {
             Some("time index empty".to_string())
         } else {
@@ -143,6 +145,16 @@ impl Segment {
             }
         }
         Ok(seg)
+    }
+
+    /// Whether the last offset index entry fails to name a real batch (a stale index left
+    /// from a different incarnation of the file would send reads to a non-batch position).
+    fn last_index_entry_problem(&self) -> Option<String> {
+        let last = self.index.last()?;
+        match self.header_at(last.position) {
+            Ok(Some(info)) if info.last_offset() == last.offset => None,
+            _ => Some(format!("last entry ({}, {}) does not name a batch", last.offset, last.position)),
+        }
     }
 
     /// Scans the whole log, appending index entries as an append would; returns the batch
@@ -313,27 +325,28 @@ impl Segment {
     /// Whole batches from `position` whose last offset is below `max_offset`, up to
     /// `max_bytes`, but the first such batch whole even if it is larger (KIP-74).
     pub fn read(&self, position: u32, max_bytes: u32, max_offset: i64) -> Result<Vec<u8>, LogError> {
-        let available = self.size.saturating_sub(position);
+        let Some(first) = self.header_at(position)? else { return Ok(Vec::new()) };
+        if first.last_offset() >= max_offset {
+            return Ok(Vec::new());
+        }
+        if first.size_bytes >= max_bytes {
+            // KIP-74: the first batch goes whole. Its size lies within the file and was
+            // accepted by this log, which bounds the allocation.
+            let mut whole = vec![0u8; first.size_bytes as usize];
+            self.log
+                .read_exact_at(&mut whole, u64::from(position))
+                .map_err(io_context("reading", &self.log_path))?;
+            return Ok(whole);
+        }
+        let available = self.size - position;
         let mut buf = vec![0u8; available.min(max_bytes) as usize];
         self.log
             .read_exact_at(&mut buf, u64::from(position))
             .map_err(io_context("reading", &self.log_path))?;
         let end = self.whole_batches_below(&buf, max_offset, position)?;
-        if end > 0 {
-            buf.truncate(end);
-            return Ok(buf);
-        }
-        match self.header_at(position)? {
-            Some(first) if first.last_offset() < max_offset => {
-                // Bounded by the batch's size, which the log accepted and which lies within the file.
-                let mut whole = vec![0u8; first.size_bytes as usize];
-                self.log
-                    .read_exact_at(&mut whole, u64::from(position))
-                    .map_err(io_context("reading", &self.log_path))?;
-                Ok(whole)
-            }
-            _ => Ok(Vec::new()),
-        }
+        assert!(end >= first.size_bytes as usize, "the first batch fits max_bytes here");
+        buf.truncate(end);
+        Ok(buf)
     }
 
     /// Length of the leading whole batches in `buf` whose last offset is below `max_offset`.
