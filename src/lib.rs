@@ -18,7 +18,9 @@
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod coordinator;
 pub mod ids;
 pub mod kafka;
 pub mod log;
 pub mod server;
+pub mod zk;

@@ -6,6 +6,7 @@ pub mod consume;
 pub mod produce;
 pub mod serve;
 pub mod topic;
+pub mod zk;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,8 @@ enum Command {
     Produce(produce::Args),
     /// Print a topic's records.
     Consume(consume::Args),
+    /// ZooKeeper client: ls, get, stat, create, set, delete (like zkCli.sh).
+    Zk(zk::Args),
 }
 
 /// Entry point of the binary.
@@ -40,6 +43,7 @@ pub fn main() -> ExitCode {
         Command::Topic(command) => client_runtime(topic::run(command)),
         Command::Produce(args) => client_runtime(produce::run(args)),
         Command::Consume(args) => client_runtime(consume::run(args)),
+        Command::Zk(args) => client_runtime(zk::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
