@@ -7,12 +7,20 @@
 //! goes back through [`kafka::frame`]. [`config`] holds every setting and its limit; [`cli`]
 //! is the command line, both the daemon and the client commands.
 //!
+//! How a znode write flows: [`server`]'s ZooKeeper listener reads a jute frame; [`zk`]
+//! decodes it and turns it into a call on the [`coordinator`], a pure state machine that
+//! validates the request into a transaction (zxid and time handed in), persists it through
+//! its transaction sink (a group-committed log with snapshots), applies it to the tree, and
+//! yields the reply and the watch notifications, which go out before the reply.
+//!
 //! - [`config`] — TOML schema, defaults, validation
 //! - [`log`] — segments, indexes, recovery, retention (knows nothing of Kafka requests)
 //! - [`broker`] — topics, partitions, group commit, topic metadata files
 //! - [`kafka`] — Kafka wire handling, one file per API, no socket I/O
 //! - [`server`] — listeners, connections, background tasks, shutdown
 //! - [`cli`] — subcommands
+//! - [`zk`] — ZooKeeper wire handling: jute codec, one file per operation family, no I/O
+//! - [`coordinator`] — znode tree, sessions, watches, ACLs; transaction log and snapshots
 //! - [`ids`] — Kafka-style random ids
 
 pub mod broker;

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from zk_support import Bramble, RealZooKeeper, bramble_bin, have_real_zookeeper
+from zk_support import Bramble, RealZooKeeper, bramble_bin, require_real_zookeeper
 
 
 def cli(hosts, *args, ok=True):
@@ -41,8 +41,8 @@ def test_bramble_zk_against_bramble(tmp_path):
         b.stop()
 
 
-@pytest.mark.skipif(not have_real_zookeeper(), reason="Debian zookeeper package not installed")
 def test_bramble_zk_against_zookeeper(tmp_path):
+    require_real_zookeeper()
     z = RealZooKeeper(tmp_path).start()
     try:
         exercise(z.hosts)

@@ -6,10 +6,12 @@ import random
 
 import pytest
 
-from zk_support import Bramble, RealZooKeeper, have_real_zookeeper
+from zk_support import Bramble, RealZooKeeper, require_real_zookeeper
 from zkwire import OPEN_ACL, Wire, ZkError
 
-pytestmark = pytest.mark.skipif(not have_real_zookeeper(), reason="Debian zookeeper package not installed")
+@pytest.fixture(autouse=True)
+def _real_zookeeper_installed():
+    require_real_zookeeper()
 
 PATHS = ["/a", "/a/b", "/a/b/c", "/a/d", "/e", "/e/f", "/e/f/g", "/g", "/a/b/c/d",
          "/zookeeper/x", "/", "/zookeeper", "a", "/a//b", "/a/./b", "/a/", "/e\u0001"]

@@ -1,14 +1,15 @@
 """zkCli.sh from Debian's zookeeper package against `bramble serve`: create, get, ls, set,
 stat, delete, and a watch firing."""
 
-import os
 import subprocess
 
 import pytest
 
-from zk_support import ZKCLI, Bramble
+from zk_support import ZKCLI, Bramble, require_real_zookeeper
 
-pytestmark = pytest.mark.skipif(not os.path.exists(ZKCLI), reason="Debian zookeeper package not installed")
+@pytest.fixture(autouse=True)
+def _real_zookeeper_installed():
+    require_real_zookeeper()
 
 
 @pytest.fixture(scope="module")

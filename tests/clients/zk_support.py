@@ -194,3 +194,11 @@ class RealZooKeeper:
 
 def have_real_zookeeper():
     return os.path.exists(ZK_JAR) and shutil.which("java") is not None
+
+
+def require_real_zookeeper():
+    """Tests that drive Debian's ZooKeeper fail loudly when it is missing; they never skip."""
+    import pytest
+
+    if not (have_real_zookeeper() and os.path.exists(ZKCLI)):
+        pytest.fail("Debian's zookeeper package (and Java) is not installed: run tests/run-all.sh, which installs it")
