@@ -4,7 +4,7 @@
 //!
 //! `cargo bench --bench zk_load -- --server 127.0.0.1:2181 [--nodes 100000] [--connections 8]
 //!  [--in-flight 64] [--value-bytes 100] [--latency-ops 2000]`
-//! Prints one `key value` line per figure (tests/bench/zk_bench.py collects them).
+//! Prints one `key value` line per figure (bench/zk.py collects them).
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 flight, single-request latency p50/p99, and each server's RSS idle and with 100k znodes.
 
 Build first:  cargo build --release --bin bramble --bench zk_load
-Run:          python3 tests/bench/zk_bench.py [--nodes 100000] [--target-dir target]
+Run:          python3 bench/zk.py [--nodes 100000] [--target-dir target]
 Prints a Markdown table for BENCHMARKS.md."""
 
 import argparse
@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "clients"))
 from zk_support import Bramble, RealZooKeeper  # noqa: E402
 
 
