@@ -9,7 +9,10 @@
 //!
 //! - [`config`]: TOML schema, defaults, validation
 //! - [`log`]: segments, indexes, recovery, retention (knows nothing of Kafka requests)
-//! - [`broker`]: topics, partitions, group commit, topic metadata files
+//! - [`broker`]: topics, partitions, group commit, topic metadata files, idempotent producer
+//!   state and producer ids
+//! - [`group`]: consumer groups (classic rebalance protocol) and committed offsets, stored in
+//!   the compacted internal topic `__consumer_offsets`
 //! - [`kafka`]: Kafka wire handling, one file per API, no socket I/O
 //! - [`server`]: listeners, connections, background tasks, shutdown
 //! - [`cli`]: subcommands
@@ -18,6 +21,7 @@
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod group;
 pub mod ids;
 pub mod kafka;
 pub mod log;
