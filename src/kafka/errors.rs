@@ -4,6 +4,7 @@
 use crate::broker::partition::AppendError;
 use crate::broker::producer_state::ProducerError;
 use crate::broker::TopicError;
+use crate::group::GroupError;
 use crate::log::LogError;
 
 /// No error.
@@ -62,8 +63,6 @@ pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
 pub const INVALID_RECORD: i16 = 87;
 /// The topic id is not known.
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
-/// The coordinator is still loading the group.
-pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 /// The generation is not the group's current one.
 pub const ILLEGAL_GENERATION: i16 = 22;
 /// The member's protocol type or protocols do not match the group's.
@@ -105,6 +104,30 @@ pub fn from_append_error(error: &AppendError) -> i16 {
         AppendError::Producer(ProducerError::InvalidEpoch { .. }) => INVALID_PRODUCER_EPOCH,
         AppendError::Producer(ProducerError::UnknownProducer { .. }) => UNKNOWN_PRODUCER_ID,
         AppendError::Producer(ProducerError::InvalidRecord(_)) => INVALID_RECORD,
+    }
+}
+
+/// The code for a refused group operation.
+pub fn from_group_error(error: GroupError) -> i16 {
+    match error {
+        GroupError::CoordinatorNotAvailable | GroupError::Storage => COORDINATOR_NOT_AVAILABLE,
+        GroupError::InvalidGroupId => INVALID_GROUP_ID,
+        GroupError::UnknownMemberId => UNKNOWN_MEMBER_ID,
+        GroupError::IllegalGeneration => ILLEGAL_GENERATION,
+        GroupError::InconsistentGroupProtocol => INCONSISTENT_GROUP_PROTOCOL,
+        GroupError::InvalidSessionTimeout => INVALID_SESSION_TIMEOUT,
+        GroupError::RebalanceInProgress => REBALANCE_IN_PROGRESS,
+        GroupError::MemberIdRequired => MEMBER_ID_REQUIRED,
+        // No code says "too many groups"; this one is fatal for the client, and the broker
+        // logs which limit was hit.
+        GroupError::GroupMaxSizeReached | GroupError::TooManyGroups => GROUP_MAX_SIZE_REACHED,
+        GroupError::FencedInstanceId => FENCED_INSTANCE_ID,
+        GroupError::NonEmptyGroup => NON_EMPTY_GROUP,
+        GroupError::GroupIdNotFound => GROUP_ID_NOT_FOUND,
+        GroupError::MetadataTooLarge => INVALID_REQUEST,
+        GroupError::OffsetMetadataTooLarge => OFFSET_METADATA_TOO_LARGE,
+        GroupError::GroupSubscribedToTopic => GROUP_SUBSCRIBED_TO_TOPIC,
+        GroupError::UnknownTopicOrPartition => UNKNOWN_TOPIC_OR_PARTITION,
     }
 }
 
