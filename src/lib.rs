@@ -7,16 +7,17 @@
 //! goes back through [`kafka::frame`]. [`config`] holds every setting and its limit; [`cli`]
 //! is the command line, both the daemon and the client commands.
 //!
-//! - [`config`]: TOML schema, defaults, validation
-//! - [`log`]: segments, indexes, recovery, retention (knows nothing of Kafka requests)
-//! - [`broker`]: topics, partitions, group commit, topic metadata files, idempotent producer
+//! - [`config`] — TOML schema, defaults, validation
+//! - [`log`] — segments, indexes, recovery, retention, compaction (knows nothing of Kafka
+//!   requests)
+//! - [`broker`] — topics, partitions, group commit, topic metadata files, idempotent producer
 //!   state and producer ids
-//! - [`group`]: consumer groups (classic rebalance protocol) and committed offsets, stored in
+//! - [`group`] — consumer groups (classic rebalance protocol) and committed offsets, stored in
 //!   the compacted internal topic `__consumer_offsets`
-//! - [`kafka`]: Kafka wire handling, one file per API, no socket I/O
-//! - [`server`]: listeners, connections, background tasks, shutdown
-//! - [`cli`]: subcommands
-//! - [`ids`]: Kafka-style random ids
+//! - [`kafka`] — Kafka wire handling, one file per API, no socket I/O
+//! - [`server`] — listeners, connections, background tasks, shutdown
+//! - [`cli`] — subcommands
+//! - [`ids`] — Kafka-style random ids
 
 pub mod broker;
 pub mod cli;

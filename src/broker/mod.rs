@@ -510,6 +510,33 @@ impl Broker {
         }
     }
 
+    /// Write Kafka's per-log-dir checkpoint files: `recovery-point-offset-checkpoint`
+    /// (what is fsynced), `replication-offset-checkpoint` (high watermarks) and
+    /// `log-start-offset-checkpoint`, each listing the partitions stored in that dir.
+    pub fn write_checkpoints(&self) -> Result<(), LogError> {
+        use crate::log::checkpoint::{write_offset_checkpoint, PartitionOffsets};
+        for dir in &self.log_dirs {
+            let mut recovery = PartitionOffsets::new();
+            let mut high_watermarks = PartitionOffsets::new();
+            let mut log_starts = PartitionOffsets::new();
+            for topic in self.topics() {
+                for partition in &topic.partitions {
+                    if !store::partition_dir(dir, &topic.name, partition.index).exists() {
+                        continue;
+                    }
+                    let key = (topic.name.clone(), partition.index);
+                    recovery.insert(key.clone(), partition.flushed_offset());
+                    high_watermarks.insert(key.clone(), partition.high_watermark());
+                    log_starts.insert(key, partition.log_start_offset());
+                }
+            }
+            write_offset_checkpoint(&dir.join("recovery-point-offset-checkpoint"), &recovery)?;
+            write_offset_checkpoint(&dir.join("replication-offset-checkpoint"), &high_watermarks)?;
+            write_offset_checkpoint(&dir.join("log-start-offset-checkpoint"), &log_starts)?;
+        }
+        Ok(())
+    }
+
     /// Flush and close every log (clean shutdown).
     pub fn close(&self) {
         for topic in self.topics() {
@@ -518,6 +545,9 @@ impl Broker {
                     tracing::error!(topic = %topic.name, partition = partition.index, %error, "close failed");
                 }
             }
+        }
+        if let Err(error) = self.write_checkpoints() {
+            tracing::error!(%error, "writing checkpoints failed");
         }
     }
 }

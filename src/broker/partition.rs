@@ -251,6 +251,11 @@ impl Partition {
         }
     }
 
+    /// Everything below this offset is on disk (Kafka's recovery point).
+    pub fn flushed_offset(&self) -> i64 {
+        *self.durable.borrow()
+    }
+
     /// Consumers see records below this offset.
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark.load(Ordering::Acquire)

@@ -128,10 +128,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
+/// A record as printed: (offset, key, value).
+type Consumed = (i64, Option<Bytes>, Option<Bytes>);
+
 /// (offset, key, value) of every record in a fetched record set. Each batch is checked
 /// (CRC, and a record count its size can hold) before the decoder, which reserves memory
 /// by the batch's record count, sees it.
-fn decode(records: &mut Bytes) -> anyhow::Result<Vec<(i64, Option<Bytes>, Option<Bytes>)>> {
+fn decode(records: &mut Bytes) -> anyhow::Result<Vec<Consumed>> {
     let (batches, valid) = crate::log::batch::scan_valid_prefix(records);
     let mut out = Vec::new();
     let mut rest = records.slice(..valid);

@@ -101,7 +101,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::List { server } => {
             let mut client = Client::connect(&server.bootstrap_server).await?;
-            let response = client.send(MetadataRequest::default().with_topics(None), 9).await?;
+            let response = client.send(MetadataRequest::default().with_topics(None), 12).await?;
             let mut names: Vec<String> = response
                 .topics
                 .iter()
@@ -133,7 +133,7 @@ async fn describe(address: &str, topic: Option<String>) -> anyhow::Result<()> {
     let mut client = Client::connect(address).await?;
     let topics = topic.map(|t| vec![MetadataRequestTopic::default().with_name(Some(name(&t)))]);
     let request = MetadataRequest::default().with_topics(topics);
-    let metadata = client.send(request, 9).await?;
+    let metadata = client.send(request, 12).await?;
     for topic in metadata.topics {
         let topic_name = topic.name.as_ref().map(|n| n.0.as_str().to_string()).unwrap_or_default();
         if topic.error_code != 0 {
@@ -143,6 +143,7 @@ async fn describe(address: &str, topic: Option<String>) -> anyhow::Result<()> {
             .send(
                 DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
                     .with_resource_type(2)
+                    .with_configuration_keys(None)
                     .with_resource_name(StrBytes::from_string(topic_name.clone()))]),
                 2,
             )

@@ -13,6 +13,9 @@ pub const RESOURCE_TOPIC: i8 = 2;
 /// Resource type of a broker.
 pub const RESOURCE_BROKER: i8 = 4;
 
+/// (key, value, source, read-only)
+type ConfigEntry = (String, String, i8, bool);
+
 /// Handle a DescribeConfigs request.
 pub fn handle(ctx: &Context, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let results = request
@@ -23,7 +26,7 @@ pub fn handle(ctx: &Context, request: DescribeConfigsRequest) -> DescribeConfigs
             let mut result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
-            let entries: Result<Vec<(String, String, i8, bool)>, (i16, String)> = match resource.resource_type {
+            let entries: Result<Vec<ConfigEntry>, (i16, String)> = match resource.resource_type {
                 RESOURCE_TOPIC => match ctx.broker.topic(&name) {
                     Some(topic) => Ok(topic
                         .config
@@ -68,7 +71,7 @@ pub fn handle(ctx: &Context, request: DescribeConfigsRequest) -> DescribeConfigs
     DescribeConfigsResponse::default().with_results(results)
 }
 
-fn broker_configs(ctx: &Context) -> Vec<(String, String, i8, bool)> {
+fn broker_configs(ctx: &Context) -> Vec<ConfigEntry> {
     let c = &ctx.broker.config;
     let dirs: Vec<String> = c.log_dirs.iter().map(|d| d.display().to_string()).collect();
     [

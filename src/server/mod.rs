@@ -45,6 +45,7 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
     if config.broker.log_cleaner_enable {
         tasks.spawn(cleaner_loop(broker.clone(), shutdown.clone()));
     }
+    tasks.spawn(checkpoint_loop(broker.clone(), shutdown.clone()));
     if !config.broker.log_flush_on_ack {
         tasks.spawn(flush_loop(broker.clone(), config.broker.log_flush_interval_ms, shutdown.clone()));
     }
@@ -79,6 +80,22 @@ async fn cleaner_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
         }
         let broker = broker.clone();
         let _ = tokio::task::spawn_blocking(move || broker.run_cleaner(now_ms())).await;
+    }
+}
+
+/// Kafka writes its high-watermark checkpoint every 5 s; so does bramble.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
+
+async fn checkpoint_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+        let broker = broker.clone();
+        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || broker.write_checkpoints()).await {
+            tracing::error!(%error, "writing checkpoints failed");
+        }
     }
 }
 

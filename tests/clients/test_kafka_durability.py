@@ -42,7 +42,12 @@ def produce(bramble, topic, values, **config):
 def test_data_intact_after_clean_restart(bramble):
     values = [f"r{i}".encode() for i in range(1000)]
     produce(bramble, "restart", values)
-    bramble.restart()
+    bramble.stop()
+    # Kafka's checkpoint files, in Kafka's format, written at clean shutdown.
+    for name in ("replication-offset-checkpoint", "recovery-point-offset-checkpoint"):
+        lines = (bramble.log_dir / name).read_text().splitlines()
+        assert lines == ["0", "1", "restart 0 1000"], (name, lines)
+    bramble.start()
     records = read_all(bramble, "restart", expect=1000)
     assert [records[(0, i)] for i in range(1000)] == values
     # Appends continue at the right offset after the restart.
