@@ -189,11 +189,10 @@ impl ProducerStates {
                 Some((epoch, _)) if info.producer_epoch < epoch => {
                     return Err(ProducerError::InvalidEpoch { producer_id: pid, got: info.producer_epoch, current: epoch })
                 }
-                Some((epoch, _)) if info.producer_epoch > epoch => {
-                    if info.base_sequence != 0 {
-                        return Err(ProducerError::OutOfOrderSequence { producer_id: pid, got: info.base_sequence, expected: 0 });
-                    }
+                Some((epoch, _)) if info.producer_epoch > epoch && info.base_sequence != 0 => {
+                    return Err(ProducerError::OutOfOrderSequence { producer_id: pid, got: info.base_sequence, expected: 0 });
                 }
+                Some((epoch, _)) if info.producer_epoch > epoch => {}
                 Some((_, last)) => {
                     if let Some(duplicate) = self.duplicate_of(info) {
                         return Ok(Check::Duplicate(duplicate));

@@ -20,7 +20,7 @@ use super::record::{self, OffsetValue, Record, RecordKey};
 use super::sync::SyncRequest;
 use super::{Effect, GroupConfig, GroupError, GroupState, Groups, JoinResult, Now, Outcome, SyncResult, OFFSETS_TOPIC};
 use crate::broker::{now_ms, Broker, Partition, Topic};
-use crate::log::records::{build_batch, for_each_record};
+use crate::log::records::{build_batch, for_each_record, KeyValue};
 use crate::log::scan_valid_prefix;
 
 /// One partition's offset in an OffsetCommit.
@@ -71,6 +71,12 @@ pub struct GroupDescription {
 }
 
 type Key = (String, String);
+
+/// A key and value (None: a tombstone) to write to the offsets topic.
+type RawRecord = (Vec<u8>, Option<Vec<u8>>);
+
+/// OffsetFetch's answer: per topic, per partition, the committed offset if any.
+pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
 
 #[derive(Debug)]
 struct Inner {
@@ -284,7 +290,7 @@ impl GroupCoordinator {
             if accepted.is_empty() {
                 return Ok(results);
             }
-            let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = accepted
+            let records: Vec<RawRecord> = accepted
                 .iter()
                 .map(|o| {
                     let key = record::encode_key(&RecordKey::Offset { group: group_id.into(), topic: o.topic.clone(), partition: o.partition });
@@ -316,7 +322,7 @@ impl GroupCoordinator {
     }
 
     /// OffsetFetch: the committed offsets of the named partitions, or of all (None).
-    pub fn fetch(&self, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> {
+    pub fn fetch(&self, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> FetchedOffsets {
         let inner = self.lock();
         match topics {
             Some(topics) => topics
@@ -391,7 +397,7 @@ impl GroupCoordinator {
             let mut inner = self.lock();
             let mut effects = Vec::new();
             let partitions = inner.groups.delete_group(group_id, &mut effects)?;
-            let tombstones: Vec<(Vec<u8>, Option<Vec<u8>>)> = partitions
+            let tombstones: Vec<RawRecord> = partitions
                 .into_iter()
                 .map(|(topic, partition)| (record::encode_key(&RecordKey::Offset { group: group_id.into(), topic, partition }), None))
                 .collect();
@@ -416,7 +422,7 @@ impl GroupCoordinator {
             if doomed.is_empty() {
                 return Ok(results);
             }
-            let tombstones: Vec<(Vec<u8>, Option<Vec<u8>>)> = doomed
+            let tombstones: Vec<RawRecord> = doomed
                 .iter()
                 .map(|(t, p)| (record::encode_key(&RecordKey::Offset { group: group_id.into(), topic: t.clone(), partition: *p }), None))
                 .collect();
@@ -457,7 +463,7 @@ impl GroupCoordinator {
             let mut inner = self.lock();
             let mut effects = Vec::new();
             let expired = inner.groups.expire_offsets(self.now(), &mut effects);
-            let mut by_group: BTreeMap<&str, Vec<(Vec<u8>, Option<Vec<u8>>)>> = BTreeMap::new();
+            let mut by_group: BTreeMap<&str, Vec<RawRecord>> = BTreeMap::new();
             for (group, topic_name, partition) in &expired.offsets {
                 let key = RecordKey::Offset { group: group.clone(), topic: topic_name.clone(), partition: *partition };
                 by_group.entry(group).or_default().push((record::encode_key(&key), None));
@@ -477,10 +483,10 @@ impl GroupCoordinator {
 
     /// Appends records for `group_id` to its partition of the offsets topic (under the lock,
     /// so log order is state-change order); returns the partition and the first offset.
-    fn write(&self, topic: &Topic, group_id: &str, records: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(Arc<Partition>, i64), GroupError> {
+    fn write(&self, topic: &Topic, group_id: &str, records: &[RawRecord]) -> Result<(Arc<Partition>, i64), GroupError> {
         let index = record::partition_for(group_id, topic.partitions.len() as u32);
         let partition = topic.partitions[index as usize].clone();
-        let refs: Vec<(Option<&[u8]>, Option<&[u8]>)> = records.iter().map(|(k, v)| (Some(k.as_slice()), v.as_deref())).collect();
+        let refs: Vec<KeyValue<'_>> = records.iter().map(|(k, v)| (Some(k.as_slice()), v.as_deref())).collect();
         let mut batch = build_batch(&refs, now_ms());
         match partition.append(&mut batch, now_ms()) {
             Ok(info) => Ok((partition, info.base_offset)),

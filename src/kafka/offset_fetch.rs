@@ -9,9 +9,8 @@ use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicNam
 use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
+use crate::group::coordinator::FetchedOffsets as Found;
 use crate::group::CommittedOffset;
-
-type Found = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
 
 /// Handle an OffsetFetch request.
 pub fn handle(ctx: &Context, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {

@@ -69,7 +69,7 @@ pub fn for_each_record<'a>(
     if batch.len() < HEADER_BYTES {
         return Err(RecordsError::Malformed("batch shorter than its header"));
     }
-    let compression = (batch[field::ATTRIBUTES + 1] & 0x07) as u8;
+    let compression = batch[field::ATTRIBUTES + 1] & 0x07;
     if compression != 0 {
         return Err(RecordsError::Compressed(compression));
     }
@@ -123,9 +123,12 @@ fn put_nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     }
 }
 
+/// A record to build: key and value, None for null.
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Builds one uncompressed v2 batch (no producer id, offsets from 0, every record stamped
 /// `timestamp_ms`), CRC included, ready for `Partition::append`. A None value is a tombstone.
-pub fn build_batch(records: &[(Option<&[u8]>, Option<&[u8]>)], timestamp_ms: i64) -> Vec<u8> {
+pub fn build_batch(records: &[KeyValue<'_>], timestamp_ms: i64) -> Vec<u8> {
     assert!(!records.is_empty(), "a batch holds at least one record");
     let count = records.len() as i32;
     let mut buf = Vec::with_capacity(HEADER_BYTES + records.len() * 64);
