@@ -5,6 +5,7 @@ import threading
 import time
 import uuid
 
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -12,7 +13,6 @@ FAST = {
     # Short timers so rebalances take a second or two, not the defaults' tens of seconds.
     "session.timeout.ms": 6000,
     "heartbeat.interval.ms": 300,
-    "partition.assignment.strategy": "range",
 }
 
 
@@ -32,7 +32,7 @@ def produce(bootstrap, topic, values, partitions=None):
 class Member(threading.Thread):
     """A group member polling in its own thread and recording its assignment."""
 
-    def __init__(self, bootstrap, group, topic, name):
+    def __init__(self, bootstrap, group, topic, name, assignor="range"):
         super().__init__(daemon=True)
         self.name = name
         self.topic = topic
@@ -41,22 +41,21 @@ class Member(threading.Thread):
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "client.id": name,
-                                  "auto.offset.reset": "earliest", **FAST})
+                                  "auto.offset.reset": "earliest", **FAST,
+                                  "partition.assignment.strategy": assignor})
 
     def on_assign(self, consumer, partitions):
-        with self.lock:
-            self.partitions = {p.partition for p in partitions}
-            if self.assigned_at is None:
-                self.assigned_at = time.monotonic()
-
-    def on_revoke(self, consumer, partitions):
-        with self.lock:
-            self.partitions = set()
+        if self.assigned_at is None and partitions:
+            self.assigned_at = time.monotonic()
 
     def run(self):
-        self.consumer.subscribe([self.topic], on_assign=self.on_assign, on_revoke=self.on_revoke)
+        self.consumer.subscribe([self.topic], on_assign=self.on_assign)
         while not self.stop_event.is_set():
             self.consumer.poll(0.1)
+            # The current assignment, whether the assignor is eager or incremental.
+            current = {p.partition for p in self.consumer.assignment()}
+            with self.lock:
+                self.partitions = current
         self.consumer.close()  # sends LeaveGroup
 
     def assignment(self):
@@ -82,26 +81,27 @@ def wait_for_split(members, partitions, sizes, timeout=40):
     raise AssertionError(f"assignments never settled: {[m.assignment() for m in members]}")
 
 
-def test_members_split_partitions_and_rebalance_on_join_and_leave(bramble):
+@pytest.mark.parametrize("assignor", ["range", "roundrobin", "cooperative-sticky"])
+def test_members_split_partitions_and_rebalance_on_join_and_leave(bramble, assignor):
     create_topic(bramble.kafka, "six", 6)
     group = "split-" + uuid.uuid4().hex[:6]
-    a = Member(bramble.kafka, group, "six", "a")
-    b = Member(bramble.kafka, group, "six", "b")
+    a = Member(bramble.kafka, group, "six", "a", assignor)
+    b = Member(bramble.kafka, group, "six", "b", assignor)
     a.start()
     b.start()
     first = wait_for_split([a, b], 6, [3, 3])
     assert first[0].isdisjoint(first[1])
 
-    c = Member(bramble.kafka, group, "six", "c")
+    c = Member(bramble.kafka, group, "six", "c", assignor)
     c.start()
     started = time.monotonic()
     wait_for_split([a, b, c], 6, [2, 2, 2])
-    print(f"\nrebalance after a third member joined: {time.monotonic() - started:.2f} s")
+    print(f"\n{assignor}: rebalance after a third member joined: {time.monotonic() - started:.2f} s")
 
     started = time.monotonic()
     b.leave()
     wait_for_split([a, c], 6, [3, 3])
-    print(f"rebalance after a member left: {time.monotonic() - started:.2f} s")
+    print(f"{assignor}: rebalance after a member left: {time.monotonic() - started:.2f} s")
     a.leave()
     c.leave()
 
