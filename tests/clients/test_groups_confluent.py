@@ -169,3 +169,63 @@ def test_committed_offsets_resume_after_consumer_and_broker_restarts(bramble):
     bramble.kill()
     bramble.start()
     assert committed(bramble.kafka, "resumers", "resume", 3) == [33, 33, 33]
+
+
+MEMBER_SCRIPT = """
+import sys
+from confluent_kafka import Consumer
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2], "session.timeout.ms": 6000,
+              "heartbeat.interval.ms": 300, "partition.assignment.strategy": "range"})
+c.subscribe([sys.argv[3]])
+while True:
+    c.poll(0.1)
+"""
+
+
+def test_a_killed_member_is_dropped_after_its_session_timeout(bramble):
+    import signal
+    import subprocess
+    import sys
+
+    create_topic(bramble.kafka, "orphans", 6)
+    survivor = Member(bramble.kafka, "crashy", "orphans", "survivor")
+    survivor.start()
+    doomed = subprocess.Popen([sys.executable, "-c", MEMBER_SCRIPT, bramble.kafka, "crashy", "orphans"])
+    try:
+        deadline = time.monotonic() + 30
+        while len(survivor.assignment()) != 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(survivor.assignment()) == 3, "the two members never split the topic"
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(10)
+        killed = time.monotonic()
+        wait_for_split([survivor], 6, [6], timeout=30)
+        elapsed = time.monotonic() - killed
+        print(f"\nkilled member's partitions reassigned after {elapsed:.1f} s (session.timeout.ms 6000)")
+        assert 4 < elapsed < 15, "taken over once the dead member's session expired, not before"
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+        survivor.leave()
+
+
+def test_incremental_alter_configs_changes_topic_settings(bramble):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    create_topic(bramble.kafka, "tuned", 1)
+    admin = AdminClient({"bootstrap.servers": bramble.kafka})
+    resource = ConfigResource(ResourceType.TOPIC, "tuned", incremental_configs=[
+        ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND),
+    ])
+    admin.incremental_alter_configs([resource])[resource].result(15)
+    described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, "tuned")])
+    configs = list(described.values())[0].result(15)
+    assert configs["retention.ms"].value == "3600000"
+    assert configs["cleanup.policy"].value == "delete,compact"
+
+    bad = ConfigResource(ResourceType.TOPIC, "tuned", incremental_configs=[
+        ConfigEntry("segment.bytes", "12", incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(Exception) as refused:
+        admin.incremental_alter_configs([bad])[bad].result(15)
+    assert "segment.bytes" in str(refused.value)
