@@ -111,6 +111,9 @@ pub struct BrokerConfig {
     /// still spreading groups over a 3-node cluster). A group's partition is the Java
     /// hashCode of its id modulo this, as in Kafka.
     pub offsets_topic_num_partitions: u32,
+    /// Replicas of `__consumer_offsets` when it is created (Kafka's default is 3; a single
+    /// node can only give 1, and creation fails with fewer brokers than this, as in Kafka).
+    pub offsets_topic_replication_factor: u16,
     /// Segment size of `__consumer_offsets` (Kafka: 100 MiB); smaller segments close, and so
     /// compact, sooner.
     pub offsets_topic_segment_bytes: u64,
@@ -175,6 +178,7 @@ impl Default for BrokerConfig {
             fetch_max_wait_ms: 30_000,
             max_partitions: 4096,
             offsets_topic_num_partitions: 8,
+            offsets_topic_replication_factor: 1,
             offsets_topic_segment_bytes: 16 << 20,
             offsets_retention_minutes: 7 * 24 * 60,
             offsets_retention_check_interval_ms: 600_000,
@@ -328,6 +332,9 @@ impl BrokerConfig {
         };
         if !(1..=1000).contains(&self.offsets_topic_num_partitions) {
             return Err(invalid("broker.offsets_topic_num_partitions", "must be between 1 and 1000"));
+        }
+        if self.offsets_topic_replication_factor == 0 {
+            return Err(invalid("broker.offsets_topic_replication_factor", "must be at least 1"));
         }
         if self.offsets_topic_segment_bytes < 14 * 1024 || self.offsets_topic_segment_bytes > i32::MAX as u64 {
             return Err(invalid("broker.offsets_topic_segment_bytes", "must be between 14336 and 2147483647"));

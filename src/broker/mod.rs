@@ -487,12 +487,14 @@ impl Broker {
         &self,
         name: &str,
         partitions: u32,
+        replication_factor: u16,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<Topic>, TopicError> {
         if let Some(topic) = self.topic(name) {
             return Ok(topic);
         }
-        match self.create_topic(name, partitions as i32, -1, configs, false).await {
+        let replication_factor = i16::try_from(replication_factor).unwrap_or(i16::MAX);
+        match self.create_topic(name, partitions as i32, replication_factor, configs, false).await {
             Ok(topic) => Ok(topic),
             Err(TopicError::AlreadyExists(_)) => self.topic(name).ok_or_else(|| TopicError::Unknown(name.into())),
             Err(error) => Err(error),

@@ -147,7 +147,8 @@ impl GroupCoordinator {
             ("cleanup.policy".to_string(), "compact".to_string()),
             ("segment.bytes".to_string(), config.offsets_topic_segment_bytes.to_string()),
         ]);
-        match self.broker.ensure_internal_topic(OFFSETS_TOPIC, config.offsets_topic_num_partitions, configs).await {
+        let partitions = config.offsets_topic_num_partitions;
+        match self.broker.ensure_internal_topic(OFFSETS_TOPIC, partitions, config.offsets_topic_replication_factor, configs).await {
             Ok(topic) => {
                 tracing::info!(partitions = topic.partitions.len(), "offsets topic ready");
                 *self.offsets_topic.write().unwrap_or_else(|p| p.into_inner()) = Some(topic.clone());
