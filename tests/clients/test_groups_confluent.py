@@ -38,6 +38,7 @@ class Member(threading.Thread):
         self.topic = topic
         self.partitions = set()
         self.assigned_at = None
+        self.rebalances = 0
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "client.id": name,
@@ -45,6 +46,7 @@ class Member(threading.Thread):
                                   "partition.assignment.strategy": assignor})
 
     def on_assign(self, consumer, partitions):
+        self.rebalances += 1
         if self.assigned_at is None and partitions:
             self.assigned_at = time.monotonic()
 
@@ -229,3 +231,41 @@ def test_incremental_alter_configs_changes_topic_settings(bramble):
     with pytest.raises(Exception) as refused:
         admin.incremental_alter_configs([bad])[bad].result(15)
     assert "segment.bytes" in str(refused.value)
+
+
+def test_a_restarted_static_member_gets_its_partitions_back_without_a_rebalance(bramble):
+    create_topic(bramble.kafka, "static", 6)
+
+    def static(name):
+        member = Member(bramble.kafka, "statics", "static", name)
+        member.consumer.close()
+        member.consumer = Consumer({"bootstrap.servers": bramble.kafka, "group.id": "statics", "client.id": name,
+                                    "group.instance.id": name, **FAST, "partition.assignment.strategy": "range"})
+        return member
+
+    leader = static("first")
+    leader.start()
+    deadline = time.monotonic() + 20
+    while not leader.assignment() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    follower = static("second")
+    follower.start()
+    before = wait_for_split([leader, follower], 6, [3, 3])
+    time.sleep(1)
+    leader_rebalances = leader.rebalances
+
+    follower.leave()  # a static member does not send LeaveGroup: its place is kept
+    restarted = static("second")
+    started = time.monotonic()
+    restarted.start()
+    while restarted.assignment() != before[1] and time.monotonic() < started + 20:
+        time.sleep(0.02)
+    elapsed = time.monotonic() - started
+    assert restarted.assignment() == before[1], "the same partitions come back"
+    assert elapsed < 3, f"no rebalance round (took {elapsed:.2f} s)"
+    time.sleep(1)
+    assert leader.rebalances == leader_rebalances, "the other member saw no rebalance"
+    assert leader.assignment() == before[0]
+    print(f"\nstatic member restart: partitions back after {elapsed * 1000:.0f} ms, no rebalance")
+    leader.leave()
+    restarted.leave()
