@@ -327,7 +327,8 @@ impl CleanJob {
             ..CleanReport::default()
         };
         let tmp = self.dir.join(TMP_DIR);
-        std::fs::create_dir_all(&tmp).map_err(io_context("creating", &tmp))?;
+        // Not create_dir_all: a partition deleted meanwhile must not have its directory recreated.
+        std::fs::create_dir(&tmp).map_err(io_context("creating", &tmp))?;
         let horizon = now_ms.saturating_sub(self.delete_retention_ms);
         let mut tombstone_due_ms: Option<i64> = None;
         let mut groups = Vec::new();
