@@ -16,12 +16,11 @@ use bytes::Bytes;
 use tokio::sync::{oneshot, Notify};
 
 use super::offsets::{CommittedOffset, OffsetDeleteResult};
-use super::record::{self, OffsetValue, Record, RecordKey};
+use super::record::{self, OffsetValue, RecordKey};
 use super::sync::SyncRequest;
 use super::{Effect, GroupConfig, GroupError, GroupState, Groups, JoinResult, Now, Outcome, SyncResult, OFFSETS_TOPIC};
 use crate::broker::{now_ms, Broker, Partition, Topic};
-use crate::log::records::{build_batch, for_each_record, KeyValue};
-use crate::log::scan_valid_prefix;
+use crate::log::records::{build_batch, KeyValue};
 
 /// One partition's offset in an OffsetCommit.
 #[derive(Debug, Clone)]
@@ -171,7 +170,7 @@ impl GroupCoordinator {
         let mut inner = self.lock();
         let mut records = 0u64;
         for partition in &topic.partitions {
-            records += replay_partition(partition, &mut inner.groups, now)?;
+            records += super::replay::replay_partition(partition, &mut inner.groups, now)?;
         }
         let offsets: usize = inner.groups.iter().map(|g| g.offsets.len()).sum();
         tracing::info!(records, groups = inner.groups.len(), offsets, elapsed_ms = started.elapsed().as_millis() as u64,
@@ -543,49 +542,4 @@ impl GroupCoordinator {
             }
         }
     }
-}
-
-/// Applies every record of one offsets partition, in order; returns how many were read.
-fn replay_partition(partition: &Partition, groups: &mut Groups, now: Now) -> anyhow::Result<u64> {
-    let mut offset = partition.log_start_offset();
-    let end = partition.high_watermark();
-    let mut count = 0u64;
-    while offset < end {
-        let chunk = partition.read(offset, 1 << 20)?;
-        let (infos, _) = scan_valid_prefix(&chunk);
-        if infos.is_empty() {
-            anyhow::bail!("{OFFSETS_TOPIC}-{} has no readable batch at offset {offset}", partition.index);
-        }
-        let mut pos = 0usize;
-        for info in &infos {
-            let batch = &chunk[pos..pos + info.size_bytes as usize];
-            pos += info.size_bytes as usize;
-            offset = info.next_offset();
-            if info.is_control {
-                continue;
-            }
-            let parsed = for_each_record(batch, |r| {
-                count += 1;
-                let Some(key) = r.key else { return };
-                match record::decode(key, r.value) {
-                    Ok(Record::Offset(group, topic, p, value)) => {
-                        let committed = value.map(|v| CommittedOffset {
-                            offset: v.offset,
-                            leader_epoch: v.leader_epoch,
-                            metadata: v.metadata,
-                            commit_wall_ms: v.commit_timestamp_ms,
-                            record_offset: r.offset,
-                        });
-                        groups.apply_offset(&group, &topic, p, committed, r.offset, now);
-                    }
-                    Ok(Record::Group(group, value)) => groups.restore_group(&group, value, now),
-                    Err(why) => tracing::warn!(partition = partition.index, offset = r.offset, why, "skipping an unreadable record"),
-                }
-            });
-            if let Err(error) = parsed {
-                tracing::warn!(partition = partition.index, offset = info.base_offset, %error, "skipping an unreadable batch");
-            }
-        }
-    }
-    Ok(count)
 }

@@ -9,7 +9,8 @@
 //! - `join`, `sync`, `heartbeat`, `leave`: one file per protocol call (timers are with
 //!   heartbeat: session expiry, rebalance and sync deadlines, the initial delay);
 //! - `offsets`: committed offsets, commit validation and expiry;
-//! - [`record`]: the `__consumer_offsets` record formats (Kafka's own);
+//! - [`record`]: the `__consumer_offsets` record formats (Kafka's own); `replay` rebuilds
+//!   the state from that topic at startup;
 //! - [`coordinator`]: the async shell the Kafka handlers call: one lock around [`Groups`],
 //!   parked requests as oneshot channels, writes to and replay of `__consumer_offsets`.
 
@@ -19,6 +20,7 @@ mod join;
 mod leave;
 mod offsets;
 pub mod record;
+mod replay;
 mod state;
 pub mod subscription;
 mod sync;
