@@ -450,6 +450,23 @@ mod tests {
     }
 
     #[test]
+    fn group_and_producer_settings_have_defaults_and_checks() {
+        let config = Config::parse("").unwrap().broker;
+        assert_eq!(config.offsets_topic_num_partitions, 8);
+        assert_eq!(config.offsets_retention_minutes, 7 * 24 * 60);
+        assert!(config.group_initial_rebalance_delay_ms <= 300);
+        for (text, key) in [
+            ("offsets_topic_num_partitions = 0", "broker.offsets_topic_num_partitions"),
+            ("group_min_session_timeout_ms = 9000\ngroup_max_session_timeout_ms = 8000", "broker.group_min_session_timeout_ms"),
+            ("group_max_size = 0", "broker.group_max_size"),
+            ("log_cleaner_dedupe_buffer_size = 10", "broker.log_cleaner_dedupe_buffer_size"),
+        ] {
+            let error = Config::parse(&format!("[broker]\n{text}\n")).unwrap_err();
+            assert!(error.to_string().contains(key), "{error}");
+        }
+    }
+
+    #[test]
     fn kafka_style_listener_is_accepted() {
         let config = Config::parse("[broker]\nlisteners = [\"PLAINTEXT://127.0.0.1:9999\"]\n").unwrap();
         assert_eq!(config.broker.advertised(), vec![("127.0.0.1".to_string(), 9999)]);
