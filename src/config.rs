@@ -46,6 +46,8 @@ pub struct Config {
     pub node: NodeConfig,
     /// `[broker]`: the Kafka side.
     pub broker: BrokerConfig,
+    /// `[coordinator]`: the ZooKeeper side (keys in `coordinator::config`).
+    pub coordinator: crate::coordinator::CoordinatorConfig,
 }
 
 /// `[node]`
@@ -205,6 +207,7 @@ impl Config {
         let mut config = Config::default();
         config.broker.listeners = vec!["127.0.0.1:9092".into()];
         config.broker.log_dirs = vec![PathBuf::from("data/kafka-logs")];
+        config.coordinator.data_dir = "data/zookeeper".into();
         config
     }
 
@@ -236,7 +239,10 @@ impl Config {
 
     /// Check every value against its allowed range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.broker.validate()
+        self.broker.validate()?;
+        self.coordinator
+            .validate()
+            .map_err(|message| ConfigError::Invalid { key: "coordinator", message })
     }
 }
 

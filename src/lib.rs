@@ -22,8 +22,10 @@
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod coordinator;
 pub mod group;
 pub mod ids;
 pub mod kafka;
 pub mod log;
 pub mod server;
+pub mod zk;

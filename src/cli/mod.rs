@@ -8,6 +8,7 @@ pub mod group;
 pub mod produce;
 pub mod serve;
 pub mod topic;
+pub mod zk;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,8 @@ enum Command {
     /// List, describe and delete consumer groups; reset their offsets.
     #[command(subcommand)]
     Group(group::Command),
+    /// ZooKeeper client: ls, get, stat, create, set, delete (like zkCli.sh).
+    Zk(zk::Args),
 }
 
 /// Entry point of the binary.
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
         Command::Produce(args) => client_runtime(produce::run(args)),
         Command::Consume(args) => client_runtime(consume::run(args)),
         Command::Group(command) => client_runtime(group::run(command)),
+        Command::Zk(args) => client_runtime(zk::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -58,13 +58,41 @@ impl Context {
     }
 }
 
-/// Answer one request; `None` means the protocol wants no response (Produce with acks=0).
-pub async fn handle(ctx: &Context, request: frame::Request) -> Option<ResponseKind> {
+/// A response still being made: a Produce waits for its fsync after the append.
+pub type LaterResponse = std::pin::Pin<Box<dyn std::future::Future<Output = ResponseKind> + Send>>;
+
+/// What a handler gives back.
+// A response is moved once per request; boxing the large variant would cost an allocation
+// on every request instead.
+#[allow(clippy::large_enum_variant)]
+pub enum Reply {
+    /// The response is ready.
+    Now(ResponseKind),
+    /// The request's work is done (e.g. appended) but the answer waits for something else
+    /// (durability). The connection keeps reading and answers in order, so one producer's
+    /// pipelined requests share fsyncs.
+    Later(LaterResponse),
+    /// The protocol wants no response (Produce with acks=0).
+    Nothing,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Now(response) => f.debug_tuple("Now").field(response).finish(),
+            Reply::Later(_) => f.write_str("Later"),
+            Reply::Nothing => f.write_str("Nothing"),
+        }
+    }
+}
+
+/// Answer one request.
+pub async fn handle(ctx: &Context, request: frame::Request) -> Reply {
     let version = request.header.request_api_version;
     let response = match request.body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, version).await),
-        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(ctx, r).await?),
+        RequestKind::Produce(r) => return produce::handle(ctx, r).await,
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r, version)),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(ctx, r, version).await),
@@ -95,7 +123,7 @@ pub async fn handle(ctx: &Context, request: frame::Request) -> Option<ResponseKi
             unreachable!("request {other:?} passed the served-API check")
         }
     };
-    Some(response)
+    Reply::Now(response)
 }
 
 /// Find a topic, creating it with the broker defaults when allowed. The error is the

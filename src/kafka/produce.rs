@@ -5,11 +5,14 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{errors, resolve_topic, Context};
+use kafka_protocol::messages::ResponseKind;
+
+use super::{errors, resolve_topic, Context, Reply};
 use crate::broker::now_ms;
 
-/// Handle a Produce request; `None` means send nothing back (acks = 0).
-pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceResponse> {
+/// Handle a Produce request: append now; answer later, once durable (acks 1 and -1), or
+/// not at all (acks 0).
+pub async fn handle(ctx: &Context, request: ProduceRequest) -> Reply {
     let acks = request.acks;
     let mut responses = Vec::with_capacity(request.topic_data.len());
     // (topic index, partition index in response, partition, end offset to wait for)
@@ -94,9 +97,12 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
         );
     }
     if acks == 0 {
-        return None;
+        return Reply::Nothing;
     }
-    if ctx.broker.config.log_flush_on_ack {
+    if !ctx.broker.config.log_flush_on_ack || waits.is_empty() {
+        return Reply::Now(ResponseKind::Produce(ProduceResponse::default().with_responses(responses)));
+    }
+    Reply::Later(Box::pin(async move {
         for (topic_index, partition_index, partition, end_offset) in waits {
             if let Err(error) = partition.wait_durable(end_offset).await {
                 tracing::error!(topic = %partition.topic, partition = partition.index, %error, "fsync failed");
@@ -106,6 +112,6 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
                 response.error_message = Some(StrBytes::from_string(format!("fsync failed: {error}")));
             }
         }
-    }
-    Some(ProduceResponse::default().with_responses(responses))
+        ResponseKind::Produce(ProduceResponse::default().with_responses(responses))
+    }))
 }

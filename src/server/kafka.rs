@@ -61,6 +61,13 @@ pub async fn serve(
     }
 }
 
+/// Requests read ahead of their answers on one connection (a producer pipelining while its
+/// earlier appends wait for fsync). Beyond this the connection stops reading.
+const MAX_PIPELINED: usize = 16;
+
+/// An answer on its way: the encoded response, or `None` when nothing is sent back.
+type PendingAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Option<BytesMut>>> + Send>>;
+
 async fn connection(
     socket: TcpStream,
     peer: SocketAddr,
@@ -70,45 +77,88 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (mut reader, writer) = socket.into_split();
-    let mut writer = BufWriter::new(writer);
-    loop {
-        let length = tokio::select! {
-            length = reader.read_i32() => match length {
-                Ok(length) => length,
-                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(error) => return Err(error.into()),
-            },
-            _ = shutdown.changed() => return Ok(()),
-        };
-        if length < 0 || length as u32 > limits.request_max_bytes {
-            tracing::warn!(%peer, length, max = limits.request_max_bytes, "request frame too large; closing connection");
-            return Ok(());
-        }
-        // Hold the frame's bytes against the broker-wide budget until it is answered.
-        let _permit = request_bytes.acquire_many(length as u32).await?;
-        let mut body = BytesMut::zeroed(length as usize);
-        reader.read_exact(&mut body).await?;
-        let request = match frame::decode_request(Bytes::from(body)) {
-            Ok(request) => request,
-            Err(frame::FrameError::ApiVersionsUnsupported { correlation_id, version }) => {
-                tracing::debug!(%peer, version, "ApiVersions at an unsupported version");
-                let response = frame::encode_api_versions_unsupported(correlation_id)?;
-                writer.write_all(&response).await?;
-                writer.flush().await?;
-                continue;
-            }
-            Err(frame::FrameError::Close(reason)) => {
-                tracing::warn!(%peer, %reason, "bad request; closing connection");
+    // Answers are written in request order by their own task, so the reader can take the
+    // next request while an earlier one waits for its fsync.
+    let (answers, pending) = tokio::sync::mpsc::channel::<PendingAnswer>(MAX_PIPELINED);
+    let mut write_task = tokio::spawn(write_answers(writer, pending));
+    let mut writer_gone = false;
+    let result = async {
+        loop {
+            let length = tokio::select! {
+                length = reader.read_i32() => match length {
+                    Ok(length) => length,
+                    Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                    Err(error) => return Err(error.into()),
+                },
+                _ = shutdown.changed() => return Ok(()),
+                _ = &mut write_task => {
+                    writer_gone = true;
+                    return Ok(());
+                }
+            };
+            if length < 0 || length as u32 > limits.request_max_bytes {
+                tracing::warn!(%peer, length, max = limits.request_max_bytes, "request frame too large; closing connection");
                 return Ok(());
             }
-        };
-        let header = request.header.clone();
-        let api_key = request.api_key;
-        let Some(response) = kafka::handle(&ctx, request).await else {
-            continue;
-        };
-        let bytes = frame::encode_response(&header, api_key, &response)?;
-        writer.write_all(&bytes).await?;
-        writer.flush().await?;
+            // Hold the frame's bytes against the broker-wide budget until it is answered.
+            let permit = request_bytes.clone().acquire_many_owned(length as u32).await?;
+            let mut body = BytesMut::zeroed(length as usize);
+            reader.read_exact(&mut body).await?;
+            let answer: PendingAnswer = match frame::decode_request(Bytes::from(body)) {
+                Ok(request) => {
+                    let header = request.header.clone();
+                    let api_key = request.api_key;
+                    match kafka::handle(&ctx, request).await {
+                        kafka::Reply::Nothing => continue,
+                        kafka::Reply::Now(response) => {
+                            let bytes = frame::encode_response(&header, api_key, &response);
+                            Box::pin(async move { bytes.map(Some) })
+                        }
+                        kafka::Reply::Later(response) => Box::pin(async move {
+                            let response = response.await;
+                            drop(permit);
+                            frame::encode_response(&header, api_key, &response).map(Some)
+                        }),
+                    }
+                }
+                Err(frame::FrameError::ApiVersionsUnsupported { correlation_id, version }) => {
+                    tracing::debug!(%peer, version, "ApiVersions at an unsupported version");
+                    let bytes = frame::encode_api_versions_unsupported(correlation_id);
+                    Box::pin(async move { bytes.map(Some) })
+                }
+                Err(frame::FrameError::Close(reason)) => {
+                    tracing::warn!(%peer, %reason, "bad request; closing connection");
+                    return Ok(());
+                }
+            };
+            if answers.send(answer).await.is_err() {
+                return Ok(());
+            }
+        }
     }
+    .await;
+    // Let the answers already promised go out before the connection closes.
+    drop(answers);
+    if !writer_gone {
+        let _ = write_task.await;
+    }
+    result
+}
+
+/// Write answers in the order their requests arrived; flush when none is waiting.
+async fn write_answers(
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    mut pending: tokio::sync::mpsc::Receiver<PendingAnswer>,
+) -> anyhow::Result<()> {
+    let mut writer = BufWriter::new(writer);
+    while let Some(answer) = pending.recv().await {
+        if let Some(bytes) = answer.await? {
+            writer.write_all(&bytes).await?;
+        }
+        if pending.is_empty() {
+            writer.flush().await?;
+        }
+    }
+    writer.flush().await?;
+    Ok(())
 }

@@ -2,6 +2,7 @@
 
 pub mod groups;
 pub mod kafka;
+pub mod zk;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,19 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (broker.listeners): {e}"))?;
         tracing::info!(addr = %listener.local_addr()?, "Kafka listener up");
         tasks.spawn(kafka::serve(listener, ctx.clone(), limits, request_bytes.clone(), shutdown.clone()));
+    }
+    // ZooKeeper protocol (coordinator): open the tree from coordinator.data_dir, then serve.
+    {
+        let coordinator = tokio::task::block_in_place(|| zk::open(&config.coordinator))?;
+        let listener = TcpListener::bind(&config.coordinator.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} (coordinator.listen): {e}", config.coordinator.listen))?;
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = zk::serve(listener, coordinator, stop).await {
+                tracing::error!(error = %error, "ZooKeeper listener failed");
+            }
+        });
     }
     tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
     tasks.spawn(groups::timers(groups.clone(), shutdown.clone()));

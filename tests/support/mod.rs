@@ -46,8 +46,11 @@ impl Node {
     pub fn start_limited(extra_broker_config: &str, address_space_kib: Option<u64>) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // The ZooKeeper listener is always on: give it its own port and data dir.
+        let zk: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = format!(
-            "[node]\nid = 1\n[broker]\nlisteners = [\"{kafka}\"]\nlog_dirs = [\"{}\"]\n{extra_broker_config}\n",
+            "[coordinator]\nlisten = \"{zk}\"\ndata_dir = \"{}\"\n[node]\nid = 1\n[broker]\nlisteners = [\"{kafka}\"]\nlog_dirs = [\"{}\"]\n{extra_broker_config}\n",
+            dir.path().join("zookeeper").display(),
             dir.path().join("kafka-logs").display()
         );
         let config_path: PathBuf = dir.path().join("bramble.toml");
