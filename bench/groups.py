@@ -13,9 +13,11 @@ rebalance from a heartbeat answer) and on bramble's group_initial_rebalance_dela
 for a new group. Prints Markdown tables for BENCHMARKS.md.
 """
 import argparse
-import importlib.util
 import os
 import pathlib
+import re
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -25,10 +27,52 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# bench/kafka.py has the node and disk helpers; loaded by path ("kafka" is kafka-python's name).
-_spec = importlib.util.spec_from_file_location("bench_kafka", ROOT / "bench" / "kafka.py")
-bench_kafka = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_kafka)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    """A bramble process on free loopback ports (Kafka and the ZooKeeper listener), its peak
+    RSS sampled from /proc."""
+
+    def __init__(self, binary, workdir):
+        self.port = free_port()
+        workdir = pathlib.Path(workdir)
+        config = workdir / "bramble.toml"
+        config.write_text(
+            f'[coordinator]\nlisten = "127.0.0.1:{free_port()}"\ndata_dir = "{workdir / "zookeeper"}"\n'
+            f'[node]\nid = 1\n[broker]\nlisteners = ["127.0.0.1:{self.port}"]\n'
+            f'log_dirs = ["{workdir / "kafka-logs"}"]\n'
+        )
+        self.process = subprocess.Popen([binary, "serve", "--config", str(config)], stderr=open(workdir / "log", "wb"))
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(f"bramble did not start; see {workdir / 'log'}")
+                time.sleep(0.05)
+        self.peak_rss_kib = 0
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        try:
+            status = pathlib.Path(f"/proc/{self.process.pid}/status").read_text()
+            self.peak_rss_kib = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))
+        except (OSError, AttributeError):
+            pass
+        self.process.terminate()
+        self.process.wait(30)
+
 
 PARTITIONS = 16
 
@@ -172,7 +216,7 @@ def main():
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(dir=ROOT) as workdir:
-        node = bench_kafka.Node(args.binary, workdir)
+        node = Node(args.binary, workdir)
         try:
             rebalances = rebalance_times(node.address, sizes, args.heartbeat_ms)
             throughput = consume_throughput(node.address, args.mib)
