@@ -48,6 +48,10 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// `[coordinator]`: the ZooKeeper side (keys in `coordinator::config`).
     pub coordinator: crate::coordinator::CoordinatorConfig,
+    /// `[led]`: the status LEDs (keys in `health::config`).
+    pub led: crate::health::config::LedConfig,
+    /// `[admin]`: the HTTP admin listener and the degraded thresholds.
+    pub admin: crate::health::config::AdminConfig,
 }
 
 /// `[node]`
@@ -240,6 +244,9 @@ impl Config {
     /// Check every value against its allowed range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.broker.validate()?;
+        let invalid = |(key, message): (&'static str, String)| ConfigError::Invalid { key, message };
+        self.led.validate().map_err(invalid)?;
+        self.admin.validate().map_err(invalid)?;
         self.coordinator
             .validate()
             .map_err(|message| ConfigError::Invalid { key: "coordinator", message })

@@ -25,6 +25,8 @@
 //! - [`cli`] — subcommands
 //! - [`zk`] — ZooKeeper wire handling: jute codec, one file per operation family, no I/O
 //! - [`coordinator`] — znode tree, sessions, watches, ACLs; transaction log and snapshots
+//! - [`health`] — the health state machine and what shows it: LEDs, systemd notify, the
+//!   counters behind `/metrics` (the admin HTTP listener itself is in [`server`])
 //! - [`ids`] — Kafka-style random ids
 
 pub mod broker;
@@ -32,6 +34,7 @@ pub mod cli;
 pub mod config;
 pub mod coordinator;
 pub mod group;
+pub mod health;
 pub mod ids;
 pub mod kafka;
 pub mod log;

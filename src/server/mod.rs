@@ -1,5 +1,6 @@
 //! Listeners, background tasks and shutdown: the only place that touches sockets.
 
+pub mod admin;
 pub mod groups;
 pub mod kafka;
 pub mod zk;
@@ -14,10 +15,14 @@ use crate::broker::producer_ids::ProducerIdAllocator;
 use crate::broker::{now_ms, Broker};
 use crate::group::GroupCoordinator;
 use crate::config::{parse_listener, Config};
+use crate::health::{self, Health};
 
 /// Open the broker, bind every listener, and serve until `shutdown` turns true; then close
 /// the logs cleanly.
 pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    // Health first, so the LED says `booting` while the logs recover.
+    let health = Health::new(node_id, health::notify::Notifier::from_env());
+    let mut health_tasks = start_health(&config, &health, shutdown.clone());
     let broker_config = config.broker.clone();
     let broker = Arc::new(tokio::task::block_in_place(|| Broker::open(broker_config, node_id as i32))?);
     let groups = Arc::new(GroupCoordinator::new(broker.clone()));
@@ -41,8 +46,9 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
         tasks.spawn(kafka::serve(listener, ctx.clone(), limits, request_bytes.clone(), shutdown.clone()));
     }
     // ZooKeeper protocol (coordinator): open the tree from coordinator.data_dir, then serve.
+    let coordinator = tokio::task::block_in_place(|| zk::open(&config.coordinator))?;
     {
-        let coordinator = tokio::task::block_in_place(|| zk::open(&config.coordinator))?;
+        let coordinator = coordinator.clone();
         let listener = TcpListener::bind(&config.coordinator.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (coordinator.listen): {e}", config.coordinator.listen))?;
@@ -59,18 +65,70 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
     if config.broker.log_cleaner_enable {
         tasks.spawn(cleaner_loop(broker.clone(), shutdown.clone()));
     }
-    tasks.spawn(checkpoint_loop(broker.clone(), shutdown.clone()));
+    tasks.spawn(checkpoint_loop(broker.clone(), health.clone(), shutdown.clone()));
     if !config.broker.log_flush_on_ack {
         tasks.spawn(flush_loop(broker.clone(), config.broker.log_flush_interval_ms, shutdown.clone()));
     }
+    let admin = admin::AdminContext {
+        health: health.clone(),
+        broker: broker.clone(),
+        groups: groups.clone(),
+        zk: coordinator,
+        log_dir: config.broker.log_dirs[0].clone(),
+    };
+    start_admin(&config, admin, &mut tasks, shutdown.clone()).await;
+    // The quorum is not built yet: a single node is its own leader.
+    health.inputs.set_quorum(health::QuorumStatus::single_node(node_id));
+    health.serving();
     tracing::info!(node = node_id, cluster = %broker.cluster_id, "bramble serving");
     let _ = shutdown.changed().await;
     tracing::info!("shutting down");
+    health.stopping();
     tasks.shutdown().await;
     broker.flush_all().await;
     tokio::task::block_in_place(|| broker.close());
     tracing::info!("logs closed cleanly");
+    health_tasks.shutdown().await;
     Ok(())
+}
+
+/// The health loop and the LED driver; they run until `shutdown`.
+fn start_health(config: &Config, health: &std::sync::Arc<Health>, shutdown: watch::Receiver<bool>) -> tokio::task::JoinSet<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    let display = tokio::task::block_in_place(|| health::led::open(&config.led));
+    tasks.spawn(health::led::drive(display, config.led.patterns.clone(), health.watch(), shutdown.clone()));
+    let sensors = health::system::Sensors::new(&config.broker.log_dirs[0]);
+    let interval = Duration::from_millis(u64::from(config.admin.health_interval_ms));
+    tasks.spawn(health::run(health.clone(), sensors, config.admin.thresholds(), interval, shutdown));
+    tasks
+}
+
+/// Bind `[admin] listen` and serve it. Admin is for eyes and scrapers, not for clients: a
+/// port already taken is a loud error, not a reason to stop serving Kafka and ZooKeeper.
+async fn start_admin(
+    config: &Config,
+    ctx: admin::AdminContext,
+    tasks: &mut tokio::task::JoinSet<()>,
+    shutdown: watch::Receiver<bool>,
+) {
+    if config.admin.listen.is_empty() {
+        return;
+    }
+    let bound = match parse_listener(&config.admin.listen) {
+        Ok(addr) => TcpListener::bind(addr).await.map_err(|e| e.to_string()),
+        Err(message) => Err(message),
+    };
+    match bound {
+        Ok(listener) => {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "admin HTTP listener up");
+            }
+            tasks.spawn(admin::serve(listener, ctx, shutdown));
+        }
+        Err(error) => {
+            tracing::error!(listen = %config.admin.listen, %error, "cannot listen (admin.listen); /health and /metrics are off")
+        }
+    }
 }
 
 async fn retention_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
@@ -100,7 +158,7 @@ async fn cleaner_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
 /// Kafka writes its high-watermark checkpoint every 5 s; so does bramble.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
-async fn checkpoint_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+async fn checkpoint_loop(broker: Arc<Broker>, health: Arc<Health>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
@@ -109,6 +167,8 @@ async fn checkpoint_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool
         let broker = broker.clone();
         if let Ok(Err(error)) = tokio::task::spawn_blocking(move || broker.write_checkpoints()).await {
             tracing::error!(%error, "writing checkpoints failed");
+            health.inputs.storage_error(format_args!("writing checkpoints: {error}"));
+            health.poke();
         }
     }
 }
