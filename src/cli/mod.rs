@@ -7,6 +7,7 @@ pub mod consume;
 pub mod group;
 pub mod produce;
 pub mod serve;
+pub mod status;
 pub mod topic;
 pub mod zk;
 
@@ -38,6 +39,8 @@ enum Command {
     Group(group::Command),
     /// ZooKeeper client: ls, get, stat, create, set, delete (like zkCli.sh).
     Zk(zk::Args),
+    /// The cluster at a glance: nodes (state, role, memory, disk, temperature) and topics.
+    Status(status::Args),
 }
 
 /// Entry point of the binary.
@@ -50,6 +53,7 @@ pub fn main() -> ExitCode {
         Command::Consume(args) => client_runtime(consume::run(args)),
         Command::Group(command) => client_runtime(group::run(command)),
         Command::Zk(args) => client_runtime(zk::run(args)),
+        Command::Status(args) => client_runtime(status::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

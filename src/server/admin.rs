@@ -44,6 +44,8 @@ pub struct AdminContext {
     pub zk: ZkHandle,
     /// The first log directory (its file system's usage is `disk`).
     pub log_dir: PathBuf,
+    /// The Kafka address clients are told (`bramble status` asks it for topics).
+    pub kafka: Option<String>,
 }
 
 /// Serve admin requests on `listener` until `shutdown`.
@@ -263,6 +265,7 @@ pub fn health_json(ctx: &AdminContext) -> Value {
         "term": quorum.map(|q| q.term),
         "voters": quorum.map(|q| q.voters),
         "zxid": format!("0x{:x}", ctx.zk.last_zxid()),
+        "kafka": ctx.kafka,
         "topics": ctx.broker.topics().len(),
         "partitions": {
             "total": total,

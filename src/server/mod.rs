@@ -75,6 +75,7 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
         groups: groups.clone(),
         zk: coordinator,
         log_dir: config.broker.log_dirs[0].clone(),
+        kafka: config.broker.advertised().first().map(|(host, port)| format!("{host}:{port}")),
     };
     start_admin(&config, admin, &mut tasks, shutdown.clone()).await;
     // The quorum is not built yet: a single node is its own leader.
