@@ -16,6 +16,9 @@ pub const API_KEYS_MAX: usize = 96;
 pub const LATENCY_BUCKETS_US: [u64; 13] =
     [500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 10_000_000];
 
+/// Picks one counter out of a topic's traffic.
+type TrafficField = fn(&TopicTraffic) -> u64;
+
 /// Traffic of one topic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TopicTraffic {
@@ -112,7 +115,7 @@ impl KafkaMetrics {
     /// Append the Prometheus text of these counters to `out`.
     pub fn render(&self, out: &mut String) {
         let topics = self.topics();
-        let series: [(&str, &str, fn(&TopicTraffic) -> u64); 4] = [
+        let series: [(&str, &str, TrafficField); 4] = [
             ("bramble_messages_in_total", "Records appended, per topic.", |t| t.messages_in),
             ("bramble_bytes_in_total", "Record-batch bytes appended, per topic.", |t| t.bytes_in),
             ("bramble_messages_out_total", "Records sent to fetchers, per topic.", |t| t.messages_out),
