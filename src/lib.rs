@@ -25,6 +25,7 @@
 //! - [`cli`] — subcommands
 //! - [`zk`] — ZooKeeper wire handling: jute codec, one file per operation family, no I/O
 //! - [`coordinator`] — znode tree, sessions, watches, ACLs; transaction log and snapshots
+//! - [`memory`] — the budget, its pools and grants, resident/allocator statistics
 //! - [`health`] — the health state machine and what shows it: LEDs, systemd notify, the
 //!   counters behind `/metrics` (the admin HTTP listener itself is in [`server`])
 //! - [`ids`] — Kafka-style random ids
@@ -38,5 +39,6 @@ pub mod health;
 pub mod ids;
 pub mod kafka;
 pub mod log;
+pub mod memory;
 pub mod server;
 pub mod zk;

@@ -103,6 +103,7 @@ pub struct HealthInputs {
 
 #[derive(Debug, Clone, Default)]
 struct InputState {
+    budget: Option<Arc<crate::memory::Budget>>,
     serving: bool,
     quorum: Option<QuorumStatus>,
     replication: Option<ReplicationStatus>,
@@ -132,7 +133,12 @@ impl HealthInputs {
         self.lock().replication = Some(status);
     }
 
-    /// The memory budget and its pools (the memory module feeds these).
+    /// The memory budget: its pools are read at every tick.
+    pub fn set_budget(&self, budget: Arc<crate::memory::Budget>) {
+        self.lock().budget = Some(budget);
+    }
+
+    /// The memory budget and its pools, as numbers (for a feeder without a [`crate::memory::Budget`]).
     pub fn set_memory(&self, budget_bytes: u64, pools: Vec<PoolStatus>) {
         let mut inner = self.lock();
         inner.budget_bytes = Some(budget_bytes);
@@ -158,6 +164,19 @@ impl HealthInputs {
 
     fn snapshot(&self) -> InputState {
         let mut state = self.lock().clone();
+        if let Some(budget) = state.budget.take() {
+            state.budget_bytes = Some(budget.total_bytes);
+            state.pools = budget
+                .pools()
+                .iter()
+                .map(|p| PoolStatus {
+                    name: p.name().to_string(),
+                    used_bytes: p.used_bytes(),
+                    limit_bytes: p.limit_bytes(),
+                    exhausted: p.is_exhausted(),
+                })
+                .collect();
+        }
         if state.storage_error.is_none() {
             state.storage_error = STORAGE_ERROR.lock().expect("storage error lock").clone();
         }

@@ -52,8 +52,8 @@ impl Sensors {
             temperature_celsius: cpu_temperature(&self.sys.join("class/thermal")),
             throttled_flags: throttled_flags(&self.sys.join("devices/platform")),
             disk_bytes: self.disk_bytes(),
-            resident_bytes: resident_bytes(),
-            jemalloc: jemalloc_stats(),
+            resident_bytes: Some(crate::memory::stats::resident_bytes().0).filter(|&b| b > 0),
+            jemalloc: Some(crate::memory::stats::allocator_bytes()).filter(|&(allocated, _)| allocated > 0),
         }
     }
 
@@ -114,22 +114,6 @@ fn throttled_flags(platform: &Path) -> Option<u32> {
         }
     }
     None
-}
-
-/// VmRSS from `/proc/self/status`.
-pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// jemalloc's allocated and resident bytes (after advancing its stats epoch).
-pub fn jemalloc_stats() -> Option<(u64, u64)> {
-    tikv_jemalloc_ctl::epoch::advance().ok()?;
-    let allocated = tikv_jemalloc_ctl::stats::allocated::read().ok()?;
-    let resident = tikv_jemalloc_ctl::stats::resident::read().ok()?;
-    Some((allocated as u64, resident as u64))
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {

@@ -122,7 +122,8 @@ def test_health_json_has_the_node_at_a_glance(bramble):
     assert body["kafka"] == bramble.kafka
     assert set(body["partitions"]) >= {"online", "under_replicated", "offline"}
     assert body["memory"]["resident_bytes"] > 0
-    assert "budget_bytes" in body["memory"]
+    assert body["memory"]["budget_bytes"] > 0
+    assert body["memory"]["pools"]["kafka_requests"]["limit_bytes"] > 0
     assert body["disk"]["total_bytes"] >= body["disk"]["used_bytes"] > 0
     assert "celsius" in body["temperature"]
 
@@ -144,6 +145,8 @@ def test_metrics_parse_and_grow_with_load(bramble):
     assert sample(before, "bramble_health_state", state="leader") == 1
     assert sample(before, "bramble_zk_znodes") >= 1
     assert sample(before, "bramble_memory_resident_bytes") > 0
+    assert sample(before, "bramble_memory_budget_bytes") > 0
+    assert sample(before, "bramble_memory_pool_limit_bytes", pool="fetch_responses") > 0
     admin = AdminClient({"bootstrap.servers": bramble.kafka})
     admin.create_topics([NewTopic("metered", num_partitions=2, replication_factor=1)])["metered"].result(15)
     producer = Producer({"bootstrap.servers": bramble.kafka, "linger.ms": 5})
