@@ -280,7 +280,6 @@ impl Health {
 
     /// SIGTERM: tell systemd the clean shutdown has started.
     pub fn stopping(&self) {
-        self.inputs.set_serving(false);
         self.notifier.stopping();
     }
 
