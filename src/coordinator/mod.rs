@@ -53,7 +53,14 @@ pub struct Coordinator {
     limits: Limits,
     /// Identities of sessions attached to this node (local, like watches).
     auth: std::collections::HashMap<i64, Vec<Id>>,
+    /// The znode pool of the memory budget: writes that would grow the tree past it are
+    /// refused with ZooKeeper's QuotaExceeded (-125), which clients know.
+    tree_bytes_max: u64,
 }
+
+/// Heap bytes a znode costs beyond its data (path held twice, stat, children set, ACL):
+/// an estimate used for the budget.
+pub const NODE_OVERHEAD_BYTES: u64 = 256;
 
 impl std::fmt::Debug for Coordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,7 +94,7 @@ impl Coordinator {
         for (id, s) in tree.sessions() {
             sessions.add(*id, s.timeout_ms as i64, now_mono_ms);
         }
-        Coordinator { tree, watches: WatchManager::new(max_watches), sessions, sink, limits, auth: Default::default() }
+        Coordinator { tree, watches: WatchManager::new(max_watches), sessions, sink, limits, auth: Default::default(), tree_bytes_max: u64::MAX }
     }
 
     /// An empty in-memory coordinator (tests).
@@ -149,11 +156,38 @@ impl Coordinator {
         }
     }
 
+    /// Cap the tree's estimated memory (the znode pool of the memory budget).
+    pub fn set_tree_bytes_max(&mut self, bytes: u64) {
+        self.tree_bytes_max = bytes;
+    }
+
+    /// The tree's estimated heap use: data plus a fixed cost per node.
+    pub fn tree_memory_bytes(&self) -> u64 {
+        self.tree.data_bytes() + self.tree.node_count() as u64 * NODE_OVERHEAD_BYTES
+    }
+
+    /// Whether `ops` would grow the tree past its memory cap.
+    fn over_budget(&self, ops: &[&WriteOp]) -> bool {
+        let growth: u64 = ops
+            .iter()
+            .map(|op| match op {
+                WriteOp::Create { path, data, .. } => data.len() as u64 + path.len() as u64 + NODE_OVERHEAD_BYTES,
+                WriteOp::SetData { data, .. } => data.len() as u64,
+                _ => 0,
+            })
+            .sum();
+        growth > 0 && self.tree_memory_bytes().saturating_add(growth) > self.tree_bytes_max
+    }
+
     /// Executes one write for a caller at wall time `time_ms`.
     pub fn write(&mut self, caller: Caller, cxid: i32, op: &WriteOp, time_ms: i64) -> Outcome {
-        let body = match self.tree.prepare(caller, op, self.limits.max_data_bytes) {
-            Ok(b) => b,
-            Err(e) => TxnBody::Error { err: e.code() },
+        let body = if self.over_budget(&[op]) {
+            TxnBody::Error { err: ErrorCode::QuotaExceeded.code() }
+        } else {
+            match self.tree.prepare(caller, op, self.limits.max_data_bytes) {
+                Ok(b) => b,
+                Err(e) => TxnBody::Error { err: e.code() },
+            }
         };
         let txn = Txn { session_id: caller.session_id, cxid, zxid: self.next_zxid(), time_ms, body };
         self.apply(&txn)
@@ -162,7 +196,19 @@ impl Coordinator {
     /// Executes a multi atomically.
     pub fn multi(&mut self, caller: Caller, cxid: i32, ops: &[WriteOp], time_ms: i64) -> Outcome {
         let zxid = self.next_zxid();
-        let body = self.tree.prepare_multi(caller, ops, self.limits.max_data_bytes, zxid, time_ms);
+        let body = if self.over_budget(&ops.iter().collect::<Vec<_>>()) {
+            // A multi fails as a whole: the first op carries the reason, as ZooKeeper does.
+            TxnBody::Multi(
+                (0..ops.len())
+                    .map(|i| {
+                        let err = if i == 0 { ErrorCode::QuotaExceeded } else { ErrorCode::RuntimeInconsistency };
+                        TxnBody::Error { err: err.code() }
+                    })
+                    .collect(),
+            )
+        } else {
+            self.tree.prepare_multi(caller, ops, self.limits.max_data_bytes, zxid, time_ms)
+        };
         let txn = Txn { session_id: caller.session_id, cxid, zxid, time_ms, body };
         self.apply(&txn)
     }

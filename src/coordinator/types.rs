@@ -39,6 +39,8 @@ pub enum ErrorCode {
     AuthFailed = -115,
     /// No such watch.
     NoWatcher = -121,
+    /// A quota was exceeded (here: the znode tree's share of the memory budget).
+    QuotaExceeded = -125,
     /// A limit was reached (watches, request size).
     Throttled = -127,
 }
@@ -69,6 +71,7 @@ impl ErrorCode {
             -114 => InvalidAcl,
             -115 => AuthFailed,
             -121 => NoWatcher,
+            -125 => QuotaExceeded,
             -127 => Throttled,
             _ => SystemError,
         }

@@ -52,7 +52,7 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
         tasks.spawn(kafka::serve(listener, ctx.clone(), limits, budget.kafka_requests.clone(), shutdown.clone()));
     }
     // ZooKeeper protocol (coordinator): open the tree from coordinator.data_dir, then serve.
-    let coordinator = tokio::task::block_in_place(|| zk::open(&config.coordinator))?;
+    let coordinator = tokio::task::block_in_place(|| zk::open(&config.coordinator, budget.znodes.limit_bytes()))?;
     {
         let coordinator = coordinator.clone();
         let listener = TcpListener::bind(&config.coordinator.listen)
@@ -71,6 +71,7 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
     if config.broker.log_cleaner_enable {
         tasks.spawn(cleaner_loop(broker.clone(), shutdown.clone()));
     }
+    tasks.spawn(memory_report_loop(budget.clone(), shutdown.clone()));
     tasks.spawn(checkpoint_loop(broker.clone(), health.clone(), shutdown.clone()));
     if !config.broker.log_flush_on_ack {
         tasks.spawn(flush_loop(broker.clone(), config.broker.log_flush_interval_ms, shutdown.clone()));
@@ -159,6 +160,26 @@ async fn cleaner_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
         }
         let broker = broker.clone();
         let _ = tokio::task::spawn_blocking(move || broker.run_cleaner(now_ms())).await;
+    }
+}
+
+/// How often memory use is logged at debug level.
+const MEMORY_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+async fn memory_report_loop(budget: Arc<crate::memory::Budget>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(MEMORY_REPORT_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+        let (rss, hwm) = crate::memory::stats::resident_bytes();
+        let (allocated, resident) = crate::memory::stats::allocator_bytes();
+        let pools: Vec<String> = budget
+            .pools()
+            .iter()
+            .map(|p| format!("{}={}/{}KiB", p.name(), p.used_bytes() >> 10, p.peak_bytes() >> 10))
+            .collect();
+        tracing::debug!(rss_kib = rss >> 10, hwm_kib = hwm >> 10, allocated_kib = allocated >> 10, allocator_resident_kib = resident >> 10, pools = %pools.join(" "), "memory");
     }
 }
 

@@ -132,7 +132,7 @@ fn seed() -> u64 {
 
 /// Opens the coordinator from its config: reads `myid`, recovers snapshot and txn log,
 /// purges old files, and starts a new txn log.
-pub fn open(config: &CoordinatorConfig) -> anyhow::Result<ZkHandle> {
+pub fn open(config: &CoordinatorConfig, tree_bytes_max: u64) -> anyhow::Result<ZkHandle> {
     config.validate().map_err(anyhow::Error::msg)?;
     let data_dir = PathBuf::from(&config.data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating coordinator.data_dir {}", data_dir.display()))?;
@@ -149,7 +149,8 @@ pub fn open(config: &CoordinatorConfig) -> anyhow::Result<ZkHandle> {
     let log = FileLog::open(&data_dir, tree.last_zxid(), config.snap_count, config.preallocate_bytes, config.force_sync)
         .context("opening the txn log")?;
     let limits = Limits { max_data_bytes: config.jute_maxbuffer as usize, session_timeout_ms: config.session_timeout_bounds() };
-    let coord = Coordinator::new(tree, Box::new(log), limits, config.max_watches as usize, server_id, wall_ms(), 0);
+    let mut coord = Coordinator::new(tree, Box::new(log), limits, config.max_watches as usize, server_id, wall_ms(), 0);
+    coord.set_tree_bytes_max(tree_bytes_max);
     let durable = coord.durable();
     Ok(Arc::new(ZkServer {
         inner: Mutex::new(Inner { coord, conns: HashMap::new(), rng: seed() }),

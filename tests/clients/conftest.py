@@ -39,8 +39,8 @@ def wait_for_port(host, port, timeout=15.0, process=None):
 class Bramble:
     """One bramble node: start, stop (SIGTERM), kill (SIGKILL), restart."""
 
-    def __init__(self, workdir: pathlib.Path, extra_config: str = "", host="127.0.0.1",
-                 extra_sections: str = "", admin_config: str = ""):
+    def __init__(self, workdir: pathlib.Path, extra_config: str = "", host="127.0.0.1", sections: str = "",
+                 admin_config: str = ""):
         if not BINARY.exists():
             raise RuntimeError(f"{BINARY} is missing: build with `cargo build` first")
         self.workdir = workdir
@@ -52,10 +52,9 @@ class Bramble:
         self.log_dir = workdir / "kafka-logs"
         self.zk_dir = workdir / "zookeeper"
         self.config_path = workdir / "bramble.toml"
-        self.extra_config = extra_config
-        # Top-level TOML sections after [broker] ([led], ...) and keys under [admin].
-        self.extra_sections = extra_sections
-        self.admin_config = admin_config
+        self.extra_config = extra_config  # keys appended to [broker]
+        self.sections = sections  # whole TOML sections appended after [broker] ([led], [memory], ...)
+        self.admin_config = admin_config  # keys appended to [admin]
         # Extra environment for the process (e.g. NOTIFY_SOCKET).
         self.env = {}
         self.process = None
@@ -88,7 +87,7 @@ class Bramble:
             "[admin]\n"
             f'listen = "{self.admin}"\n'
             f"{self.admin_config}\n\n"
-            f"{self.extra_sections}\n"
+            f"{self.sections}\n"
         )
 
     def write_config(self):
@@ -139,10 +138,10 @@ def bramble_factory(tmp_path):
     """Make nodes with custom config; every node is stopped at the end of the test."""
     nodes = []
 
-    def make(extra_config="", name="node", extra_sections="", admin_config=""):
+    def make(extra_config="", name="node", sections="", admin_config=""):
         workdir = tmp_path / f"{name}{len(nodes)}"
         workdir.mkdir()
-        node = Bramble(workdir, extra_config, extra_sections=extra_sections, admin_config=admin_config)
+        node = Bramble(workdir, extra_config, sections=sections, admin_config=admin_config)
         nodes.append(node)
         return node
 

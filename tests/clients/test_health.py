@@ -62,7 +62,7 @@ def led_lines(path):
 
 def test_file_led_records_leader_for_a_single_node(bramble_factory, tmp_path):
     led = tmp_path / "led.log"
-    node = bramble_factory(extra_sections=f'[led]\nbackend = "file"\npath = "{led}"\n').start()
+    node = bramble_factory(sections=f'[led]\nbackend = "file"\npath = "{led}"\n').start()
     before = int(time.time() * 1000)
     lines = wait_until(lambda: [l for l in led_lines(led) if l[1] == "leader"] and led_lines(led), what="leader line")
     assert [l[1:] for l in lines] == [["booting", "flash"], ["leader", "solid"]]
@@ -78,7 +78,7 @@ def test_sysfs_led_blinks_a_fake_led_directory_and_gives_it_back(bramble_factory
     (led / "brightness").write_text("0\n")
     (led / "max_brightness").write_text("1\n")
     node = bramble_factory(
-        extra_sections=f'[led]\nbackend = "sysfs"\npath = "{led}"\n[led.patterns]\nleader = "200,200"\n'
+        sections=f'[led]\nbackend = "sysfs"\npath = "{led}"\n[led.patterns]\nleader = "200,200"\n'
     ).start()
     wait_until(lambda: health(node)[1]["state"] == "leader", what="leader")
     assert (led / "trigger").read_text().strip() == "none"
@@ -103,12 +103,12 @@ def test_sysfs_led_blinks_a_fake_led_directory_and_gives_it_back(bramble_factory
 
 
 def test_a_missing_led_warns_and_the_node_serves(bramble_factory):
-    node = bramble_factory(extra_sections='[led]\nbackend = "sysfs"\npath = "/nonexistent/leds/ACT"\n').start()
+    node = bramble_factory(sections='[led]\nbackend = "sysfs"\npath = "/nonexistent/leds/ACT"\n').start()
     code, body = wait_until(lambda: (lambda r: r if r[1]["state"] == "leader" else None)(health(node)), what="leader")
     assert code == 200
     assert "status LED not available" in node.log_tail(200)
     node.stop()
-    gpio = bramble_factory(extra_sections='[led]\nbackend = "gpio"\nchip = "no-such-chip"\nline = 17\n').start()
+    gpio = bramble_factory(sections='[led]\nbackend = "gpio"\nchip = "no-such-chip"\nline = 17\n').start()
     wait_until(lambda: health(gpio)[1]["state"] == "leader", what="leader")
     assert "no GPIO chip labelled no-such-chip" in gpio.log_tail(200)
 
@@ -132,7 +132,7 @@ def test_degraded_when_the_disk_is_over_its_threshold(bramble_factory, tmp_path)
     led = tmp_path / "led.log"
     node = bramble_factory(
         admin_config="disk_usage_degraded_percent = 1",
-        extra_sections=f'[led]\nbackend = "file"\npath = "{led}"\n',
+        sections=f'[led]\nbackend = "file"\npath = "{led}"\n',
     ).start()
     code, body = wait_until(lambda: (lambda r: r if r[1]["state"] == "degraded" else None)(health(node)), what="degraded")
     assert code == 200, "degraded still serves"
