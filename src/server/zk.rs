@@ -768,8 +768,15 @@ impl ZkServer {
             if n == 0 { 0.0 } else { s.latency_total_us.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0 },
             s.latency_max_us.load(Ordering::Relaxed) / 1000,
         );
+        let mode = match self.cluster.get() {
+            None => Some("standalone"),
+            Some(c) if c.is_leader() => Some("leader"),
+            Some(c) if c.leader().borrow().is_some() => Some("follower"),
+            Some(_) => None,
+        };
         WordData {
             serving: self.serving.load(Ordering::SeqCst),
+            mode,
             zxid,
             nodes,
             watches,
