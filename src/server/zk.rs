@@ -51,6 +51,8 @@ struct ConnInfo {
 struct Inner {
     coord: Coordinator,
     conns: HashMap<i64, ConnEntry>,
+    /// In-process watchers ([`crate::cluster::LocalZk::watch`]), by pseudo session id.
+    local_watchers: HashMap<i64, mpsc::UnboundedSender<WatchEvent>>,
     rng: u64,
 }
 
@@ -58,10 +60,19 @@ impl Inner {
     /// Queues notifications to their sessions' connections (under the same lock as the
     /// write that caused them, so every connection sees events in zxid order).
     fn route(&mut self, notes: &[WatchEvent], zxid: i64) {
+        let mut gone = Vec::new();
         for n in notes {
             if let Some(c) = self.conns.get(&n.session_id) {
                 let _ = c.tx.send(Out { frame: encode_notification(n), zxid, _permit: None, close_after: false });
+            } else if let Some(w) = self.local_watchers.get(&n.session_id) {
+                if w.send(n.clone()).is_err() {
+                    gone.push(n.session_id);
+                }
             }
+        }
+        for id in gone {
+            self.local_watchers.remove(&id);
+            self.coord.detach(id);
         }
     }
 
@@ -115,6 +126,8 @@ pub struct ZkServer {
     expiring: Mutex<std::collections::HashSet<i64>>,
     /// Whether this node led the quorum at the last background tick.
     was_leader: AtomicBool,
+    /// The session owning this node's own ephemerals (created on first use).
+    server_session: tokio::sync::OnceCell<i64>,
 }
 
 impl std::fmt::Debug for ZkServer {
@@ -161,7 +174,7 @@ pub fn open(config: &CoordinatorConfig) -> anyhow::Result<ZkHandle> {
     let coord = Coordinator::new(tree, Box::new(log), limits, config.max_watches as usize, server_id, wall_ms(), 0);
     let durable = coord.durable();
     Ok(Arc::new(ZkServer {
-        inner: Mutex::new(Inner { coord, conns: HashMap::new(), rng: seed() }),
+        inner: Mutex::new(Inner { coord, conns: HashMap::new(), local_watchers: HashMap::new(), rng: seed() }),
         config: config.clone(),
         data_dir,
         server_id,
@@ -175,6 +188,7 @@ pub fn open(config: &CoordinatorConfig) -> anyhow::Result<ZkHandle> {
         cluster: std::sync::OnceLock::new(),
         expiring: Mutex::new(Default::default()),
         was_leader: AtomicBool::new(false),
+        server_session: tokio::sync::OnceCell::new(),
     }))
 }
 
@@ -192,7 +206,7 @@ pub fn open_clustered(config: &CoordinatorConfig, node_id: u32) -> anyhow::Resul
     // Always "durable": the writer never holds a reply back.
     let durable = watch::channel(i64::MAX).1;
     Ok(Arc::new(ZkServer {
-        inner: Mutex::new(Inner { coord, conns: HashMap::new(), rng: seed() }),
+        inner: Mutex::new(Inner { coord, conns: HashMap::new(), local_watchers: HashMap::new(), rng: seed() }),
         config: config.clone(),
         data_dir,
         server_id,
@@ -206,6 +220,7 @@ pub fn open_clustered(config: &CoordinatorConfig, node_id: u32) -> anyhow::Resul
         cluster: std::sync::OnceLock::new(),
         expiring: Mutex::new(Default::default()),
         was_leader: AtomicBool::new(false),
+        server_session: tokio::sync::OnceCell::new(),
     }))
 }
 
@@ -281,6 +296,7 @@ impl ZkServer {
     /// the quorum; followers tell the leader which sessions have clients here.
     fn cluster_tick(self: &Arc<Self>, cluster: &Arc<Cluster>, reap: bool) {
         let leading = cluster.is_leader();
+        self.touch_server_session();
         if leading && !self.was_leader.swap(true, Ordering::SeqCst) {
             // A new leader did not hear the old one's pings: every session starts afresh.
             let now = self.mono_ms();
@@ -289,7 +305,8 @@ impl ZkServer {
         }
         if !leading {
             self.was_leader.store(false, Ordering::SeqCst);
-            let ids: Vec<i64> = self.lock().conns.keys().copied().collect();
+            let mut ids: Vec<i64> = self.lock().conns.keys().copied().collect();
+            ids.extend(self.server_session.get().copied());
             let c = cluster.clone();
             tokio::spawn(async move { c.send_touches(ids).await });
             return;
@@ -324,7 +341,16 @@ impl ZkServer {
         });
     }
 
+    /// The node's own session is alive as long as the node is.
+    fn touch_server_session(&self) {
+        if let Some(sid) = self.server_session.get() {
+            let now = self.mono_ms();
+            self.lock().coord.touch(*sid, now);
+        }
+    }
+
     fn expire_sessions(&self) {
+        self.touch_server_session();
         let now = self.mono_ms();
         let mut inner = self.lock();
         for sid in inner.coord.expired_sessions(now) {
@@ -806,5 +832,139 @@ impl ZkServer {
         s.latency_min_us.store(u64::MAX, Ordering::Relaxed);
         s.packets_received.store(0, Ordering::Relaxed);
         s.packets_sent.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The superuser identity the node acts with in-process (ACLs do not apply to it).
+fn superuser() -> Vec<crate::coordinator::Id> {
+    vec![crate::coordinator::Id { scheme: "super".into(), id: String::new() }]
+}
+
+/// First pseudo session id of in-process watchers (real ids carry a node id in the top
+/// byte and never come near it).
+const LOCAL_WATCHER_BASE: i64 = i64::MIN / 2;
+
+impl ZkServer {
+    /// Carries out a command for the node itself: through the quorum in a cluster, else
+    /// applied here and answered once durable.
+    async fn local_command(&self, session_id: i64, kind: CommandKind) -> Result<crate::coordinator::TxnResult, crate::coordinator::ErrorCode> {
+        let cmd = Command { session_id, cxid: 0, time_ms: wall_ms(), auth: superuser(), kind };
+        if let Some(c) = self.cluster.get() {
+            return c.propose(cmd).await.map(|r| r.result).map_err(|e| {
+                tracing::warn!(error = %e, "in-process coordinator write failed");
+                crate::coordinator::ErrorCode::SystemError
+            });
+        }
+        let (zxid, out) = {
+            let now = self.mono_ms();
+            let mut inner = self.lock();
+            let zxid = inner.coord.last_zxid() + 1;
+            let out = apply_command(&mut inner.coord, &cmd, zxid, now);
+            inner.route_outcome(&out);
+            (zxid, out)
+        };
+        let mut durable = self.durable.clone();
+        durable.wait_for(|d| *d >= zxid).await.map_err(|_| crate::coordinator::ErrorCode::SystemError)?;
+        Ok(out.result)
+    }
+
+    /// The node's own session (created through the quorum on first use).
+    async fn server_session(&self) -> Result<i64, crate::coordinator::ErrorCode> {
+        self.server_session
+            .get_or_try_init(|| async {
+                let (id, pw, timeout) = {
+                    let mut inner = self.lock();
+                    (inner.coord.new_session_id(), inner.password().to_vec(), inner.coord.limits().session_timeout_ms.1)
+                };
+                match self.local_command(id, CommandKind::CreateSession { timeout_ms: timeout, password: pw }).await? {
+                    crate::coordinator::TxnResult::Error(e) => Err(e),
+                    _ => Ok(id),
+                }
+            })
+            .await
+            .copied()
+    }
+}
+
+fn result_of(r: crate::coordinator::TxnResult) -> Result<crate::coordinator::TxnResult, crate::coordinator::ErrorCode> {
+    match r {
+        crate::coordinator::TxnResult::Error(e) => Err(e),
+        ok => Ok(ok),
+    }
+}
+
+impl crate::cluster::LocalZk for ZkServer {
+    async fn create(&self, path: &str, data: &[u8], ephemeral: bool) -> Result<String, crate::coordinator::ErrorCode> {
+        use crate::coordinator::{Acl, TxnResult, WriteOp};
+        let sid = self.server_session().await?;
+        let op = WriteOp::Create { path: path.into(), data: data.to_vec(), acl: Acl::open(), flags: i32::from(ephemeral), ttl_ms: -1, op: crate::zk::op::CREATE };
+        match result_of(self.local_command(sid, CommandKind::Write(op)).await?)? {
+            TxnResult::Created { path, .. } => Ok(path),
+            _ => Err(crate::coordinator::ErrorCode::SystemError),
+        }
+    }
+
+    async fn set(&self, path: &str, data: &[u8], version: i32) -> Result<i32, crate::coordinator::ErrorCode> {
+        use crate::coordinator::{TxnResult, WriteOp};
+        let sid = self.server_session().await?;
+        let op = WriteOp::SetData { path: path.into(), data: data.to_vec(), version };
+        match result_of(self.local_command(sid, CommandKind::Write(op)).await?)? {
+            TxnResult::SetData(stat) => Ok(stat.version),
+            _ => Err(crate::coordinator::ErrorCode::SystemError),
+        }
+    }
+
+    async fn delete(&self, path: &str, version: i32) -> Result<(), crate::coordinator::ErrorCode> {
+        use crate::coordinator::WriteOp;
+        let sid = self.server_session().await?;
+        let op = WriteOp::Delete { path: path.into(), version };
+        result_of(self.local_command(sid, CommandKind::Write(op)).await?).map(|_| ())
+    }
+
+    fn get(&self, path: &str) -> Option<(Vec<u8>, crate::coordinator::Stat)> {
+        self.lock().coord.tree().get(path).map(|n| (n.data.clone(), n.client_stat()))
+    }
+
+    fn children(&self, path: &str) -> Option<Vec<String>> {
+        self.lock().coord.tree().get(path).map(|n| n.children.iter().cloned().collect())
+    }
+
+    fn watch(&self, path: &str) -> mpsc::UnboundedReceiver<WatchEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut inner = self.lock();
+        let id = LOCAL_WATCHER_BASE + inner.local_watchers.len() as i64 + self.stats.next_conn_id.fetch_add(1, Ordering::Relaxed) as i64;
+        let auth = superuser();
+        inner.coord.set_session_auth(id, auth.clone());
+        // A persistent recursive watch: it fires for the path and everything below it.
+        if inner.coord.add_watch(crate::coordinator::Caller { session_id: id, auth: &auth }, path, 1).is_ok() {
+            inner.local_watchers.insert(id, tx);
+        }
+        rx
+    }
+}
+
+#[cfg(test)]
+mod local_zk_tests {
+    use super::*;
+    use crate::cluster::LocalZk;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_node_creates_watches_and_deletes_znodes_in_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CoordinatorConfig { data_dir: dir.path().display().to_string(), ..Default::default() };
+        let zk = open(&config).unwrap();
+        zk.create("/brokers", b"", false).await.unwrap();
+        zk.create("/brokers/ids", b"", false).await.unwrap();
+        let mut events = zk.watch("/brokers");
+        zk.create("/brokers/ids/1", b"{\"host\":\"pi1\"}", true).await.unwrap();
+        let ev = events.recv().await.unwrap();
+        assert_eq!(ev.path, "/brokers/ids/1");
+        assert_eq!(zk.children("/brokers/ids").unwrap(), vec!["1".to_string()]);
+        assert_eq!(zk.set("/brokers/ids/1", b"x", 0).await.unwrap(), 1);
+        assert_eq!(zk.get("/brokers/ids/1").unwrap().0, b"x");
+        assert_ne!(zk.get("/brokers/ids/1").unwrap().1.ephemeral_owner, 0);
+        zk.delete("/brokers/ids/1", -1).await.unwrap();
+        assert!(zk.get("/brokers/ids/1").is_none());
+        assert_eq!(zk.delete("/nope", -1).await, Err(crate::coordinator::ErrorCode::NoNode));
     }
 }
