@@ -297,18 +297,25 @@ impl Cluster {
     /// Makes the next local read linearizable: waits until this node has applied
     /// everything the leader had committed when the barrier was asked for.
     pub async fn read_barrier(&self) -> Result<(), ClusterError> {
-        let leader = self.wait_leader().await?;
-        let index = if leader == self.id {
-            self.read_index_local().await.map_err(|e| ClusterError::Unknown(e.to_string()))?
-        } else {
-            match self.forward(leader, PeerRequest::ReadIndex).await {
-                Ok(PeerResponse::ReadIndex(Ok(i))) => i,
-                Ok(PeerResponse::ReadIndex(Err(e))) => return Err(ClusterError::Unknown(e.to_string())),
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let leader = self.wait_leader().await?;
+            let answer = if leader == self.id {
+                Ok(PeerResponse::ReadIndex(self.read_index_local().await))
+            } else {
+                self.forward(leader, PeerRequest::ReadIndex).await
+            };
+            match answer {
+                Ok(PeerResponse::ReadIndex(Ok(index))) => return self.wait_applied(index).await,
+                // The leader is gone or moved: a barrier is safe to retry once one settles.
+                Ok(PeerResponse::ReadIndex(Err(_))) | Err(CallError::Unreachable(..)) | Err(CallError::Failed(..)) => {}
                 Ok(_) => return Err(ClusterError::Unknown("unexpected peer response".into())),
-                Err(e) => return Err(ClusterError::Unknown(e.to_string())),
             }
-        };
-        self.wait_applied(index).await
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::NoLeader);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn read_index_local(&self) -> Result<u64, ForwardError> {

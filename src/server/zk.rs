@@ -708,9 +708,13 @@ async fn replicated(zk: &ZkHandle, cluster: &Arc<Cluster>, st: &SessionState, co
         Replicated::Close { xid } => match cluster.propose(command(xid, CommandKind::CloseSession)).await {
             Ok(res) => {
                 zk.lock().conns.remove(&session_id);
+                tracing::debug!(session = format_args!("0x{session_id:x}"), zxid = res.zxid, result = ?res.result, "session closed by its client");
                 (dispatch::plain_reply(xid, res.zxid, None), res.zxid, true)
             }
-            Err(_) => return false,
+            Err(e) => {
+                tracing::warn!(session = format_args!("0x{session_id:x}"), error = %e, "closeSession not acknowledged; closing the connection");
+                return false;
+            }
         },
         Replicated::Sync { xid, path } => match cluster.read_barrier().await {
             Ok(()) => {

@@ -134,7 +134,12 @@ def test_a_session_and_its_ephemeral_move_to_another_node(bramble_cluster):
     observer = client(cluster.node(3).zk)
     assert observer.exists("/owned") is not None
     c.stop()
-    observer.sync("/owned")
+    # kazoo does not wait for closeSession's answer, so the close is not ordered before
+    # the next request: poll briefly.
+    deadline = time.monotonic() + 5
+    while observer.exists("/owned") is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        observer.sync("/owned")
     assert observer.exists("/owned") is None
     observer.stop()
 
