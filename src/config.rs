@@ -50,6 +50,8 @@ pub struct Config {
     pub coordinator: crate::coordinator::CoordinatorConfig,
     /// `[cluster]`: the quorum's members (keys in `cluster::config`); absent = a single node.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// `[memory]`: the budget the process stays within.
+    pub memory: crate::memory::MemoryConfig,
 }
 
 /// `[node]`
@@ -102,8 +104,6 @@ pub struct BrokerConfig {
     pub max_connections: u32,
     /// Largest request frame; a larger frame closes its connection (`socket.request.max.bytes`).
     pub socket_request_max_bytes: u32,
-    /// Request bytes held in memory across all connections at once; readers wait beyond it.
-    pub queued_max_request_bytes: u64,
     /// Largest Fetch response, whatever the client asks (`fetch.max.bytes`).
     pub fetch_max_bytes: u32,
     /// Longest a Fetch may wait for data, whatever the client asks.
@@ -176,8 +176,9 @@ impl Default for BrokerConfig {
             log_flush_on_ack: true,
             log_flush_interval_ms: 1000,
             max_connections: 1000,
-            socket_request_max_bytes: 16 << 20,
-            queued_max_request_bytes: 64 << 20,
+            // Clients' own default request limit is about 1 MB (librdkafka message.max.bytes,
+            // Java max.request.size); 4 MiB leaves room while keeping small budgets possible.
+            socket_request_max_bytes: 4 << 20,
             fetch_max_bytes: 16 << 20,
             fetch_max_wait_ms: 30_000,
             max_partitions: 4096,
@@ -250,7 +251,18 @@ impl Config {
             cluster.members().map_err(|message| ConfigError::Invalid { key: "cluster.servers", message })?;
             parse_listener(&cluster.listen).map_err(|message| ConfigError::Invalid { key: "cluster.listen", message })?;
         }
-        Ok(())
+        self.budget().map(|_| ())
+    }
+
+    /// The memory budget split into pools, checked against the limits it must hold.
+    pub fn budget(&self) -> Result<crate::memory::Budget, ConfigError> {
+        let needs = crate::memory::Needs {
+            request_max_bytes: u64::from(self.broker.socket_request_max_bytes),
+            message_max_bytes: u64::from(self.broker.message_max_bytes),
+            jute_maxbuffer: u64::from(self.coordinator.jute_maxbuffer),
+        };
+        crate::memory::Budget::new(&self.memory, needs)
+            .map_err(|message| ConfigError::Invalid { key: "memory.budget", message })
     }
 }
 
@@ -319,12 +331,6 @@ impl BrokerConfig {
             return Err(invalid(
                 "broker.socket_request_max_bytes",
                 "must be at least broker.message_max_bytes",
-            ));
-        }
-        if self.queued_max_request_bytes < u64::from(self.socket_request_max_bytes) {
-            return Err(invalid(
-                "broker.queued_max_request_bytes",
-                "must be at least broker.socket_request_max_bytes",
             ));
         }
         if self.fetch_max_bytes < 1024 {

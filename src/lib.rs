@@ -25,6 +25,7 @@
 //! - [`cli`] — subcommands
 //! - [`zk`] — ZooKeeper wire handling: jute codec, one file per operation family, no I/O
 //! - [`coordinator`] — znode tree, sessions, watches, ACLs; transaction log and snapshots
+//! - [`memory`] — the budget, its pools and grants, resident/allocator statistics
 //! - [`ids`] — Kafka-style random ids
 
 pub mod broker;
@@ -36,5 +37,6 @@ pub mod group;
 pub mod ids;
 pub mod kafka;
 pub mod log;
+pub mod memory;
 pub mod server;
 pub mod zk;

@@ -49,6 +49,8 @@ pub struct Context {
     pub producer_ids: Arc<ProducerIdAllocator>,
     /// The client's address (set per connection; DescribeGroups shows it).
     pub peer: Option<SocketAddr>,
+    /// The memory budget (fetch responses draw from its pool).
+    pub memory: Arc<crate::memory::Budget>,
 }
 
 impl Context {
@@ -74,6 +76,9 @@ pub enum Reply {
     Later(LaterResponse),
     /// The protocol wants no response (Produce with acks=0).
     Nothing,
+    /// The response is ready and its buffers are counted in a memory pool until it is
+    /// written (Fetch).
+    Held(ResponseKind, crate::memory::Grant),
 }
 
 impl std::fmt::Debug for Reply {
@@ -82,6 +87,7 @@ impl std::fmt::Debug for Reply {
             Reply::Now(response) => f.debug_tuple("Now").field(response).finish(),
             Reply::Later(_) => f.write_str("Later"),
             Reply::Nothing => f.write_str("Nothing"),
+            Reply::Held(response, grant) => f.debug_tuple("Held").field(response).field(grant).finish(),
         }
     }
 }
@@ -93,7 +99,10 @@ pub async fn handle(ctx: &Context, request: frame::Request) -> Reply {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, version).await),
         RequestKind::Produce(r) => return produce::handle(ctx, r).await,
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r).await),
+        RequestKind::Fetch(r) => {
+            let (response, grant) = fetch::handle(ctx, r).await;
+            return Reply::Held(ResponseKind::Fetch(response), grant);
+        }
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r, version)),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(ctx, r, version).await),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(ctx, r, version).await),

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::kafka::{self, frame, Context};
+use crate::memory::{Grant, Pool};
 
 /// Limits the listener enforces.
 #[derive(Debug, Clone, Copy)]
@@ -25,7 +26,7 @@ pub async fn serve(
     listener: TcpListener,
     ctx: Context,
     limits: Limits,
-    request_bytes: Arc<Semaphore>,
+    request_pool: Arc<Pool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let connections = Arc::new(Semaphore::new(limits.max_connections as usize));
@@ -50,10 +51,10 @@ pub async fn serve(
         let _ = socket.set_nodelay(true);
         let mut ctx = ctx.clone();
         ctx.peer = Some(peer);
-        let request_bytes = request_bytes.clone();
+        let request_pool = request_pool.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection(socket, peer, ctx, limits, request_bytes, shutdown).await {
+            if let Err(error) = connection(socket, peer, ctx, limits, request_pool, shutdown).await {
                 tracing::debug!(%peer, %error, "connection closed");
             }
             drop(permit);
@@ -65,15 +66,25 @@ pub async fn serve(
 /// earlier appends wait for fsync). Beyond this the connection stops reading.
 const MAX_PIPELINED: usize = 16;
 
-/// An answer on its way: the encoded response, or `None` when nothing is sent back.
-type PendingAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Option<BytesMut>>> + Send>>;
+/// An encoded response and the memory grants it holds until it has been written.
+struct Answer {
+    bytes: BytesMut,
+    _held: Vec<Grant>,
+}
+
+/// An answer on its way.
+type PendingAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Answer>> + Send>>;
+
+fn ready(bytes: anyhow::Result<BytesMut>, held: Vec<Grant>) -> PendingAnswer {
+    Box::pin(async move { bytes.map(|bytes| Answer { bytes, _held: held }) })
+}
 
 async fn connection(
     socket: TcpStream,
     peer: SocketAddr,
     ctx: Context,
     limits: Limits,
-    request_bytes: Arc<Semaphore>,
+    request_pool: Arc<Pool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (mut reader, writer) = socket.into_split();
@@ -100,8 +111,10 @@ async fn connection(
                 tracing::warn!(%peer, length, max = limits.request_max_bytes, "request frame too large; closing connection");
                 return Ok(());
             }
-            // Hold the frame's bytes against the broker-wide budget until it is answered.
-            let permit = request_bytes.clone().acquire_many_owned(length as u32).await?;
+            // Hold the frame against the request pool until its answer is written: twice its
+            // size, for the frame and what is decoded or copied from it (a Produce copies its
+            // records once). A full pool stops this reader: TCP backpressure.
+            let grant = request_pool.acquire(2 * length as u64).await;
             let mut body = BytesMut::zeroed(length as usize);
             reader.read_exact(&mut body).await?;
             let answer: PendingAnswer = match frame::decode_request(Bytes::from(body)) {
@@ -111,20 +124,22 @@ async fn connection(
                     match kafka::handle(&ctx, request).await {
                         kafka::Reply::Nothing => continue,
                         kafka::Reply::Now(response) => {
-                            let bytes = frame::encode_response(&header, api_key, &response);
-                            Box::pin(async move { bytes.map(Some) })
+                            ready(frame::encode_response(&header, api_key, &response), vec![grant])
                         }
+                        kafka::Reply::Held(response, fetch_grant) => ready(
+                            frame::encode_response(&header, api_key, &response),
+                            vec![grant, fetch_grant],
+                        ),
                         kafka::Reply::Later(response) => Box::pin(async move {
                             let response = response.await;
-                            drop(permit);
-                            frame::encode_response(&header, api_key, &response).map(Some)
+                            let bytes = frame::encode_response(&header, api_key, &response)?;
+                            Ok(Answer { bytes, _held: vec![grant] })
                         }),
                     }
                 }
                 Err(frame::FrameError::ApiVersionsUnsupported { correlation_id, version }) => {
                     tracing::debug!(%peer, version, "ApiVersions at an unsupported version");
-                    let bytes = frame::encode_api_versions_unsupported(correlation_id);
-                    Box::pin(async move { bytes.map(Some) })
+                    ready(frame::encode_api_versions_unsupported(correlation_id), vec![grant])
                 }
                 Err(frame::FrameError::Close(reason)) => {
                     tracing::warn!(%peer, %reason, "bad request; closing connection");
@@ -152,9 +167,10 @@ async fn write_answers(
 ) -> anyhow::Result<()> {
     let mut writer = BufWriter::new(writer);
     while let Some(answer) = pending.recv().await {
-        if let Some(bytes) = answer.await? {
-            writer.write_all(&bytes).await?;
-        }
+        let answer = answer.await?;
+        writer.write_all(&answer.bytes).await?;
+        // The answer's grants go back to their pools here, once its bytes are out.
+        drop(answer);
         if pending.is_empty() {
             writer.flush().await?;
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::broker::producer_ids::ProducerIdAllocator;
 use crate::broker::{now_ms, Broker};
@@ -24,14 +24,19 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
     let groups = Arc::new(GroupCoordinator::new(broker.clone()));
     tokio::task::block_in_place(|| groups.load())?;
     let producer_ids = Arc::new(ProducerIdAllocator::open(&config.broker.log_dirs[0])?);
-    let ctx = crate::kafka::Context { broker: broker.clone(), groups: groups.clone(), producer_ids, peer: None };
+    let budget = Arc::new(config.budget()?);
+    tracing::info!(budget_mib = budget.total_bytes >> 20, "memory budget");
+    let ctx = crate::kafka::Context {
+        broker: broker.clone(),
+        groups: groups.clone(),
+        producer_ids,
+        peer: None,
+        memory: budget.clone(),
+    };
     let limits = kafka::Limits {
         max_connections: config.broker.max_connections,
         request_max_bytes: config.broker.socket_request_max_bytes,
     };
-    let request_bytes = Arc::new(Semaphore::new(
-        usize::try_from(config.broker.queued_max_request_bytes).unwrap_or(usize::MAX >> 4),
-    ));
     let mut tasks = tokio::task::JoinSet::new();
     for entry in &config.broker.listeners {
         let addr = parse_listener(entry).map_err(anyhow::Error::msg)?;
@@ -39,7 +44,7 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (broker.listeners): {e}"))?;
         tracing::info!(addr = %listener.local_addr()?, "Kafka listener up");
-        tasks.spawn(kafka::serve(listener, ctx.clone(), limits, request_bytes.clone(), shutdown.clone()));
+        tasks.spawn(kafka::serve(listener, ctx.clone(), limits, budget.kafka_requests.clone(), shutdown.clone()));
     }
     // ZooKeeper protocol (coordinator): open the tree from coordinator.data_dir, then serve.
     let mut cluster = None;
