@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod consume;
+pub mod dev_cluster;
 pub mod group;
 pub mod produce;
 pub mod serve;
@@ -26,6 +27,8 @@ pub struct Cli {
 enum Command {
     /// Run the daemon (no --config: one node on 127.0.0.1 with data under ./data).
     Serve(serve::Args),
+    /// Three local nodes on 127.0.0.11-13 forming a cluster (Ctrl-C stops them).
+    DevCluster(dev_cluster::Args),
     /// Create, list, describe and delete topics.
     #[command(subcommand)]
     Topic(topic::Command),
@@ -45,6 +48,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::DevCluster(args) => dev_cluster::run(args),
         Command::Topic(command) => client_runtime(topic::run(command)),
         Command::Produce(args) => client_runtime(produce::run(args)),
         Command::Consume(args) => client_runtime(consume::run(args)),

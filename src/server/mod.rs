@@ -2,6 +2,7 @@
 
 pub mod groups;
 pub mod kafka;
+pub mod peer;
 pub mod zk;
 
 use std::sync::Arc;
@@ -46,8 +47,27 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
         tasks.spawn(kafka::serve(listener, ctx.clone(), limits, budget.kafka_requests.clone(), shutdown.clone()));
     }
     // ZooKeeper protocol (coordinator): open the tree from coordinator.data_dir, then serve.
+    let mut cluster = None;
     {
-        let coordinator = tokio::task::block_in_place(|| zk::open(&config.coordinator, budget.znodes.limit_bytes()))?;
+        let coordinator = match &config.cluster {
+            None => tokio::task::block_in_place(|| zk::open(&config.coordinator, budget.znodes.limit_bytes()))?,
+            Some(cc) => {
+                // The quorum replaces the txn log: open the coordinator empty, let the Raft
+                // state machine load its snapshot and replay the committed log into it.
+                let zk = zk::open_clustered(&config.coordinator, node_id)?;
+                cc.validate(u64::from(node_id)).map_err(anyhow::Error::msg)?;
+                let peer_addr = parse_listener(&cc.listen).map_err(anyhow::Error::msg)?;
+                let peer_listener = TcpListener::bind(peer_addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {peer_addr} (cluster.listen): {e}"))?;
+                let applier: Arc<dyn crate::cluster::state_machine::Applier> = zk.clone();
+                let c = crate::cluster::Cluster::start(cc, u64::from(node_id), std::path::Path::new(&config.coordinator.data_dir), applier).await?;
+                zk.attach_cluster(c.clone());
+                tasks.spawn(peer::serve(peer_listener, c.clone(), shutdown.clone()));
+                cluster = Some(c);
+                zk
+            }
+        };
         let listener = TcpListener::bind(&config.coordinator.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (coordinator.listen): {e}", config.coordinator.listen))?;
@@ -73,6 +93,9 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
     let _ = shutdown.changed().await;
     tracing::info!("shutting down");
     tasks.shutdown().await;
+    if let Some(c) = cluster {
+        c.shutdown().await;
+    }
     broker.flush_all().await;
     tokio::task::block_in_place(|| broker.close());
     tracing::info!("logs closed cleanly");
