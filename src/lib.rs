@@ -22,11 +22,13 @@
 //! - [`zk`] — ZooKeeper wire handling: jute codec, one file per operation family, no I/O
 //! - [`coordinator`] — znode tree, sessions, watches, ACLs; transaction log and snapshots
 //! - [`ids`] — Kafka-style random ids
+//! - [`health`] — systemd notification (READY, STATUS, WATCHDOG, STOPPING)
 
 pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod coordinator;
+pub mod health;
 pub mod ids;
 pub mod kafka;
 pub mod log;
