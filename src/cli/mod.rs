@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod consume;
+pub mod node;
 pub mod produce;
 pub mod serve;
 pub mod topic;
@@ -33,6 +34,9 @@ enum Command {
     Consume(consume::Args),
     /// ZooKeeper client: ls, get, stat, create, set, delete (like zkCli.sh).
     Zk(zk::Args),
+    /// Set up this machine as a node: `bramble node init` runs on first boot.
+    #[command(subcommand)]
+    Node(node::Command),
 }
 
 /// Entry point of the binary.
@@ -44,6 +48,7 @@ pub fn main() -> ExitCode {
         Command::Produce(args) => client_runtime(produce::run(args)),
         Command::Consume(args) => client_runtime(consume::run(args)),
         Command::Zk(args) => client_runtime(zk::run(args)),
+        Command::Node(command) => node::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
