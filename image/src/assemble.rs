@@ -68,8 +68,7 @@ pub fn build(args: &Args, rootfs: &Path, binary: &Path) -> anyhow::Result<Vec<Pa
         firmware
             .iter()
             .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .filter(|n| n.starts_with(prefix))
-            .next_back()
+            .rfind(|n| n.starts_with(prefix))
     };
     let generated = vec![
         ("config.txt", boot::config_txt(args.arch, name_of("vmlinuz-").as_deref(), name_of("initrd.img-").as_deref())),

@@ -73,7 +73,7 @@ pub fn firmware_files(rootfs: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     let mut files = list(&rootfs.join("usr/lib/raspi-firmware"));
     let boot = list(&rootfs.join("boot"));
-    let newest = |prefix: &str| boot.iter().filter(|p| file_name(p).starts_with(prefix)).next_back().cloned();
+    let newest = |prefix: &str| boot.iter().rfind(|p| file_name(p).starts_with(prefix)).cloned();
     files.extend(newest("vmlinuz-"));
     files.extend(newest("initrd.img-"));
     if let Ok(kernels) = std::fs::read_dir(rootfs.join("usr/lib")) {
