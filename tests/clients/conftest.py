@@ -148,3 +148,27 @@ def require_tool(name):
     if path is None:
         pytest.fail(f"{name} is not installed: run the README's test command, which installs it")
     return path
+
+
+# --- slow tests (emulation) -------------------------------------------------------------------
+# `--slow` (tests/run-all.sh passes it when BRAMBLE_SLOW_TESTS=1) runs tests marked
+# `@pytest.mark.slow`, such as booting an image under qemu-system-aarch64. Without it they are
+# skipped with a reason: the one place in this suite where a skip is allowed.
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="also run slow emulation tests (BRAMBLE_SLOW_TESTS=1 in tests/run-all.sh)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: slow emulation test, runs only with --slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow emulation test: set BRAMBLE_SLOW_TESTS=1 (pytest --slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
