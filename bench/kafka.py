@@ -50,6 +50,9 @@ class Node:
             f'listeners = ["127.0.0.1:{self.port}"]\n'
             f'log_dirs = ["{self.workdir / "kafka-logs"}"]\n'
             f"log_flush_on_ack = {'true' if flush_on_ack else 'false'}\n"
+            "[coordinator]\n"
+            f'listen = "127.0.0.1:{free_port()}"\n'
+            f'data_dir = "{self.workdir / "zookeeper"}"\n'
         )
         self.process = subprocess.Popen([binary, "serve", "--config", str(config)],
                                         stderr=open(self.workdir / "log", "wb"))

@@ -108,6 +108,50 @@ pub struct BrokerConfig {
     pub fetch_max_wait_ms: u32,
     /// Most partitions the broker will hold.
     pub max_partitions: u32,
+    /// Partitions of the internal `__consumer_offsets` topic, fixed when it is first created
+    /// (Kafka's default is 50; 8 keeps a Pi's file count and startup replay small while
+    /// still spreading groups over a 3-node cluster). A group's partition is the Java
+    /// hashCode of its id modulo this, as in Kafka.
+    pub offsets_topic_num_partitions: u32,
+    /// Replicas of `__consumer_offsets` when it is created (Kafka's default is 3; a single
+    /// node can only give 1, and creation fails with fewer brokers than this, as in Kafka).
+    pub offsets_topic_replication_factor: u16,
+    /// Segment size of `__consumer_offsets` (Kafka: 100 MiB); smaller segments close, and so
+    /// compact, sooner.
+    pub offsets_topic_segment_bytes: u64,
+    /// Committed offsets of a group that has been empty this long are deleted (Kafka's
+    /// default: 7 days).
+    pub offsets_retention_minutes: u64,
+    /// How often expired offsets are looked for.
+    pub offsets_retention_check_interval_ms: u64,
+    /// Longest metadata string a consumer may commit with an offset.
+    pub offset_metadata_max_bytes: u32,
+    /// How long a new group waits for more members before its first rebalance completes
+    /// (Kafka: 3000 ms). Short, so a lone consumer's first join is prompt.
+    pub group_initial_rebalance_delay_ms: u32,
+    /// Smallest session timeout a member may ask for.
+    pub group_min_session_timeout_ms: u32,
+    /// Largest session timeout a member may ask for.
+    pub group_max_session_timeout_ms: u32,
+    /// Most members of one group; further joins get GROUP_MAX_SIZE_REACHED.
+    pub group_max_size: u32,
+    /// Most groups this coordinator holds (members or committed offsets); a new group past it
+    /// is refused.
+    pub max_groups: u32,
+    /// Largest protocol metadata (subscription) or assignment of one member.
+    pub group_member_metadata_max_bytes: u32,
+    /// An idempotent producer idle this long is forgotten by each partition (Kafka's
+    /// `producer.id.expiration.ms`).
+    pub producer_id_expiration_ms: i64,
+    /// Most idempotent producers each partition remembers; past it the longest idle goes.
+    pub max_producers_per_partition: u32,
+    /// Compact topics with `cleanup.policy=compact` (and `__consumer_offsets`).
+    pub log_cleaner_enable: bool,
+    /// Memory for the key map of one compaction pass (Kafka: 128 MiB for all cleaner
+    /// threads); a pass over more keys cleans up to where the map filled.
+    pub log_cleaner_dedupe_buffer_size: u64,
+    /// How often compacted partitions are checked for work.
+    pub log_cleaner_backoff_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -135,6 +179,23 @@ impl Default for BrokerConfig {
             fetch_max_bytes: 16 << 20,
             fetch_max_wait_ms: 30_000,
             max_partitions: 4096,
+            offsets_topic_num_partitions: 8,
+            offsets_topic_replication_factor: 1,
+            offsets_topic_segment_bytes: 16 << 20,
+            offsets_retention_minutes: 7 * 24 * 60,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4096,
+            group_initial_rebalance_delay_ms: 300,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: 100,
+            max_groups: 1000,
+            group_member_metadata_max_bytes: 64 << 10,
+            producer_id_expiration_ms: 86_400_000,
+            max_producers_per_partition: 256,
+            log_cleaner_enable: true,
+            log_cleaner_dedupe_buffer_size: 8 << 20,
+            log_cleaner_backoff_ms: 15_000,
         }
     }
 }
@@ -267,6 +328,59 @@ impl BrokerConfig {
         if self.log_flush_interval_ms == 0 {
             return Err(invalid("broker.log_flush_interval_ms", "must be at least 1"));
         }
+        self.validate_groups()
+    }
+
+    fn validate_groups(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: &str| ConfigError::Invalid {
+            key,
+            message: message.to_string(),
+        };
+        if !(1..=1000).contains(&self.offsets_topic_num_partitions) {
+            return Err(invalid("broker.offsets_topic_num_partitions", "must be between 1 and 1000"));
+        }
+        if self.offsets_topic_replication_factor == 0 {
+            return Err(invalid("broker.offsets_topic_replication_factor", "must be at least 1"));
+        }
+        if self.offsets_topic_segment_bytes < 14 * 1024 || self.offsets_topic_segment_bytes > i32::MAX as u64 {
+            return Err(invalid("broker.offsets_topic_segment_bytes", "must be between 14336 and 2147483647"));
+        }
+        if self.offsets_retention_minutes == 0 {
+            return Err(invalid("broker.offsets_retention_minutes", "must be at least 1"));
+        }
+        if self.offsets_retention_check_interval_ms == 0 {
+            return Err(invalid("broker.offsets_retention_check_interval_ms", "must be at least 1"));
+        }
+        if self.group_initial_rebalance_delay_ms > 60_000 {
+            return Err(invalid("broker.group_initial_rebalance_delay_ms", "must be at most 60000"));
+        }
+        if self.group_min_session_timeout_ms == 0 || self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return Err(invalid(
+                "broker.group_min_session_timeout_ms",
+                "must be at least 1 and at most broker.group_max_session_timeout_ms",
+            ));
+        }
+        if self.group_max_size == 0 {
+            return Err(invalid("broker.group_max_size", "must be at least 1"));
+        }
+        if self.max_groups == 0 {
+            return Err(invalid("broker.max_groups", "must be at least 1"));
+        }
+        if self.group_member_metadata_max_bytes < 1024 {
+            return Err(invalid("broker.group_member_metadata_max_bytes", "must be at least 1024"));
+        }
+        if self.producer_id_expiration_ms < 1 {
+            return Err(invalid("broker.producer_id_expiration_ms", "must be at least 1"));
+        }
+        if self.max_producers_per_partition == 0 {
+            return Err(invalid("broker.max_producers_per_partition", "must be at least 1"));
+        }
+        if self.log_cleaner_dedupe_buffer_size < 64 * 1024 {
+            return Err(invalid("broker.log_cleaner_dedupe_buffer_size", "must be at least 65536"));
+        }
+        if self.log_cleaner_backoff_ms == 0 {
+            return Err(invalid("broker.log_cleaner_backoff_ms", "must be at least 1"));
+        }
         Ok(())
     }
 
@@ -339,6 +453,23 @@ mod tests {
         assert!(error.to_string().contains("broker.num_partitions"), "{error}");
         let error = Config::parse("[broker]\nlisteners = [\"nonsense\"]\n").unwrap_err();
         assert!(error.to_string().contains("broker.listeners"), "{error}");
+    }
+
+    #[test]
+    fn group_and_producer_settings_have_defaults_and_checks() {
+        let config = Config::parse("").unwrap().broker;
+        assert_eq!(config.offsets_topic_num_partitions, 8);
+        assert_eq!(config.offsets_retention_minutes, 7 * 24 * 60);
+        assert!(config.group_initial_rebalance_delay_ms <= 300);
+        for (text, key) in [
+            ("offsets_topic_num_partitions = 0", "broker.offsets_topic_num_partitions"),
+            ("group_min_session_timeout_ms = 9000\ngroup_max_session_timeout_ms = 8000", "broker.group_min_session_timeout_ms"),
+            ("group_max_size = 0", "broker.group_max_size"),
+            ("log_cleaner_dedupe_buffer_size = 10", "broker.log_cleaner_dedupe_buffer_size"),
+        ] {
+            let error = Config::parse(&format!("[broker]\n{text}\n")).unwrap_err();
+            assert!(error.to_string().contains(key), "{error}");
+        }
     }
 
     #[test]

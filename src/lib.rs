@@ -14,8 +14,12 @@
 //! yields the reply and the watch notifications, which go out before the reply.
 //!
 //! - [`config`] — TOML schema, defaults, validation
-//! - [`log`] — segments, indexes, recovery, retention (knows nothing of Kafka requests)
-//! - [`broker`] — topics, partitions, group commit, topic metadata files
+//! - [`log`] — segments, indexes, recovery, retention, compaction (knows nothing of Kafka
+//!   requests)
+//! - [`broker`] — topics, partitions, group commit, topic metadata files, idempotent producer
+//!   state and producer ids
+//! - [`group`] — consumer groups (classic rebalance protocol) and committed offsets, stored in
+//!   the compacted internal topic `__consumer_offsets`
 //! - [`kafka`] — Kafka wire handling, one file per API, no socket I/O
 //! - [`server`] — listeners, connections, background tasks, shutdown
 //! - [`cli`] — subcommands
@@ -28,6 +32,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod coordinator;
+pub mod group;
 pub mod health;
 pub mod ids;
 pub mod kafka;

@@ -53,7 +53,7 @@ if [[ "${BRAMBLE_SKIP_CROSS:-0}" != 1 ]]; then
 fi
 
 step "cargo test (unit and integration tests, the image builder too)"
-cargo test --locked --workspace --all-targets
+cargo test --locked --workspace --lib --bins --tests   # not benches: they drive live servers (bench/)
 
 step "clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings

@@ -1,8 +1,10 @@
 //! Subcommands: `serve` runs the daemon; the rest are clients of a running node, in the
-//! habits of kafka-topics.sh, kafka-console-producer/consumer.sh and zkCli.sh.
+//! habits of kafka-topics.sh, kafka-console-producer/consumer.sh, kafka-consumer-groups.sh and
+//! zkCli.sh.
 
 pub mod client;
 pub mod consume;
+pub mod group;
 pub mod node;
 pub mod produce;
 pub mod serve;
@@ -32,6 +34,9 @@ enum Command {
     Produce(produce::Args),
     /// Print a topic's records.
     Consume(consume::Args),
+    /// List, describe and delete consumer groups; reset their offsets.
+    #[command(subcommand)]
+    Group(group::Command),
     /// ZooKeeper client: ls, get, stat, create, set, delete (like zkCli.sh).
     Zk(zk::Args),
     /// Set up this machine as a node: `bramble node init` runs on first boot.
@@ -47,6 +52,7 @@ pub fn main() -> ExitCode {
         Command::Topic(command) => client_runtime(topic::run(command)),
         Command::Produce(args) => client_runtime(produce::run(args)),
         Command::Consume(args) => client_runtime(consume::run(args)),
+        Command::Group(command) => client_runtime(group::run(command)),
         Command::Zk(args) => client_runtime(zk::run(args)),
         Command::Node(command) => node::run(command),
     };

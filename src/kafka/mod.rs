@@ -1,37 +1,70 @@
 //! Kafka wire handling: framing, one file per API, and the dispatch between them. No socket
 //! I/O here: the server reads frames and writes the bytes these functions return.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod errors;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod frame;
+pub mod heartbeat;
+pub mod incremental_alter_configs;
+pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 pub mod wire_guard;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 
+use crate::broker::producer_ids::ProducerIdAllocator;
 use crate::broker::{Broker, Topic};
+use crate::group::GroupCoordinator;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub struct Context {
     /// Topics and partitions.
     pub broker: Arc<Broker>,
+    /// Consumer groups and committed offsets.
+    pub groups: Arc<GroupCoordinator>,
+    /// Producer ids for InitProducerId.
+    pub producer_ids: Arc<ProducerIdAllocator>,
+    /// The client's address (set per connection; DescribeGroups shows it).
+    pub peer: Option<SocketAddr>,
+}
+
+impl Context {
+    /// The client's host as Kafka shows it (`/127.0.0.1`).
+    pub fn client_host(&self) -> String {
+        self.peer.map_or_else(|| "/unknown".to_string(), |p| format!("/{}", p.ip()))
+    }
 }
 
 /// A response still being made: a Produce waits for its fsync after the append.
 pub type LaterResponse = std::pin::Pin<Box<dyn std::future::Future<Output = ResponseKind> + Send>>;
 
 /// What a handler gives back.
+// A response is moved once per request; boxing the large variant would cost an allocation
+// on every request instead.
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     /// The response is ready.
     Now(ResponseKind),
@@ -68,6 +101,22 @@ pub async fn handle(ctx: &Context, request: frame::Request) -> Reply {
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs::handle(ctx, r)),
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, r))
+        }
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator::handle(ctx, r, version).await),
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(join_group::handle(ctx, r, &request.header, version).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(ctx, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(ctx, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(ctx, r, version)),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit::handle(ctx, r, version).await),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(ctx, r, version)),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(ctx, r).await),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(ctx, r)),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(ctx, r)),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(ctx, r).await),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(ctx, r)),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs::handle(ctx, r).await),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(ctx, r).await)
         }
         other => {
             // frame::decode_request only lets served APIs through.

@@ -48,6 +48,10 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Reply {
                 partition_responses.push(refuse(errors::INVALID_REQUIRED_ACKS, format!("acks={acks}")));
                 continue;
             }
+            if matches!(&topic, Ok(t) if t.is_internal()) {
+                partition_responses.push(refuse(errors::INVALID_TOPIC_EXCEPTION, format!("{name} is internal")));
+                continue;
+            }
             let partition = match &topic {
                 Ok(topic) => usize::try_from(data.index)
                     .ok()
@@ -78,7 +82,7 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Reply {
                     partition_responses.push(response);
                 }
                 Err(error) => {
-                    let code = errors::from_log_error(&error);
+                    let code = errors::from_append_error(&error);
                     if code == errors::KAFKA_STORAGE_ERROR {
                         tracing::error!(topic = %name, partition = data.index, %error, "append failed");
                     }

@@ -48,7 +48,8 @@ pub async fn serve(
             continue;
         };
         let _ = socket.set_nodelay(true);
-        let ctx = ctx.clone();
+        let mut ctx = ctx.clone();
+        ctx.peer = Some(peer);
         let request_bytes = request_bytes.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {

@@ -1,5 +1,6 @@
 //! Listeners, background tasks and shutdown: the only place that touches sockets.
 
+pub mod groups;
 pub mod kafka;
 pub mod zk;
 
@@ -9,7 +10,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::broker::producer_ids::ProducerIdAllocator;
 use crate::broker::{now_ms, Broker};
+use crate::group::GroupCoordinator;
 use crate::config::{parse_listener, Config};
 
 /// Open the broker, bind every listener, and serve until `shutdown` turns true; then close
@@ -17,7 +20,10 @@ use crate::config::{parse_listener, Config};
 pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let broker_config = config.broker.clone();
     let broker = Arc::new(tokio::task::block_in_place(|| Broker::open(broker_config, node_id as i32))?);
-    let ctx = crate::kafka::Context { broker: broker.clone() };
+    let groups = Arc::new(GroupCoordinator::new(broker.clone()));
+    tokio::task::block_in_place(|| groups.load())?;
+    let producer_ids = Arc::new(ProducerIdAllocator::open(&config.broker.log_dirs[0])?);
+    let ctx = crate::kafka::Context { broker: broker.clone(), groups: groups.clone(), producer_ids, peer: None };
     let limits = kafka::Limits {
         max_connections: config.broker.max_connections,
         request_max_bytes: config.broker.socket_request_max_bytes,
@@ -48,6 +54,11 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
         });
     }
     tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
+    tasks.spawn(groups::timers(groups.clone(), shutdown.clone()));
+    tasks.spawn(groups::offset_expiry(groups.clone(), config.broker.offsets_retention_check_interval_ms, shutdown.clone()));
+    if config.broker.log_cleaner_enable {
+        tasks.spawn(cleaner_loop(broker.clone(), shutdown.clone()));
+    }
     tasks.spawn(checkpoint_loop(broker.clone(), shutdown.clone()));
     if !config.broker.log_flush_on_ack {
         tasks.spawn(flush_loop(broker.clone(), config.broker.log_flush_interval_ms, shutdown.clone()));
@@ -74,6 +85,18 @@ async fn retention_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>
         }
         let broker = broker.clone();
         let _ = tokio::task::spawn_blocking(move || broker.run_retention(now_ms())).await;
+    }
+}
+
+async fn cleaner_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let period = Duration::from_millis(broker.config.log_cleaner_backoff_ms);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+        let broker = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || broker.run_cleaner(now_ms())).await;
     }
 }
 
