@@ -6,6 +6,7 @@ pub mod client;
 pub mod consume;
 pub mod dev_cluster;
 pub mod group;
+pub mod node;
 pub mod produce;
 pub mod serve;
 pub mod topic;
@@ -41,6 +42,9 @@ enum Command {
     Group(group::Command),
     /// ZooKeeper client: ls, get, stat, create, set, delete (like zkCli.sh).
     Zk(zk::Args),
+    /// Set up this machine as a node: `bramble node init` runs on first boot.
+    #[command(subcommand)]
+    Node(node::Command),
 }
 
 /// Entry point of the binary.
@@ -54,6 +58,7 @@ pub fn main() -> ExitCode {
         Command::Consume(args) => client_runtime(consume::run(args)),
         Command::Group(command) => client_runtime(group::run(command)),
         Command::Zk(args) => client_runtime(zk::run(args)),
+        Command::Node(command) => node::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -89,9 +89,12 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
     if !config.broker.log_flush_on_ack {
         tasks.spawn(flush_loop(broker.clone(), config.broker.log_flush_interval_ms, shutdown.clone()));
     }
+    tasks.spawn(crate::health::notify::watchdog_loop(shutdown.clone()));
     tracing::info!(node = node_id, cluster = %broker.cluster_id, "bramble serving");
+    crate::health::notify::ready(&format!("serving as node {node_id}"));
     let _ = shutdown.changed().await;
     tracing::info!("shutting down");
+    crate::health::notify::stopping();
     tasks.shutdown().await;
     if let Some(c) = cluster {
         c.shutdown().await;

@@ -271,3 +271,25 @@ def bramble_cluster(tmp_path):
     yield make
     for c in clusters:
         c.stop()
+# --- slow tests (emulation) -------------------------------------------------------------------
+# `--slow` (tests/run-all.sh passes it when BRAMBLE_SLOW_TESTS=1) runs tests marked
+# `@pytest.mark.slow`, such as booting an image under qemu-system-aarch64. Without it they are
+# skipped with a reason: the one place in this suite where a skip is allowed.
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="also run slow emulation tests (BRAMBLE_SLOW_TESTS=1 in tests/run-all.sh)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: slow emulation test, runs only with --slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow emulation test: set BRAMBLE_SLOW_TESTS=1 (pytest --slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
