@@ -29,9 +29,11 @@
 //! - [`health`] — the health state machine and what shows it: LEDs, systemd notify, the
 //!   counters behind `/metrics` (the admin HTTP listener itself is in [`server`])
 //! - [`ids`] — Kafka-style random ids
+//! - [`health`] — systemd notification (READY, STATUS, WATCHDOG, STOPPING)
 
 pub mod broker;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod group;

@@ -2,7 +2,7 @@
 //! Numeric values are ZooKeeper's, because they go on the wire unchanged.
 
 /// A ZooKeeper error code (`KeeperException.Code`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[repr(i32)]
 pub enum ErrorCode {
     /// Everything went fine.
@@ -87,7 +87,7 @@ pub fn make_zxid(epoch: u32, counter: u32) -> Zxid {
 }
 
 /// A node's metadata as the client sees it (`Stat`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Stat {
     /// Zxid of the create.
     pub czxid: i64,
@@ -130,7 +130,7 @@ pub mod perms {
 }
 
 /// An identity: scheme (world, digest, ip, auth) and id.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Id {
     /// The scheme.
     pub scheme: String,
@@ -139,7 +139,7 @@ pub struct Id {
 }
 
 /// One ACL entry.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Acl {
     /// Permission bits ([`perms`]).
     pub perms: i32,

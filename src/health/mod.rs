@@ -345,7 +345,7 @@ pub async fn run(
             health.states.send_replace(t.to);
         }
         if facts.serving && !ready_sent {
-            health.notifier.ready(&line);
+            health.notifier.ready(&format!("serving as node {}; {line}", health.node_id));
             ready_sent = true;
         } else if transition.is_some() || changed_reason {
             health.notifier.status(&line);

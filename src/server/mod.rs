@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod groups;
 pub mod kafka;
+pub mod peer;
 pub mod zk;
 
 use std::sync::Arc;
@@ -52,19 +53,39 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
         tasks.spawn(kafka::serve(listener, ctx.clone(), limits, budget.kafka_requests.clone(), shutdown.clone()));
     }
     // ZooKeeper protocol (coordinator): open the tree from coordinator.data_dir, then serve.
-    let coordinator = tokio::task::block_in_place(|| zk::open(&config.coordinator, budget.znodes.limit_bytes()))?;
-    {
-        let coordinator = coordinator.clone();
+    let mut cluster = None;
+    let coordinator = {
+        let coordinator = match &config.cluster {
+            None => tokio::task::block_in_place(|| zk::open(&config.coordinator, budget.znodes.limit_bytes()))?,
+            Some(cc) => {
+                // The quorum replaces the txn log: open the coordinator empty, let the Raft
+                // state machine load its snapshot and replay the committed log into it.
+                let zk = zk::open_clustered(&config.coordinator, node_id)?;
+                cc.validate(u64::from(node_id)).map_err(anyhow::Error::msg)?;
+                let peer_addr = parse_listener(&cc.listen).map_err(anyhow::Error::msg)?;
+                let peer_listener = TcpListener::bind(peer_addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {peer_addr} (cluster.listen): {e}"))?;
+                let applier: Arc<dyn crate::cluster::state_machine::Applier> = zk.clone();
+                let c = crate::cluster::Cluster::start(cc, u64::from(node_id), std::path::Path::new(&config.coordinator.data_dir), applier).await?;
+                zk.attach_cluster(c.clone());
+                tasks.spawn(peer::serve(peer_listener, c.clone(), shutdown.clone()));
+                cluster = Some(c);
+                zk
+            }
+        };
         let listener = TcpListener::bind(&config.coordinator.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (coordinator.listen): {e}", config.coordinator.listen))?;
         let stop = shutdown.clone();
+        let serving = coordinator.clone();
         tasks.spawn(async move {
-            if let Err(error) = zk::serve(listener, coordinator, stop).await {
+            if let Err(error) = zk::serve(listener, serving, stop).await {
                 tracing::error!(error = %error, "ZooKeeper listener failed");
             }
         });
-    }
+        coordinator
+    };
     tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
     tasks.spawn(groups::timers(groups.clone(), shutdown.clone()));
     tasks.spawn(groups::offset_expiry(groups.clone(), config.broker.offsets_retention_check_interval_ms, shutdown.clone()));
@@ -85,19 +106,58 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
         kafka: config.broker.advertised().first().map(|(host, port)| format!("{host}:{port}")),
     };
     start_admin(&config, admin, &mut tasks, shutdown.clone()).await;
-    // The quorum is not built yet: a single node is its own leader.
-    health.inputs.set_quorum(health::QuorumStatus::single_node(node_id));
-    health.serving();
+    match &cluster {
+        // A single node is its own leader.
+        None => health.inputs.set_quorum(health::QuorumStatus::single_node(node_id)),
+        Some(c) => {
+            tasks.spawn(feed_quorum(c.clone(), health.clone(), shutdown.clone()));
+        }
+    }
     tracing::info!(node = node_id, cluster = %broker.cluster_id, "bramble serving");
+    // The health loop sends READY=1 (with the status line) once it sees this.
+    health.serving();
     let _ = shutdown.changed().await;
     tracing::info!("shutting down");
     health.stopping();
     tasks.shutdown().await;
+    if let Some(c) = cluster {
+        c.shutdown().await;
+    }
     broker.flush_all().await;
     tokio::task::block_in_place(|| broker.close());
     tracing::info!("logs closed cleanly");
     health_tasks.shutdown().await;
     Ok(())
+}
+
+/// Feed the quorum's role, term and leader into health on every change of openraft's
+/// metrics.
+async fn feed_quorum(cluster: Arc<crate::cluster::Cluster>, health: Arc<Health>, mut shutdown: watch::Receiver<bool>) {
+    use openraft::ServerState;
+    let mut metrics = cluster.raft().metrics();
+    let mut leader = cluster.leader();
+    let voters = u32::try_from(cluster.members().len()).unwrap_or(u32::MAX);
+    loop {
+        let (state, term) = {
+            let m = metrics.borrow_and_update();
+            (m.state, m.current_term)
+        };
+        let known_leader = *leader.borrow_and_update();
+        let role = match state {
+            ServerState::Leader => health::state::Role::Leader,
+            ServerState::Follower => health::state::Role::Follower,
+            ServerState::Learner => health::state::Role::Learner,
+            ServerState::Candidate | ServerState::Shutdown => health::state::Role::Candidate,
+        };
+        let leader_id = known_leader.and_then(|l| u32::try_from(l).ok());
+        health.inputs.set_quorum(health::QuorumStatus { role, term, leader: leader_id, quorum: leader_id.is_some(), voters });
+        health.poke();
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            changed = leader.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// The health loop and the LED driver; they run until `shutdown`.

@@ -205,7 +205,7 @@ def test_systemd_notify_ready_status_watchdog_stopping(bramble_factory, tmp_path
             pass
     ready = [m for m in messages if m.startswith("READY=1")]
     assert len(ready) == 1, messages
-    assert "STATUS=leader" in ready[0]
+    assert "STATUS=serving as node 1; leader" in ready[0]
     assert sum(m == "WATCHDOG=1" for m in messages) >= 5, messages
     node.stop()
     rest = []
