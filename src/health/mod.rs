@@ -304,10 +304,7 @@ pub async fn run(
 ) {
     let mut machine = Machine::new(thresholds, health.now());
     let mut ready_sent = false;
-    let watchdog = notify::watchdog_interval().map(|every| {
-        tracing::info!(every_ms = every.as_millis() as u64, "feeding the systemd watchdog");
-        tokio::spawn(feed_watchdog(health.clone(), every, interval, shutdown.clone()))
-    });
+    let mut watchdog = None;
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -347,7 +344,13 @@ pub async fn run(
         if facts.serving && !ready_sent {
             health.notifier.ready(&format!("serving as node {}; {line}", health.node_id));
             ready_sent = true;
-        } else if transition.is_some() || changed_reason {
+            // The watchdog is fed from READY on, so READY=1 is the first message systemd sees.
+            watchdog = notify::watchdog_interval().map(|every| {
+                tracing::info!(every_ms = every.as_millis() as u64, "feeding the systemd watchdog");
+                tokio::spawn(feed_watchdog(health.clone(), every, interval, shutdown.clone()))
+            });
+        } else if ready_sent && (transition.is_some() || changed_reason) {
+            // Before READY=1 systemd shows "activating"; the first status goes with READY.
             health.notifier.status(&line);
         }
         tokio::select! {
