@@ -189,7 +189,11 @@ class ClusterNode(Bramble):
             "[cluster]\n"
             f'listen = "{self.host}:{self.peer_port}"\n'
             f"servers = {{ {servers} }}\n"
-            f"{self.extra_config}\n"
+            f"{self.extra_config}\n\n"
+            "[admin]\n"
+            f'listen = "{self.admin}"\n'
+            f"{self.admin_config}\n\n"
+            f"{self.sections}\n"
         )
 
     def four_letter(self, word, timeout=2.0):
