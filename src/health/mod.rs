@@ -309,13 +309,9 @@ pub async fn run(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let inputs = health.inputs.snapshot();
-        let readings = tokio::task::spawn_blocking(move || {
-            let readings = sensors.read();
-            (sensors, readings)
-        })
-        .await;
-        let Ok((returned, readings)) = readings else { break };
-        sensors = returned;
+        // A handful of small sysfs/procfs reads and one statvfs per mount: inline, so the
+        // health loop costs no blocking-pool thread (whose stack counts against the budget).
+        let readings = sensors.read();
         let facts = facts(&inputs, &readings);
         let now = health.now();
         let transition = machine.observe(&facts, now);
