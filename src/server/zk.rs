@@ -963,7 +963,7 @@ mod local_zk_tests {
     async fn the_node_creates_watches_and_deletes_znodes_in_process() {
         let dir = tempfile::tempdir().unwrap();
         let config = CoordinatorConfig { data_dir: dir.path().display().to_string(), ..Default::default() };
-        let zk = open(&config).unwrap();
+        let zk = open(&config, 64 << 20).unwrap();
         zk.create("/brokers", b"", false).await.unwrap();
         zk.create("/brokers/ids", b"", false).await.unwrap();
         let mut events = zk.watch("/brokers");
