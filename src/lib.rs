@@ -42,5 +42,6 @@ pub mod ids;
 pub mod kafka;
 pub mod log;
 pub mod memory;
+pub mod replication;
 pub mod server;
 pub mod zk;

@@ -51,6 +51,8 @@ pub struct Context {
     pub peer: Option<SocketAddr>,
     /// The memory budget (fetch responses draw from its pool).
     pub memory: Arc<crate::memory::Budget>,
+    /// Cluster mode: broker metadata and partition replication (None on a single node).
+    pub replication: Option<Arc<crate::replication::Replication>>,
 }
 
 impl Context {
@@ -148,7 +150,11 @@ pub async fn resolve_topic(ctx: &Context, name: &str, allow_create: bool) -> Res
     if !allow_create {
         return Err(errors::UNKNOWN_TOPIC_OR_PARTITION);
     }
-    match ctx.broker.create_topic(name, -1, -1, Default::default(), false).await {
+    let created = match &ctx.replication {
+        Some(r) => r.create_topic(name, -1, -1, Default::default(), false).await,
+        None => ctx.broker.create_topic(name, -1, -1, Default::default(), false).await,
+    };
+    match created {
         Ok(topic) => Ok(topic),
         // Another request created it first.
         Err(crate::broker::TopicError::AlreadyExists(_)) => {
