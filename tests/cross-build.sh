@@ -9,16 +9,36 @@ smoke() {
   # qemu-user finds the target's dynamic loader and libc in the cross sysroot.
   export QEMU_LD_PREFIX=$3
   "$qemu" "$binary" --version
-  local dir port pid
+  local dir port zk_port admin_port pid
   dir=$(mktemp -d)
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  printf '[node]\nid = 1\n[broker]\nlisteners = ["127.0.0.1:%s"]\nlog_dirs = ["%s/kafka-logs"]\n' "$port" "$dir" > "$dir/bramble.toml"
+  free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+  port=$(free_port); zk_port=$(free_port); admin_port=$(free_port)
+  # Every listener on a private port and every directory under $dir: nothing of the host's.
+  cat > "$dir/bramble.toml" <<TOML
+[node]
+id = 1
+[broker]
+listeners = ["127.0.0.1:$port"]
+log_dirs = ["$dir/kafka-logs"]
+[coordinator]
+listen = "127.0.0.1:$zk_port"
+data_dir = "$dir/zookeeper"
+[admin]
+listen = "127.0.0.1:$admin_port"
+TOML
   "$qemu" "$binary" serve --config "$dir/bramble.toml" 2>"$dir/log" &
   pid=$!
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  local up=0
+  for _ in $(seq 300); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.2
   done
+  if [[ $up != 1 ]]; then
+    echo "bramble under $qemu did not start listening; its log:" >&2
+    cat "$dir/log" >&2
+    exit 1
+  fi
   printf 'one\ntwo\nthree\n' | kcat -b "127.0.0.1:$port" -P -t smoke
   local got
   got=$(kcat -b "127.0.0.1:$port" -C -t smoke -e -q | tr '\n' ' ')
