@@ -46,6 +46,8 @@ pub struct Config {
     pub node: NodeConfig,
     /// `[broker]`: the Kafka side.
     pub broker: BrokerConfig,
+    /// `[mqtt]`: MQTT ingest (listener, routes, bridges); absent = none.
+    pub mqtt: Option<crate::mqtt::MqttConfig>,
 }
 
 /// `[node]`
@@ -175,7 +177,11 @@ impl Config {
 
     /// Check every value against its allowed range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.broker.validate()
+        self.broker.validate()?;
+        if let Some(mqtt) = &self.mqtt {
+            mqtt.validate(self.broker.message_max_bytes)?;
+        }
+        Ok(())
     }
 }
 

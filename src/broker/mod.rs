@@ -3,6 +3,7 @@
 //! Nothing here knows the Kafka wire format.
 
 pub mod partition;
+pub mod produce;
 pub mod store;
 pub mod topic;
 

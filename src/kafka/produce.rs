@@ -92,15 +92,13 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
     if acks == 0 {
         return None;
     }
-    if ctx.broker.config.log_flush_on_ack {
-        for (topic_index, partition_index, partition, end_offset) in waits {
-            if let Err(error) = partition.wait_durable(end_offset).await {
-                tracing::error!(topic = %partition.topic, partition = partition.index, %error, "fsync failed");
-                let response = &mut responses[topic_index].partition_responses[partition_index];
-                response.error_code = errors::KAFKA_STORAGE_ERROR;
-                response.base_offset = -1;
-                response.error_message = Some(StrBytes::from_string(format!("fsync failed: {error}")));
-            }
+    for (topic_index, partition_index, partition, end_offset) in waits {
+        if let Err(error) = ctx.broker.wait_committed(&partition, end_offset).await {
+            tracing::error!(topic = %partition.topic, partition = partition.index, %error, "fsync failed");
+            let response = &mut responses[topic_index].partition_responses[partition_index];
+            response.error_code = errors::KAFKA_STORAGE_ERROR;
+            response.base_offset = -1;
+            response.error_message = Some(StrBytes::from_string(format!("fsync failed: {error}")));
         }
     }
     Some(ProduceResponse::default().with_responses(responses))

@@ -1,6 +1,7 @@
 //! Listeners, background tasks and shutdown: the only place that touches sockets.
 
 pub mod kafka;
+pub mod mqtt;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,9 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
         tracing::info!(addr = %listener.local_addr()?, "Kafka listener up");
         tasks.spawn(kafka::serve(listener, ctx.clone(), limits, request_bytes.clone(), shutdown.clone()));
     }
+    if let Some(mqtt_config) = config.mqtt.clone() {
+        start_mqtt(mqtt_config, broker.clone(), node_id, &mut tasks, &shutdown).await?;
+    }
     tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
     tasks.spawn(checkpoint_loop(broker.clone(), shutdown.clone()));
     if !config.broker.log_flush_on_ack {
@@ -45,6 +49,29 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
     broker.flush_all().await;
     tokio::task::block_in_place(|| broker.close());
     tracing::info!("logs closed cleanly");
+    Ok(())
+}
+
+/// Start the MQTT listener (when `mqtt.listen` is set) and one task per bridge.
+async fn start_mqtt(
+    config: crate::mqtt::MqttConfig,
+    broker: Arc<Broker>,
+    node_id: u32,
+    tasks: &mut tokio::task::JoinSet<()>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let ingest = crate::mqtt::Ingest::new(config, broker, node_id)?;
+    if let Some(listen) = &ingest.config.listen {
+        let addr = parse_listener(listen).map_err(anyhow::Error::msg)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (mqtt.listen): {e}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "MQTT listener up");
+        tasks.spawn(mqtt::serve(listener, ingest.clone(), shutdown.clone()));
+    }
+    for index in 0..ingest.config.bridges.len() {
+        tasks.spawn(crate::mqtt::bridge::run(ingest.clone(), index, shutdown.clone()));
+    }
     Ok(())
 }
 
