@@ -43,11 +43,14 @@ pub enum SinkError {
     },
 }
 
+/// A partition written and the offset just past its last record.
+type CommitPoint = (Arc<Partition>, i64);
+
 /// Where appended records must reach before their messages may be acknowledged: for each
 /// partition written, the offset just past the last record. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Commit {
-    points: Option<Arc<[(Arc<Partition>, i64)]>>,
+    points: Option<Arc<[CommitPoint]>>,
 }
 
 impl Commit {
@@ -105,7 +108,7 @@ impl Sink {
         routed.clear();
         let now = now_ms();
         let mut open: Vec<Open> = Vec::new();
-        let mut points: Vec<(Arc<Partition>, i64)> = Vec::new();
+        let mut points: Vec<CommitPoint> = Vec::new();
         let mut key = Vec::new();
         for message in messages {
             let (route, route_index) = match source.only_route {
@@ -212,7 +215,7 @@ impl Sink {
     }
 }
 
-fn append(entry: &Open, builder: BatchBuilder, now: i64) -> Result<(Arc<Partition>, i64), SinkError> {
+fn append(entry: &Open, builder: BatchBuilder, now: i64) -> Result<CommitPoint, SinkError> {
     let mut batch = builder.finish();
     let info = entry.partition.append(&mut batch, now).map_err(|source| SinkError::Append {
         topic: entry.partition.topic.clone(),

@@ -39,7 +39,7 @@ def wait_for_port(host, port, timeout=15.0, process=None):
 class Bramble:
     """One bramble node: start, stop (SIGTERM), kill (SIGKILL), restart."""
 
-    def __init__(self, workdir: pathlib.Path, extra_config: str = "", host="127.0.0.1"):
+    def __init__(self, workdir: pathlib.Path, extra_config: str = "", host="127.0.0.1", sections: str = ""):
         if not BINARY.exists():
             raise RuntimeError(f"{BINARY} is missing: build with `cargo build` first")
         self.workdir = workdir
@@ -50,6 +50,8 @@ class Bramble:
         self.zk_dir = workdir / "zookeeper"
         self.config_path = workdir / "bramble.toml"
         self.extra_config = extra_config
+        # Whole top-level sections (`[mqtt]`, ...) written after `[broker]`.
+        self.sections = sections
         self.process = None
         self.stderr_path = workdir / "bramble.log"
         self.write_config()
@@ -69,6 +71,7 @@ class Bramble:
             f'listeners = ["{self.kafka}"]\n'
             f'log_dirs = ["{self.log_dir}"]\n'
             f"{self.extra_config}\n"
+            f"{self.sections}\n"
         )
 
     def write_config(self):
@@ -119,10 +122,10 @@ def bramble_factory(tmp_path):
     """Make nodes with custom config; every node is stopped at the end of the test."""
     nodes = []
 
-    def make(extra_config="", name="node"):
+    def make(extra_config="", name="node", sections=""):
         workdir = tmp_path / f"{name}{len(nodes)}"
         workdir.mkdir()
-        node = Bramble(workdir, extra_config)
+        node = Bramble(workdir, extra_config, sections=sections)
         nodes.append(node)
         return node
 
