@@ -3,10 +3,11 @@ Mosquitto bridge (try_private on) pushes into bramble's listener."""
 import collections
 import subprocess
 import threading
+import time
 
 import pytest
 
-from conftest import free_port, require_tool, wait_for_port
+from conftest import require_tool
 from mqtt_support import Mosquitto, mosquitto_pub_lines, mqtt_sections, read_topic, start_mqtt_bramble, wait_for_log_line
 
 
@@ -75,11 +76,10 @@ def test_bridge_reconnects_and_resubscribes_after_the_broker_restarts(bramble_fa
     # subscription, so only bramble's re-subscribe brings messages again.
     broker.stop()
     wait_for_log_line(node, "bridge disconnected")
-    broker.start()
-    deadline_text = node.stderr_path.read_text(errors="replace").count("subscribed")
-    import time
+    subscriptions_so_far = node.stderr_path.read_text(errors="replace").count("subscribed")
+    broker.start()  # same port
     deadline = time.monotonic() + 30
-    while node.stderr_path.read_text(errors="replace").count("subscribed") <= deadline_text:
+    while node.stderr_path.read_text(errors="replace").count("subscribed") <= subscriptions_so_far:
         assert time.monotonic() < deadline, node.log_tail()
         time.sleep(0.1)
     assert mosquitto_pub_lines(broker.port, "bridge/a", [f"after-{n}" for n in range(100)]).returncode == 0
