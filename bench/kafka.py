@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Kafka produce/consume throughput of a bramble node, with librdkafka (confluent-kafka) as
-the client, beside the disk's own fsync'd sequential write speed measured in the same run.
+the client (kcat, records read from a file, so the client is not the bottleneck), beside the disk's own fsync'd sequential write speed measured in the same run.
 
     .venv/bin/python bench/kafka.py [--binary target/release/bramble] [--mib 256]
         [--peer HOST:PORT]   # also measure another Kafka-compatible broker, same client
@@ -19,7 +19,6 @@ import tempfile
 import threading
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -51,6 +50,9 @@ class Node:
             f'listeners = ["127.0.0.1:{self.port}"]\n'
             f'log_dirs = ["{self.workdir / "kafka-logs"}"]\n'
             f"log_flush_on_ack = {'true' if flush_on_ack else 'false'}\n"
+            "[coordinator]\n"
+            f'listen = "127.0.0.1:{free_port()}"\n'
+            f'data_dir = "{self.workdir / "zookeeper"}"\n'
         )
         self.process = subprocess.Popen([binary, "serve", "--config", str(config)],
                                         stderr=open(self.workdir / "log", "wb"))
@@ -90,56 +92,37 @@ class Node:
         self.process.wait(30)
 
 
-def produce(address, topic, record_bytes, total_bytes, acks):
-    producer = Producer({"bootstrap.servers": address, "acks": acks, "linger.ms": 5,
-                         "batch.size": 1 << 20, "queue.buffering.max.kbytes": 1 << 18,
-                         "compression.type": "none"})
-    value = os.urandom(record_bytes)
+def kcat(*args, stdin=None):
+    result = subprocess.run(["kcat", *args], stdin=stdin, capture_output=True)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    return result.stdout
+
+
+def produce(address, topic, record_bytes, total_bytes, acks, workdir):
+    """kcat (librdkafka) producing `total_bytes` of `record_bytes` records from a file."""
     count = total_bytes // record_bytes
-    errors = []
-
-    def on_delivery(err, _msg):
-        if err:
-            errors.append(err)
-
+    lines = pathlib.Path(workdir) / f"records-{record_bytes}"
+    if not lines.exists():
+        line = (os.urandom(record_bytes).hex()[: record_bytes - 1] + "\n").encode()
+        lines.write_bytes(line * count)
     start = time.perf_counter()
-    for i in range(count):
-        while True:
-            try:
-                producer.produce(topic, value=value, partition=i % 3, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.01)
-        if i % 1000 == 0:
-            producer.poll(0)
-    producer.flush(120)
-    elapsed = time.perf_counter() - start
-    assert not errors, errors[:3]
-    return count, elapsed
+    kcat("-b", address, "-P", "-t", topic, "-l", str(lines), "-X", f"request.required.acks={acks}",
+         "-X", "linger.ms=5", "-X", "batch.size=1000000", "-X", "queue.buffering.max.kbytes=262144")
+    return count, time.perf_counter() - start
 
 
 def consume(address, topic, expected):
-    consumer = Consumer({"bootstrap.servers": address, "group.id": "bench", "enable.auto.commit": False,
-                         "fetch.max.bytes": 16 << 20, "max.partition.fetch.bytes": 4 << 20})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
-    got = 0
-    size = 0
+    """kcat reading the topic from the beginning to its end."""
     start = time.perf_counter()
-    while got < expected:
-        batch = consumer.consume(10000, 5.0)
-        if not batch:
-            break
-        for msg in batch:
-            if msg.error() is None:
-                got += 1
-                size += len(msg.value())
+    out = kcat("-b", address, "-C", "-t", topic, "-e", "-q", "-o", "beginning",
+               "-X", "fetch.max.bytes=16777216", "-X", "max.partition.fetch.bytes=4194304")
     elapsed = time.perf_counter() - start
-    consumer.close()
+    got = out.count(b"\n")
     assert got == expected, (got, expected)
-    return size, elapsed
+    return len(out), elapsed
 
 
-def run_cases(address, mib):
+def run_cases(address, mib, workdir):
     admin = AdminClient({"bootstrap.servers": address})
     rows = []
     for record_bytes in (1024, 100):
@@ -148,7 +131,7 @@ def run_cases(address, mib):
             for f in admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)]).values():
                 f.result(60)
             total = mib << 20 if record_bytes == 1024 else (mib << 20) // 8
-            count, elapsed = produce(address, topic, record_bytes, total, acks)
+            count, elapsed = produce(address, topic, record_bytes, total, "-1" if acks == "all" else acks, workdir)
             mib_s = count * record_bytes / elapsed / (1 << 20)
             rows.append((f"produce {record_bytes} B, acks={acks}", count / elapsed, mib_s))
             if record_bytes == 1024 and acks == "all":
@@ -167,7 +150,7 @@ def main():
         disk = disk_fsync_write_mib_s(workdir)
         node = Node(args.binary, workdir)
         try:
-            rows = run_cases(node.address, args.mib)
+            rows = run_cases(node.address, args.mib, workdir)
         finally:
             node.stop()
     print(f"machine: {os.cpu_count()} cores; disk fsync'd sequential write (dd conv=fdatasync, 256 MiB): {disk:.0f} MiB/s")
@@ -177,7 +160,9 @@ def main():
     for name, rate, mib_s in rows:
         print(f"| bramble {name} | {rate:,.0f} | {mib_s:.1f} | {100 * mib_s / disk:.0f}% |")
     if args.peer:
-        for name, rate, mib_s in run_cases(args.peer, args.mib):
+        with tempfile.TemporaryDirectory(dir=ROOT) as workdir:
+            peer_rows = run_cases(args.peer, args.mib, workdir)
+        for name, rate, mib_s in peer_rows:
             print(f"| peer {name} | {rate:,.0f} | {mib_s:.1f} | {100 * mib_s / disk:.0f}% |")
 
 

@@ -46,6 +46,10 @@ pub struct Config {
     pub node: NodeConfig,
     /// `[broker]`: the Kafka side.
     pub broker: BrokerConfig,
+    /// `[coordinator]`: the ZooKeeper side (keys in `coordinator::config`).
+    pub coordinator: crate::coordinator::CoordinatorConfig,
+    /// `[memory]`: the budget the process stays within.
+    pub memory: crate::memory::MemoryConfig,
     /// `[mqtt]`: MQTT ingest (listener, routes, bridges); absent = none.
     pub mqtt: Option<crate::mqtt::MqttConfig>,
 }
@@ -100,14 +104,56 @@ pub struct BrokerConfig {
     pub max_connections: u32,
     /// Largest request frame; a larger frame closes its connection (`socket.request.max.bytes`).
     pub socket_request_max_bytes: u32,
-    /// Request bytes held in memory across all connections at once; readers wait beyond it.
-    pub queued_max_request_bytes: u64,
     /// Largest Fetch response, whatever the client asks (`fetch.max.bytes`).
     pub fetch_max_bytes: u32,
     /// Longest a Fetch may wait for data, whatever the client asks.
     pub fetch_max_wait_ms: u32,
     /// Most partitions the broker will hold.
     pub max_partitions: u32,
+    /// Partitions of the internal `__consumer_offsets` topic, fixed when it is first created
+    /// (Kafka's default is 50; 8 keeps a Pi's file count and startup replay small while
+    /// still spreading groups over a 3-node cluster). A group's partition is the Java
+    /// hashCode of its id modulo this, as in Kafka.
+    pub offsets_topic_num_partitions: u32,
+    /// Replicas of `__consumer_offsets` when it is created (Kafka's default is 3; a single
+    /// node can only give 1, and creation fails with fewer brokers than this, as in Kafka).
+    pub offsets_topic_replication_factor: u16,
+    /// Segment size of `__consumer_offsets` (Kafka: 100 MiB); smaller segments close, and so
+    /// compact, sooner.
+    pub offsets_topic_segment_bytes: u64,
+    /// Committed offsets of a group that has been empty this long are deleted (Kafka's
+    /// default: 7 days).
+    pub offsets_retention_minutes: u64,
+    /// How often expired offsets are looked for.
+    pub offsets_retention_check_interval_ms: u64,
+    /// Longest metadata string a consumer may commit with an offset.
+    pub offset_metadata_max_bytes: u32,
+    /// How long a new group waits for more members before its first rebalance completes
+    /// (Kafka: 3000 ms). Short, so a lone consumer's first join is prompt.
+    pub group_initial_rebalance_delay_ms: u32,
+    /// Smallest session timeout a member may ask for.
+    pub group_min_session_timeout_ms: u32,
+    /// Largest session timeout a member may ask for.
+    pub group_max_session_timeout_ms: u32,
+    /// Most members of one group; further joins get GROUP_MAX_SIZE_REACHED.
+    pub group_max_size: u32,
+    /// Most groups this coordinator holds (members or committed offsets); a new group past it
+    /// is refused.
+    pub max_groups: u32,
+    /// Largest protocol metadata (subscription) or assignment of one member.
+    pub group_member_metadata_max_bytes: u32,
+    /// An idempotent producer idle this long is forgotten by each partition (Kafka's
+    /// `producer.id.expiration.ms`).
+    pub producer_id_expiration_ms: i64,
+    /// Most idempotent producers each partition remembers; past it the longest idle goes.
+    pub max_producers_per_partition: u32,
+    /// Compact topics with `cleanup.policy=compact` (and `__consumer_offsets`).
+    pub log_cleaner_enable: bool,
+    /// Memory for the key map of one compaction pass (Kafka: 128 MiB for all cleaner
+    /// threads); a pass over more keys cleans up to where the map filled.
+    pub log_cleaner_dedupe_buffer_size: u64,
+    /// How often compacted partitions are checked for work.
+    pub log_cleaner_backoff_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -130,11 +176,29 @@ impl Default for BrokerConfig {
             log_flush_on_ack: true,
             log_flush_interval_ms: 1000,
             max_connections: 1000,
-            socket_request_max_bytes: 16 << 20,
-            queued_max_request_bytes: 64 << 20,
+            // Clients' own default request limit is about 1 MB (librdkafka message.max.bytes,
+            // Java max.request.size); 4 MiB leaves room while keeping small budgets possible.
+            socket_request_max_bytes: 4 << 20,
             fetch_max_bytes: 16 << 20,
             fetch_max_wait_ms: 30_000,
             max_partitions: 4096,
+            offsets_topic_num_partitions: 8,
+            offsets_topic_replication_factor: 1,
+            offsets_topic_segment_bytes: 16 << 20,
+            offsets_retention_minutes: 7 * 24 * 60,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4096,
+            group_initial_rebalance_delay_ms: 300,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: 100,
+            max_groups: 1000,
+            group_member_metadata_max_bytes: 64 << 10,
+            producer_id_expiration_ms: 86_400_000,
+            max_producers_per_partition: 256,
+            log_cleaner_enable: true,
+            log_cleaner_dedupe_buffer_size: 8 << 20,
+            log_cleaner_backoff_ms: 15_000,
         }
     }
 }
@@ -146,6 +210,7 @@ impl Config {
         let mut config = Config::default();
         config.broker.listeners = vec!["127.0.0.1:9092".into()];
         config.broker.log_dirs = vec![PathBuf::from("data/kafka-logs")];
+        config.coordinator.data_dir = "data/zookeeper".into();
         config
     }
 
@@ -178,10 +243,38 @@ impl Config {
     /// Check every value against its allowed range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.broker.validate()?;
+        self.coordinator
+            .validate()
+            .map_err(|message| ConfigError::Invalid { key: "coordinator", message })?;
+        let budget = self.budget()?;
         if let Some(mqtt) = &self.mqtt {
             mqtt.validate(self.broker.message_max_bytes)?;
+            // Two packets must fit the MQTT pool at once, or a client could never progress.
+            let pool = budget.mqtt_inflight.limit_bytes();
+            if 2 * u64::from(mqtt.max_packet_bytes) > pool {
+                return Err(ConfigError::Invalid {
+                    key: "mqtt.max_packet_bytes",
+                    message: format!(
+                        "the MQTT pool of memory.budget is {} KiB; at most half of it ({} KiB) per packet, \
+                         or raise memory.budget",
+                        pool >> 10,
+                        pool >> 11
+                    ),
+                });
+            }
         }
         Ok(())
+    }
+
+    /// The memory budget split into pools, checked against the limits it must hold.
+    pub fn budget(&self) -> Result<crate::memory::Budget, ConfigError> {
+        let needs = crate::memory::Needs {
+            request_max_bytes: u64::from(self.broker.socket_request_max_bytes),
+            message_max_bytes: u64::from(self.broker.message_max_bytes),
+            jute_maxbuffer: u64::from(self.coordinator.jute_maxbuffer),
+        };
+        crate::memory::Budget::new(&self.memory, needs)
+            .map_err(|message| ConfigError::Invalid { key: "memory.budget", message })
     }
 }
 
@@ -252,12 +345,6 @@ impl BrokerConfig {
                 "must be at least broker.message_max_bytes",
             ));
         }
-        if self.queued_max_request_bytes < u64::from(self.socket_request_max_bytes) {
-            return Err(invalid(
-                "broker.queued_max_request_bytes",
-                "must be at least broker.socket_request_max_bytes",
-            ));
-        }
         if self.fetch_max_bytes < 1024 {
             return Err(invalid("broker.fetch_max_bytes", "must be at least 1024"));
         }
@@ -266,6 +353,59 @@ impl BrokerConfig {
         }
         if self.log_flush_interval_ms == 0 {
             return Err(invalid("broker.log_flush_interval_ms", "must be at least 1"));
+        }
+        self.validate_groups()
+    }
+
+    fn validate_groups(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: &str| ConfigError::Invalid {
+            key,
+            message: message.to_string(),
+        };
+        if !(1..=1000).contains(&self.offsets_topic_num_partitions) {
+            return Err(invalid("broker.offsets_topic_num_partitions", "must be between 1 and 1000"));
+        }
+        if self.offsets_topic_replication_factor == 0 {
+            return Err(invalid("broker.offsets_topic_replication_factor", "must be at least 1"));
+        }
+        if self.offsets_topic_segment_bytes < 14 * 1024 || self.offsets_topic_segment_bytes > i32::MAX as u64 {
+            return Err(invalid("broker.offsets_topic_segment_bytes", "must be between 14336 and 2147483647"));
+        }
+        if self.offsets_retention_minutes == 0 {
+            return Err(invalid("broker.offsets_retention_minutes", "must be at least 1"));
+        }
+        if self.offsets_retention_check_interval_ms == 0 {
+            return Err(invalid("broker.offsets_retention_check_interval_ms", "must be at least 1"));
+        }
+        if self.group_initial_rebalance_delay_ms > 60_000 {
+            return Err(invalid("broker.group_initial_rebalance_delay_ms", "must be at most 60000"));
+        }
+        if self.group_min_session_timeout_ms == 0 || self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return Err(invalid(
+                "broker.group_min_session_timeout_ms",
+                "must be at least 1 and at most broker.group_max_session_timeout_ms",
+            ));
+        }
+        if self.group_max_size == 0 {
+            return Err(invalid("broker.group_max_size", "must be at least 1"));
+        }
+        if self.max_groups == 0 {
+            return Err(invalid("broker.max_groups", "must be at least 1"));
+        }
+        if self.group_member_metadata_max_bytes < 1024 {
+            return Err(invalid("broker.group_member_metadata_max_bytes", "must be at least 1024"));
+        }
+        if self.producer_id_expiration_ms < 1 {
+            return Err(invalid("broker.producer_id_expiration_ms", "must be at least 1"));
+        }
+        if self.max_producers_per_partition == 0 {
+            return Err(invalid("broker.max_producers_per_partition", "must be at least 1"));
+        }
+        if self.log_cleaner_dedupe_buffer_size < 64 * 1024 {
+            return Err(invalid("broker.log_cleaner_dedupe_buffer_size", "must be at least 65536"));
+        }
+        if self.log_cleaner_backoff_ms == 0 {
+            return Err(invalid("broker.log_cleaner_backoff_ms", "must be at least 1"));
         }
         Ok(())
     }
@@ -339,6 +479,23 @@ mod tests {
         assert!(error.to_string().contains("broker.num_partitions"), "{error}");
         let error = Config::parse("[broker]\nlisteners = [\"nonsense\"]\n").unwrap_err();
         assert!(error.to_string().contains("broker.listeners"), "{error}");
+    }
+
+    #[test]
+    fn group_and_producer_settings_have_defaults_and_checks() {
+        let config = Config::parse("").unwrap().broker;
+        assert_eq!(config.offsets_topic_num_partitions, 8);
+        assert_eq!(config.offsets_retention_minutes, 7 * 24 * 60);
+        assert!(config.group_initial_rebalance_delay_ms <= 300);
+        for (text, key) in [
+            ("offsets_topic_num_partitions = 0", "broker.offsets_topic_num_partitions"),
+            ("group_min_session_timeout_ms = 9000\ngroup_max_session_timeout_ms = 8000", "broker.group_min_session_timeout_ms"),
+            ("group_max_size = 0", "broker.group_max_size"),
+            ("log_cleaner_dedupe_buffer_size = 10", "broker.log_cleaner_dedupe_buffer_size"),
+        ] {
+            let error = Config::parse(&format!("[broker]\n{text}\n")).unwrap_err();
+            assert!(error.to_string().contains(key), "{error}");
+        }
     }
 
     #[test]

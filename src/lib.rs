@@ -9,20 +9,37 @@
 //! partitions, and acknowledges once the append is committed. [`config`] holds every setting and its limit; [`cli`]
 //! is the command line, both the daemon and the client commands.
 //!
+//! How a znode write flows: [`server`]'s ZooKeeper listener reads a jute frame; [`zk`]
+//! decodes it and turns it into a call on the [`coordinator`], a pure state machine that
+//! validates the request into a transaction (zxid and time handed in), persists it through
+//! its transaction sink (a group-committed log with snapshots), applies it to the tree, and
+//! yields the reply and the watch notifications, which go out before the reply.
+//!
 //! - [`config`] — TOML schema, defaults, validation
-//! - [`log`] — segments, indexes, recovery, retention (knows nothing of Kafka requests)
-//! - [`broker`] — topics, partitions, group commit, topic metadata files
+//! - [`log`] — segments, indexes, recovery, retention, compaction (knows nothing of Kafka
+//!   requests)
+//! - [`broker`] — topics, partitions, group commit, topic metadata files, idempotent producer
+//!   state and producer ids
+//! - [`group`] — consumer groups (classic rebalance protocol) and committed offsets, stored in
+//!   the compacted internal topic `__consumer_offsets`
 //! - [`kafka`] — Kafka wire handling, one file per API, no socket I/O
 //! - [`mqtt`] — MQTT ingest: listener protocol, bridge, routes, and the sink into the log
 //! - [`server`] — listeners, connections, background tasks, shutdown
 //! - [`cli`] — subcommands
+//! - [`zk`] — ZooKeeper wire handling: jute codec, one file per operation family, no I/O
+//! - [`coordinator`] — znode tree, sessions, watches, ACLs; transaction log and snapshots
+//! - [`memory`] — the budget, its pools and grants, resident/allocator statistics
 //! - [`ids`] — Kafka-style random ids
 
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod coordinator;
+pub mod group;
 pub mod ids;
 pub mod kafka;
 pub mod log;
+pub mod memory;
 pub mod mqtt;
 pub mod server;
+pub mod zk;

@@ -52,7 +52,7 @@ if [[ "${BRAMBLE_SKIP_CROSS:-0}" != 1 ]]; then
 fi
 
 step "cargo test (unit and integration tests)"
-cargo test --locked --all-targets
+cargo test --locked --lib --bins --tests   # not benches: they drive live servers (bench/)
 
 step "clippy"
 cargo clippy --locked --all-targets -- -D warnings

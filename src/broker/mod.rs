@@ -4,6 +4,8 @@
 
 pub mod partition;
 pub mod produce;
+pub mod producer_ids;
+pub mod producer_state;
 pub mod store;
 pub mod topic;
 
@@ -180,12 +182,18 @@ impl Broker {
     }
 
     fn new_partition(&self, topic: &str, index: i32, log: Log) -> Partition {
+        let limits = partition::ProducerLimits {
+            max_producers: self.config.max_producers_per_partition,
+            expiration_ms: self.config.producer_id_expiration_ms,
+        };
         Partition::new(
             topic,
             index,
             log,
             self.config.log_flush_on_ack,
             self.data_arrived.clone(),
+            limits,
+            now_ms(),
         )
     }
 
@@ -369,6 +377,9 @@ impl Broker {
     /// Delete a topic and its data. The directories are renamed first (so a crash midway
     /// finishes the deletion at the next start) and then removed.
     pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
+        if name.starts_with("__") {
+            return Err(TopicError::PolicyViolation(format!("{name} is the broker's own topic and cannot be deleted")));
+        }
         let _admin = self.admin.lock().await;
         let topic = self
             .topics
@@ -440,7 +451,7 @@ impl Broker {
         Ok(())
     }
 
-    /// Apply retention and age-based rolling to every partition.
+    /// Apply retention and age-based rolling to every partition, and snapshot producer state.
     pub fn run_retention(&self, now_ms: i64) {
         for topic in self.topics() {
             for partition in &topic.partitions {
@@ -449,7 +460,45 @@ impl Broker {
                     Ok(deleted) => tracing::info!(topic = %topic.name, partition = partition.index, deleted, "retention deleted segments"),
                     Err(error) => tracing::error!(topic = %topic.name, partition = partition.index, %error, "retention failed"),
                 }
+                if let Err(error) = partition.snapshot_producers(now_ms) {
+                    tracing::warn!(topic = %topic.name, partition = partition.index, %error, "producer snapshot failed");
+                }
             }
+        }
+    }
+
+    /// One compaction pass over every partition whose topic is compacted and dirty enough.
+    pub fn run_cleaner(&self, now_ms: i64) {
+        let budget = self.config.log_cleaner_dedupe_buffer_size;
+        for topic in self.topics() {
+            if !topic.config.cleanup_policy().0 {
+                continue;
+            }
+            for partition in &topic.partitions {
+                if let Err(error) = partition.clean(now_ms, budget) {
+                    tracing::error!(topic = %topic.name, partition = partition.index, %error, "compaction failed");
+                }
+            }
+        }
+    }
+
+    /// Create one of the broker's own topics (like `__consumer_offsets`) if it is missing;
+    /// returns the topic, whatever partition count it was created with.
+    pub async fn ensure_internal_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u16,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        if let Some(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        let replication_factor = i16::try_from(replication_factor).unwrap_or(i16::MAX);
+        match self.create_topic(name, partitions as i32, replication_factor, configs, false).await {
+            Ok(topic) => Ok(topic),
+            Err(TopicError::AlreadyExists(_)) => self.topic(name).ok_or_else(|| TopicError::Unknown(name.into())),
+            Err(error) => Err(error),
         }
     }
 

@@ -6,7 +6,28 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
-use crate::log::{AppendInfo, Log, LogConfig, LogError};
+use super::producer_state::{self, Check, ProducerError, ProducerStates};
+use crate::log::{AppendInfo, CleanReport, Log, LogConfig, LogError};
+
+/// Why an append was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The log refused the bytes.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// An idempotent producer's sequence or epoch does not fit.
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
+}
+
+/// Limits of the per-partition producer state.
+#[derive(Debug, Clone, Copy)]
+pub struct ProducerLimits {
+    /// Most producers remembered per partition.
+    pub max_producers: u32,
+    /// Forget a producer idle this long.
+    pub expiration_ms: i64,
+}
 
 /// A partition of a topic on this node (single node: always the leader).
 pub struct Partition {
@@ -15,6 +36,8 @@ pub struct Partition {
     /// Partition index within the topic.
     pub index: i32,
     log: Mutex<Log>,
+    /// Idempotent producers; locked only while `log` is held, so appends see one order.
+    producers: Mutex<ProducerStates>,
     leader_epoch: i32,
     /// Acknowledge only what is fsynced (see `broker.log_flush_on_ack`).
     flush_on_ack: bool,
@@ -38,14 +61,18 @@ impl std::fmt::Debug for Partition {
 }
 
 impl Partition {
-    /// Wrap an opened log.
+    /// Wrap an opened log, rebuilding its producer state from the newest usable snapshot and
+    /// the batch headers after it.
     pub fn new(
         topic: &str,
         index: i32,
         log: Log,
         flush_on_ack: bool,
         data_arrived: Arc<watch::Sender<u64>>,
+        limits: ProducerLimits,
+        now_ms: i64,
     ) -> Partition {
+        let producers = load_producer_state(&log, limits, now_ms);
         let end = log.log_end_offset();
         let leader_epoch = log.latest_epoch().unwrap_or(0);
         // Whatever survived recovery is on disk: it is the high watermark after a restart.
@@ -54,6 +81,7 @@ impl Partition {
             topic: topic.to_string(),
             index,
             log: Mutex::new(log),
+            producers: Mutex::new(producers),
             leader_epoch,
             flush_on_ack,
             durable,
@@ -74,14 +102,88 @@ impl Partition {
         self.leader_epoch
     }
 
+    fn lock_producers(&self) -> MutexGuard<'_, ProducerStates> {
+        self.producers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Validate and append producer batches, assigning offsets. Not yet durable: see
-    /// [`Partition::wait_durable`].
-    pub fn append(&self, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
-        let info = self.lock().append(batches, self.leader_epoch, now_ms)?;
+    /// [`Partition::wait_durable`]. Batches of idempotent producers are checked against
+    /// their sequences first; a retried duplicate is answered with its original offsets
+    /// (and `batch_count` 0) without being appended again.
+    pub fn append(&self, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
+        let mut log = self.lock();
+        let mut headers = crate::log::batch::peek_headers(batches)?;
+        if headers.iter().all(|h| h.producer_id < 0) {
+            let info = log.append(batches, self.leader_epoch, now_ms)?;
+            drop(log);
+            self.appended(&info);
+            return Ok(info);
+        }
+        let mut producers = self.lock_producers();
+        if let Check::Duplicate(meta) = producers.check(&headers)? {
+            tracing::debug!(topic = %self.topic, partition = self.index, base_offset = meta.base_offset,
+                first_seq = meta.first_seq, "duplicate batch acknowledged without appending");
+            return Ok(AppendInfo {
+                base_offset: meta.base_offset,
+                last_offset: meta.last_offset,
+                max_timestamp: meta.max_timestamp,
+                batch_count: 0,
+            });
+        }
+        let info = log.append(batches, self.leader_epoch, now_ms)?;
+        let mut next = info.base_offset;
+        for header in &mut headers {
+            header.base_offset = next;
+            next = header.next_offset();
+        }
+        producers.record(&headers, now_ms);
+        drop(producers);
+        drop(log);
+        self.appended(&info);
+        Ok(info)
+    }
+
+    fn appended(&self, info: &AppendInfo) {
         if !self.flush_on_ack {
             self.advance_high_watermark(info.last_offset + 1);
         }
-        Ok(info)
+    }
+
+    /// The epoch and last sequence this partition knows for a producer (tests, tools).
+    pub fn producer_state(&self, producer_id: i64) -> Option<(i16, Option<i32>)> {
+        self.lock_producers().last(producer_id)
+    }
+
+    /// Forgets idle producers and writes a producer snapshot if the state changed since the
+    /// last one (called periodically and at close, so a restart reads only a short tail).
+    pub fn snapshot_producers(&self, now_ms: i64) -> Result<(), LogError> {
+        let (bytes, path, dir, offset) = {
+            let log = self.lock();
+            let mut producers = self.lock_producers();
+            producers.expire(now_ms);
+            let offset = log.log_end_offset();
+            if !producers.needs_snapshot(offset) {
+                return Ok(());
+            }
+            producers.mark_snapshotted(offset);
+            let dir = log.dir().to_path_buf();
+            (producers.encode_snapshot(offset), producer_state::snapshot_path(&dir, offset), dir, offset)
+        };
+        if let Err(error) = crate::log::checkpoint::write_atomically(&path, &bytes) {
+            // Write it again next time.
+            self.lock_producers().dirty_again();
+            return Err(error);
+        }
+        producer_state::prune_snapshots(&dir, offset);
+        Ok(())
+    }
+
+    /// One compaction pass if this partition's log is compacted and dirty enough; the
+    /// partition lock is held only to plan and to swap files, not while reading and writing.
+    pub fn clean(&self, now_ms: i64, map_budget_bytes: u64) -> Result<Option<CleanReport>, LogError> {
+        let Some(job) = self.lock().clean_job(now_ms) else { return Ok(None) };
+        let outcome = job.run(now_ms, map_budget_bytes)?;
+        self.lock().finish_clean(outcome)
     }
 
     /// Wait until everything below `offset` is on disk, running the fsync ourselves if no
@@ -217,8 +319,42 @@ impl Partition {
         self.lock().size_bytes()
     }
 
-    /// Flush indexes and fsync (clean shutdown).
+    /// Flush indexes and fsync, and snapshot the producer state (clean shutdown).
     pub fn close(&self) -> Result<(), LogError> {
-        self.lock().close()
+        self.lock().close()?;
+        self.snapshot_producers(super::now_ms())
     }
+}
+
+/// Producer state at open: the newest snapshot not past the log end, then the headers of the
+/// batches after it (or of the whole log when no snapshot is usable).
+fn load_producer_state(log: &Log, limits: ProducerLimits, now_ms: i64) -> ProducerStates {
+    let dir = log.dir();
+    let end = log.log_end_offset();
+    producer_state::prune_snapshots(dir, end);
+    let mut states = ProducerStates::new(limits.max_producers, limits.expiration_ms);
+    let mut from = log.log_start_offset();
+    for offset in producer_state::list_snapshots(dir) {
+        let path = producer_state::snapshot_path(dir, offset);
+        let mut candidate = ProducerStates::new(limits.max_producers, limits.expiration_ms);
+        match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| candidate.decode_snapshot(&b)) {
+            Ok(at) => {
+                states = candidate;
+                from = from.max(at);
+                break;
+            }
+            Err(error) => tracing::warn!(path = %path.display(), %error, "ignoring an unreadable producer snapshot"),
+        }
+    }
+    let mut replayed = 0u64;
+    let scanned = log.for_each_batch_header(from, |info| {
+        states.replay(info);
+        replayed += 1;
+    });
+    if let Err(error) = scanned {
+        tracing::warn!(dir = %dir.display(), %error, "producer state rebuilt only up to a bad batch header");
+    }
+    states.expire(now_ms);
+    tracing::debug!(dir = %dir.display(), from, replayed, producers = states.len(), "rebuilt producer state");
+    states
 }

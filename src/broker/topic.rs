@@ -44,7 +44,11 @@ const TOPIC_CONFIG_KEYS: &[&str] = &[
     "max.message.bytes",
     "min.insync.replicas",
     "message.timestamp.type",
+    "delete.retention.ms",
 ];
+
+/// Kafka's `delete.retention.ms` default: tombstones stay a day after compaction reaches them.
+pub const DEFAULT_DELETE_RETENTION_MS: i64 = 86_400_000;
 
 /// Per-topic overrides of the broker defaults, kept as Kafka's string key/values.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -71,6 +75,7 @@ impl TopicConfig {
                 _ => Err("cleanup.policy must be delete, compact or compact,delete".into()),
             },
             "retention.ms" | "retention.bytes" => number(-1),
+            "delete.retention.ms" => number(0),
             "segment.bytes" => {
                 number(14 * 1024)?;
                 if value.parse::<i64>().unwrap_or(0) > i64::from(i32::MAX) {
@@ -114,15 +119,29 @@ impl TopicConfig {
             .unwrap_or(broker.message_max_bytes)
     }
 
+    /// Whether `cleanup.policy` includes `compact`, and whether it includes `delete`.
+    pub fn cleanup_policy(&self) -> (bool, bool) {
+        match self.overrides.get("cleanup.policy").map(String::as_str) {
+            None | Some("delete") => (false, true),
+            Some("compact") => (true, false),
+            Some(_) => (true, true),
+        }
+    }
+
     /// The log settings for this topic's partitions.
     pub fn log_config(&self, broker: &BrokerConfig) -> LogConfig {
+        let (compact, delete) = self.cleanup_policy();
         let retention_ms = self
             .get_i64("retention.ms")
             .unwrap_or(broker.log_retention_hours.saturating_mul(3_600_000));
         let retention_bytes = self
             .get_i64("retention.bytes")
             .unwrap_or(broker.log_retention_bytes);
+        // A compact-only topic keeps every key's latest value however old (Kafka's rule).
+        let (retention_ms, retention_bytes) = if delete { (retention_ms, retention_bytes) } else { (-1, -1) };
         LogConfig {
+            compact,
+            delete_retention_ms: self.get_i64("delete.retention.ms").unwrap_or(DEFAULT_DELETE_RETENTION_MS),
             segment_bytes: self
                 .get_i64("segment.bytes")
                 .map(|v| v as u64)
@@ -154,6 +173,7 @@ fn broker_default(broker: &BrokerConfig, key: &str) -> String {
         "max.message.bytes" => broker.message_max_bytes.to_string(),
         "min.insync.replicas" => broker.min_insync_replicas.to_string(),
         "message.timestamp.type" => "CreateTime".into(),
+        "delete.retention.ms" => DEFAULT_DELETE_RETENTION_MS.to_string(),
         _ => String::new(),
     }
 }

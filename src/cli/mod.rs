@@ -1,11 +1,14 @@
 //! Subcommands: `serve` runs the daemon; the rest are clients of a running node, in the
-//! habits of kafka-topics.sh, kafka-console-producer/consumer.sh and zkCli.sh.
+//! habits of kafka-topics.sh, kafka-console-producer/consumer.sh, kafka-consumer-groups.sh and
+//! zkCli.sh.
 
 pub mod client;
 pub mod consume;
+pub mod group;
 pub mod produce;
 pub mod serve;
 pub mod topic;
+pub mod zk;
 
 use std::process::ExitCode;
 
@@ -30,6 +33,11 @@ enum Command {
     Produce(produce::Args),
     /// Print a topic's records.
     Consume(consume::Args),
+    /// List, describe and delete consumer groups; reset their offsets.
+    #[command(subcommand)]
+    Group(group::Command),
+    /// ZooKeeper client: ls, get, stat, create, set, delete (like zkCli.sh).
+    Zk(zk::Args),
 }
 
 /// Entry point of the binary.
@@ -40,6 +48,8 @@ pub fn main() -> ExitCode {
         Command::Topic(command) => client_runtime(topic::run(command)),
         Command::Produce(args) => client_runtime(produce::run(args)),
         Command::Consume(args) => client_runtime(consume::run(args)),
+        Command::Group(command) => client_runtime(group::run(command)),
+        Command::Zk(args) => client_runtime(zk::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

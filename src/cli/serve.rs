@@ -21,7 +21,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => Config::load(path)?,
         None => Config::embedded_default(),
     };
-    let node_id = config.node.id.unwrap_or(1);
+    let node_id = node_id(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("bramble")
@@ -34,6 +34,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         });
         crate::server::run(config, node_id, stopped).await
     })
+}
+
+/// `[node] id`, else `<coordinator.data_dir>/myid` as ZooKeeper has it, else 1 (a single
+/// node needs no id).
+fn node_id(config: &Config) -> anyhow::Result<u32> {
+    if let Some(id) = config.node.id {
+        return Ok(id);
+    }
+    let myid = crate::coordinator::persist::read_myid(std::path::Path::new(&config.coordinator.data_dir)).map_err(anyhow::Error::msg)?;
+    Ok(myid.map(u32::from).unwrap_or(1))
 }
 
 async fn wait_for_signal() {

@@ -16,6 +16,20 @@ const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The served range of an API, if it is served.
@@ -43,4 +57,21 @@ pub fn api_keys() -> Vec<ApiVersion> {
 /// librdkafka before 2.2 fails on a v3 reply carrying default-valued tagged fields.
 pub fn handle(_request: ApiVersionsRequest) -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_api_keys(api_keys())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_served_version_is_covered_by_the_wire_guard() {
+        for &(key, min, max) in SERVED {
+            for version in min..=max {
+                let covered = super::super::wire_guard::covered()
+                    .iter()
+                    .any(|&(k, lo, hi)| k == key && lo <= version && version <= hi);
+                assert!(covered, "{key:?} v{version} is served but the wire guard has no layout for it");
+            }
+        }
+    }
 }

@@ -88,6 +88,14 @@ fn broker_configs(ctx: &Context) -> Vec<ConfigEntry> {
         ("log.retention.bytes", c.log_retention_bytes.to_string()),
         ("socket.request.max.bytes", c.socket_request_max_bytes.to_string()),
         ("fetch.max.bytes", c.fetch_max_bytes.to_string()),
+        ("offsets.topic.num.partitions", c.offsets_topic_num_partitions.to_string()),
+        ("offsets.retention.minutes", c.offsets_retention_minutes.to_string()),
+        ("group.initial.rebalance.delay.ms", c.group_initial_rebalance_delay_ms.to_string()),
+        ("group.min.session.timeout.ms", c.group_min_session_timeout_ms.to_string()),
+        ("group.max.session.timeout.ms", c.group_max_session_timeout_ms.to_string()),
+        ("group.max.size", c.group_max_size.to_string()),
+        ("producer.id.expiration.ms", c.producer_id_expiration_ms.to_string()),
+        ("log.cleaner.enable", c.log_cleaner_enable.to_string()),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_string(), value, SOURCE_STATIC_BROKER, true))

@@ -1,7 +1,10 @@
 //! Kafka error codes bramble answers with (the protocol's numbers), and the mapping from
 //! broker and log errors to them.
 
+use crate::broker::partition::AppendError;
+use crate::broker::producer_state::ProducerError;
 use crate::broker::TopicError;
+use crate::group::GroupError;
 use crate::log::LogError;
 
 /// No error.
@@ -60,6 +63,73 @@ pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
 pub const INVALID_RECORD: i16 = 87;
 /// The topic id is not known.
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
+/// The generation is not the group's current one.
+pub const ILLEGAL_GENERATION: i16 = 22;
+/// The member's protocol type or protocols do not match the group's.
+pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+/// The group id is empty or otherwise unusable.
+pub const INVALID_GROUP_ID: i16 = 24;
+/// The member id is not in the group.
+pub const UNKNOWN_MEMBER_ID: i16 = 25;
+/// The session timeout is outside the broker's allowed range.
+pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+/// The group is rebalancing; rejoin.
+pub const REBALANCE_IN_PROGRESS: i16 = 27;
+/// The offset metadata string is too long.
+pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+/// The idempotent producer's batch does not continue its sequence.
+pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+/// The producer's epoch is older than the current one.
+pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+/// The partition has no state for this producer.
+pub const UNKNOWN_PRODUCER_ID: i16 = 59;
+/// The group has members, so it cannot be deleted.
+pub const NON_EMPTY_GROUP: i16 = 68;
+/// The group does not exist.
+pub const GROUP_ID_NOT_FOUND: i16 = 69;
+/// JoinGroup needs the member id the coordinator just gave (KIP-394).
+pub const MEMBER_ID_REQUIRED: i16 = 79;
+/// The group has reached `group_max_size` members.
+pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+/// Another member took this static member's group.instance.id.
+pub const FENCED_INSTANCE_ID: i16 = 82;
+/// The group is subscribed to the topic whose offsets were to be deleted.
+pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+
+/// The code for a refused append (log or idempotent-producer error).
+pub fn from_append_error(error: &AppendError) -> i16 {
+    match error {
+        AppendError::Log(error) => from_log_error(error),
+        AppendError::Producer(ProducerError::OutOfOrderSequence { .. }) => OUT_OF_ORDER_SEQUENCE_NUMBER,
+        AppendError::Producer(ProducerError::InvalidEpoch { .. }) => INVALID_PRODUCER_EPOCH,
+        AppendError::Producer(ProducerError::UnknownProducer { .. }) => UNKNOWN_PRODUCER_ID,
+        AppendError::Producer(ProducerError::InvalidRecord(_)) => INVALID_RECORD,
+    }
+}
+
+/// The code for a refused group operation.
+pub fn from_group_error(error: GroupError) -> i16 {
+    match error {
+        GroupError::CoordinatorNotAvailable | GroupError::Storage => COORDINATOR_NOT_AVAILABLE,
+        GroupError::InvalidGroupId => INVALID_GROUP_ID,
+        GroupError::UnknownMemberId => UNKNOWN_MEMBER_ID,
+        GroupError::IllegalGeneration => ILLEGAL_GENERATION,
+        GroupError::InconsistentGroupProtocol => INCONSISTENT_GROUP_PROTOCOL,
+        GroupError::InvalidSessionTimeout => INVALID_SESSION_TIMEOUT,
+        GroupError::RebalanceInProgress => REBALANCE_IN_PROGRESS,
+        GroupError::MemberIdRequired => MEMBER_ID_REQUIRED,
+        // No code says "too many groups"; this one is fatal for the client, and the broker
+        // logs which limit was hit.
+        GroupError::GroupMaxSizeReached | GroupError::TooManyGroups => GROUP_MAX_SIZE_REACHED,
+        GroupError::FencedInstanceId => FENCED_INSTANCE_ID,
+        GroupError::NonEmptyGroup => NON_EMPTY_GROUP,
+        GroupError::GroupIdNotFound => GROUP_ID_NOT_FOUND,
+        GroupError::MetadataTooLarge => INVALID_REQUEST,
+        GroupError::OffsetMetadataTooLarge => OFFSET_METADATA_TOO_LARGE,
+        GroupError::GroupSubscribedToTopic => GROUP_SUBSCRIBED_TO_TOPIC,
+        GroupError::UnknownTopicOrPartition => UNKNOWN_TOPIC_OR_PARTITION,
+    }
+}
 
 /// The error code and message for a failed append or read.
 pub fn from_log_error(error: &LogError) -> i16 {

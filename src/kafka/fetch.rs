@@ -8,24 +8,48 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 use super::{check_leader_epoch, errors, Context};
+use crate::memory::Grant;
 
-/// Handle a Fetch request from a consumer.
-pub async fn handle(ctx: &Context, request: FetchRequest) -> FetchResponse {
+/// Handle a Fetch request from a consumer. The response's buffers are counted in the
+/// fetch pool (the grant is held until the response is written): under memory pressure a
+/// consumer gets smaller responses, and waits for at least one batch's worth.
+pub async fn handle(ctx: &Context, request: FetchRequest) -> (FetchResponse, Grant) {
     let config = &ctx.broker.config;
     let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, config.fetch_max_wait_ms as i32) as u64);
     let deadline = tokio::time::Instant::now() + max_wait;
-    let max_bytes = (request.max_bytes.max(0) as u32).min(config.fetch_max_bytes);
-    let min_bytes = request.min_bytes.max(0) as usize;
+    let wanted = (request.max_bytes.max(0) as u32).min(config.fetch_max_bytes);
+    // Twice the bytes: the records read from the log, then their copy in the encoded response.
+    let grant = ctx
+        .memory
+        .fetch_responses
+        .acquire_up_to(2 * u64::from(wanted), 2 * u64::from(config.message_max_bytes))
+        .await;
+    let max_bytes = u32::try_from(grant.bytes() / 2).unwrap_or(u32::MAX).min(wanted.max(1));
+    let response = long_poll(ctx, &request, max_bytes, min_bytes(&request), deadline).await;
+    (response, grant)
+}
+
+fn min_bytes(request: &FetchRequest) -> usize {
+    request.min_bytes.max(0) as usize
+}
+
+async fn long_poll(
+    ctx: &Context,
+    request: &FetchRequest,
+    max_bytes: u32,
+    min_bytes: usize,
+    deadline: tokio::time::Instant,
+) -> FetchResponse {
     let mut arrivals = ctx.broker.data_arrived();
     loop {
         arrivals.borrow_and_update();
-        let (responses, total, any_error) = read_all(ctx, &request, max_bytes);
+        let (responses, total, any_error) = read_all(ctx, request, max_bytes);
         let timed_out = tokio::time::Instant::now() >= deadline;
         if total >= min_bytes.max(1) || any_error || timed_out || min_bytes == 0 {
             return FetchResponse::default().with_responses(responses);
         }
         if tokio::time::timeout_at(deadline, arrivals.changed()).await.is_err() {
-            let (responses, _, _) = read_all(ctx, &request, max_bytes);
+            let (responses, _, _) = read_all(ctx, request, max_bytes);
             return FetchResponse::default().with_responses(responses);
         }
     }

@@ -1,41 +1,108 @@
 //! Kafka wire handling: framing, one file per API, and the dispatch between them. No socket
 //! I/O here: the server reads frames and writes the bytes these functions return.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod errors;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod frame;
+pub mod heartbeat;
+pub mod incremental_alter_configs;
+pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 pub mod wire_guard;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 
+use crate::broker::producer_ids::ProducerIdAllocator;
 use crate::broker::{Broker, Topic};
+use crate::group::GroupCoordinator;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub struct Context {
     /// Topics and partitions.
     pub broker: Arc<Broker>,
+    /// Consumer groups and committed offsets.
+    pub groups: Arc<GroupCoordinator>,
+    /// Producer ids for InitProducerId.
+    pub producer_ids: Arc<ProducerIdAllocator>,
+    /// The client's address (set per connection; DescribeGroups shows it).
+    pub peer: Option<SocketAddr>,
+    /// The memory budget (fetch responses draw from its pool).
+    pub memory: Arc<crate::memory::Budget>,
 }
 
-/// Answer one request; `None` means the protocol wants no response (Produce with acks=0).
-pub async fn handle(ctx: &Context, request: frame::Request) -> Option<ResponseKind> {
+impl Context {
+    /// The client's host as Kafka shows it (`/127.0.0.1`).
+    pub fn client_host(&self) -> String {
+        self.peer.map_or_else(|| "/unknown".to_string(), |p| format!("/{}", p.ip()))
+    }
+}
+
+/// A response still being made: a Produce waits for its fsync after the append.
+pub type LaterResponse = std::pin::Pin<Box<dyn std::future::Future<Output = ResponseKind> + Send>>;
+
+/// What a handler gives back.
+// A response is moved once per request; boxing the large variant would cost an allocation
+// on every request instead.
+#[allow(clippy::large_enum_variant)]
+pub enum Reply {
+    /// The response is ready.
+    Now(ResponseKind),
+    /// The request's work is done (e.g. appended) but the answer waits for something else
+    /// (durability). The connection keeps reading and answers in order, so one producer's
+    /// pipelined requests share fsyncs.
+    Later(LaterResponse),
+    /// The protocol wants no response (Produce with acks=0).
+    Nothing,
+    /// The response is ready and its buffers are counted in a memory pool until it is
+    /// written (Fetch).
+    Held(ResponseKind, crate::memory::Grant),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Now(response) => f.debug_tuple("Now").field(response).finish(),
+            Reply::Later(_) => f.write_str("Later"),
+            Reply::Nothing => f.write_str("Nothing"),
+            Reply::Held(response, grant) => f.debug_tuple("Held").field(response).field(grant).finish(),
+        }
+    }
+}
+
+/// Answer one request.
+pub async fn handle(ctx: &Context, request: frame::Request) -> Reply {
     let version = request.header.request_api_version;
     let response = match request.body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, version).await),
-        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(ctx, r).await?),
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r).await),
+        RequestKind::Produce(r) => return produce::handle(ctx, r).await,
+        RequestKind::Fetch(r) => {
+            let (response, grant) = fetch::handle(ctx, r).await;
+            return Reply::Held(ResponseKind::Fetch(response), grant);
+        }
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r, version)),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(ctx, r, version).await),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(ctx, r, version).await),
@@ -44,12 +111,28 @@ pub async fn handle(ctx: &Context, request: frame::Request) -> Option<ResponseKi
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, r))
         }
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator::handle(ctx, r, version).await),
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(join_group::handle(ctx, r, &request.header, version).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(ctx, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(ctx, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(ctx, r, version)),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit::handle(ctx, r, version).await),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(ctx, r, version)),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(ctx, r).await),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(ctx, r)),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(ctx, r)),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(ctx, r).await),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(ctx, r)),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs::handle(ctx, r).await),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(ctx, r).await)
+        }
         other => {
             // frame::decode_request only lets served APIs through.
             unreachable!("request {other:?} passed the served-API check")
         }
     };
-    Some(response)
+    Reply::Now(response)
 }
 
 /// Find a topic, creating it with the broker defaults when allowed. The error is the

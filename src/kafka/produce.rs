@@ -5,11 +5,14 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{errors, resolve_topic, Context};
+use kafka_protocol::messages::ResponseKind;
+
+use super::{errors, resolve_topic, Context, Reply};
 use crate::broker::now_ms;
 
-/// Handle a Produce request; `None` means send nothing back (acks = 0).
-pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceResponse> {
+/// Handle a Produce request: append now; answer later, once durable (acks 1 and -1), or
+/// not at all (acks 0).
+pub async fn handle(ctx: &Context, request: ProduceRequest) -> Reply {
     let acks = request.acks;
     let mut responses = Vec::with_capacity(request.topic_data.len());
     // (topic index, partition index in response, partition, end offset to wait for)
@@ -45,6 +48,10 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
                 partition_responses.push(refuse(errors::INVALID_REQUIRED_ACKS, format!("acks={acks}")));
                 continue;
             }
+            if matches!(&topic, Ok(t) if t.is_internal()) {
+                partition_responses.push(refuse(errors::INVALID_TOPIC_EXCEPTION, format!("{name} is internal")));
+                continue;
+            }
             let partition = match &topic {
                 Ok(topic) => usize::try_from(data.index)
                     .ok()
@@ -75,7 +82,7 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
                     partition_responses.push(response);
                 }
                 Err(error) => {
-                    let code = errors::from_log_error(&error);
+                    let code = errors::from_append_error(&error);
                     if code == errors::KAFKA_STORAGE_ERROR {
                         tracing::error!(topic = %name, partition = data.index, %error, "append failed");
                     }
@@ -90,16 +97,23 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Option<ProduceRes
         );
     }
     if acks == 0 {
-        return None;
+        return Reply::Nothing;
     }
-    for (topic_index, partition_index, partition, end_offset) in waits {
-        if let Err(error) = ctx.broker.wait_committed(&partition, end_offset).await {
-            tracing::error!(topic = %partition.topic, partition = partition.index, %error, "fsync failed");
-            let response = &mut responses[topic_index].partition_responses[partition_index];
-            response.error_code = errors::KAFKA_STORAGE_ERROR;
-            response.base_offset = -1;
-            response.error_message = Some(StrBytes::from_string(format!("fsync failed: {error}")));
+    if !ctx.broker.config.log_flush_on_ack || waits.is_empty() {
+        return Reply::Now(ResponseKind::Produce(ProduceResponse::default().with_responses(responses)));
+    }
+    // The same wait as MQTT ingest's: what acks=all needs (see Broker::wait_committed).
+    let broker = ctx.broker.clone();
+    Reply::Later(Box::pin(async move {
+        for (topic_index, partition_index, partition, end_offset) in waits {
+            if let Err(error) = broker.wait_committed(&partition, end_offset).await {
+                tracing::error!(topic = %partition.topic, partition = partition.index, %error, "fsync failed");
+                let response = &mut responses[topic_index].partition_responses[partition_index];
+                response.error_code = errors::KAFKA_STORAGE_ERROR;
+                response.base_offset = -1;
+                response.error_message = Some(StrBytes::from_string(format!("fsync failed: {error}")));
+            }
         }
-    }
-    Some(ProduceResponse::default().with_responses(responses))
+        ResponseKind::Produce(ProduceResponse::default().with_responses(responses))
+    }))
 }

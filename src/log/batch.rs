@@ -191,6 +191,23 @@ fn walk(buf: &[u8], max_batch_bytes: u32, strictness: Strictness) -> Result<Vec<
     Ok(infos)
 }
 
+/// Reads the headers of the whole batches in `buf` without checking CRCs (cheap: for a look
+/// at producer ids before an append that validates everything). Lengths are checked, so a
+/// bad buffer is an error here too.
+pub fn peek_headers(buf: &[u8]) -> Result<Vec<BatchInfo>, LogError> {
+    let mut infos = Vec::new();
+    let mut pos = 0usize;
+    while pos < buf.len() {
+        let rest = &buf[pos..];
+        let size = check_header(&rest[..rest.len().min(HEADER_BYTES)], rest.len() as u64, u32::MAX)
+            .map_err(|e| at_batch(e, infos.len(), pos))?;
+        let info = parse_info(rest, size);
+        pos += size as usize;
+        infos.push(info);
+    }
+    Ok(infos)
+}
+
 /// Adds the batch's place in the request to a corruption message.
 fn at_batch(err: LogError, index: usize, pos: usize) -> LogError {
     match err {

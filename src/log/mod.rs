@@ -22,10 +22,12 @@
 pub mod batch;
 pub mod builder;
 pub mod checkpoint;
+mod cleaner;
 mod epoch;
 mod index_file;
 mod offset_index;
 mod partition;
+pub mod records;
 mod retention;
 mod scan;
 mod segment;
@@ -37,6 +39,7 @@ pub mod testing;
 mod test_support;
 
 pub use batch::{scan_valid_prefix, validate_batches};
+pub use cleaner::{CleanJob, CleanOutcome, CleanReport};
 pub use partition::Log;
 pub use sync::PendingSync;
 
@@ -59,6 +62,12 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     /// Reject a single batch larger than this (`max.message.bytes`).
     pub max_batch_bytes: u32,
+    /// Compact closed segments, keeping the latest record of each key (`cleanup.policy`
+    /// includes `compact`).
+    pub compact: bool,
+    /// How long the cleaner keeps a tombstone (a null value) before dropping it
+    /// (`delete.retention.ms`), so consumers that are behind still see the delete.
+    pub delete_retention_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -72,6 +81,8 @@ impl Default for LogConfig {
             retention_bytes: None,
             index_interval_bytes: 4096,
             max_batch_bytes: 1 << 20,
+            compact: false,
+            delete_retention_ms: DAY_MS,
         }
     }
 }
@@ -85,6 +96,9 @@ impl LogConfig {
         }
         if self.segment_ms < 1 {
             return Err(format!("segment_ms {} must be positive", self.segment_ms));
+        }
+        if self.delete_retention_ms < 0 {
+            return Err(format!("delete_retention_ms {} must not be negative", self.delete_retention_ms));
         }
         if self.max_batch_bytes < batch::HEADER_BYTES as u32 {
             return Err(format!("max_batch_bytes {} is smaller than a batch header", self.max_batch_bytes));
@@ -213,3 +227,5 @@ mod partition_tests;
 mod recovery_tests;
 #[cfg(test)]
 mod retention_tests;
+#[cfg(test)]
+mod cleaner_tests;

@@ -22,6 +22,38 @@ pub struct Log {
     pub(super) flush: FlushTracker,
     /// When the active segment got its first batch (for `segment_ms`); None while empty.
     pub(super) active_first_append_ms: Option<i64>,
+    /// What the cleaner has done to this log (compacted topics only).
+    pub(super) cleaner: super::cleaner::CleanerState,
+}
+
+/// Opens closed segment `bases[i]`. If its content runs past the next segment's base, a
+/// cleaner merge was interrupted after its output replaced the group's first segment: the
+/// other segments of that group are still on disk, wholly covered by the output, and are
+/// deleted here (never the last, active one: the cleaner only merges closed segments).
+fn open_closed_segment(dir: &Path, bases: &mut Vec<i64>, i: usize, interval: u32) -> Result<Segment, LogError> {
+    let segment = Segment::open_closed(dir, bases[i], bases[i + 1], interval)?;
+    let end = segment.content_end()?;
+    let mut covered = i + 1;
+    while covered + 1 < bases.len() && bases[covered] < end {
+        tracing::warn!(dir = %dir.display(), segment = bases[covered], merged_into = bases[i],
+            "removing a segment left behind by an interrupted compaction");
+        for ext in ["log", "index", "timeindex"] {
+            let path = segment_path(dir, bases[covered], ext);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(LogError::io(format!("deleting {}", path.display()), e)),
+            }
+        }
+        covered += 1;
+    }
+    if covered == i + 1 {
+        return Ok(segment);
+    }
+    bases.drain(i + 1..covered);
+    sync_dir(dir)?;
+    drop(segment);
+    Segment::open_closed(dir, bases[i], bases[i + 1], interval)
 }
 
 /// Base offsets of the `.log` files in `dir`, ascending; removes index files whose log is gone
@@ -67,10 +99,13 @@ impl Log {
                 sync_dir(parent)?;
             }
         }
-        let bases = list_segments(dir)?;
+        super::cleaner::remove_leftovers(dir)?;
+        let mut bases = list_segments(dir)?;
         let mut segments = Vec::with_capacity(bases.len().max(1));
-        for (i, &base) in bases.iter().enumerate().take(bases.len().saturating_sub(1)) {
-            segments.push(Segment::open_closed(dir, base, bases[i + 1], config.index_interval_bytes)?);
+        let mut i = 0;
+        while i + 1 < bases.len() {
+            segments.push(open_closed_segment(dir, &mut bases, i, config.index_interval_bytes)?);
+            i += 1;
         }
         let (mut recovered, mut truncated_bytes) = (0u64, 0u64);
         match bases.last() {
@@ -107,6 +142,7 @@ impl Log {
             flush: FlushTracker::new(log_end),
             // Unknown across a restart; counting from now delays an age roll by at most one period.
             active_first_append_ms: active_non_empty.then_some(now_ms),
+            cleaner: super::cleaner::CleanerState::default(),
         })
     }
 
@@ -247,6 +283,21 @@ impl Log {
             }
         }
         Ok(Vec::new())
+    }
+
+    /// Calls `f` with the header of every batch whose last offset is at or past `from`, in
+    /// offset order. Reads headers only, hopping from batch to batch (rebuilding producer
+    /// state at open costs one small read per batch, not a read of the data).
+    pub fn for_each_batch_header(&self, from: i64, mut f: impl FnMut(&BatchInfo)) -> Result<(), LogError> {
+        let first = self.segments.partition_point(|s| s.base_offset() <= from).max(1) - 1;
+        for segment in &self.segments[first..] {
+            let Some((mut position, _)) = segment.find_batch(from)? else { continue };
+            while let Some(info) = segment.header_at(position)? {
+                f(&info);
+                position += info.size_bytes;
+            }
+        }
+        Ok(())
     }
 
     /// The first offset still readable.

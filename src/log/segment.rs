@@ -168,8 +168,9 @@ impl Segment {
         self.bytes_since_index = 0;
         self.max_timestamp = None;
         while let Some(found) = scanner.next_batch()? {
-            if found.info.base_offset != self.next_offset {
-                let reason = format!("batch at offset {} where {} was expected", found.info.base_offset, self.next_offset);
+            // Offsets only grow; a forward gap is normal in a compacted segment.
+            if found.info.base_offset < self.next_offset {
+                let reason = format!("batch at offset {} where {} or more was expected", found.info.base_offset, self.next_offset);
                 scanner.reject(&found, reason);
                 break;
             }
@@ -241,12 +242,26 @@ impl Segment {
     /// Appends whole batches (offsets already assigned, described by `infos`) at the end of
     /// the log. On error the segment is put back as it was, as far as the disk allows.
     pub fn append(&mut self, bytes: &[u8], infos: &[BatchInfo], index_interval: u32) -> Result<(), LogError> {
+        self.append_checked(bytes, infos, index_interval, false)
+    }
+
+    /// Like [`Segment::append`], for the cleaner: batches keep their original offsets, so
+    /// forward gaps between them are allowed (offsets still only grow).
+    pub fn append_compacted(&mut self, bytes: &[u8], infos: &[BatchInfo], index_interval: u32) -> Result<(), LogError> {
+        self.append_checked(bytes, infos, index_interval, true)
+    }
+
+    fn append_checked(&mut self, bytes: &[u8], infos: &[BatchInfo], index_interval: u32, gaps: bool) -> Result<(), LogError> {
         assert!(self.can_hold(bytes.len() as u64, infos.last().map_or(0, |i| i.last_offset())));
         let first = infos.first().expect("append of at least one batch");
-        assert_eq!(first.base_offset, self.next_offset, "segment offsets must continue");
+        if gaps {
+            assert!(first.base_offset >= self.next_offset, "segment offsets must grow");
+        } else {
+            assert_eq!(first.base_offset, self.next_offset, "segment offsets must continue");
+        }
         let before = (self.size, self.next_offset, self.bytes_since_index, self.max_timestamp);
         let index_len = (self.index.len(), self.time_index.len());
-        let result = self.write_and_index(bytes, infos, index_interval);
+        let result = self.write_and_index(bytes, infos, index_interval, gaps);
         if result.is_err() {
             // Best effort: if the disk fails here, recovery at the next open still cuts the tail.
             let _ = self.log.set_len(u64::from(before.0));
@@ -257,13 +272,17 @@ impl Segment {
         result
     }
 
-    fn write_and_index(&mut self, bytes: &[u8], infos: &[BatchInfo], index_interval: u32) -> Result<(), LogError> {
+    fn write_and_index(&mut self, bytes: &[u8], infos: &[BatchInfo], index_interval: u32, gaps: bool) -> Result<(), LogError> {
         self.log
             .write_all_at(bytes, u64::from(self.size))
             .map_err(io_context("appending to", &self.log_path))?;
         let mut position = self.size;
         for info in infos {
-            assert_eq!(info.base_offset, self.next_offset, "offsets must continue batch to batch");
+            if gaps {
+                assert!(info.base_offset >= self.next_offset, "offsets must grow batch to batch");
+            } else {
+                assert_eq!(info.base_offset, self.next_offset, "offsets must continue batch to batch");
+            }
             self.index_batch(position, info, index_interval)?;
             position += info.size_bytes;
             self.next_offset = info.next_offset();
@@ -291,6 +310,19 @@ impl Segment {
         let info = parse_info(&header, size);
         check_fields(&info, Strictness::Stored).map_err(corrupt)?;
         Ok(Some(info))
+    }
+
+    /// The offset after the last batch actually in the file (for a closed segment this can be
+    /// below [`Segment::next_offset`], which is the next segment's base). Walks the headers
+    /// after the last index entry.
+    pub fn content_end(&self) -> Result<i64, LogError> {
+        let mut position = self.index.last().map_or(0, |e| e.position);
+        let mut end = self.base_offset;
+        while let Some(info) = self.header_at(position)? {
+            end = info.next_offset();
+            position += info.size_bytes;
+        }
+        Ok(end)
     }
 
     /// The batch holding `offset` (the first whose last offset is >= it) and its position.

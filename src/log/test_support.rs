@@ -15,6 +15,8 @@ pub fn small_config(segment_bytes: u64) -> LogConfig {
         retention_bytes: None,
         index_interval_bytes: 100,
         max_batch_bytes: 1 << 20,
+        compact: false,
+        delete_retention_ms: 86_400_000,
     }
 }
 

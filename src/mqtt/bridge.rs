@@ -28,6 +28,7 @@ use super::metrics::{BridgeMetrics, BridgeState};
 use super::routes::Route;
 use super::sink::{self, Commit, Source};
 use super::Ingest;
+use crate::memory::Grant;
 
 /// Messages taken from rumqttc's buffered events and written as one batch at most.
 const BATCH_MESSAGES_MAX: usize = 512;
@@ -39,7 +40,7 @@ struct Owed {
     commit: Commit,
     /// Packet ids of QoS 1 messages, in arrival order.
     packet_ids: Vec<u16>,
-    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    _permits: (OwnedSemaphorePermit, Vec<Grant>),
 }
 
 /// Run bridge `index` of the config until `shutdown`.
@@ -185,14 +186,14 @@ impl Bridge<'_> {
                 break;
             };
             let size = next.payload.len() + next.topic.len();
-            let (Ok(slot), Ok(bytes)) = (
-                self.slots.clone().try_acquire_owned(),
-                self.ingest.pool.clone().try_acquire_many_owned(u32::try_from(size).unwrap_or(u32::MAX)),
-            ) else {
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                break;
+            };
+            let Some(grant) = self.ingest.pool.try_acquire(size as u64) else {
                 break;
             };
             permits.0.merge(slot);
-            permits.1.merge(bytes);
+            permits.1.push(grant);
             let Some(Event::Incoming(Incoming::Publish(next))) = eventloop.state.events.pop_front() else {
                 unreachable!("the front event was just seen");
             };
@@ -226,13 +227,12 @@ impl Bridge<'_> {
         messages.push(sink::message(publish.topic, payload, qos, publish.retain));
     }
 
-    async fn acquire(&self, size: usize, shutdown: &mut watch::Receiver<bool>) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
-        let bytes = u32::try_from(size).unwrap_or(u32::MAX);
+    async fn acquire(&self, size: usize, shutdown: &mut watch::Receiver<bool>) -> Option<(OwnedSemaphorePermit, Vec<Grant>)> {
         tokio::select! {
             permits = async {
                 let slot = self.slots.clone().acquire_owned().await.ok()?;
-                let bytes = self.ingest.pool.clone().acquire_many_owned(bytes).await.ok()?;
-                Some((slot, bytes))
+                let grant = self.ingest.pool.acquire(size as u64).await;
+                Some((slot, vec![grant]))
             } => permits,
             _ = shutdown.changed() => None,
         }

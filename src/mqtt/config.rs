@@ -40,9 +40,6 @@ pub struct MqttConfig {
     /// Most QoS 1 and 2 publishes of one client waiting for their commit (v5: the Receive
     /// Maximum told to clients; v3.1.1 clients are simply not read beyond it).
     pub max_inflight_messages: u16,
-    /// The MQTT memory pool: bytes of publishes held in memory across all clients and
-    /// bridges while they wait for their commit. When it is full, sockets are not read.
-    pub memory_bytes: u64,
     /// Persistent sessions (clean session off) remembered at once; the oldest
     /// disconnected one is forgotten past this.
     pub max_sessions: u32,
@@ -68,7 +65,6 @@ impl Default for MqttConfig {
             max_connections: 1000,
             max_packet_bytes: 256 * 1024,
             max_inflight_messages: 1000,
-            memory_bytes: 32 << 20,
             max_sessions: 10_000,
             connect_timeout_ms: 10_000,
             batch_bytes_max: None,
@@ -211,12 +207,6 @@ impl MqttConfig {
         }
         if self.max_inflight_messages == 0 {
             return Err(invalid("mqtt.max_inflight_messages", "must be at least 1"));
-        }
-        if self.memory_bytes < u64::from(self.max_packet_bytes) * 2 {
-            return Err(invalid("mqtt.memory_bytes", "must be at least 2 × mqtt.max_packet_bytes"));
-        }
-        if self.memory_bytes > u64::from(u32::MAX) {
-            return Err(invalid("mqtt.memory_bytes", "must be below 4 GiB"));
         }
         if self.max_sessions == 0 {
             return Err(invalid("mqtt.max_sessions", "must be at least 1"));

@@ -15,8 +15,8 @@
 //! - [`config`] — `[mqtt]`, `[[mqtt.route]]`, `[[mqtt.bridge]]`
 //! - [`metrics`] — counters for the health module
 //!
-//! Memory: every publish waiting for its commit holds bytes of one pool
-//! (`mqtt.memory_bytes`) and, per client, one of `mqtt.max_inflight_messages` slots. When
+//! Memory: every publish waiting for its commit holds bytes of the memory budget's
+//! `mqtt_inflight` pool and, per client, one of `mqtt.max_inflight_messages` slots. When
 //! either is exhausted the socket (or the bridge's event loop) is not read, so publishers'
 //! in-flight windows fill instead of bramble buffering without bound.
 
@@ -31,9 +31,8 @@ pub mod sink;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-
 use crate::broker::Broker;
+use crate::memory::Pool;
 pub use config::MqttConfig;
 use metrics::MqttMetrics;
 use routes::{Route, Routes};
@@ -51,8 +50,8 @@ pub struct Ingest {
     pub sessions: Sessions,
     /// Counters.
     pub metrics: Arc<MqttMetrics>,
-    /// The MQTT memory pool, in bytes of publishes waiting for their commit.
-    pub pool: Arc<Semaphore>,
+    /// The budget's MQTT pool: bytes of publishes waiting for their commit.
+    pub pool: Arc<Pool>,
     /// This node's id (bridge client ids default to include it).
     pub node_id: u32,
     next_client: AtomicU64,
@@ -60,7 +59,7 @@ pub struct Ingest {
 
 impl Ingest {
     /// Build the shared state from a validated config.
-    pub fn new(config: MqttConfig, broker: Arc<Broker>, node_id: u32) -> anyhow::Result<Arc<Ingest>> {
+    pub fn new(config: MqttConfig, broker: Arc<Broker>, node_id: u32, pool: Arc<Pool>) -> anyhow::Result<Arc<Ingest>> {
         let routes = config
             .routes
             .iter()
@@ -71,10 +70,9 @@ impl Ingest {
         let metrics = Arc::new(MqttMetrics::new(routes.len(), bridge_names));
         let batch_bytes_max = config.batch_bytes_max(broker.config.message_max_bytes);
         let sink = Sink::new(broker, Routes::new(routes), metrics.clone(), batch_bytes_max);
-        let pool_bytes = usize::try_from(config.memory_bytes).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
         Ok(Arc::new(Ingest {
             sessions: Sessions::new(config.max_sessions),
-            pool: Arc::new(Semaphore::new(pool_bytes)),
+            pool,
             sink,
             metrics,
             node_id,

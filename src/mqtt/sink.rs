@@ -18,7 +18,7 @@ use super::routes::{Route, Routes};
 use crate::broker::produce::partition_for_key;
 use crate::broker::{now_ms, Broker, Partition, Topic, TopicError};
 use crate::log::builder::{BatchBuilder, Header};
-use crate::log::LogError;
+use crate::broker::partition::AppendError;
 
 /// Why messages could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,7 @@ pub enum SinkError {
         /// The partition.
         partition: i32,
         /// Why.
-        source: LogError,
+        source: AppendError,
     },
 }
 

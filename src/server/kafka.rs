@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::kafka::{self, frame, Context};
+use crate::memory::{Grant, Pool};
 
 /// Limits the listener enforces.
 #[derive(Debug, Clone, Copy)]
@@ -25,7 +26,7 @@ pub async fn serve(
     listener: TcpListener,
     ctx: Context,
     limits: Limits,
-    request_bytes: Arc<Semaphore>,
+    request_pool: Arc<Pool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let connections = Arc::new(Semaphore::new(limits.max_connections as usize));
@@ -48,11 +49,12 @@ pub async fn serve(
             continue;
         };
         let _ = socket.set_nodelay(true);
-        let ctx = ctx.clone();
-        let request_bytes = request_bytes.clone();
+        let mut ctx = ctx.clone();
+        ctx.peer = Some(peer);
+        let request_pool = request_pool.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection(socket, peer, ctx, limits, request_bytes, shutdown).await {
+            if let Err(error) = connection(socket, peer, ctx, limits, request_pool, shutdown).await {
                 tracing::debug!(%peer, %error, "connection closed");
             }
             drop(permit);
@@ -60,54 +62,119 @@ pub async fn serve(
     }
 }
 
+/// Requests read ahead of their answers on one connection (a producer pipelining while its
+/// earlier appends wait for fsync). Beyond this the connection stops reading.
+const MAX_PIPELINED: usize = 16;
+
+/// An encoded response and the memory grants it holds until it has been written.
+struct Answer {
+    bytes: BytesMut,
+    _held: Vec<Grant>,
+}
+
+/// An answer on its way.
+type PendingAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Answer>> + Send>>;
+
+fn ready(bytes: anyhow::Result<BytesMut>, held: Vec<Grant>) -> PendingAnswer {
+    Box::pin(async move { bytes.map(|bytes| Answer { bytes, _held: held }) })
+}
+
 async fn connection(
     socket: TcpStream,
     peer: SocketAddr,
     ctx: Context,
     limits: Limits,
-    request_bytes: Arc<Semaphore>,
+    request_pool: Arc<Pool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (mut reader, writer) = socket.into_split();
-    let mut writer = BufWriter::new(writer);
-    loop {
-        let length = tokio::select! {
-            length = reader.read_i32() => match length {
-                Ok(length) => length,
-                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(error) => return Err(error.into()),
-            },
-            _ = shutdown.changed() => return Ok(()),
-        };
-        if length < 0 || length as u32 > limits.request_max_bytes {
-            tracing::warn!(%peer, length, max = limits.request_max_bytes, "request frame too large; closing connection");
-            return Ok(());
-        }
-        // Hold the frame's bytes against the broker-wide budget until it is answered.
-        let _permit = request_bytes.acquire_many(length as u32).await?;
-        let mut body = BytesMut::zeroed(length as usize);
-        reader.read_exact(&mut body).await?;
-        let request = match frame::decode_request(Bytes::from(body)) {
-            Ok(request) => request,
-            Err(frame::FrameError::ApiVersionsUnsupported { correlation_id, version }) => {
-                tracing::debug!(%peer, version, "ApiVersions at an unsupported version");
-                let response = frame::encode_api_versions_unsupported(correlation_id)?;
-                writer.write_all(&response).await?;
-                writer.flush().await?;
-                continue;
-            }
-            Err(frame::FrameError::Close(reason)) => {
-                tracing::warn!(%peer, %reason, "bad request; closing connection");
+    // Answers are written in request order by their own task, so the reader can take the
+    // next request while an earlier one waits for its fsync.
+    let (answers, pending) = tokio::sync::mpsc::channel::<PendingAnswer>(MAX_PIPELINED);
+    let mut write_task = tokio::spawn(write_answers(writer, pending));
+    let mut writer_gone = false;
+    let result = async {
+        loop {
+            let length = tokio::select! {
+                length = reader.read_i32() => match length {
+                    Ok(length) => length,
+                    Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                    Err(error) => return Err(error.into()),
+                },
+                _ = shutdown.changed() => return Ok(()),
+                _ = &mut write_task => {
+                    writer_gone = true;
+                    return Ok(());
+                }
+            };
+            if length < 0 || length as u32 > limits.request_max_bytes {
+                tracing::warn!(%peer, length, max = limits.request_max_bytes, "request frame too large; closing connection");
                 return Ok(());
             }
-        };
-        let header = request.header.clone();
-        let api_key = request.api_key;
-        let Some(response) = kafka::handle(&ctx, request).await else {
-            continue;
-        };
-        let bytes = frame::encode_response(&header, api_key, &response)?;
-        writer.write_all(&bytes).await?;
-        writer.flush().await?;
+            // Hold the frame against the request pool until its answer is written: twice its
+            // size, for the frame and what is decoded or copied from it (a Produce copies its
+            // records once). A full pool stops this reader: TCP backpressure.
+            let grant = request_pool.acquire(2 * length as u64).await;
+            let mut body = BytesMut::zeroed(length as usize);
+            reader.read_exact(&mut body).await?;
+            let answer: PendingAnswer = match frame::decode_request(Bytes::from(body)) {
+                Ok(request) => {
+                    let header = request.header.clone();
+                    let api_key = request.api_key;
+                    match kafka::handle(&ctx, request).await {
+                        kafka::Reply::Nothing => continue,
+                        kafka::Reply::Now(response) => {
+                            ready(frame::encode_response(&header, api_key, &response), vec![grant])
+                        }
+                        kafka::Reply::Held(response, fetch_grant) => ready(
+                            frame::encode_response(&header, api_key, &response),
+                            vec![grant, fetch_grant],
+                        ),
+                        kafka::Reply::Later(response) => Box::pin(async move {
+                            let response = response.await;
+                            let bytes = frame::encode_response(&header, api_key, &response)?;
+                            Ok(Answer { bytes, _held: vec![grant] })
+                        }),
+                    }
+                }
+                Err(frame::FrameError::ApiVersionsUnsupported { correlation_id, version }) => {
+                    tracing::debug!(%peer, version, "ApiVersions at an unsupported version");
+                    ready(frame::encode_api_versions_unsupported(correlation_id), vec![grant])
+                }
+                Err(frame::FrameError::Close(reason)) => {
+                    tracing::warn!(%peer, %reason, "bad request; closing connection");
+                    return Ok(());
+                }
+            };
+            if answers.send(answer).await.is_err() {
+                return Ok(());
+            }
+        }
     }
+    .await;
+    // Let the answers already promised go out before the connection closes.
+    drop(answers);
+    if !writer_gone {
+        let _ = write_task.await;
+    }
+    result
+}
+
+/// Write answers in the order their requests arrived; flush when none is waiting.
+async fn write_answers(
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    mut pending: tokio::sync::mpsc::Receiver<PendingAnswer>,
+) -> anyhow::Result<()> {
+    let mut writer = BufWriter::new(writer);
+    while let Some(answer) = pending.recv().await {
+        let answer = answer.await?;
+        writer.write_all(&answer.bytes).await?;
+        // The answer's grants go back to their pools here, once its bytes are out.
+        drop(answer);
+        if pending.is_empty() {
+            writer.flush().await?;
+        }
+    }
+    writer.flush().await?;
+    Ok(())
 }

@@ -1,15 +1,19 @@
 //! Listeners, background tasks and shutdown: the only place that touches sockets.
 
+pub mod groups;
 pub mod kafka;
 pub mod mqtt;
+pub mod zk;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
+use crate::broker::producer_ids::ProducerIdAllocator;
 use crate::broker::{now_ms, Broker};
+use crate::group::GroupCoordinator;
 use crate::config::{parse_listener, Config};
 
 /// Open the broker, bind every listener, and serve until `shutdown` turns true; then close
@@ -17,14 +21,22 @@ use crate::config::{parse_listener, Config};
 pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let broker_config = config.broker.clone();
     let broker = Arc::new(tokio::task::block_in_place(|| Broker::open(broker_config, node_id as i32))?);
-    let ctx = crate::kafka::Context { broker: broker.clone() };
+    let groups = Arc::new(GroupCoordinator::new(broker.clone()));
+    tokio::task::block_in_place(|| groups.load())?;
+    let producer_ids = Arc::new(ProducerIdAllocator::open(&config.broker.log_dirs[0])?);
+    let budget = Arc::new(config.budget()?);
+    tracing::info!(budget_mib = budget.total_bytes >> 20, "memory budget");
+    let ctx = crate::kafka::Context {
+        broker: broker.clone(),
+        groups: groups.clone(),
+        producer_ids,
+        peer: None,
+        memory: budget.clone(),
+    };
     let limits = kafka::Limits {
         max_connections: config.broker.max_connections,
         request_max_bytes: config.broker.socket_request_max_bytes,
     };
-    let request_bytes = Arc::new(Semaphore::new(
-        usize::try_from(config.broker.queued_max_request_bytes).unwrap_or(usize::MAX >> 4),
-    ));
     let mut tasks = tokio::task::JoinSet::new();
     for entry in &config.broker.listeners {
         let addr = parse_listener(entry).map_err(anyhow::Error::msg)?;
@@ -32,12 +44,30 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (broker.listeners): {e}"))?;
         tracing::info!(addr = %listener.local_addr()?, "Kafka listener up");
-        tasks.spawn(kafka::serve(listener, ctx.clone(), limits, request_bytes.clone(), shutdown.clone()));
+        tasks.spawn(kafka::serve(listener, ctx.clone(), limits, budget.kafka_requests.clone(), shutdown.clone()));
+    }
+    // ZooKeeper protocol (coordinator): open the tree from coordinator.data_dir, then serve.
+    {
+        let coordinator = tokio::task::block_in_place(|| zk::open(&config.coordinator))?;
+        let listener = TcpListener::bind(&config.coordinator.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} (coordinator.listen): {e}", config.coordinator.listen))?;
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = zk::serve(listener, coordinator, stop).await {
+                tracing::error!(error = %error, "ZooKeeper listener failed");
+            }
+        });
     }
     if let Some(mqtt_config) = config.mqtt.clone() {
-        start_mqtt(mqtt_config, broker.clone(), node_id, &mut tasks, &shutdown).await?;
+        start_mqtt(mqtt_config, broker.clone(), node_id, budget.mqtt_inflight.clone(), &mut tasks, &shutdown).await?;
     }
     tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
+    tasks.spawn(groups::timers(groups.clone(), shutdown.clone()));
+    tasks.spawn(groups::offset_expiry(groups.clone(), config.broker.offsets_retention_check_interval_ms, shutdown.clone()));
+    if config.broker.log_cleaner_enable {
+        tasks.spawn(cleaner_loop(broker.clone(), shutdown.clone()));
+    }
     tasks.spawn(checkpoint_loop(broker.clone(), shutdown.clone()));
     if !config.broker.log_flush_on_ack {
         tasks.spawn(flush_loop(broker.clone(), config.broker.log_flush_interval_ms, shutdown.clone()));
@@ -57,10 +87,11 @@ async fn start_mqtt(
     config: crate::mqtt::MqttConfig,
     broker: Arc<Broker>,
     node_id: u32,
+    pool: Arc<crate::memory::Pool>,
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let ingest = crate::mqtt::Ingest::new(config, broker, node_id)?;
+    let ingest = crate::mqtt::Ingest::new(config, broker, node_id, pool)?;
     if let Some(listen) = &ingest.config.listen {
         let addr = parse_listener(listen).map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(addr)
@@ -84,6 +115,18 @@ async fn retention_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>
         }
         let broker = broker.clone();
         let _ = tokio::task::spawn_blocking(move || broker.run_retention(now_ms())).await;
+    }
+}
+
+async fn cleaner_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let period = Duration::from_millis(broker.config.log_cleaner_backoff_ms);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+        let broker = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || broker.run_cleaner(now_ms())).await;
     }
 }
 

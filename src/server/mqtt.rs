@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::broker::now_ms;
+use crate::memory::Grant;
 use crate::mqtt::codec::{self, reason, DecodeError, Packet, Publish, Version};
 use crate::mqtt::session::{self, AckKind, ClientSession, PublishAction, Qos2Pending, Violation};
 use crate::mqtt::sink::{Commit, Source};
@@ -86,23 +87,22 @@ enum Outgoing {
 #[derive(Default)]
 struct Permits {
     inflight: Option<OwnedSemaphorePermit>,
-    bytes: Option<OwnedSemaphorePermit>,
+    grants: Vec<Grant>,
 }
 
 impl Permits {
-    fn add(&mut self, inflight: Option<OwnedSemaphorePermit>, bytes: OwnedSemaphorePermit) {
-        merge(&mut self.inflight, inflight);
-        merge(&mut self.bytes, Some(bytes));
+    fn add(&mut self, inflight: Option<OwnedSemaphorePermit>, grant: Grant) {
+        match (self.inflight.as_mut(), inflight) {
+            (Some(held), Some(more)) => held.merge(more),
+            (None, more) => self.inflight = more,
+            (Some(_), None) => {}
+        }
+        self.grants.push(grant);
     }
 }
 
-fn merge(into: &mut Option<OwnedSemaphorePermit>, more: Option<OwnedSemaphorePermit>) {
-    match (into.as_mut(), more) {
-        (Some(held), Some(more)) => held.merge(more),
-        (None, more) => *into = more,
-        (Some(_), None) => {}
-    }
-}
+/// What one publish holds while it waits: an in-flight slot (QoS 1 and 2) and its bytes.
+type Reserved = (Option<OwnedSemaphorePermit>, Grant);
 
 /// Publishes read but not yet handed to the sink.
 #[derive(Default)]
@@ -338,12 +338,10 @@ impl Conn {
         }
     }
 
-    /// Take an in-flight slot (QoS 1/2) and `bytes` of the pool for the next publish. When
-    /// they are not free, hand the batch over first (its acks free them) and wait. `None`
-    /// when the connection must end meanwhile.
-    async fn reserve(&mut self, batch: &mut Batch, needs_slot: bool, bytes: usize) -> anyhow::Result<Option<(Option<OwnedSemaphorePermit>, OwnedSemaphorePermit)>> {
-        let pool = self.ingest.pool.clone();
-        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+    /// Take an in-flight slot (QoS 1/2) and `bytes` of the MQTT pool for the next publish.
+    /// When they are not free, hand the batch over first (its acks free them) and wait.
+    /// `None` when the connection must end meanwhile.
+    async fn reserve(&mut self, batch: &mut Batch, needs_slot: bool, bytes: usize) -> anyhow::Result<Option<Reserved>> {
         let slot = if needs_slot {
             match self.inflight.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
@@ -360,19 +358,19 @@ impl Conn {
         } else {
             None
         };
-        let bytes = match pool.clone().try_acquire_many_owned(bytes) {
-            Ok(permit) => permit,
-            Err(_) => {
+        let pool = self.ingest.pool.clone();
+        let grant = match pool.try_acquire(bytes as u64) {
+            Some(grant) => grant,
+            None => {
                 self.flush(batch).await?;
-                tracing::debug!(peer = %self.peer, "MQTT memory pool full; pausing reads");
                 tokio::select! {
-                    permit = pool.acquire_many_owned(bytes) => permit?,
+                    grant = pool.acquire(bytes as u64) => grant,
                     _ = self.taken_over.notified() => return Ok(None),
                     _ = self.shutdown.changed() => return Ok(None),
                 }
             }
         };
-        Ok(Some((slot, bytes)))
+        Ok(Some((slot, grant)))
     }
 
     fn interrupted(&self) -> Violation {
@@ -384,15 +382,15 @@ impl Conn {
     }
 
     /// Apply one packet. `Some` ends the connection.
-    async fn handle(&mut self, packet: Packet, permits: Option<(Option<OwnedSemaphorePermit>, OwnedSemaphorePermit)>, batch: &mut Batch) -> anyhow::Result<Option<End>> {
+    async fn handle(&mut self, packet: Packet, permits: Option<Reserved>, batch: &mut Batch) -> anyhow::Result<Option<End>> {
         match packet {
             Packet::Publish(publish) => {
-                let (slot, bytes) = permits.expect("a publish was given permits");
+                let (slot, grant) = permits.expect("a publish was given permits");
                 match self.client.on_publish(&publish) {
                     Err(violation) => return Ok(Some(End::Violation(violation))),
                     Ok(PublishAction::Duplicate(pending)) => {
                         self.flush(batch).await?;
-                        drop((slot, bytes));
+                        drop((slot, grant));
                         self.send(Outgoing::ResentQos2 { pending, packet_id: publish.packet_id }).await?;
                     }
                     Ok(PublishAction::Ingest { ack, qos2 }) => {
@@ -402,7 +400,7 @@ impl Conn {
                         batch.bytes += publish.payload.len();
                         batch.acks.push(ack);
                         batch.messages.push(publish);
-                        batch.permits.add(slot, bytes);
+                        batch.permits.add(slot, grant);
                         if batch.messages.len() >= BATCH_MESSAGES_MAX || batch.bytes >= BATCH_BYTES_MAX {
                             self.flush(batch).await?;
                         }

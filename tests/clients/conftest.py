@@ -66,6 +66,10 @@ class Bramble:
 
     def config_text(self):
         return (
+            # The ZooKeeper listener is always on: keep it off the default 2181.
+            "[coordinator]\n"
+            f'data_dir = "{self.zk_dir}"\n'
+            f'listen = "{self.zk}"\n\n'
             "[node]\nid = 1\n\n"
             "[broker]\n"
             f'listeners = ["{self.kafka}"]\n'

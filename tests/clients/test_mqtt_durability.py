@@ -13,6 +13,8 @@ def test_pubacked_messages_survive_kill_and_restart(bramble_factory):
                          protocol=mqtt.MQTTv311, clean_session=False)
     client.reconnect_delay_set(min_delay=0.1, max_delay=1)
     client.max_queued_messages_set(0)
+    connects = []
+    client.on_connect = lambda client, userdata, flags, reason_code, properties: connects.append(reason_code)
     client.connect("127.0.0.1", port)
     client.loop_start()
 
@@ -27,6 +29,11 @@ def test_pubacked_messages_survive_kill_and_restart(bramble_factory):
             acked_before_kill = sum(info.is_published() for _, info in sent)
             node.kill()  # power-cut style, with publishes in flight
             node.start()
+            # Publish on only once paho is back (a publish while disconnected is refused).
+            deadline = time.monotonic() + 20
+            while len(connects) < 2:
+                assert time.monotonic() < deadline, "paho did not reconnect"
+                time.sleep(0.05)
         if n % 200 == 0:
             time.sleep(0.01)
 

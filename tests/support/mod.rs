@@ -12,6 +12,24 @@ pub struct Node {
     pub child: Child,
     pub kafka: SocketAddr,
     pub dir: tempfile::TempDir,
+    limit: String,
+}
+
+fn spawn(dir: &tempfile::TempDir, limit: &str) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("bramble.log"))
+        .unwrap();
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("{limit}exec \"$0\" serve --config \"$1\""))
+        .arg(env!("CARGO_BIN_EXE_bramble"))
+        .arg(dir.path().join("bramble.toml"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
 
 pub fn free_port() -> u16 {
@@ -28,30 +46,42 @@ impl Node {
     pub fn start_limited(extra_broker_config: &str, address_space_kib: Option<u64>) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // The ZooKeeper listener is always on: give it its own port and data dir.
+        let zk: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = format!(
-            "[node]\nid = 1\n[broker]\nlisteners = [\"{kafka}\"]\nlog_dirs = [\"{}\"]\n{extra_broker_config}\n",
+            "[coordinator]\nlisten = \"{zk}\"\ndata_dir = \"{}\"\n[node]\nid = 1\n[broker]\nlisteners = [\"{kafka}\"]\nlog_dirs = [\"{}\"]\n{extra_broker_config}\n",
+            dir.path().join("zookeeper").display(),
             dir.path().join("kafka-logs").display()
         );
         let config_path: PathBuf = dir.path().join("bramble.toml");
         std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("bramble.log")).unwrap();
         let limit = address_space_kib.map(|k| format!("ulimit -v {k}; ")).unwrap_or_default();
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(format!("{limit}exec \"$0\" serve --config \"$1\""))
-            .arg(env!("CARGO_BIN_EXE_bramble"))
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let node = Node { child, kafka, dir };
+        let child = spawn(&dir, &limit);
+        let node = Node { child, kafka, dir, limit };
+        node.wait_listening();
+        node
+    }
+
+    fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(kafka).is_err() {
-            assert!(Instant::now() < deadline, "bramble did not start: {}", node.log());
+        while TcpStream::connect(self.kafka).is_err() {
+            assert!(Instant::now() < deadline, "bramble did not start: {}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
-        node
+    }
+
+    /// Stop the process (SIGTERM: a clean shutdown, or SIGKILL: a crash) and start it again
+    /// on the same data and port.
+    pub fn restart(&mut self, clean: bool) {
+        if clean {
+            let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+            assert!(status.success());
+        } else {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        self.child = spawn(&self.dir, &self.limit);
+        self.wait_listening();
     }
 
     pub fn log(&self) -> String {

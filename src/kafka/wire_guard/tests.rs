@@ -1105,3 +1105,45 @@ fn random_bytes_never_panic_and_never_disagree_with_the_crate() {
         }
     }
 }
+
+/// Writes a seed corpus for the `kafka_request` fuzz target (request header + body, as a
+/// frame without its size prefix): the realistic request and a few table-generated ones for
+/// every covered version. Run by hand, see fuzz/README.md.
+#[test]
+#[ignore = "writes files; run by hand to seed the fuzzer"]
+fn write_fuzz_seeds() {
+    let dir = std::env::var("BRAMBLE_FUZZ_SEEDS").expect("set BRAMBLE_FUZZ_SEEDS to a directory");
+    std::fs::create_dir_all(&dir).unwrap();
+    let frame = |key: ApiKey, v: i16, body: &[u8]| {
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(v)
+            .with_correlation_id(7)
+            .with_client_id(Some(s("fuzz-seed")));
+        let mut buf = BytesMut::new();
+        kafka_protocol::protocol::Encodable::encode(
+            &header,
+            &mut buf,
+            key.request_header_version(v),
+        )
+        .unwrap();
+        buf.extend_from_slice(body);
+        buf
+    };
+    let mut written = 0;
+    for (key, v, body) in realistic_bodies() {
+        std::fs::write(
+            format!("{dir}/{key:?}-v{v}-realistic"),
+            frame(key, v, &body),
+        )
+        .unwrap();
+        let api = find_api(key, v).unwrap();
+        for seed in 0..3 {
+            let body = generated(api, v, seed + 1);
+            let name = format!("{dir}/{key:?}-v{v}-generated-{seed}");
+            std::fs::write(name, frame(key, v, &body)).unwrap();
+        }
+        written += 4;
+    }
+    eprintln!("wrote {written} seeds to {dir}");
+}

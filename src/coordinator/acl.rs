@@ -1,0 +1,184 @@
+//! ACL checks, `auth`-scheme fix-up and the digest scheme (`user:base64(sha1(user:password))`).
+
+use super::types::{Acl, ErrorCode, Id};
+
+/// Whether `auth` (the session's identities) grants `perm` on a node with `acl`.
+/// Any entry with a matching bit suffices, as in ZooKeeper's checkACL.
+pub fn check(acl: &[Acl], perm: i32, auth: &[Id]) -> Result<(), ErrorCode> {
+    if auth.iter().any(|a| a.scheme == "super") {
+        return Ok(());
+    }
+    for a in acl {
+        if a.perms & perm == 0 {
+            continue;
+        }
+        if a.id.scheme == "world" && a.id.id == "anyone" {
+            return Ok(());
+        }
+        for id in auth {
+            if id.scheme == a.id.scheme && matches(&a.id, &id.id) {
+                return Ok(());
+            }
+        }
+    }
+    Err(ErrorCode::NoAuth)
+}
+
+fn matches(acl_id: &Id, who: &str) -> bool {
+    match acl_id.scheme.as_str() {
+        "ip" => ip_matches(&acl_id.id, who),
+        _ => acl_id.id == who,
+    }
+}
+
+/// `ip` scheme: exact address or `addr/bits` prefix (IPv4).
+fn ip_matches(pattern: &str, who: &str) -> bool {
+    let (addr, bits) = match pattern.split_once('/') {
+        Some((a, b)) => (a, b.parse::<u32>().unwrap_or(33)),
+        None => (pattern, 32),
+    };
+    match (addr.parse::<std::net::Ipv4Addr>(), who.parse::<std::net::Ipv4Addr>()) {
+        (Ok(p), Ok(w)) if bits <= 32 => {
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            u32::from(p) & mask == u32::from(w) & mask
+        }
+        _ => pattern == who,
+    }
+}
+
+/// Validates an ACL given to create/setACL and replaces `auth` entries with the session's
+/// authenticated identities (ZooKeeper's fixupACL).
+pub fn fixup(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
+    if acl.is_empty() {
+        return Err(ErrorCode::InvalidAcl);
+    }
+    let mut out: Vec<Acl> = Vec::with_capacity(acl.len());
+    for a in acl {
+        match a.id.scheme.as_str() {
+            "world" if a.id.id == "anyone" => out.push(a.clone()),
+            "auth" => {
+                let mut any = false;
+                for id in auth.iter().filter(|i| i.scheme != "ip" && i.scheme != "super") {
+                    any = true;
+                    out.push(Acl { perms: a.perms, id: id.clone() });
+                }
+                if !any {
+                    return Err(ErrorCode::InvalidAcl);
+                }
+            }
+            "digest" if a.id.id.contains(':') => out.push(a.clone()),
+            "ip" if valid_ip_pattern(&a.id.id) => out.push(a.clone()),
+            _ => return Err(ErrorCode::InvalidAcl),
+        }
+    }
+    let mut dedup: Vec<Acl> = Vec::with_capacity(out.len());
+    for a in out {
+        if !dedup.contains(&a) {
+            dedup.push(a);
+        }
+    }
+    Ok(dedup)
+}
+
+fn valid_ip_pattern(p: &str) -> bool {
+    let (addr, bits) = match p.split_once('/') {
+        Some((a, b)) => (a, b.parse::<u32>().ok()),
+        None => (p, Some(32)),
+    };
+    matches!(bits, Some(b) if b <= 128) && addr.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// The identity a `digest` auth packet `user:password` proves.
+pub fn digest_id(user_password: &str) -> Option<Id> {
+    let (user, _) = user_password.split_once(':')?;
+    let hash = base64(&sha1(user_password.as_bytes()));
+    Some(Id { scheme: "digest".into(), id: format!("{user}:{hash}") })
+}
+
+/// Standard base64 with padding.
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        s.push(T[(n >> 18) as usize & 63] as char);
+        s.push(T[(n >> 12) as usize & 63] as char);
+        s.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        s.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
+    }
+    s
+}
+
+/// SHA-1 (FIPS 180-1). Only for the digest scheme, which ZooKeeper defines with it.
+pub fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
+    let mut msg = data.to_vec();
+    let bit_len = (data.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bit_len.to_be_bytes());
+    for block in msg.chunks(64) {
+        let mut w = [0u32; 80];
+        for i in 0..16 {
+            w[i] = u32::from_be_bytes([block[4 * i], block[4 * i + 1], block[4 * i + 2], block[4 * i + 3]]);
+        }
+        for i in 16..80 {
+            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e] = h;
+        for (i, wi) in w.iter().enumerate() {
+            let (f, k) = match i {
+                0..=19 => ((b & c) | (!b & d), 0x5A827999),
+                20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
+                _ => (b ^ c ^ d, 0xCA62C1D6),
+            };
+            let t = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
+            e = d;
+            d = c;
+            c = b.rotate_left(30);
+            b = a;
+            a = t;
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 20];
+    for (i, v) in h.iter().enumerate() {
+        out[4 * i..4 * i + 4].copy_from_slice(&v.to_be_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordinator::types::perms;
+
+    #[test]
+    fn sha1_and_base64_match_known_vectors() {
+        assert_eq!(base64(&sha1(b"abc")), "qZk+NkcGgWq6PiVxeFDCbJzQ2J0=");
+        assert_eq!(base64(b"ab"), "YWI=");
+    }
+
+    #[test]
+    fn digest_id_is_zookeepers() {
+        // zkCli: addauth digest user:pass -> digest:user:smGaoVKd/cQkjm7b88GyorAUz20=
+        assert_eq!(digest_id("user:pass").unwrap().id, "user:smGaoVKd/cQkjm7b88GyorAUz20=");
+    }
+
+    #[test]
+    fn auth_scheme_needs_an_authenticated_identity() {
+        let acl = vec![Acl { perms: perms::ALL, id: Id { scheme: "auth".into(), id: "".into() } }];
+        assert_eq!(fixup(&acl, &[]), Err(ErrorCode::InvalidAcl));
+        let me = digest_id("u:p").unwrap();
+        let fixed = fixup(&acl, std::slice::from_ref(&me)).unwrap();
+        assert_eq!(fixed[0].id, me);
+        assert!(check(&fixed, perms::READ, &[me]).is_ok());
+        assert_eq!(check(&fixed, perms::READ, &[]), Err(ErrorCode::NoAuth));
+    }
+}

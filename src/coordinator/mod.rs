@@ -1,0 +1,391 @@
+//! The coordinator: ZooKeeper's data model as a pure state machine.
+//!
+//! A write is validated against the tree and turned into a [`txn::Txn`] carrying the zxid
+//! and wall time; [`Coordinator`] applies it to the [`tree::DataTree`], hands it to a
+//! [`persist::TxnSink`] (the txn log here, the Raft log in a cluster), and turns the tree
+//! events it caused into watch notifications. Time comes in as arguments: nothing in here
+//! reads a clock, so tests replay exactly.
+
+pub mod acl;
+pub mod config;
+pub mod persist;
+pub mod session;
+pub mod tree;
+pub mod txn;
+pub mod types;
+pub mod watch;
+
+pub use config::CoordinatorConfig;
+pub use tree::{Caller, DataTree, TxnResult, WriteOp};
+pub use types::*;
+
+use persist::TxnSink;
+use session::SessionTracker;
+use txn::{Txn, TxnBody};
+use watch::WatchManager;
+
+/// Limits the state machine enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest node data, bytes.
+    pub max_data_bytes: usize,
+    /// Session timeout bounds, ms.
+    pub session_timeout_ms: (i32, i32),
+}
+
+/// What a write did: its zxid, its result, and the notifications it fired.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The zxid the write was given.
+    pub zxid: i64,
+    /// The result (an error result for failed writes).
+    pub result: TxnResult,
+    /// Notifications to deliver before the reply.
+    pub notifications: Vec<WatchEvent>,
+}
+
+/// The server's view of the znode tree, sessions and watches.
+pub struct Coordinator {
+    tree: DataTree,
+    watches: WatchManager,
+    sessions: SessionTracker,
+    sink: Box<dyn TxnSink>,
+    limits: Limits,
+    /// Identities of sessions attached to this node (local, like watches).
+    auth: std::collections::HashMap<i64, Vec<Id>>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator").field("zxid", &self.tree.last_zxid()).finish()
+    }
+}
+
+/// Result of a connect attempt.
+#[derive(Debug)]
+pub enum Connect {
+    /// A session (new or reattached) with its negotiated timeout and password.
+    Session {
+        /// Session id.
+        id: i64,
+        /// Negotiated timeout.
+        timeout_ms: i32,
+        /// Password.
+        password: Vec<u8>,
+        /// The create-session write, for a new session.
+        outcome: Option<Outcome>,
+    },
+    /// Unknown/expired session or wrong password: answer with timeout 0 and close.
+    Expired,
+}
+
+impl Coordinator {
+    /// A coordinator over a recovered tree. Sessions found in the tree are tracked afresh
+    /// from `now_mono_ms`, so clients get a full timeout to come back after a restart.
+    pub fn new(tree: DataTree, sink: Box<dyn TxnSink>, limits: Limits, max_watches: usize, server_id: u8, now_wall_ms: i64, now_mono_ms: i64) -> Self {
+        let mut sessions = SessionTracker::new(server_id, now_wall_ms);
+        for (id, s) in tree.sessions() {
+            sessions.add(*id, s.timeout_ms as i64, now_mono_ms);
+        }
+        Coordinator { tree, watches: WatchManager::new(max_watches), sessions, sink, limits, auth: Default::default() }
+    }
+
+    /// An empty in-memory coordinator (tests).
+    pub fn in_memory() -> Self {
+        let limits = Limits { max_data_bytes: 1 << 20, session_timeout_ms: (4000, 40000) };
+        Self::new(DataTree::new(), Box::new(persist::MemorySink::new()), limits, 0, 1, 0, 0)
+    }
+
+    /// The tree (reads, snapshots, four-letter words).
+    pub fn tree(&self) -> &DataTree {
+        &self.tree
+    }
+
+    /// The watches.
+    pub fn watches(&self) -> &WatchManager {
+        &self.watches
+    }
+
+    /// The live-session tracker.
+    pub fn sessions(&self) -> &SessionTracker {
+        &self.sessions
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The last applied zxid.
+    pub fn last_zxid(&self) -> i64 {
+        self.tree.last_zxid()
+    }
+
+    /// The durable-zxid feed of the sink.
+    pub fn durable(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.sink.durable()
+    }
+
+    fn next_zxid(&self) -> i64 {
+        let z = self.tree.last_zxid() + 1;
+        assert!(z & 0xFFFF_FFFF != 0, "zxid counter overflow");
+        z
+    }
+
+    /// Applies a txn, logs it, and fires watches. Used for live writes and by replay.
+    pub fn apply(&mut self, txn: &Txn) -> Outcome {
+        let (result, events) = self.tree.apply(txn);
+        self.sink.append(txn);
+        self.sink.after_apply(&self.tree);
+        let auth = &self.auth;
+        let notifications = self.watches.trigger(&events, |s| auth.get(&s).map(|v| v.as_slice()).unwrap_or(&[]));
+        Outcome { zxid: txn.zxid, result, notifications }
+    }
+
+    /// Replays recovered txns without logging them again.
+    pub fn replay(tree: &mut DataTree, txns: &[Txn]) {
+        for t in txns {
+            tree.apply(t);
+        }
+    }
+
+    /// Executes one write for a caller at wall time `time_ms`.
+    pub fn write(&mut self, caller: Caller, cxid: i32, op: &WriteOp, time_ms: i64) -> Outcome {
+        let body = match self.tree.prepare(caller, op, self.limits.max_data_bytes) {
+            Ok(b) => b,
+            Err(e) => TxnBody::Error { err: e.code() },
+        };
+        let txn = Txn { session_id: caller.session_id, cxid, zxid: self.next_zxid(), time_ms, body };
+        self.apply(&txn)
+    }
+
+    /// Executes a multi atomically.
+    pub fn multi(&mut self, caller: Caller, cxid: i32, ops: &[WriteOp], time_ms: i64) -> Outcome {
+        let zxid = self.next_zxid();
+        let body = self.tree.prepare_multi(caller, ops, self.limits.max_data_bytes, zxid, time_ms);
+        let txn = Txn { session_id: caller.session_id, cxid, zxid, time_ms, body };
+        self.apply(&txn)
+    }
+
+    /// Handles a ConnectRequest's session part: new session (id 0) or reattach.
+    pub fn connect(&mut self, session_id: i64, password: &[u8], requested_timeout_ms: i32, new_password: [u8; 16], time_ms: i64, now_mono_ms: i64) -> Connect {
+        let (lo, hi) = self.limits.session_timeout_ms;
+        let timeout_ms = requested_timeout_ms.clamp(lo, hi);
+        if session_id != 0 {
+            return match self.tree.sessions().get(&session_id) {
+                Some(s) if s.password == password && self.sessions.contains(session_id) => {
+                    let timeout_ms = s.timeout_ms;
+                    self.sessions.touch(session_id, now_mono_ms);
+                    Connect::Session { id: session_id, timeout_ms, password: s.password.clone(), outcome: None }
+                }
+                _ => Connect::Expired,
+            };
+        }
+        let id = self.sessions.next_session_id();
+        let txn = Txn {
+            session_id: id,
+            cxid: 0,
+            zxid: self.next_zxid(),
+            time_ms,
+            body: TxnBody::CreateSession { timeout_ms, password: new_password.to_vec() },
+        };
+        let outcome = self.apply(&txn);
+        self.sessions.add(id, timeout_ms as i64, now_mono_ms);
+        Connect::Session { id, timeout_ms, password: new_password.to_vec(), outcome: Some(outcome) }
+    }
+
+    /// The client of a session was heard from.
+    pub fn touch(&mut self, session_id: i64, now_mono_ms: i64) -> bool {
+        self.sessions.touch(session_id, now_mono_ms)
+    }
+
+    /// Sessions past their deadline.
+    pub fn expired_sessions(&self, now_mono_ms: i64) -> Vec<i64> {
+        self.sessions.expired(now_mono_ms)
+    }
+
+    /// Closes a session (client request or expiry): its ephemerals go, their watches fire.
+    pub fn close_session(&mut self, session_id: i64, cxid: i32, time_ms: i64) -> Outcome {
+        self.sessions.remove(session_id);
+        self.watches.remove_session(session_id);
+        self.auth.remove(&session_id);
+        let txn = Txn { session_id, cxid, zxid: self.next_zxid(), time_ms, body: TxnBody::CloseSession };
+        self.apply(&txn)
+    }
+
+    /// Drops the watches of a session whose connection went away (the session lives on).
+    pub fn detach(&mut self, session_id: i64) {
+        self.watches.remove_session(session_id);
+        self.auth.remove(&session_id);
+    }
+
+    /// Records the identities of an attached session (its ip, digests it proved).
+    pub fn set_session_auth(&mut self, session_id: i64, ids: Vec<Id>) {
+        self.auth.insert(session_id, ids);
+    }
+
+    /// Deletes empty containers and expired TTL nodes (ZooKeeper's ContainerManager).
+    pub fn reap(&mut self, time_ms: i64) -> Vec<Outcome> {
+        let mut out = Vec::new();
+        for path in self.tree.reap_candidates(time_ms) {
+            let op = WriteOp::Delete { path, version: -1 };
+            let caller = Caller { session_id: 0, auth: &[] };
+            // Reaping is the server's own act: ACLs do not apply, only emptiness.
+            let body = match self.tree.prepare(Caller { auth: &[Id { scheme: "super".into(), id: String::new() }], ..caller }, &op, usize::MAX) {
+                Ok(b) => b,
+                Err(_) => continue,
+            };
+            let txn = Txn { session_id: 0, cxid: 0, zxid: self.next_zxid(), time_ms, body };
+            out.push(self.apply(&txn));
+        }
+        out
+    }
+
+    // ------------------------------------------------------------------ reads
+
+    fn readable(&self, caller: Caller, path: &str) -> Result<&tree::Node, ErrorCode> {
+        let n = self.tree.get(path).ok_or(ErrorCode::NoNode)?;
+        acl::check(&n.acl, perms::READ, caller.auth)?;
+        Ok(n)
+    }
+
+    /// exists: the stat, registering a data watch whether or not the node exists.
+    pub fn exists(&mut self, caller: Caller, path: &str, watch: bool) -> Result<Stat, ErrorCode> {
+        if path.contains('\0') {
+            return Err(ErrorCode::BadArguments);
+        }
+        if watch {
+            self.watches.add(caller.session_id, WatchKind::Data, path)?;
+        }
+        self.tree.get(path).map(|n| n.client_stat()).ok_or(ErrorCode::NoNode)
+    }
+
+    /// getData.
+    pub fn get_data(&mut self, caller: Caller, path: &str, watch: bool) -> Result<(Vec<u8>, Stat), ErrorCode> {
+        let n = self.readable(caller, path)?;
+        let r = (n.data.clone(), n.client_stat());
+        if watch {
+            self.watches.add(caller.session_id, WatchKind::Data, path)?;
+        }
+        Ok(r)
+    }
+
+    /// getChildren / getChildren2.
+    pub fn get_children(&mut self, caller: Caller, path: &str, watch: bool) -> Result<(Vec<String>, Stat), ErrorCode> {
+        let n = self.readable(caller, path)?;
+        let r = (n.children.iter().cloned().collect(), n.client_stat());
+        if watch {
+            self.watches.add(caller.session_id, WatchKind::Child, path)?;
+        }
+        Ok(r)
+    }
+
+    /// getACL (READ or ADMIN suffices, as in ZooKeeper 3.8).
+    pub fn get_acl(&self, caller: Caller, path: &str) -> Result<(Vec<Acl>, Stat), ErrorCode> {
+        let n = self.tree.get(path).ok_or(ErrorCode::NoNode)?;
+        acl::check(&n.acl, perms::READ | perms::ADMIN, caller.auth)?;
+        Ok((n.acl.to_vec(), n.client_stat()))
+    }
+
+    /// getAllChildrenNumber: every descendant.
+    pub fn all_children_number(&self, caller: Caller, path: &str) -> Result<i32, ErrorCode> {
+        self.readable(caller, path)?;
+        let mut count = 0i32;
+        let mut stack = vec![path.to_string()];
+        while let Some(p) = stack.pop() {
+            if let Some(n) = self.tree.get(&p) {
+                for c in &n.children {
+                    count += 1;
+                    stack.push(if p == "/" { format!("/{c}") } else { format!("{p}/{c}") });
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// getEphemerals of the caller's session under a prefix.
+    pub fn ephemerals(&self, caller: Caller, prefix: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .tree
+            .ephemerals_of(caller.session_id)
+            .filter(|p| prefix == "/" || p.starts_with(prefix))
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// addWatch (mode 0 persistent, 1 persistent-recursive).
+    pub fn add_watch(&mut self, caller: Caller, path: &str, mode: i32) -> Result<(), ErrorCode> {
+        let kind = match mode {
+            0 => WatchKind::Persistent,
+            1 => WatchKind::PersistentRecursive,
+            _ => return Err(ErrorCode::BadArguments),
+        };
+        self.watches.add(caller.session_id, kind, path)
+    }
+
+    /// checkWatches (remove = false) / removeWatches (remove = true). WatcherType:
+    /// 1 children, 2 data, 3 any.
+    pub fn remove_watches(&mut self, caller: Caller, path: &str, watcher_type: i32, remove: bool) -> Result<(), ErrorCode> {
+        if !(1..=3).contains(&watcher_type) {
+            return Err(ErrorCode::BadArguments);
+        }
+        let found = if remove {
+            self.watches.remove(caller.session_id, path, watcher_type)
+        } else {
+            self.watches.contains(caller.session_id, path, watcher_type)
+        };
+        if found {
+            Ok(())
+        } else {
+            Err(ErrorCode::NoWatcher)
+        }
+    }
+
+    /// setWatches / setWatches2 after a reconnect: watches whose event already happened
+    /// since `relative_zxid` fire now; the rest are registered. (The lists are the wire
+    /// record's fields, hence the argument count.)
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_watches(&mut self, session_id: i64, relative_zxid: i64, data: &[String], exist: &[String], child: &[String], persistent: &[String], recursive: &[String]) -> Vec<WatchEvent> {
+        let mut fire = Vec::new();
+        let mut ev = |kind, path: &String| fire.push(WatchEvent { session_id, kind, path: path.clone() });
+        for p in data {
+            match self.tree.get(p) {
+                None => ev(EventType::NodeDeleted, p),
+                Some(n) if n.stat.mzxid > relative_zxid => ev(EventType::NodeDataChanged, p),
+                Some(_) => {
+                    let _ = self.watches.add(session_id, WatchKind::Data, p);
+                }
+            }
+        }
+        for p in exist {
+            match self.tree.get(p) {
+                Some(_) => ev(EventType::NodeCreated, p),
+                None => {
+                    let _ = self.watches.add(session_id, WatchKind::Data, p);
+                }
+            }
+        }
+        for p in child {
+            match self.tree.get(p) {
+                None => ev(EventType::NodeDeleted, p),
+                Some(n) if n.stat.pzxid > relative_zxid => ev(EventType::NodeChildrenChanged, p),
+                Some(_) => {
+                    let _ = self.watches.add(session_id, WatchKind::Child, p);
+                }
+            }
+        }
+        for p in persistent {
+            let _ = self.watches.add(session_id, WatchKind::Persistent, p);
+        }
+        // (ZooKeeper adds these without checking the node; so do we.)
+        for p in recursive {
+            let _ = self.watches.add(session_id, WatchKind::PersistentRecursive, p);
+        }
+        fire
+    }
+}
+
+#[cfg(test)]
+mod tests;

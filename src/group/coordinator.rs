@@ -1,0 +1,545 @@
+//! The group coordinator the Kafka handlers call: the [`Groups`] state machine behind one
+//! lock, parked JoinGroup/SyncGroup requests as oneshot channels, and `__consumer_offsets`.
+//!
+//! Writes go through `Partition::append` and `wait_durable` like any produce, so the cluster
+//! layer can replicate this topic like any other. Records are appended while the lock is held
+//! (so the log order is the order of the state changes), and the offset cache is updated
+//! only once a commit's record is durable. At startup [`GroupCoordinator::load`] replays the
+//! topic to rebuild the cache and the groups. The timers (sessions, rebalance deadlines,
+//! offset expiry) are driven by a task in `server` through [`GroupCoordinator::tick`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, Notify};
+
+use super::offsets::{CommittedOffset, OffsetDeleteResult};
+use super::record::{self, OffsetValue, RecordKey};
+use super::sync::SyncRequest;
+use super::{Effect, GroupConfig, GroupError, GroupState, Groups, JoinResult, Now, Outcome, SyncResult, OFFSETS_TOPIC};
+use crate::broker::{now_ms, Broker, Partition, Topic};
+use crate::log::records::{build_batch, KeyValue};
+
+/// One partition's offset in an OffsetCommit.
+#[derive(Debug, Clone)]
+pub struct OffsetCommit {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The next offset to consume.
+    pub offset: i64,
+    /// Leader epoch of the last consumed record.
+    pub leader_epoch: i32,
+    /// The consumer's metadata string.
+    pub metadata: String,
+}
+
+/// A member as DescribeGroups shows it.
+#[derive(Debug, Clone)]
+pub struct MemberDescription {
+    /// Member id.
+    pub member_id: String,
+    /// Static instance id.
+    pub instance_id: Option<String>,
+    /// `client.id`.
+    pub client_id: String,
+    /// Client address.
+    pub client_host: String,
+    /// Protocol metadata (Stable groups only).
+    pub metadata: Bytes,
+    /// Assignment (Stable groups only).
+    pub assignment: Bytes,
+}
+
+/// A group as DescribeGroups and ListGroups show it.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    /// Group id.
+    pub group_id: String,
+    /// State name.
+    pub state: GroupState,
+    /// Protocol type ("" if none).
+    pub protocol_type: String,
+    /// Chosen protocol (Stable groups only, else "").
+    pub protocol: String,
+    /// Members.
+    pub members: Vec<MemberDescription>,
+}
+
+type Key = (String, String);
+
+/// A key and value (None: a tombstone) to write to the offsets topic.
+type RawRecord = (Vec<u8>, Option<Vec<u8>>);
+
+/// OffsetFetch's answer: per topic, per partition, the committed offset if any.
+pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
+#[derive(Debug)]
+struct Inner {
+    groups: Groups,
+    joins: HashMap<Key, oneshot::Sender<JoinResult>>,
+    syncs: HashMap<Key, oneshot::Sender<SyncResult>>,
+}
+
+/// The group coordinator of this node.
+#[derive(Debug)]
+pub struct GroupCoordinator {
+    broker: Arc<Broker>,
+    inner: Mutex<Inner>,
+    /// Poked when a timer may have become due sooner.
+    wake: Notify,
+    started: Instant,
+    offsets_topic: RwLock<Option<Arc<Topic>>>,
+    /// Serialises the lazy creation of the offsets topic.
+    create_topic: tokio::sync::Mutex<()>,
+}
+
+impl GroupCoordinator {
+    /// A coordinator with no groups; [`GroupCoordinator::load`] fills it.
+    pub fn new(broker: Arc<Broker>) -> GroupCoordinator {
+        let config = GroupConfig::from_broker(&broker.config);
+        GroupCoordinator {
+            broker,
+            inner: Mutex::new(Inner { groups: Groups::new(config), joins: HashMap::new(), syncs: HashMap::new() }),
+            wake: Notify::new(),
+            started: Instant::now(),
+            offsets_topic: RwLock::new(None),
+            create_topic: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The two clocks, read here only.
+    pub fn now(&self) -> Now {
+        Now { mono_ms: self.started.elapsed().as_millis() as i64, wall_ms: now_ms() }
+    }
+
+    /// The `__consumer_offsets` partition that holds a group (Kafka's rule).
+    pub fn partition_for(&self, group_id: &str) -> i32 {
+        let partitions = self
+            .current_topic()
+            .map_or(self.broker.config.offsets_topic_num_partitions, |t| t.partitions.len() as u32);
+        record::partition_for(group_id, partitions)
+    }
+
+    fn current_topic(&self) -> Option<Arc<Topic>> {
+        self.offsets_topic.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The offsets topic, created (compacted) on first use as Kafka does.
+    pub async fn offsets_topic(&self) -> Result<Arc<Topic>, GroupError> {
+        if let Some(topic) = self.current_topic() {
+            return Ok(topic);
+        }
+        let _creating = self.create_topic.lock().await;
+        if let Some(topic) = self.current_topic() {
+            return Ok(topic);
+        }
+        let config = &self.broker.config;
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), config.offsets_topic_segment_bytes.to_string()),
+        ]);
+        let partitions = config.offsets_topic_num_partitions;
+        match self.broker.ensure_internal_topic(OFFSETS_TOPIC, partitions, config.offsets_topic_replication_factor, configs).await {
+            Ok(topic) => {
+                tracing::info!(partitions = topic.partitions.len(), "offsets topic ready");
+                *self.offsets_topic.write().unwrap_or_else(|p| p.into_inner()) = Some(topic.clone());
+                Ok(topic)
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot create {OFFSETS_TOPIC}");
+                Err(GroupError::CoordinatorNotAvailable)
+            }
+        }
+    }
+
+    /// Replays `__consumer_offsets` (if it exists) into the offset cache and the groups.
+    /// Called once at startup, before clients are served.
+    pub fn load(&self) -> anyhow::Result<()> {
+        let Some(topic) = self.broker.topic(OFFSETS_TOPIC) else { return Ok(()) };
+        *self.offsets_topic.write().unwrap_or_else(|p| p.into_inner()) = Some(topic.clone());
+        let now = self.now();
+        let started = Instant::now();
+        let mut inner = self.lock();
+        let mut records = 0u64;
+        for partition in &topic.partitions {
+            records += super::replay::replay_partition(partition, &mut inner.groups, now)?;
+        }
+        let offsets: usize = inner.groups.iter().map(|g| g.offsets.len()).sum();
+        tracing::info!(records, groups = inner.groups.len(), offsets, elapsed_ms = started.elapsed().as_millis() as u64,
+            "loaded consumer groups from {OFFSETS_TOPIC}");
+        Ok(())
+    }
+
+    /// JoinGroup; waits (parked) until the join phase completes.
+    pub async fn join(&self, req: super::JoinRequest) -> JoinResult {
+        let member_id = req.member_id.clone();
+        if let Err(error) = self.offsets_topic().await {
+            return JoinResult::error(error, &member_id);
+        }
+        let wait_ms = u64::try_from(req.rebalance_timeout_ms.max(req.session_timeout_ms)).unwrap_or(0) + 5_000;
+        let group_id = req.group_id.clone();
+        let receiver = {
+            let mut inner = self.lock();
+            let mut effects = Vec::new();
+            let outcome = inner.groups.join(req, self.now(), &mut effects);
+            let receiver = match outcome {
+                Outcome::Done(result) => Err(result),
+                Outcome::Waiting(member) => {
+                    let (tx, rx) = oneshot::channel();
+                    inner.joins.insert((group_id.clone(), member), tx);
+                    Ok(rx)
+                }
+            };
+            self.deliver(&mut inner, effects);
+            receiver
+        };
+        self.wake.notify_one();
+        match receiver {
+            Err(result) => result,
+            Ok(rx) => match tokio::time::timeout(Duration::from_millis(wait_ms), rx).await {
+                Ok(Ok(result)) => result,
+                // Replaced by a newer JoinGroup of the same member, or timed out: rejoin.
+                _ => JoinResult::error(GroupError::RebalanceInProgress, &member_id),
+            },
+        }
+    }
+
+    /// SyncGroup; followers wait (parked) for the leader's assignments.
+    pub async fn sync(&self, req: SyncRequest, wait_ms: u64) -> SyncResult {
+        let group_id = req.group_id.clone();
+        let receiver = {
+            let mut inner = self.lock();
+            let mut effects = Vec::new();
+            let outcome = inner.groups.sync(req, self.now(), &mut effects);
+            let receiver = match outcome {
+                Outcome::Done(result) => Err(result),
+                Outcome::Waiting(member) => {
+                    let (tx, rx) = oneshot::channel();
+                    inner.syncs.insert((group_id, member), tx);
+                    Ok(rx)
+                }
+            };
+            self.deliver(&mut inner, effects);
+            receiver
+        };
+        self.wake.notify_one();
+        match receiver {
+            Err(result) => result,
+            Ok(rx) => match tokio::time::timeout(Duration::from_millis(wait_ms), rx).await {
+                Ok(Ok(result)) => result,
+                _ => Err(GroupError::RebalanceInProgress),
+            },
+        }
+    }
+
+    /// Heartbeat.
+    pub fn heartbeat(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), GroupError> {
+        let result = self.lock().groups.heartbeat(group_id, member_id, instance_id, generation, self.now());
+        self.wake.notify_one();
+        result
+    }
+
+    /// LeaveGroup.
+    pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        let mut inner = self.lock();
+        let mut effects = Vec::new();
+        let result = inner.groups.leave(group_id, members, self.now(), &mut effects);
+        self.deliver(&mut inner, effects);
+        drop(inner);
+        self.wake.notify_one();
+        result
+    }
+
+    /// OffsetCommit: a request-wide error, or one result per offset in order. Answers once
+    /// the offsets are durable.
+    pub async fn commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: Vec<OffsetCommit>,
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        let topic = self.offsets_topic().await?;
+        let max_metadata = self.lock().groups.config.offset_metadata_max_bytes;
+        let results: Vec<Result<(), GroupError>> = offsets
+            .iter()
+            .map(|o| {
+                if o.metadata.len() > max_metadata {
+                    Err(GroupError::OffsetMetadataTooLarge)
+                } else if self.broker.partition(&o.topic, o.partition).is_none() {
+                    Err(GroupError::UnknownTopicOrPartition)
+                } else {
+                    Ok(())
+                }
+            })
+            .collect();
+        let accepted: Vec<&OffsetCommit> = offsets.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(o, _)| o).collect();
+        let now = self.now();
+        let (partition, base) = {
+            let mut inner = self.lock();
+            inner.groups.validate_commit(group_id, generation, member_id, instance_id, now)?;
+            if accepted.is_empty() {
+                return Ok(results);
+            }
+            let records: Vec<RawRecord> = accepted
+                .iter()
+                .map(|o| {
+                    let key = record::encode_key(&RecordKey::Offset { group: group_id.into(), topic: o.topic.clone(), partition: o.partition });
+                    let value = record::encode_offset(&OffsetValue {
+                        offset: o.offset,
+                        leader_epoch: o.leader_epoch,
+                        metadata: o.metadata.clone(),
+                        commit_timestamp_ms: now.wall_ms,
+                    });
+                    (key, Some(value))
+                })
+                .collect();
+            self.write(&topic, group_id, &records)?
+        };
+        self.wait_durable(&partition, base + accepted.len() as i64).await?;
+        let mut inner = self.lock();
+        for (i, o) in accepted.iter().enumerate() {
+            let record_offset = base + i as i64;
+            let committed = CommittedOffset {
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata.clone(),
+                commit_wall_ms: now.wall_ms,
+                record_offset,
+            };
+            inner.groups.apply_offset(group_id, &o.topic, o.partition, Some(committed), record_offset, now);
+        }
+        Ok(results)
+    }
+
+    /// OffsetFetch: the committed offsets of the named partitions, or of all (None).
+    pub fn fetch(&self, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> FetchedOffsets {
+        let inner = self.lock();
+        match topics {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let found = partitions
+                        .into_iter()
+                        .map(|p| (p, inner.groups.committed(group_id, &topic, p).cloned()))
+                        .collect();
+                    (topic, found)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> = BTreeMap::new();
+                if let Some(group) = inner.groups.get(group_id) {
+                    for ((topic, partition), offset) in &group.offsets {
+                        by_topic.entry(topic.clone()).or_default().push((*partition, Some(offset.clone())));
+                    }
+                }
+                by_topic.into_iter().collect()
+            }
+        }
+    }
+
+    /// ListGroups: every group.
+    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+        self.lock()
+            .groups
+            .iter()
+            .map(|g| (g.id.clone(), g.protocol_type.clone().unwrap_or_default(), g.state))
+            .collect()
+    }
+
+    /// DescribeGroups: one group (an unknown one is described as Dead, as Kafka does).
+    pub fn describe(&self, group_id: &str) -> GroupDescription {
+        let inner = self.lock();
+        let Some(group) = inner.groups.get(group_id) else {
+            return GroupDescription {
+                group_id: group_id.to_string(),
+                state: GroupState::Dead,
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            };
+        };
+        let stable = group.state == GroupState::Stable;
+        let protocol = if stable { group.protocol.clone().unwrap_or_default() } else { String::new() };
+        GroupDescription {
+            group_id: group.id.clone(),
+            state: group.state,
+            protocol_type: group.protocol_type.clone().unwrap_or_default(),
+            members: group
+                .members
+                .values()
+                .map(|m| MemberDescription {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: if stable { m.metadata(&protocol) } else { Bytes::new() },
+                    assignment: if stable { m.assignment.clone() } else { Bytes::new() },
+                })
+                .collect(),
+            protocol,
+        }
+    }
+
+    /// DeleteGroups: deletes an empty group and its offsets (tombstones in the offsets topic).
+    pub async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
+        let topic = self.offsets_topic().await?;
+        let (partition, end) = {
+            let mut inner = self.lock();
+            let mut effects = Vec::new();
+            let partitions = inner.groups.delete_group(group_id, &mut effects)?;
+            let tombstones: Vec<RawRecord> = partitions
+                .into_iter()
+                .map(|(topic, partition)| (record::encode_key(&RecordKey::Offset { group: group_id.into(), topic, partition }), None))
+                .collect();
+            let written = if tombstones.is_empty() { None } else { Some(self.write(&topic, group_id, &tombstones)?) };
+            self.deliver(&mut inner, effects);
+            match written {
+                Some((partition, base)) => (partition, base + tombstones.len() as i64),
+                None => return Ok(()),
+            }
+        };
+        self.wait_durable(&partition, end).await
+    }
+
+    /// OffsetDelete: removes offsets of topics the group does not consume.
+    pub async fn delete_offsets(&self, group_id: &str, partitions: &[(String, i32)]) -> Result<OffsetDeleteResult, GroupError> {
+        let topic = self.offsets_topic().await?;
+        let now = self.now();
+        let (results, written) = {
+            let mut inner = self.lock();
+            let results = inner.groups.check_offset_delete(group_id, partitions)?;
+            let doomed: Vec<&(String, i32)> = results.iter().filter(|(_, r)| r.is_ok()).map(|(k, _)| k).collect();
+            if doomed.is_empty() {
+                return Ok(results);
+            }
+            let tombstones: Vec<RawRecord> = doomed
+                .iter()
+                .map(|(t, p)| (record::encode_key(&RecordKey::Offset { group: group_id.into(), topic: t.clone(), partition: *p }), None))
+                .collect();
+            let (partition, base) = self.write(&topic, group_id, &tombstones)?;
+            for (i, (t, p)) in doomed.iter().enumerate() {
+                inner.groups.apply_offset(group_id, t, *p, None, base + i as i64, now);
+            }
+            (results.clone(), (partition, base + tombstones.len() as i64))
+        };
+        self.wait_durable(&written.0, written.1).await?;
+        Ok(results)
+    }
+
+    /// Fires due timers (session expiry, rebalance and sync deadlines, initial delays).
+    pub fn tick(&self) {
+        let mut inner = self.lock();
+        let mut effects = Vec::new();
+        inner.groups.tick(self.now(), &mut effects);
+        self.deliver(&mut inner, effects);
+    }
+
+    /// How long until a timer is due (None: nothing scheduled).
+    pub fn next_timer(&self) -> Option<Duration> {
+        let next = self.lock().groups.next_deadline_ms()?;
+        Some(Duration::from_millis(u64::try_from(next - self.now().mono_ms).unwrap_or(0)))
+    }
+
+    /// Resolves when a request may have scheduled an earlier timer.
+    pub async fn timers_changed(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Deletes the offsets of groups empty longer than `offsets_retention_minutes`.
+    pub async fn expire_offsets(&self) {
+        let Some(topic) = self.current_topic() else { return };
+        let mut waits = Vec::new();
+        {
+            let mut inner = self.lock();
+            let mut effects = Vec::new();
+            let expired = inner.groups.expire_offsets(self.now(), &mut effects);
+            let mut by_group: BTreeMap<&str, Vec<RawRecord>> = BTreeMap::new();
+            for (group, topic_name, partition) in &expired.offsets {
+                let key = RecordKey::Offset { group: group.clone(), topic: topic_name.clone(), partition: *partition };
+                by_group.entry(group).or_default().push((record::encode_key(&key), None));
+            }
+            for (group, tombstones) in by_group {
+                match self.write(&topic, group, &tombstones) {
+                    Ok((partition, base)) => waits.push((partition, base + tombstones.len() as i64)),
+                    Err(error) => tracing::error!(group, %error, "cannot write offset tombstones"),
+                }
+            }
+            self.deliver(&mut inner, effects);
+        }
+        for (partition, end) in waits {
+            let _ = self.wait_durable(&partition, end).await;
+        }
+    }
+
+    /// Appends records for `group_id` to its partition of the offsets topic (under the lock,
+    /// so log order is state-change order); returns the partition and the first offset.
+    fn write(&self, topic: &Topic, group_id: &str, records: &[RawRecord]) -> Result<(Arc<Partition>, i64), GroupError> {
+        let index = record::partition_for(group_id, topic.partitions.len() as u32);
+        let partition = topic.partitions[index as usize].clone();
+        let refs: Vec<KeyValue<'_>> = records.iter().map(|(k, v)| (Some(k.as_slice()), v.as_deref())).collect();
+        let mut batch = build_batch(&refs, now_ms());
+        match partition.append(&mut batch, now_ms()) {
+            Ok(info) => Ok((partition, info.base_offset)),
+            Err(error) => {
+                tracing::error!(group = group_id, %error, "cannot write to {OFFSETS_TOPIC}");
+                Err(GroupError::Storage)
+            }
+        }
+    }
+
+    async fn wait_durable(&self, partition: &Partition, end: i64) -> Result<(), GroupError> {
+        if !self.broker.config.log_flush_on_ack {
+            return Ok(());
+        }
+        partition.wait_durable(end).await.map_err(|error| {
+            tracing::error!(%error, "fsync of {OFFSETS_TOPIC} failed");
+            GroupError::Storage
+        })
+    }
+
+    /// Carries out effects: answers parked requests, writes group metadata.
+    fn deliver(&self, inner: &mut Inner, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::JoinDone { group, member_id, result } => {
+                    if let Some(tx) = inner.joins.remove(&(group, member_id)) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Effect::SyncDone { group, member_id, result } => {
+                    if let Some(tx) = inner.syncs.remove(&(group, member_id)) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Effect::PersistGroup(group_id) => self.persist_group(inner, &group_id),
+            }
+        }
+    }
+
+    /// Writes a group's metadata (or its tombstone) and has it fsynced in the background: it
+    /// only lets members carry on without a rebalance after a restart.
+    fn persist_group(&self, inner: &Inner, group_id: &str) {
+        let Some(topic) = self.current_topic() else { return };
+        let value = inner.groups.get(group_id).map(|g| record::encode_group(&g.to_record()));
+        let key = record::encode_key(&RecordKey::Group { group: group_id.to_string() });
+        if let Ok((partition, base)) = self.write(&topic, group_id, &[(key, value)]) {
+            if self.broker.config.log_flush_on_ack {
+                tokio::spawn(async move {
+                    if let Err(error) = partition.wait_durable(base + 1).await {
+                        tracing::error!(%error, "fsync of group metadata failed");
+                    }
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! A pool: a named share of the memory budget, handed out as grants that give their bytes
+//! back when dropped. A full pool makes callers wait (backpressure) or answers `None` to
+//! those that cannot wait; each time it runs dry it logs once and counts the episode.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Semaphore permits are counted in units of this many bytes, so a pool of several GiB
+/// still fits the semaphore's permit count on 32-bit targets.
+pub const UNIT_BYTES: u64 = 1024;
+
+/// One named share of the budget.
+#[derive(Debug)]
+pub struct Pool {
+    name: &'static str,
+    limit_bytes: u64,
+    permits: Arc<Semaphore>,
+    used_bytes: AtomicU64,
+    peak_bytes: AtomicU64,
+    exhausted_episodes: AtomicU64,
+    exhausted_now: AtomicBool,
+}
+
+/// Bytes held from a pool; returned when dropped.
+#[derive(Debug)]
+pub struct Grant {
+    pool: Arc<Pool>,
+    bytes: u64,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Grant {
+    /// The bytes this grant holds (rounded up to whole units).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        self.pool.used_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+        // The permit goes back right after this (field drop): the episode is over.
+        self.pool.exhausted_now.store(false, Ordering::Release);
+    }
+}
+
+fn units(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(UNIT_BYTES).max(1)).unwrap_or(u32::MAX)
+}
+
+impl Pool {
+    /// A pool of `limit_bytes` (rounded down to whole units, at least one unit).
+    pub fn new(name: &'static str, limit_bytes: u64) -> Arc<Pool> {
+        let limit_units = (limit_bytes / UNIT_BYTES).max(1);
+        // tokio's semaphore holds at most usize::MAX >> 3 permits: about 512 Mi units on
+        // 32-bit, i.e. 512 GiB of budget. Clamp rather than panic.
+        let permits = usize::try_from(limit_units).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
+        Arc::new(Pool {
+            name,
+            limit_bytes: permits as u64 * UNIT_BYTES,
+            permits: Arc::new(Semaphore::new(permits)),
+            used_bytes: AtomicU64::new(0),
+            peak_bytes: AtomicU64::new(0),
+            exhausted_episodes: AtomicU64::new(0),
+            exhausted_now: AtomicBool::new(false),
+        })
+    }
+
+    /// The pool's name, as metrics show it.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The most this pool hands out at once.
+    pub fn limit_bytes(&self) -> u64 {
+        self.limit_bytes
+    }
+
+    /// Bytes held by grants now.
+    pub fn used_bytes(&self) -> u64 {
+        self.used_bytes.load(Ordering::Acquire)
+    }
+
+    /// The most ever held at once.
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak_bytes.load(Ordering::Acquire)
+    }
+
+    /// How many times the pool ran dry.
+    pub fn exhausted_episodes(&self) -> u64 {
+        self.exhausted_episodes.load(Ordering::Acquire)
+    }
+
+    /// Whether a caller is waiting on this pool right now.
+    pub fn is_exhausted(&self) -> bool {
+        self.exhausted_now.load(Ordering::Acquire)
+    }
+
+    fn granted(self: &Arc<Self>, bytes: u64, permit: OwnedSemaphorePermit) -> Grant {
+        let bytes = u64::from(units(bytes)) * UNIT_BYTES;
+        let used = self.used_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        self.peak_bytes.fetch_max(used, Ordering::AcqRel);
+        debug_assert!(used <= self.limit_bytes, "pool {} over its limit", self.name);
+        Grant { pool: self.clone(), bytes, _permit: permit }
+    }
+
+    fn note_exhausted(&self, wanted: u64) {
+        if !self.exhausted_now.swap(true, Ordering::AcqRel) {
+            self.exhausted_episodes.fetch_add(1, Ordering::AcqRel);
+            tracing::warn!(pool = self.name, wanted, used = self.used_bytes(), limit = self.limit_bytes, "memory pool exhausted; applying backpressure");
+        }
+    }
+
+    /// Take `bytes` now, or `None` if the pool cannot give them now. A request larger than
+    /// the whole pool is clamped to it (it waits for everything else to finish instead of
+    /// never being served; callers bound requests below the pool size anyway).
+    pub fn try_acquire(self: &Arc<Self>, bytes: u64) -> Option<Grant> {
+        let bytes = bytes.min(self.limit_bytes);
+        match self.permits.clone().try_acquire_many_owned(units(bytes)) {
+            Ok(permit) => Some(self.granted(bytes, permit)),
+            Err(_) => {
+                self.note_exhausted(bytes);
+                None
+            }
+        }
+    }
+
+    /// Take `bytes`, waiting while the pool is full (clamped to the pool's size).
+    pub async fn acquire(self: &Arc<Self>, bytes: u64) -> Grant {
+        if let Some(grant) = self.try_acquire(bytes) {
+            return grant;
+        }
+        let bytes = bytes.min(self.limit_bytes);
+        let permit = self
+            .permits
+            .clone()
+            .acquire_many_owned(units(bytes))
+            .await
+            .expect("pool semaphores are never closed");
+        self.granted(bytes, permit)
+    }
+
+    /// Take as much of `wanted` as is free now, halving down to `floor`; if not even
+    /// `floor` is free, wait for `floor`. Used for fetch responses: under pressure a
+    /// consumer gets smaller responses rather than none.
+    pub async fn acquire_up_to(self: &Arc<Self>, wanted: u64, floor: u64) -> Grant {
+        let floor = floor.min(wanted).max(1);
+        let mut ask = wanted.min(self.limit_bytes);
+        while ask >= floor {
+            if let Some(grant) = self.try_acquire(ask) {
+                return grant;
+            }
+            ask /= 2;
+        }
+        self.acquire(floor).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_balance_and_limits_hold() {
+        let pool = Pool::new("test", 10 * UNIT_BYTES);
+        let a = pool.try_acquire(4 * UNIT_BYTES).unwrap();
+        let b = pool.try_acquire(6 * UNIT_BYTES).unwrap();
+        assert_eq!(pool.used_bytes(), 10 * UNIT_BYTES);
+        assert!(pool.try_acquire(1).is_none(), "a full pool refuses");
+        assert!(pool.is_exhausted());
+        assert_eq!(pool.exhausted_episodes(), 1);
+        assert!(pool.try_acquire(1).is_none());
+        assert_eq!(pool.exhausted_episodes(), 1, "one episode until it recovers");
+        drop(a);
+        assert!(!pool.is_exhausted());
+        assert_eq!(pool.used_bytes(), 6 * UNIT_BYTES);
+        drop(b);
+        assert_eq!(pool.used_bytes(), 0);
+        assert_eq!(pool.peak_bytes(), 10 * UNIT_BYTES);
+    }
+
+    #[test]
+    fn small_requests_round_up_to_a_unit() {
+        let pool = Pool::new("test", 2 * UNIT_BYTES);
+        let a = pool.try_acquire(1).unwrap();
+        assert_eq!(a.bytes(), UNIT_BYTES);
+        let _b = pool.try_acquire(UNIT_BYTES).unwrap();
+        assert!(pool.try_acquire(1).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_waiter_gets_its_bytes_when_a_grant_is_dropped() {
+        let pool = Pool::new("test", 4 * UNIT_BYTES);
+        let held = pool.try_acquire(4 * UNIT_BYTES).unwrap();
+        let waiter = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.acquire(2 * UNIT_BYTES).await.bytes() })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(held);
+        assert_eq!(waiter.await.unwrap(), 2 * UNIT_BYTES);
+        assert_eq!(pool.used_bytes(), 0, "the waiter's grant was dropped with its task");
+    }
+
+    #[tokio::test]
+    async fn acquire_up_to_shrinks_under_pressure() {
+        let pool = Pool::new("test", 16 * UNIT_BYTES);
+        let _held = pool.try_acquire(10 * UNIT_BYTES).unwrap();
+        let grant = pool.acquire_up_to(16 * UNIT_BYTES, UNIT_BYTES).await;
+        assert_eq!(grant.bytes(), 4 * UNIT_BYTES);
+    }
+
+    #[test]
+    fn oversized_requests_are_clamped_to_the_pool() {
+        let pool = Pool::new("test", 4 * UNIT_BYTES);
+        let grant = pool.try_acquire(100 * UNIT_BYTES).unwrap();
+        assert_eq!(grant.bytes(), 4 * UNIT_BYTES);
+    }
+
+    #[tokio::test]
+    async fn dropped_waiters_leak_nothing() {
+        let pool = Pool::new("test", 2 * UNIT_BYTES);
+        let held = pool.try_acquire(2 * UNIT_BYTES).unwrap();
+        let waiter = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.acquire(UNIT_BYTES).await })
+        };
+        tokio::task::yield_now().await;
+        waiter.abort();
+        let _ = waiter.await;
+        drop(held);
+        assert_eq!(pool.used_bytes(), 0);
+        assert!(pool.try_acquire(2 * UNIT_BYTES).is_some(), "an aborted waiter returns nothing it did not get");
+    }
+}
