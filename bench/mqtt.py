@@ -81,6 +81,8 @@ class Bramble:
         self.mqtt_port = free_port()
         config = self.workdir / "bramble.toml"
         config.write_text(
+            # Every listener on a free port: the ZooKeeper one is always on.
+            f'[coordinator]\ndata_dir = "{self.workdir / "zookeeper"}"\nlisten = "127.0.0.1:{free_port()}"\n'
             "[node]\nid = 1\n[broker]\n"
             f'listeners = ["127.0.0.1:{self.kafka_port}"]\n'
             f'log_dirs = ["{self.workdir / "kafka-logs"}"]\n'

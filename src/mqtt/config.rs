@@ -173,6 +173,15 @@ impl BridgeConfig {
     }
 }
 
+/// A log topic MQTT may write to: a valid name, and not one of the broker's own (`__…`).
+fn check_target_topic(topic: &str) -> Result<(), String> {
+    crate::broker::topic::validate_topic_name(topic).map_err(|e| format!("`{topic}`: {e}"))?;
+    if topic.starts_with("__") {
+        return Err(format!("`{topic}`: topics starting with `__` are the broker's own"));
+    }
+    Ok(())
+}
+
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key, message: message.into() }
 }
@@ -217,8 +226,7 @@ impl MqttConfig {
         for route in &self.routes {
             TopicFilter::parse(&route.filter)
                 .map_err(|e: FilterError| invalid("mqtt.route.filter", format!("`{}`: {e}", route.filter)))?;
-            crate::broker::topic::validate_topic_name(&route.topic)
-                .map_err(|e| invalid("mqtt.route.topic", format!("`{}`: {e}", route.topic)))?;
+            check_target_topic(&route.topic).map_err(|e| invalid("mqtt.route.topic", e))?;
             if let Some(key) = &route.key {
                 KeyTemplate::parse(key).map_err(|e| invalid("mqtt.route.key", format!("`{key}`: {e}")))?;
             }
@@ -236,8 +244,7 @@ impl MqttConfig {
                 TopicFilter::parse(filter).map_err(|e| invalid("mqtt.bridge.subscribe", format!("`{filter}`: {e}")))?;
             }
             if let Some(topic) = &bridge.topic {
-                crate::broker::topic::validate_topic_name(topic)
-                    .map_err(|e| invalid("mqtt.bridge.topic", format!("`{topic}`: {e}")))?;
+                check_target_topic(topic).map_err(|e| invalid("mqtt.bridge.topic", e))?;
             } else if self.routes.is_empty() {
                 return Err(invalid("mqtt.bridge.topic", "set it, or add [[mqtt.route]] entries"));
             }
@@ -313,6 +320,7 @@ qos = 1
             ("[mqtt]\n[[mqtt.route]]\nfilter = \"a/#/b\"\ntopic = \"t\"\n", "mqtt.route.filter"),
             ("[mqtt]\n[[mqtt.route]]\nfilter = \"a\"\ntopic = \"t\"\nkey = \"{bogus}\"\n", "mqtt.route.key"),
             ("[mqtt]\nmax_packet_bytes = 10\n", "mqtt.max_packet_bytes"),
+            ("[[mqtt.route]]\nfilter = \"#\"\ntopic = \"__consumer_offsets\"\n", "mqtt.route.topic"),
             ("[[mqtt.bridge]]\nurl = \"mqtts://x\"\nsubscribe = [\"#\"]\ntopic = \"t\"\n", "mqtt.bridge.url"),
             ("[[mqtt.bridge]]\nurl = \"mqtt://x\"\nsubscribe = [\"#\"]\n", "mqtt.bridge.topic"),
         ] {
