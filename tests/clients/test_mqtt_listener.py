@@ -11,8 +11,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from conftest import require_tool
-from mqtt_support import mosquitto_pub_lines, read_topic, start_mqtt_bramble, wait_for_log_line
+from conftest import free_port, require_tool, wait_for_port
+from mqtt_support import mosquitto_pub_lines, mqtt_sections, read_topic, start_mqtt_bramble, wait_for_log_line
 
 
 # --- raw MQTT 3.1.1 packets, for input no well-behaved client sends ----------------------
@@ -323,3 +323,48 @@ def test_a_second_connection_with_the_same_client_id_takes_over(bramble_factory)
     assert recv_exact(new, 4) == b"\x40\x02\x00\x03"
     new.close()
     assert [r.value() for r in read_topic(node.kafka, "sensors", 1)] == [b"still-here"]
+
+
+def test_a_full_mqtt_pool_applies_backpressure_and_everything_still_lands(bramble_factory):
+    # A 64 MiB budget gives the MQTT pool about 2.2 MiB: four clients with 100 KiB messages
+    # and a 20-message window want far more, so their sockets are paused.
+    port = free_port()
+    sections = '[memory]\nbudget = "64MiB"\n' + mqtt_sections(port, [("sensors/#", "sensors", None)],
+                                                                   extra="max_packet_bytes = 131072")
+    node = bramble_factory(sections=sections).start()
+    wait_for_port("127.0.0.1", port, process=node.process)
+    payload = b"p" * 100_000
+    clients, per_client = 4, 40
+    errors = []
+
+    def publish(n):
+        try:
+            client = paho_client(port, f"heavy-{n}")
+            infos = [client.publish(f"sensors/heavy/{n}", payload + str(i).encode(), qos=1) for i in range(per_client)]
+            for info in infos:
+                info.wait_for_publish(120)
+            client.disconnect()
+            client.loop_stop()
+        except Exception as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=publish, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(180)
+    assert not errors
+    records = read_topic(node.kafka, "sensors", clients * per_client, timeout=120)
+    assert len(records) == clients * per_client
+    wait_for_log_line(node, "memory pool exhausted")  # the pool did run dry: backpressure, not buffering
+
+
+def test_a_small_inflight_window_still_acknowledges_everything_in_order(bramble_factory):
+    node, port = start_mqtt_bramble(bramble_factory, extra="max_inflight_messages = 3")
+    sock = raw_client(port, "window")
+    # 200 QoS 1 publishes at once: bramble reads three at a time, acknowledging in order.
+    sock.sendall(b"".join(publish_packet("sensors/window", str(n).encode(), packet_id=n + 1) for n in range(200)))
+    acks = recv_exact(sock, 4 * 200)
+    assert [struct.unpack(">H", acks[i + 2:i + 4])[0] for i in range(0, len(acks), 4)] == list(range(1, 201))
+    sock.close()
+    assert [r.value() for r in read_topic(node.kafka, "sensors", 200)] == [str(n).encode() for n in range(200)]
