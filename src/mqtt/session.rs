@@ -471,7 +471,8 @@ pub fn connack_accepted(connect: &Connect, admission: &Admission, session_presen
         }
     }
     Packet::ConnAck(super::codec::ConnAck {
-        session_present,
+        // MQTT 3.1 has no session present flag (the byte is reserved).
+        session_present: session_present && connect.version != Version::V31,
         code: reason::SUCCESS,
         properties,
     })

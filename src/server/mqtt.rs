@@ -221,7 +221,8 @@ async fn connection(socket: TcpStream, peer: SocketAddr, ingest: Arc<Ingest>, sh
             }
             let last = conn.client.server_disconnect(violation.reason, violation.message);
             let _ = conn.out.send(Outgoing::Close(last)).await;
-            true
+            // No wills while the logs are being closed.
+            violation.reason != reason::SERVER_SHUTTING_DOWN
         }
         Err(error) => {
             tracing::debug!(%peer, %error, "MQTT read failed");
