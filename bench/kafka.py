@@ -40,8 +40,12 @@ def disk_fsync_write_mib_s(directory, mib=256):
     return mib / seconds
 
 
+def budget_mib(text):
+    return int(re.match(r"(\d+)", text).group(1))
+
+
 class Node:
-    def __init__(self, binary, workdir, flush_on_ack=True):
+    def __init__(self, binary, workdir, flush_on_ack=True, budget=None):
         self.port = free_port()
         self.workdir = pathlib.Path(workdir)
         config = self.workdir / "bramble.toml"
@@ -50,9 +54,13 @@ class Node:
             f'listeners = ["127.0.0.1:{self.port}"]\n'
             f'log_dirs = ["{self.workdir / "kafka-logs"}"]\n'
             f"log_flush_on_ack = {'true' if flush_on_ack else 'false'}\n"
-            "[coordinator]\n"
+            # A small budget cannot hold the default 4 MiB request and 1 MiB znode limits.
+            + ("socket_request_max_bytes = 1572864\n" if budget and budget_mib(budget) < 64 else "")
+            + (f'[memory]\nbudget = "{budget}"\n' if budget else "")
+            + "[coordinator]\n"
             f'listen = "127.0.0.1:{free_port()}"\n'
             f'data_dir = "{self.workdir / "zookeeper"}"\n'
+            + ("jute_maxbuffer = 524288\n" if budget and budget_mib(budget) < 64 else "")
         )
         self.process = subprocess.Popen([binary, "serve", "--config", str(config)],
                                         stderr=open(self.workdir / "log", "wb"))
@@ -145,16 +153,17 @@ def main():
     parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "bramble"))
     parser.add_argument("--mib", type=int, default=256, help="MiB produced per 1 KiB case")
     parser.add_argument("--peer", help="host:port of another Kafka-compatible broker to measure too")
+    parser.add_argument("--budget", help='memory.budget for the node, e.g. "64MiB" (default: its default)')
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=ROOT) as workdir:
         disk = disk_fsync_write_mib_s(workdir)
-        node = Node(args.binary, workdir)
+        node = Node(args.binary, workdir, budget=args.budget)
         try:
             rows = run_cases(node.address, args.mib, workdir)
         finally:
             node.stop()
     print(f"machine: {os.cpu_count()} cores; disk fsync'd sequential write (dd conv=fdatasync, 256 MiB): {disk:.0f} MiB/s")
-    print(f"bramble peak RSS (VmHWM): {node.peak_rss_kib / 1024:.1f} MiB\n")
+    print(f"memory.budget: {args.budget or 'default (192MiB)'}; bramble peak RSS (VmHWM): {node.peak_rss_kib / 1024:.1f} MiB\n")
     print("| case | records/s | MiB/s | % of disk fsync'd write |")
     print("|---|---:|---:|---:|")
     for name, rate, mib_s in rows:

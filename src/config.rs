@@ -48,6 +48,8 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// `[coordinator]`: the ZooKeeper side (keys in `coordinator::config`).
     pub coordinator: crate::coordinator::CoordinatorConfig,
+    /// `[cluster]`: the quorum's members (keys in `cluster::config`); absent = a single node.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
     /// `[memory]`: the budget the process stays within.
     pub memory: crate::memory::MemoryConfig,
     /// `[mqtt]`: MQTT ingest (listener, routes, bridges); absent = none.
@@ -246,6 +248,11 @@ impl Config {
         self.coordinator
             .validate()
             .map_err(|message| ConfigError::Invalid { key: "coordinator", message })?;
+        if let Some(cluster) = &self.cluster {
+            // Whether this node is a member is checked at start, once `myid` is known.
+            cluster.members().map_err(|message| ConfigError::Invalid { key: "cluster.servers", message })?;
+            parse_listener(&cluster.listen).map_err(|message| ConfigError::Invalid { key: "cluster.listen", message })?;
+        }
         let budget = self.budget()?;
         if let Some(mqtt) = &self.mqtt {
             mqtt.validate(self.broker.message_max_bytes)?;

@@ -30,12 +30,15 @@
 //! - [`coordinator`] — znode tree, sessions, watches, ACLs; transaction log and snapshots
 //! - [`memory`] — the budget, its pools and grants, resident/allocator statistics
 //! - [`ids`] — Kafka-style random ids
+//! - [`health`] — systemd notification (READY, STATUS, WATCHDOG, STOPPING)
 
 pub mod broker;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod group;
+pub mod health;
 pub mod ids;
 pub mod kafka;
 pub mod log;

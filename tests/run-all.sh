@@ -18,6 +18,7 @@ APT_PACKAGES=(
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross      # cross linkers
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
   qemu-user-static          # run the cross-built binaries
+  dosfstools mtools fdisk e2fsprogs xz-utils       # image assembly tests (mkfs.vfat, mcopy, sfdisk, mkfs.ext4/debugfs)
 )
 
 step "Debian packages"
@@ -51,11 +52,11 @@ if [[ "${BRAMBLE_SKIP_CROSS:-0}" != 1 ]]; then
   tests/cross-build.sh
 fi
 
-step "cargo test (unit and integration tests)"
-cargo test --locked --lib --bins --tests   # not benches: they drive live servers (bench/)
+step "cargo test (unit and integration tests, the image builder too)"
+cargo test --locked --workspace --lib --bins --tests   # not benches: they drive live servers (bench/)
 
 step "clippy"
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
 
 step "real-client tests (pytest)"
 pytest_args=(-q -p no:cacheprovider tests/clients)

@@ -4,7 +4,9 @@
 
 pub mod client;
 pub mod consume;
+pub mod dev_cluster;
 pub mod group;
+pub mod node;
 pub mod produce;
 pub mod serve;
 pub mod topic;
@@ -26,6 +28,8 @@ pub struct Cli {
 enum Command {
     /// Run the daemon (no --config: one node on 127.0.0.1 with data under ./data).
     Serve(serve::Args),
+    /// Three local nodes on 127.0.0.11-13 forming a cluster (Ctrl-C stops them).
+    DevCluster(dev_cluster::Args),
     /// Create, list, describe and delete topics.
     #[command(subcommand)]
     Topic(topic::Command),
@@ -38,6 +42,9 @@ enum Command {
     Group(group::Command),
     /// ZooKeeper client: ls, get, stat, create, set, delete (like zkCli.sh).
     Zk(zk::Args),
+    /// Set up this machine as a node: `bramble node init` runs on first boot.
+    #[command(subcommand)]
+    Node(node::Command),
 }
 
 /// Entry point of the binary.
@@ -45,11 +52,13 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::DevCluster(args) => dev_cluster::run(args),
         Command::Topic(command) => client_runtime(topic::run(command)),
         Command::Produce(args) => client_runtime(produce::run(args)),
         Command::Consume(args) => client_runtime(consume::run(args)),
         Command::Group(command) => client_runtime(group::run(command)),
         Command::Zk(args) => client_runtime(zk::run(args)),
+        Command::Node(command) => node::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

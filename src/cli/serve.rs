@@ -58,7 +58,8 @@ async fn wait_for_signal() {
     }
 }
 
-fn init_tracing() {
+/// Log through tracing to stderr, filtered by `$BRAMBLE_LOG` (default `info`).
+pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BRAMBLE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

@@ -53,7 +53,14 @@ pub struct Coordinator {
     limits: Limits,
     /// Identities of sessions attached to this node (local, like watches).
     auth: std::collections::HashMap<i64, Vec<Id>>,
+    /// The znode pool of the memory budget: writes that would grow the tree past it are
+    /// refused with ZooKeeper's QuotaExceeded (-125), which clients know.
+    tree_bytes_max: u64,
 }
+
+/// Heap bytes a znode costs beyond its data (path held twice, stat, children set, ACL):
+/// an estimate used for the budget.
+pub const NODE_OVERHEAD_BYTES: u64 = 256;
 
 impl std::fmt::Debug for Coordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,7 +94,7 @@ impl Coordinator {
         for (id, s) in tree.sessions() {
             sessions.add(*id, s.timeout_ms as i64, now_mono_ms);
         }
-        Coordinator { tree, watches: WatchManager::new(max_watches), sessions, sink, limits, auth: Default::default() }
+        Coordinator { tree, watches: WatchManager::new(max_watches), sessions, sink, limits, auth: Default::default(), tree_bytes_max: u64::MAX }
     }
 
     /// An empty in-memory coordinator (tests).
@@ -149,22 +156,167 @@ impl Coordinator {
         }
     }
 
+    /// Cap the tree's estimated memory (the znode pool of the memory budget).
+    pub fn set_tree_bytes_max(&mut self, bytes: u64) {
+        self.tree_bytes_max = bytes;
+    }
+
+    /// The tree's estimated heap use: data plus a fixed cost per node.
+    pub fn tree_memory_bytes(&self) -> u64 {
+        self.tree.data_bytes() + self.tree.node_count() as u64 * NODE_OVERHEAD_BYTES
+    }
+
+    /// Whether `ops` would grow the tree past its memory cap.
+    fn over_budget(&self, ops: &[&WriteOp]) -> bool {
+        let growth: u64 = ops
+            .iter()
+            .map(|op| match op {
+                WriteOp::Create { path, data, .. } => data.len() as u64 + path.len() as u64 + NODE_OVERHEAD_BYTES,
+                WriteOp::SetData { data, .. } => data.len() as u64,
+                _ => 0,
+            })
+            .sum();
+        growth > 0 && self.tree_memory_bytes().saturating_add(growth) > self.tree_bytes_max
+    }
+
     /// Executes one write for a caller at wall time `time_ms`.
     pub fn write(&mut self, caller: Caller, cxid: i32, op: &WriteOp, time_ms: i64) -> Outcome {
+        if self.over_budget(&[op]) {
+            let body = TxnBody::Error { err: ErrorCode::QuotaExceeded.code() };
+            let txn = Txn { session_id: caller.session_id, cxid, zxid: self.next_zxid(), time_ms, body };
+            return self.apply(&txn);
+        }
+        let zxid = self.next_zxid();
+        self.write_at(caller, cxid, op, zxid, time_ms)
+    }
+
+    /// Executes one write with a zxid chosen by the caller (the Raft log position in a
+    /// cluster, where validation happens as the entry is applied, on every node alike).
+    /// The memory cap is not checked here: it depends on each node's own budget, and
+    /// replicated entries must apply the same everywhere.
+    pub fn write_at(&mut self, caller: Caller, cxid: i32, op: &WriteOp, zxid: i64, time_ms: i64) -> Outcome {
         let body = match self.tree.prepare(caller, op, self.limits.max_data_bytes) {
             Ok(b) => b,
             Err(e) => TxnBody::Error { err: e.code() },
         };
-        let txn = Txn { session_id: caller.session_id, cxid, zxid: self.next_zxid(), time_ms, body };
+        let txn = Txn { session_id: caller.session_id, cxid, zxid, time_ms, body };
         self.apply(&txn)
     }
 
     /// Executes a multi atomically.
     pub fn multi(&mut self, caller: Caller, cxid: i32, ops: &[WriteOp], time_ms: i64) -> Outcome {
         let zxid = self.next_zxid();
+        if self.over_budget(&ops.iter().collect::<Vec<_>>()) {
+            // A multi fails as a whole: the first op carries the reason, as ZooKeeper does.
+            let body = TxnBody::Multi(
+                (0..ops.len())
+                    .map(|i| {
+                        let err = if i == 0 { ErrorCode::QuotaExceeded } else { ErrorCode::RuntimeInconsistency };
+                        TxnBody::Error { err: err.code() }
+                    })
+                    .collect(),
+            );
+            let txn = Txn { session_id: caller.session_id, cxid, zxid, time_ms, body };
+            return self.apply(&txn);
+        }
+        self.multi_at(caller, cxid, ops, zxid, time_ms)
+    }
+
+    /// Executes a multi with a zxid chosen by the caller (see [`Coordinator::write_at`]).
+    pub fn multi_at(&mut self, caller: Caller, cxid: i32, ops: &[WriteOp], zxid: i64, time_ms: i64) -> Outcome {
         let body = self.tree.prepare_multi(caller, ops, self.limits.max_data_bytes, zxid, time_ms);
         let txn = Txn { session_id: caller.session_id, cxid, zxid, time_ms, body };
         self.apply(&txn)
+    }
+
+    /// Negotiates a requested session timeout into the configured bounds.
+    pub fn negotiate_timeout(&self, requested_ms: i32) -> i32 {
+        let (lo, hi) = self.limits.session_timeout_ms;
+        requested_ms.clamp(lo, hi)
+    }
+
+    /// A fresh session id (this node's id in the top byte, so nodes never collide).
+    pub fn new_session_id(&mut self) -> i64 {
+        self.sessions.next_session_id()
+    }
+
+    /// Creates a session whose id, timeout and password were chosen by the node the client
+    /// connected to (cluster mode: the entry is applied on every node). The session is
+    /// tracked from `now_mono_ms`.
+    pub fn create_session_at(&mut self, id: i64, timeout_ms: i32, password: Vec<u8>, zxid: i64, time_ms: i64, now_mono_ms: i64) -> Outcome {
+        if self.tree.sessions().contains_key(&id) {
+            // A retried proposal: the session exists already; do not reset it.
+            let txn = Txn { session_id: id, cxid: 0, zxid, time_ms, body: TxnBody::Error { err: ErrorCode::SystemError.code() } };
+            return self.apply(&txn);
+        }
+        let txn = Txn { session_id: id, cxid: 0, zxid, time_ms, body: TxnBody::CreateSession { timeout_ms, password } };
+        let out = self.apply(&txn);
+        self.sessions.add(id, timeout_ms as i64, now_mono_ms);
+        out
+    }
+
+    /// Closes a session with a zxid chosen by the caller; a session that is already gone
+    /// gives an error txn (an expiry racing the client's own close).
+    pub fn close_session_at(&mut self, session_id: i64, cxid: i32, zxid: i64, time_ms: i64) -> Outcome {
+        self.sessions.remove(session_id);
+        self.watches.remove_session(session_id);
+        self.auth.remove(&session_id);
+        let body = if self.tree.sessions().contains_key(&session_id) { TxnBody::CloseSession } else { TxnBody::Error { err: ErrorCode::SessionExpired.code() } };
+        let txn = Txn { session_id, cxid, zxid, time_ms, body };
+        self.apply(&txn)
+    }
+
+    /// Checks a reattaching client's session id and password against the replicated
+    /// session table; on success the session is touched and its timeout returned.
+    pub fn reattach(&mut self, session_id: i64, password: &[u8], now_mono_ms: i64) -> Option<i32> {
+        let s = self.tree.sessions().get(&session_id)?;
+        if s.password != password {
+            return None;
+        }
+        let timeout = s.timeout_ms;
+        if !self.sessions.contains(session_id) {
+            self.sessions.add(session_id, timeout as i64, now_mono_ms);
+        }
+        self.sessions.touch(session_id, now_mono_ms);
+        Some(timeout)
+    }
+
+    /// Restarts every session's deadline from `now_mono_ms`: a new quorum leader gives each
+    /// session a full timeout, since it did not hear the pings the old leader heard.
+    pub fn touch_all(&mut self, now_mono_ms: i64) {
+        let ids: Vec<(i64, i32)> = self.tree.sessions().iter().map(|(id, s)| (*id, s.timeout_ms)).collect();
+        for (id, timeout) in ids {
+            self.sessions.add(id, timeout as i64, now_mono_ms);
+        }
+    }
+
+    /// Deletes one reaping candidate with a zxid chosen by the caller (cluster mode: the
+    /// leader proposes the paths, every node re-checks them as the entry is applied).
+    pub fn reap_at(&mut self, path: &str, zxid: i64, time_ms: i64) -> Outcome {
+        let still = self.tree.reap_candidates(time_ms).iter().any(|p| p == path);
+        let superuser = [Id { scheme: "super".into(), id: String::new() }];
+        let body = if still {
+            let op = WriteOp::Delete { path: path.to_string(), version: -1 };
+            self.tree.prepare(Caller { session_id: 0, auth: &superuser }, &op, usize::MAX).unwrap_or_else(|e| TxnBody::Error { err: e.code() })
+        } else {
+            TxnBody::Error { err: ErrorCode::NoNode.code() }
+        };
+        let txn = Txn { session_id: 0, cxid: 0, zxid, time_ms, body };
+        self.apply(&txn)
+    }
+
+    /// Replaces the tree wholesale (a Raft snapshot was installed): sessions are tracked
+    /// afresh from `now_mono_ms`.
+    pub fn replace_tree(&mut self, tree: DataTree, now_mono_ms: i64) {
+        self.tree = tree;
+        // The tracker keeps its id generator; only its deadlines restart.
+        let known: Vec<i64> = self.tree.sessions().keys().copied().collect();
+        for id in self.sessions.ids() {
+            if !known.contains(&id) {
+                self.sessions.remove(id);
+            }
+        }
+        self.touch_all(now_mono_ms);
     }
 
     /// Handles a ConnectRequest's session part: new session (id 0) or reattach.

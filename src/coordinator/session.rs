@@ -59,6 +59,11 @@ impl SessionTracker {
         self.deadlines.contains_key(&id)
     }
 
+    /// The tracked session ids.
+    pub fn ids(&self) -> Vec<i64> {
+        self.deadlines.keys().copied().collect()
+    }
+
     /// Number of tracked sessions.
     pub fn len(&self) -> usize {
         self.deadlines.len()

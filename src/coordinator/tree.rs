@@ -8,8 +8,9 @@ use super::acl;
 use super::txn::{Txn, TxnBody};
 use super::types::*;
 
-/// A write as a client asks for it, before validation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A write as a client asks for it, before validation. (Serde: it is the payload of a
+/// Raft log entry in a cluster.)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum WriteOp {
     /// create / create2 / createContainer / createTTL.
     Create {
@@ -70,7 +71,7 @@ pub struct Caller<'a> {
 }
 
 /// The outcome of one applied txn (or one part of a multi).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TxnResult {
     /// A node was created at this path.
     Created {

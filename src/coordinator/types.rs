@@ -2,7 +2,7 @@
 //! Numeric values are ZooKeeper's, because they go on the wire unchanged.
 
 /// A ZooKeeper error code (`KeeperException.Code`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[repr(i32)]
 pub enum ErrorCode {
     /// Everything went fine.
@@ -39,6 +39,8 @@ pub enum ErrorCode {
     AuthFailed = -115,
     /// No such watch.
     NoWatcher = -121,
+    /// A quota was exceeded (here: the znode tree's share of the memory budget).
+    QuotaExceeded = -125,
     /// A limit was reached (watches, request size).
     Throttled = -127,
 }
@@ -69,6 +71,7 @@ impl ErrorCode {
             -114 => InvalidAcl,
             -115 => AuthFailed,
             -121 => NoWatcher,
+            -125 => QuotaExceeded,
             -127 => Throttled,
             _ => SystemError,
         }
@@ -84,7 +87,7 @@ pub fn make_zxid(epoch: u32, counter: u32) -> Zxid {
 }
 
 /// A node's metadata as the client sees it (`Stat`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Stat {
     /// Zxid of the create.
     pub czxid: i64,
@@ -127,7 +130,7 @@ pub mod perms {
 }
 
 /// An identity: scheme (world, digest, ip, auth) and id.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Id {
     /// The scheme.
     pub scheme: String,
@@ -136,7 +139,7 @@ pub struct Id {
 }
 
 /// One ACL entry.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Acl {
     /// Permission bits ([`perms`]).
     pub perms: i32,

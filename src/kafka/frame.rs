@@ -76,7 +76,13 @@ pub fn encode_response(
     response: &ResponseKind,
 ) -> anyhow::Result<BytesMut> {
     let version = request.request_api_version;
-    let mut buf = BytesMut::with_capacity(256);
+    // Size a Fetch response's buffer exactly: growing it by doubling would copy megabytes of
+    // records several times and leave freed buffers the allocator has to give back.
+    let capacity = match response {
+        ResponseKind::Fetch(fetch) => fetch.compute_size(version).unwrap_or(0) + 64,
+        _ => 256,
+    };
+    let mut buf = BytesMut::with_capacity(capacity);
     buf.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(request.correlation_id);
     header.encode(&mut buf, api_key.response_header_version(version))?;

@@ -15,9 +15,15 @@ use serde::Deserialize;
 
 pub use pool::{Grant, Pool};
 
-/// Resident memory of an idle node with no data, measured (release build: about 6-8 MiB)
-/// and rounded up with room for thread stacks and allocator slack.
-pub const FIXED_OVERHEAD_BYTES: u64 = 20 << 20;
+/// Resident memory the pools do not cover: code, runtime, thread stacks, connection state.
+/// Measured under the 64 MiB load test: about 24 MiB for a debug build; a release build
+/// idles at 6-8 MiB. Each is rounded up with room to spare.
+pub const FIXED_OVERHEAD_BYTES: u64 = if cfg!(debug_assertions) { 28 << 20 } else { 16 << 20 };
+
+/// Share of what remains after the fixed overhead that the pools hand out; the rest is
+/// headroom for the allocator (freed buffers it has not yet returned to the OS) and for
+/// transient copies the pools do not see.
+pub const POOLED_PERCENT: u64 = 80;
 
 /// The smallest budget accepted.
 pub const MIN_BUDGET_BYTES: u64 = 32 << 20;
@@ -130,7 +136,7 @@ impl Budget {
                 MIN_BUDGET_BYTES >> 20
             ));
         }
-        let usable = total - FIXED_OVERHEAD_BYTES;
+        let usable = (total - FIXED_OVERHEAD_BYTES) * POOLED_PERCENT / 100;
         let share = |name: &str| {
             let percent = SHARES.iter().find(|(n, _)| *n == name).map(|(_, p)| *p).unwrap_or(0);
             usable * percent / 100
@@ -145,7 +151,7 @@ impl Budget {
             let have = share(pool);
             if have < needed {
                 let percent = SHARES.iter().find(|(n, _)| *n == pool).map(|(_, p)| *p).unwrap_or(1);
-                let budget_needed = FIXED_OVERHEAD_BYTES + needed * 100 / percent;
+                let budget_needed = FIXED_OVERHEAD_BYTES + needed * 100 / percent * 100 / POOLED_PERCENT;
                 return Err(format!(
                     "budget {} MiB gives the {pool} pool {} KiB, but {key} needs {} KiB; \
                      raise memory.budget to at least {} MiB or lower {key}",
@@ -210,7 +216,7 @@ mod tests {
         let budget = Budget::new(&MemoryConfig { budget: "192MiB".into() }, needs()).unwrap();
         let pooled: u64 = budget.pools().iter().map(|p| p.limit_bytes()).sum();
         assert!(pooled + FIXED_OVERHEAD_BYTES <= 192 << 20);
-        assert!(pooled + FIXED_OVERHEAD_BYTES > (192 << 20) * 9 / 10, "most of the budget is usable");
+        assert!(pooled + FIXED_OVERHEAD_BYTES > (192 << 20) * 7 / 10, "most of the budget is usable");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod groups;
 pub mod kafka;
 pub mod mqtt;
+pub mod peer;
 pub mod zk;
 
 use std::sync::Arc;
@@ -47,8 +48,27 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
         tasks.spawn(kafka::serve(listener, ctx.clone(), limits, budget.kafka_requests.clone(), shutdown.clone()));
     }
     // ZooKeeper protocol (coordinator): open the tree from coordinator.data_dir, then serve.
+    let mut cluster = None;
     {
-        let coordinator = tokio::task::block_in_place(|| zk::open(&config.coordinator))?;
+        let coordinator = match &config.cluster {
+            None => tokio::task::block_in_place(|| zk::open(&config.coordinator, budget.znodes.limit_bytes()))?,
+            Some(cc) => {
+                // The quorum replaces the txn log: open the coordinator empty, let the Raft
+                // state machine load its snapshot and replay the committed log into it.
+                let zk = zk::open_clustered(&config.coordinator, node_id)?;
+                cc.validate(u64::from(node_id)).map_err(anyhow::Error::msg)?;
+                let peer_addr = parse_listener(&cc.listen).map_err(anyhow::Error::msg)?;
+                let peer_listener = TcpListener::bind(peer_addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {peer_addr} (cluster.listen): {e}"))?;
+                let applier: Arc<dyn crate::cluster::state_machine::Applier> = zk.clone();
+                let c = crate::cluster::Cluster::start(cc, u64::from(node_id), std::path::Path::new(&config.coordinator.data_dir), applier).await?;
+                zk.attach_cluster(c.clone());
+                tasks.spawn(peer::serve(peer_listener, c.clone(), shutdown.clone()));
+                cluster = Some(c);
+                zk
+            }
+        };
         let listener = TcpListener::bind(&config.coordinator.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (coordinator.listen): {e}", config.coordinator.listen))?;
@@ -68,14 +88,21 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
     if config.broker.log_cleaner_enable {
         tasks.spawn(cleaner_loop(broker.clone(), shutdown.clone()));
     }
+    tasks.spawn(memory_report_loop(budget.clone(), shutdown.clone()));
     tasks.spawn(checkpoint_loop(broker.clone(), shutdown.clone()));
     if !config.broker.log_flush_on_ack {
         tasks.spawn(flush_loop(broker.clone(), config.broker.log_flush_interval_ms, shutdown.clone()));
     }
+    tasks.spawn(crate::health::notify::watchdog_loop(shutdown.clone()));
     tracing::info!(node = node_id, cluster = %broker.cluster_id, "bramble serving");
+    crate::health::notify::ready(&format!("serving as node {node_id}"));
     let _ = shutdown.changed().await;
     tracing::info!("shutting down");
+    crate::health::notify::stopping();
     tasks.shutdown().await;
+    if let Some(c) = cluster {
+        c.shutdown().await;
+    }
     broker.flush_all().await;
     tokio::task::block_in_place(|| broker.close());
     tracing::info!("logs closed cleanly");
@@ -127,6 +154,26 @@ async fn cleaner_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
         }
         let broker = broker.clone();
         let _ = tokio::task::spawn_blocking(move || broker.run_cleaner(now_ms())).await;
+    }
+}
+
+/// How often memory use is logged at debug level.
+const MEMORY_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+async fn memory_report_loop(budget: Arc<crate::memory::Budget>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(MEMORY_REPORT_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+        let (rss, hwm) = crate::memory::stats::resident_bytes();
+        let (allocated, resident) = crate::memory::stats::allocator_bytes();
+        let pools: Vec<String> = budget
+            .pools()
+            .iter()
+            .map(|p| format!("{}={}/{}KiB", p.name(), p.used_bytes() >> 10, p.peak_bytes() >> 10))
+            .collect();
+        tracing::debug!(rss_kib = rss >> 10, hwm_kib = hwm >> 10, allocated_kib = allocated >> 10, allocator_resident_kib = resident >> 10, pools = %pools.join(" "), "memory");
     }
 }
 

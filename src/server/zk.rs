@@ -14,10 +14,13 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
+use crate::cluster::state_machine::{apply_command, Applier};
+use crate::cluster::types::{Command, CommandKind};
+use crate::cluster::Cluster;
 use crate::coordinator::persist::{self, FileLog};
 use crate::coordinator::{Connect, Coordinator, CoordinatorConfig, Limits, Outcome, WatchEvent};
 use crate::zk::connect::{ConnectRequest, ConnectResponse};
-use crate::zk::dispatch::{self, SessionState};
+use crate::zk::dispatch::{self, Replicated, SessionState};
 use crate::zk::watches::encode_notification;
 use crate::zk::words::WordData;
 
@@ -48,6 +51,8 @@ struct ConnInfo {
 struct Inner {
     coord: Coordinator,
     conns: HashMap<i64, ConnEntry>,
+    /// In-process watchers ([`crate::cluster::LocalZk::watch`]), by pseudo session id.
+    local_watchers: HashMap<i64, mpsc::UnboundedSender<WatchEvent>>,
     rng: u64,
 }
 
@@ -55,10 +60,19 @@ impl Inner {
     /// Queues notifications to their sessions' connections (under the same lock as the
     /// write that caused them, so every connection sees events in zxid order).
     fn route(&mut self, notes: &[WatchEvent], zxid: i64) {
+        let mut gone = Vec::new();
         for n in notes {
             if let Some(c) = self.conns.get(&n.session_id) {
                 let _ = c.tx.send(Out { frame: encode_notification(n), zxid, _permit: None, close_after: false });
+            } else if let Some(w) = self.local_watchers.get(&n.session_id) {
+                if w.send(n.clone()).is_err() {
+                    gone.push(n.session_id);
+                }
             }
+        }
+        for id in gone {
+            self.local_watchers.remove(&id);
+            self.coord.detach(id);
         }
     }
 
@@ -106,6 +120,14 @@ pub struct ZkServer {
     stats: Stats,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
     conn_info: Mutex<HashMap<u64, ConnInfo>>,
+    /// The quorum, in cluster mode (set once, right after the coordinator is opened).
+    cluster: std::sync::OnceLock<Arc<Cluster>>,
+    /// Sessions whose expiry this leader has proposed and not yet seen applied.
+    expiring: Mutex<std::collections::HashSet<i64>>,
+    /// Whether this node led the quorum at the last background tick.
+    was_leader: AtomicBool,
+    /// The session owning this node's own ephemerals (created on first use).
+    server_session: tokio::sync::OnceCell<i64>,
 }
 
 impl std::fmt::Debug for ZkServer {
@@ -132,7 +154,7 @@ fn seed() -> u64 {
 
 /// Opens the coordinator from its config: reads `myid`, recovers snapshot and txn log,
 /// purges old files, and starts a new txn log.
-pub fn open(config: &CoordinatorConfig) -> anyhow::Result<ZkHandle> {
+pub fn open(config: &CoordinatorConfig, tree_bytes_max: u64) -> anyhow::Result<ZkHandle> {
     config.validate().map_err(anyhow::Error::msg)?;
     let data_dir = PathBuf::from(&config.data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating coordinator.data_dir {}", data_dir.display()))?;
@@ -149,10 +171,11 @@ pub fn open(config: &CoordinatorConfig) -> anyhow::Result<ZkHandle> {
     let log = FileLog::open(&data_dir, tree.last_zxid(), config.snap_count, config.preallocate_bytes, config.force_sync)
         .context("opening the txn log")?;
     let limits = Limits { max_data_bytes: config.jute_maxbuffer as usize, session_timeout_ms: config.session_timeout_bounds() };
-    let coord = Coordinator::new(tree, Box::new(log), limits, config.max_watches as usize, server_id, wall_ms(), 0);
+    let mut coord = Coordinator::new(tree, Box::new(log), limits, config.max_watches as usize, server_id, wall_ms(), 0);
+    coord.set_tree_bytes_max(tree_bytes_max);
     let durable = coord.durable();
     Ok(Arc::new(ZkServer {
-        inner: Mutex::new(Inner { coord, conns: HashMap::new(), rng: seed() }),
+        inner: Mutex::new(Inner { coord, conns: HashMap::new(), local_watchers: HashMap::new(), rng: seed() }),
         config: config.clone(),
         data_dir,
         server_id,
@@ -163,7 +186,71 @@ pub fn open(config: &CoordinatorConfig) -> anyhow::Result<ZkHandle> {
         stats: Stats { latency_min_us: AtomicU64::new(u64::MAX), ..Default::default() },
         per_ip: Mutex::new(HashMap::new()),
         conn_info: Mutex::new(HashMap::new()),
+        cluster: std::sync::OnceLock::new(),
+        expiring: Mutex::new(Default::default()),
+        was_leader: AtomicBool::new(false),
+        server_session: tokio::sync::OnceCell::new(),
     }))
+}
+
+/// Opens the coordinator of a cluster node: an empty tree that the Raft state machine fills
+/// (snapshot, then committed log), no txn log of its own. Replies need not wait for a
+/// durable zxid: anything applied was committed by a majority first.
+pub fn open_clustered(config: &CoordinatorConfig, node_id: u32) -> anyhow::Result<ZkHandle> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let data_dir = PathBuf::from(&config.data_dir);
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating coordinator.data_dir {}", data_dir.display()))?;
+    let server_id = u8::try_from(node_id).map_err(|_| anyhow::anyhow!("node id {node_id} must be 1..=255 in a cluster (it goes in session ids)"))?;
+    let limits = Limits { max_data_bytes: config.jute_maxbuffer as usize, session_timeout_ms: config.session_timeout_bounds() };
+    let sink = Box::new(persist::MemorySink::new());
+    let coord = Coordinator::new(crate::coordinator::DataTree::new(), sink, limits, config.max_watches as usize, server_id, wall_ms(), 0);
+    // Always "durable": the writer never holds a reply back.
+    let durable = watch::channel(i64::MAX).1;
+    Ok(Arc::new(ZkServer {
+        inner: Mutex::new(Inner { coord, conns: HashMap::new(), local_watchers: HashMap::new(), rng: seed() }),
+        config: config.clone(),
+        data_dir,
+        server_id,
+        durable,
+        outstanding: Arc::new(Semaphore::new(config.global_outstanding_limit as usize)),
+        serving: AtomicBool::new(false),
+        started: Instant::now(),
+        stats: Stats { latency_min_us: AtomicU64::new(u64::MAX), ..Default::default() },
+        per_ip: Mutex::new(HashMap::new()),
+        conn_info: Mutex::new(HashMap::new()),
+        cluster: std::sync::OnceLock::new(),
+        expiring: Mutex::new(Default::default()),
+        was_leader: AtomicBool::new(false),
+        server_session: tokio::sync::OnceCell::new(),
+    }))
+}
+
+impl Applier for ZkServer {
+    fn apply(&self, cmd: &Command, zxid: i64) -> crate::coordinator::TxnResult {
+        let now = self.mono_ms();
+        let mut inner = self.lock();
+        let out = apply_command(&mut inner.coord, cmd, zxid, now);
+        inner.route_outcome(&out);
+        if cmd.kind == CommandKind::ExpireSession {
+            tracing::info!(session = format_args!("0x{:x}", cmd.session_id), zxid, "session expired");
+            if let Some(c) = inner.conns.remove(&cmd.session_id) {
+                let _ = c.tx.send(Out { frame: Vec::new(), zxid: out.zxid, _permit: None, close_after: true });
+            }
+            self.expiring.lock().expect("expiring lock").remove(&cmd.session_id);
+        }
+        out.result
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        persist::encode_snapshot(self.lock().coord.tree())
+    }
+
+    fn install(&self, bytes: &[u8]) -> Result<(), String> {
+        let tree = persist::decode_snapshot(bytes).ok_or("corrupt coordinator snapshot")?;
+        let now = self.mono_ms();
+        self.lock().coord.replace_tree(tree, now);
+        Ok(())
+    }
 }
 
 impl ZkServer {
@@ -185,7 +272,86 @@ impl ZkServer {
         self.lock().coord.last_zxid()
     }
 
+    /// Joins the coordinator to the quorum (cluster mode); liveness reports from followers
+    /// touch the sessions here.
+    pub fn attach_cluster(self: &Arc<Self>, cluster: Arc<Cluster>) {
+        let weak = Arc::downgrade(self);
+        cluster.set_touch_handler(Arc::new(move |ids: &[i64]| {
+            if let Some(zk) = weak.upgrade() {
+                let now = zk.mono_ms();
+                let mut inner = zk.lock();
+                for id in ids {
+                    inner.coord.touch(*id, now);
+                }
+            }
+        }));
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// The quorum, in cluster mode.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.get()
+    }
+
+    /// Cluster mode, every tick: the leader expires sessions and reaps containers through
+    /// the quorum; followers tell the leader which sessions have clients here.
+    fn cluster_tick(self: &Arc<Self>, cluster: &Arc<Cluster>, reap: bool) {
+        let leading = cluster.is_leader();
+        self.touch_server_session();
+        if leading && !self.was_leader.swap(true, Ordering::SeqCst) {
+            // A new leader did not hear the old one's pings: every session starts afresh.
+            let now = self.mono_ms();
+            self.lock().coord.touch_all(now);
+            tracing::info!(node = cluster.id(), "leading the quorum: session deadlines restarted");
+        }
+        if !leading {
+            self.was_leader.store(false, Ordering::SeqCst);
+            let mut ids: Vec<i64> = self.lock().conns.keys().copied().collect();
+            ids.extend(self.server_session.get().copied());
+            let c = cluster.clone();
+            tokio::spawn(async move { c.send_touches(ids).await });
+            return;
+        }
+        let now = self.mono_ms();
+        let expired: Vec<i64> = {
+            let inner = self.lock();
+            let mut expiring = self.expiring.lock().expect("expiring lock");
+            inner.coord.expired_sessions(now).into_iter().filter(|s| expiring.insert(*s)).collect()
+        };
+        let mut cmds: Vec<Command> = expired
+            .into_iter()
+            .map(|sid| Command { session_id: sid, cxid: 0, time_ms: wall_ms(), auth: Vec::new(), kind: CommandKind::ExpireSession })
+            .collect();
+        if reap {
+            let paths = self.lock().coord.tree().reap_candidates(wall_ms());
+            cmds.extend(paths.into_iter().map(|path| Command { session_id: 0, cxid: 0, time_ms: wall_ms(), auth: Vec::new(), kind: CommandKind::Reap { path } }));
+        }
+        if cmds.is_empty() {
+            return;
+        }
+        let c = cluster.clone();
+        let zk = self.clone();
+        tokio::spawn(async move {
+            for cmd in cmds {
+                let sid = cmd.session_id;
+                if let Err(e) = c.propose(cmd).await {
+                    tracing::warn!(error = %e, "proposing an expiry or reap failed; will retry");
+                    zk.expiring.lock().expect("expiring lock").remove(&sid);
+                }
+            }
+        });
+    }
+
+    /// The node's own session is alive as long as the node is.
+    fn touch_server_session(&self) {
+        if let Some(sid) = self.server_session.get() {
+            let now = self.mono_ms();
+            self.lock().coord.touch(*sid, now);
+        }
+    }
+
     fn expire_sessions(&self) {
+        self.touch_server_session();
         let now = self.mono_ms();
         let mut inner = self.lock();
         for sid in inner.coord.expired_sessions(now) {
@@ -285,10 +451,16 @@ fn spawn_background(zk: ZkHandle, mut shutdown: watch::Receiver<bool>) -> tokio:
         loop {
             tokio::select! {
                 _ = shutdown.changed() => if *shutdown.borrow() { return },
-                _ = expiry.tick() => zk.expire_sessions(),
-                _ = reaper.tick() => zk.reap(),
+                _ = expiry.tick() => match zk.cluster.get() {
+                    Some(c) => zk.cluster_tick(c, false),
+                    None => zk.expire_sessions(),
+                },
+                _ = reaper.tick() => match zk.cluster.get() {
+                    Some(c) => zk.cluster_tick(c, true),
+                    None => zk.reap(),
+                },
                 _ = purge.tick() => {
-                    if zk.config.autopurge_purge_interval > 0 {
+                    if zk.config.autopurge_purge_interval > 0 && zk.cluster.get().is_none() {
                         let dir = zk.data_dir.clone();
                         let keep = zk.config.autopurge_snap_retain_count as usize;
                         let r = tokio::task::spawn_blocking(move || persist::purge(&dir, keep)).await;
@@ -348,8 +520,14 @@ async fn connection(stream: TcpStream, peer: SocketAddr, zk: ZkHandle, mut shutd
     let conn_id = zk.stats.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::unbounded_channel::<Out>();
 
-    // Session establishment, under the coordinator lock.
-    let established = {
+    // Session establishment, under the coordinator lock (through the quorum in a cluster).
+    let established = if let Some(cluster) = zk.cluster.get() {
+        match establish_clustered(&zk, cluster, &req, conn_id, &tx, peer).await {
+            Established::Stale => return Ok(()),
+            Established::Expired => None,
+            Established::Session(id, frame, zxid) => Some((id, frame, zxid)),
+        }
+    } else {
         let mut inner = zk.lock();
         let last = inner.coord.last_zxid();
         if req.last_zxid_seen > last {
@@ -397,6 +575,16 @@ async fn connection(stream: TcpStream, peer: SocketAddr, zk: ZkHandle, mut shutd
             let permit = zk.outstanding.clone().acquire_owned().await.expect("semaphore closed");
             let started = Instant::now();
             zk.stats.packets_received.fetch_add(1, Ordering::Relaxed);
+            if let Some(cluster) = zk.cluster.get() {
+                let rep = dispatch::decode_replicated(&body).map_err(|e| anyhow::anyhow!("malformed request: {e}"))?;
+                if let Some(rep) = rep {
+                    if !replicated(&zk, cluster, &st, conn_id, rep, &tx, permit).await {
+                        return Ok(());
+                    }
+                    zk.record_latency(started.elapsed().as_micros() as u64);
+                    continue;
+                }
+            }
             let done = {
                 let mut inner = zk.lock();
                 // A newer connection took over this session: stop.
@@ -438,6 +626,110 @@ async fn connection(stream: TcpStream, peer: SocketAddr, zk: ZkHandle, mut shutd
     let _ = writer.await;
     zk.conn_info.lock().expect("conn info").remove(&conn_id);
     result
+}
+
+/// How a cluster node's connect went.
+enum Established {
+    /// The client has seen a newer zxid than this node applied: refuse, it tries another.
+    Stale,
+    /// Unknown session or wrong password.
+    Expired,
+    /// Session id, connect response frame, zxid of its creation (0 when reattached).
+    Session(i64, Vec<u8>, i64),
+}
+
+async fn establish_clustered(zk: &ZkHandle, cluster: &Arc<Cluster>, req: &ConnectRequest, conn_id: u64, tx: &mpsc::UnboundedSender<Out>, peer: SocketAddr) -> Established {
+    let last = zk.lock().coord.last_zxid();
+    if req.last_zxid_seen > last {
+        tracing::warn!(peer = %peer, client_zxid = req.last_zxid_seen, server_zxid = last, "refusing a client that has seen a newer zxid");
+        return Established::Stale;
+    }
+    let (id, timeout_ms, password, zxid) = if req.session_id != 0 {
+        // Reattach: checked against the replicated session table, wherever it was created.
+        let now = zk.mono_ms();
+        match zk.lock().coord.reattach(req.session_id, &req.password, now) {
+            Some(t) => (req.session_id, t, req.password.clone(), 0),
+            None => return Established::Expired,
+        }
+    } else {
+        let (id, pw, t) = {
+            let mut inner = zk.lock();
+            (inner.coord.new_session_id(), inner.password().to_vec(), inner.coord.negotiate_timeout(req.timeout_ms))
+        };
+        let cmd = Command { session_id: id, cxid: 0, time_ms: wall_ms(), auth: Vec::new(), kind: CommandKind::CreateSession { timeout_ms: t, password: pw.clone() } };
+        match cluster.propose(cmd).await {
+            Ok(res) if !matches!(res.result, crate::coordinator::TxnResult::Error(_)) => (id, t, pw, res.zxid),
+            Ok(res) => {
+                tracing::warn!(result = ?res.result, "session creation refused");
+                return Established::Stale;
+            }
+            Err(e) => {
+                // No quorum here: close, so the client tries the next server in its list.
+                tracing::warn!(peer = %peer, error = %e, "cannot create a session");
+                return Established::Stale;
+            }
+        }
+    };
+    let mut inner = zk.lock();
+    if let Some(old) = inner.conns.insert(id, ConnEntry { conn_id, tx: tx.clone() }) {
+        let _ = old.tx.send(Out { frame: Vec::new(), zxid: 0, _permit: None, close_after: true });
+    }
+    let resp = ConnectResponse { protocol_version: 0, timeout_ms, session_id: id, password, read_only: req.read_only.map(|_| false) };
+    Established::Session(id, resp.encode(), zxid)
+}
+
+/// A write, closeSession or sync on a cluster node: through the quorum, answered once
+/// applied here. False when the connection must close (the outcome is unknown, so the
+/// client sees a connection loss, as with ZooKeeper when its server loses the leader).
+async fn replicated(zk: &ZkHandle, cluster: &Arc<Cluster>, st: &SessionState, conn_id: u64, rep: Replicated, tx: &mpsc::UnboundedSender<Out>, permit: OwnedSemaphorePermit) -> bool {
+    let session_id = st.session_id;
+    {
+        let now = zk.mono_ms();
+        let mut inner = zk.lock();
+        if inner.conns.get(&session_id).is_none_or(|c| c.conn_id != conn_id) || !inner.coord.touch(session_id, now) {
+            return false;
+        }
+    }
+    let command = |cxid: i32, kind: CommandKind| Command { session_id, cxid, time_ms: wall_ms(), auth: st.auth.clone(), kind };
+    let (frame, zxid, close) = match rep {
+        Replicated::Write { xid, code, op } => match cluster.propose(command(xid, CommandKind::Write(op))).await {
+            Ok(res) => (dispatch::write_reply(xid, code, res.zxid, &res.result), res.zxid, false),
+            Err(e) => {
+                tracing::warn!(session = format_args!("0x{session_id:x}"), error = %e, "write not acknowledged; closing the connection");
+                return false;
+            }
+        },
+        Replicated::Multi { xid, codes, ops } => match cluster.propose(command(xid, CommandKind::Multi(ops))).await {
+            Ok(res) => (dispatch::multi_reply(xid, res.zxid, &codes, &res.result), res.zxid, false),
+            Err(e) => {
+                tracing::warn!(session = format_args!("0x{session_id:x}"), error = %e, "multi not acknowledged; closing the connection");
+                return false;
+            }
+        },
+        Replicated::Close { xid } => match cluster.propose(command(xid, CommandKind::CloseSession)).await {
+            Ok(res) => {
+                zk.lock().conns.remove(&session_id);
+                tracing::debug!(session = format_args!("0x{session_id:x}"), zxid = res.zxid, result = ?res.result, "session closed by its client");
+                (dispatch::plain_reply(xid, res.zxid, None), res.zxid, true)
+            }
+            Err(e) => {
+                tracing::warn!(session = format_args!("0x{session_id:x}"), error = %e, "closeSession not acknowledged; closing the connection");
+                return false;
+            }
+        },
+        Replicated::Sync { xid, path } => match cluster.read_barrier().await {
+            Ok(()) => {
+                let last = zk.lock().coord.last_zxid();
+                (dispatch::plain_reply(xid, last, Some(&path)), last, false)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sync failed; closing the connection");
+                return false;
+            }
+        },
+    };
+    let _ = tx.send(Out { frame, zxid, _permit: Some(permit), close_after: close });
+    !close
 }
 
 async fn writer(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>, mut durable: watch::Receiver<i64>, zk: ZkHandle, conn_id: u64) {
@@ -507,8 +799,15 @@ impl ZkServer {
             if n == 0 { 0.0 } else { s.latency_total_us.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0 },
             s.latency_max_us.load(Ordering::Relaxed) / 1000,
         );
+        let mode = match self.cluster.get() {
+            None => Some("standalone"),
+            Some(c) if c.is_leader() => Some("leader"),
+            Some(c) if c.leader().borrow().is_some() => Some("follower"),
+            Some(_) => None,
+        };
         WordData {
             serving: self.serving.load(Ordering::SeqCst),
+            mode,
             zxid,
             nodes,
             watches,
@@ -538,5 +837,139 @@ impl ZkServer {
         s.latency_min_us.store(u64::MAX, Ordering::Relaxed);
         s.packets_received.store(0, Ordering::Relaxed);
         s.packets_sent.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The superuser identity the node acts with in-process (ACLs do not apply to it).
+fn superuser() -> Vec<crate::coordinator::Id> {
+    vec![crate::coordinator::Id { scheme: "super".into(), id: String::new() }]
+}
+
+/// First pseudo session id of in-process watchers (real ids carry a node id in the top
+/// byte and never come near it).
+const LOCAL_WATCHER_BASE: i64 = i64::MIN / 2;
+
+impl ZkServer {
+    /// Carries out a command for the node itself: through the quorum in a cluster, else
+    /// applied here and answered once durable.
+    async fn local_command(&self, session_id: i64, kind: CommandKind) -> Result<crate::coordinator::TxnResult, crate::coordinator::ErrorCode> {
+        let cmd = Command { session_id, cxid: 0, time_ms: wall_ms(), auth: superuser(), kind };
+        if let Some(c) = self.cluster.get() {
+            return c.propose(cmd).await.map(|r| r.result).map_err(|e| {
+                tracing::warn!(error = %e, "in-process coordinator write failed");
+                crate::coordinator::ErrorCode::SystemError
+            });
+        }
+        let (zxid, out) = {
+            let now = self.mono_ms();
+            let mut inner = self.lock();
+            let zxid = inner.coord.last_zxid() + 1;
+            let out = apply_command(&mut inner.coord, &cmd, zxid, now);
+            inner.route_outcome(&out);
+            (zxid, out)
+        };
+        let mut durable = self.durable.clone();
+        durable.wait_for(|d| *d >= zxid).await.map_err(|_| crate::coordinator::ErrorCode::SystemError)?;
+        Ok(out.result)
+    }
+
+    /// The node's own session (created through the quorum on first use).
+    async fn server_session(&self) -> Result<i64, crate::coordinator::ErrorCode> {
+        self.server_session
+            .get_or_try_init(|| async {
+                let (id, pw, timeout) = {
+                    let mut inner = self.lock();
+                    (inner.coord.new_session_id(), inner.password().to_vec(), inner.coord.limits().session_timeout_ms.1)
+                };
+                match self.local_command(id, CommandKind::CreateSession { timeout_ms: timeout, password: pw }).await? {
+                    crate::coordinator::TxnResult::Error(e) => Err(e),
+                    _ => Ok(id),
+                }
+            })
+            .await
+            .copied()
+    }
+}
+
+fn result_of(r: crate::coordinator::TxnResult) -> Result<crate::coordinator::TxnResult, crate::coordinator::ErrorCode> {
+    match r {
+        crate::coordinator::TxnResult::Error(e) => Err(e),
+        ok => Ok(ok),
+    }
+}
+
+impl crate::cluster::LocalZk for ZkServer {
+    async fn create(&self, path: &str, data: &[u8], ephemeral: bool) -> Result<String, crate::coordinator::ErrorCode> {
+        use crate::coordinator::{Acl, TxnResult, WriteOp};
+        let sid = self.server_session().await?;
+        let op = WriteOp::Create { path: path.into(), data: data.to_vec(), acl: Acl::open(), flags: i32::from(ephemeral), ttl_ms: -1, op: crate::zk::op::CREATE };
+        match result_of(self.local_command(sid, CommandKind::Write(op)).await?)? {
+            TxnResult::Created { path, .. } => Ok(path),
+            _ => Err(crate::coordinator::ErrorCode::SystemError),
+        }
+    }
+
+    async fn set(&self, path: &str, data: &[u8], version: i32) -> Result<i32, crate::coordinator::ErrorCode> {
+        use crate::coordinator::{TxnResult, WriteOp};
+        let sid = self.server_session().await?;
+        let op = WriteOp::SetData { path: path.into(), data: data.to_vec(), version };
+        match result_of(self.local_command(sid, CommandKind::Write(op)).await?)? {
+            TxnResult::SetData(stat) => Ok(stat.version),
+            _ => Err(crate::coordinator::ErrorCode::SystemError),
+        }
+    }
+
+    async fn delete(&self, path: &str, version: i32) -> Result<(), crate::coordinator::ErrorCode> {
+        use crate::coordinator::WriteOp;
+        let sid = self.server_session().await?;
+        let op = WriteOp::Delete { path: path.into(), version };
+        result_of(self.local_command(sid, CommandKind::Write(op)).await?).map(|_| ())
+    }
+
+    fn get(&self, path: &str) -> Option<(Vec<u8>, crate::coordinator::Stat)> {
+        self.lock().coord.tree().get(path).map(|n| (n.data.clone(), n.client_stat()))
+    }
+
+    fn children(&self, path: &str) -> Option<Vec<String>> {
+        self.lock().coord.tree().get(path).map(|n| n.children.iter().cloned().collect())
+    }
+
+    fn watch(&self, path: &str) -> mpsc::UnboundedReceiver<WatchEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut inner = self.lock();
+        let id = LOCAL_WATCHER_BASE + inner.local_watchers.len() as i64 + self.stats.next_conn_id.fetch_add(1, Ordering::Relaxed) as i64;
+        let auth = superuser();
+        inner.coord.set_session_auth(id, auth.clone());
+        // A persistent recursive watch: it fires for the path and everything below it.
+        if inner.coord.add_watch(crate::coordinator::Caller { session_id: id, auth: &auth }, path, 1).is_ok() {
+            inner.local_watchers.insert(id, tx);
+        }
+        rx
+    }
+}
+
+#[cfg(test)]
+mod local_zk_tests {
+    use super::*;
+    use crate::cluster::LocalZk;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_node_creates_watches_and_deletes_znodes_in_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CoordinatorConfig { data_dir: dir.path().display().to_string(), ..Default::default() };
+        let zk = open(&config, u64::MAX).unwrap();
+        zk.create("/brokers", b"", false).await.unwrap();
+        zk.create("/brokers/ids", b"", false).await.unwrap();
+        let mut events = zk.watch("/brokers");
+        zk.create("/brokers/ids/1", b"{\"host\":\"pi1\"}", true).await.unwrap();
+        let ev = events.recv().await.unwrap();
+        assert_eq!(ev.path, "/brokers/ids/1");
+        assert_eq!(zk.children("/brokers/ids").unwrap(), vec!["1".to_string()]);
+        assert_eq!(zk.set("/brokers/ids/1", b"x", 0).await.unwrap(), 1);
+        assert_eq!(zk.get("/brokers/ids/1").unwrap().0, b"x");
+        assert_ne!(zk.get("/brokers/ids/1").unwrap().1.ephemeral_owner, 0);
+        zk.delete("/brokers/ids/1", -1).await.unwrap();
+        assert!(zk.get("/brokers/ids/1").is_none());
+        assert_eq!(zk.delete("/nope", -1).await, Err(crate::coordinator::ErrorCode::NoNode));
     }
 }

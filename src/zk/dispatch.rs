@@ -5,7 +5,7 @@ use super::jute::{DecodeError, Reader, Writer};
 use super::read::{ReadOp, ReadResult};
 use super::watches::WatchOp;
 use super::{multi, op, read, session, watches, write, xid, ReplyHeader};
-use crate::coordinator::{acl, Caller, Coordinator, ErrorCode, Id, Outcome, TxnResult, WatchEvent};
+use crate::coordinator::{acl, Caller, Coordinator, ErrorCode, Id, Outcome, TxnResult, WatchEvent, WriteOp};
 
 /// Per-connection session state.
 #[derive(Debug, Clone)]
@@ -180,4 +180,89 @@ pub fn handle(coord: &mut Coordinator, st: &mut SessionState, frame: &[u8], time
     };
     h.op = code;
     Ok(h)
+}
+
+/// A request that a cluster node cannot answer from its own tree: it goes through the
+/// quorum (writes, closeSession) or waits for a read barrier (sync).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replicated {
+    /// create / delete / setData / setACL / check.
+    Write {
+        /// Client xid.
+        xid: i32,
+        /// Op code (the reply's shape depends on it).
+        code: i32,
+        /// The write.
+        op: WriteOp,
+    },
+    /// multi.
+    Multi {
+        /// Client xid.
+        xid: i32,
+        /// Op code of each part.
+        codes: Vec<i32>,
+        /// The parts.
+        ops: Vec<WriteOp>,
+    },
+    /// closeSession.
+    Close {
+        /// Client xid.
+        xid: i32,
+    },
+    /// sync.
+    Sync {
+        /// Client xid.
+        xid: i32,
+        /// Path echoed back.
+        path: String,
+    },
+}
+
+/// Picks out the requests that need the quorum; `Ok(None)` for everything answered locally
+/// by [`handle`].
+pub fn decode_replicated(frame: &[u8]) -> Result<Option<Replicated>, DecodeError> {
+    let mut r = Reader::new(frame);
+    let xid = r.i32()?;
+    let code = r.i32()?;
+    Ok(Some(match code {
+        op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL | op::DELETE | op::SET_DATA | op::SET_ACL | op::CHECK => {
+            Replicated::Write { xid, code, op: write::decode(code, &mut r)? }
+        }
+        op::MULTI => {
+            let (codes, ops) = multi::decode(&mut r)?.into_iter().unzip();
+            Replicated::Multi { xid, codes, ops }
+        }
+        op::CLOSE_SESSION => Replicated::Close { xid },
+        op::SYNC => match read::decode(code, &mut r)? {
+            ReadOp::Sync { path } => Replicated::Sync { xid, path },
+            _ => return Err(DecodeError::UnknownOp(code)),
+        },
+        _ => return Ok(None),
+    }))
+}
+
+/// The reply to a replicated write, from its applied result.
+pub fn write_reply(xid: i32, code: i32, zxid: i64, result: &TxnResult) -> Vec<u8> {
+    match result {
+        TxnResult::Error(e) => reply(xid, zxid, *e, |_| {}),
+        r => reply(xid, zxid, ErrorCode::Ok, |w| write::encode_result(code, r, w)),
+    }
+}
+
+/// The reply to a replicated multi.
+pub fn multi_reply(xid: i32, zxid: i64, codes: &[i32], result: &TxnResult) -> Vec<u8> {
+    let results = match result {
+        TxnResult::Multi(v) => v.clone(),
+        other => vec![other.clone()],
+    };
+    reply(xid, zxid, ErrorCode::Ok, |w| multi::encode_results(codes, &results, w))
+}
+
+/// The reply to closeSession or sync (`path` is Some for sync).
+pub fn plain_reply(xid: i32, zxid: i64, path: Option<&str>) -> Vec<u8> {
+    reply(xid, zxid, ErrorCode::Ok, |w| {
+        if let Some(p) = path {
+            ReadResult::Path(p.to_string()).encode(w);
+        }
+    })
 }

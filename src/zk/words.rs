@@ -15,6 +15,9 @@ pub const VERSION: &str = concat!("3.8.0-bramble-", env!("CARGO_PKG_VERSION"));
 pub struct WordData {
     /// Whether the listener is serving.
     pub serving: bool,
+    /// ZooKeeper's server state: `standalone`, `leader` or `follower` (`None` = no quorum
+    /// leader known, shown as `looking`).
+    pub mode: Option<&'static str>,
     /// Last applied zxid.
     pub zxid: i64,
     /// Znode count.
@@ -84,7 +87,7 @@ fn summary(d: &WordData, out: &mut String) {
     let _ = writeln!(out, "Connections: {}", d.connections.len());
     let _ = writeln!(out, "Outstanding: {}", d.outstanding);
     let _ = writeln!(out, "Zxid: 0x{:x}", d.zxid);
-    let _ = writeln!(out, "Mode: standalone");
+    let _ = writeln!(out, "Mode: {}", d.mode.unwrap_or("looking"));
     let _ = writeln!(out, "Node count: {}", d.nodes);
 }
 
@@ -120,7 +123,7 @@ pub fn answer(word: &str, d: &WordData) -> String {
             let (smin, smax) = c.session_timeout_bounds();
             let lines: Vec<(&str, String)> = vec![
                 ("zk_version", VERSION.to_string()),
-                ("zk_server_state", "standalone".into()),
+                ("zk_server_state", d.mode.unwrap_or("looking").into()),
                 ("zk_avg_latency", format!("{avg:.4}")),
                 ("zk_max_latency", max.to_string()),
                 ("zk_min_latency", min.to_string()),

@@ -49,9 +49,8 @@ class Bramble:
         self.log_dir = workdir / "kafka-logs"
         self.zk_dir = workdir / "zookeeper"
         self.config_path = workdir / "bramble.toml"
-        self.extra_config = extra_config
-        # Whole top-level sections (`[mqtt]`, ...) written after `[broker]`.
-        self.sections = sections
+        self.extra_config = extra_config  # keys appended to [broker]
+        self.sections = sections  # whole TOML sections appended after [broker]
         self.process = None
         self.stderr_path = workdir / "bramble.log"
         self.write_config()
@@ -151,3 +150,146 @@ def require_tool(name):
     if path is None:
         pytest.fail(f"{name} is not installed: run the README's test command, which installs it")
     return path
+
+
+class ClusterNode(Bramble):
+    """One member of a local cluster: its own loopback address (127.0.0.1N), a `[cluster]`
+    section listing every member, and the node id N."""
+
+    def __init__(self, workdir, node_id, host, peer_port, servers, extra_config=""):
+        self.node_id = node_id
+        self.peer_port = peer_port
+        self.servers = servers
+        super().__init__(workdir, extra_config, host=host)
+
+    def config_text(self):
+        servers = ", ".join(f'{i} = "{addr}"' for i, addr in sorted(self.servers.items()))
+        return (
+            "[node]\n"
+            f"id = {self.node_id}\n\n"
+            "[coordinator]\n"
+            f'data_dir = "{self.zk_dir}"\n'
+            f'listen = "{self.zk}"\n\n'
+            "[broker]\n"
+            f'listeners = ["{self.kafka}"]\n'
+            f'log_dirs = ["{self.log_dir}"]\n\n'
+            "[cluster]\n"
+            f'listen = "{self.host}:{self.peer_port}"\n'
+            f"servers = {{ {servers} }}\n"
+            f"{self.extra_config}\n"
+        )
+
+    def four_letter(self, word, timeout=2.0):
+        with socket.create_connection((self.host, self.zk_port), timeout=timeout) as s:
+            s.sendall(word.encode())
+            out = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return out.decode()
+                out += chunk
+
+    def mode(self):
+        """leader / follower / looking, from `srvr`; None if the node does not answer."""
+        try:
+            for line in self.four_letter("srvr").splitlines():
+                if line.startswith("Mode: "):
+                    return line.split(": ", 1)[1]
+        except OSError:
+            return None
+        return None
+
+
+class LocalCluster:
+    """N bramble processes on 127.0.0.11, .12, ... forming one quorum."""
+
+    def __init__(self, tmp_path, size=3, extra_config=""):
+        hosts = [f"127.0.0.{10 + i}" for i in range(1, size + 1)]
+        peer_ports = [free_port(h) for h in hosts]
+        servers = {i + 1: f"{h}:{p}" for i, (h, p) in enumerate(zip(hosts, peer_ports))}
+        self.nodes = []
+        for i, (h, p) in enumerate(zip(hosts, peer_ports)):
+            workdir = tmp_path / f"node-{i + 1}"
+            workdir.mkdir()
+            self.nodes.append(ClusterNode(workdir, i + 1, h, p, servers, extra_config))
+
+    def start(self):
+        # Start every node before waiting on any: the first needs a majority to elect.
+        for n in self.nodes:
+            n.stderr = open(n.stderr_path, "ab")
+            env = dict(os.environ, BRAMBLE_LOG=os.environ.get("BRAMBLE_LOG", "info"), NO_COLOR="1")
+            n.process = subprocess.Popen(
+                [str(BINARY), "serve", "--config", str(n.config_path)],
+                stdout=n.stderr, stderr=subprocess.STDOUT, cwd=n.workdir, env=env,
+            )
+        for n in self.nodes:
+            wait_for_port(n.host, n.zk_port, process=n.process)
+        self.wait_for_leader()
+        return self
+
+    def node(self, node_id):
+        return self.nodes[node_id - 1]
+
+    @property
+    def zk_hosts(self):
+        return ",".join(n.zk for n in self.nodes)
+
+    def leader(self):
+        for n in self.nodes:
+            if n.alive() and n.mode() == "leader":
+                return n
+        return None
+
+    def wait_for_leader(self, timeout=20.0):
+        """The leader, once every live node agrees one exists."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.leader()
+            live = [n for n in self.nodes if n.alive()]
+            if leader and all(n.mode() in ("leader", "follower") for n in live):
+                return leader
+            time.sleep(0.05)
+        logs = "\n".join(f"--- node {n.node_id}\n{n.log_tail()}" for n in self.nodes)
+        raise TimeoutError(f"no quorum leader after {timeout}s\n{logs}")
+
+    def stop(self):
+        for n in self.nodes:
+            if n.alive():
+                n.stop()
+
+
+@pytest.fixture
+def bramble_cluster(tmp_path):
+    """Make a local cluster (not started); every node is stopped at the end of the test."""
+    clusters = []
+
+    def make(size=3, extra_config=""):
+        c = LocalCluster(tmp_path, size, extra_config)
+        clusters.append(c)
+        return c
+
+    yield make
+    for c in clusters:
+        c.stop()
+# --- slow tests (emulation) -------------------------------------------------------------------
+# `--slow` (tests/run-all.sh passes it when BRAMBLE_SLOW_TESTS=1) runs tests marked
+# `@pytest.mark.slow`, such as booting an image under qemu-system-aarch64. Without it they are
+# skipped with a reason: the one place in this suite where a skip is allowed.
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="also run slow emulation tests (BRAMBLE_SLOW_TESTS=1 in tests/run-all.sh)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: slow emulation test, runs only with --slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow emulation test: set BRAMBLE_SLOW_TESTS=1 (pytest --slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

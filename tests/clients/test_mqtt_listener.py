@@ -326,7 +326,7 @@ def test_a_second_connection_with_the_same_client_id_takes_over(bramble_factory)
 
 
 def test_a_full_mqtt_pool_applies_backpressure_and_everything_still_lands(bramble_factory):
-    # A 64 MiB budget gives the MQTT pool about 2.2 MiB: four clients with 100 KiB messages
+    # A 64 MiB budget gives the MQTT pool about 1.4 MiB: four clients with 100 KiB messages
     # and a 20-message window want far more, so their sockets are paused.
     port = free_port()
     sections = '[memory]\nbudget = "64MiB"\n' + mqtt_sections(port, [("sensors/#", "sensors", None)],
