@@ -52,6 +52,10 @@ pub struct Config {
     pub cluster: Option<crate::cluster::ClusterConfig>,
     /// `[memory]`: the budget the process stays within.
     pub memory: crate::memory::MemoryConfig,
+    /// `[led]`: the status LEDs (keys in `health::config`).
+    pub led: crate::health::config::LedConfig,
+    /// `[admin]`: the HTTP admin listener and the degraded thresholds.
+    pub admin: crate::health::config::AdminConfig,
     /// `[mqtt]`: MQTT ingest (listener, routes, bridges); absent = none.
     pub mqtt: Option<crate::mqtt::MqttConfig>,
 }
@@ -245,6 +249,9 @@ impl Config {
     /// Check every value against its allowed range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.broker.validate()?;
+        let invalid = |(key, message): (&'static str, String)| ConfigError::Invalid { key, message };
+        self.led.validate().map_err(invalid)?;
+        self.admin.validate().map_err(invalid)?;
         self.coordinator
             .validate()
             .map_err(|message| ConfigError::Invalid { key: "coordinator", message })?;

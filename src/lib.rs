@@ -29,6 +29,8 @@
 //! - [`zk`] — ZooKeeper wire handling: jute codec, one file per operation family, no I/O
 //! - [`coordinator`] — znode tree, sessions, watches, ACLs; transaction log and snapshots
 //! - [`memory`] — the budget, its pools and grants, resident/allocator statistics
+//! - [`health`] — the health state machine and what shows it: LEDs, systemd notify, the
+//!   counters behind `/metrics` (the admin HTTP listener itself is in [`server`])
 //! - [`ids`] — Kafka-style random ids
 //! - [`health`] — systemd notification (READY, STATUS, WATCHDOG, STOPPING)
 

@@ -19,6 +19,7 @@ APT_PACKAGES=(
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
   qemu-user-static          # run the cross-built binaries
   dosfstools mtools fdisk e2fsprogs xz-utils       # image assembly tests (mkfs.vfat, mcopy, sfdisk, mkfs.ext4/debugfs)
+  binutils                  # objcopy, used by the image tests
 )
 
 step "Debian packages"

@@ -9,6 +9,7 @@ pub mod group;
 pub mod node;
 pub mod produce;
 pub mod serve;
+pub mod status;
 pub mod topic;
 pub mod zk;
 
@@ -42,6 +43,8 @@ enum Command {
     Group(group::Command),
     /// ZooKeeper client: ls, get, stat, create, set, delete (like zkCli.sh).
     Zk(zk::Args),
+    /// The cluster at a glance: nodes (state, role, memory, disk, temperature) and topics.
+    Status(status::Args),
     /// Set up this machine as a node: `bramble node init` runs on first boot.
     #[command(subcommand)]
     Node(node::Command),
@@ -58,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Consume(args) => client_runtime(consume::run(args)),
         Command::Group(command) => client_runtime(group::run(command)),
         Command::Zk(args) => client_runtime(zk::run(args)),
+        Command::Status(args) => client_runtime(status::run(args)),
         Command::Node(command) => node::run(command),
     };
     match result {

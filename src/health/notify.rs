@@ -1,110 +1,117 @@
-//! systemd's notification protocol (`sd_notify`), without libsystemd: one datagram of
-//! `KEY=value` lines to the unix socket named by `$NOTIFY_SOCKET`.
+//! systemd's sd_notify protocol without libsystemd: one datagram per message to the unix
+//! socket named by `$NOTIFY_SOCKET` (a leading `@` means the abstract namespace).
 //!
-//! `bramble.service` is `Type=notify` with `WatchdogSec=`: systemd considers the unit started
-//! only when `READY=1` arrives (after every listener is bound), and restarts it when
-//! `WATCHDOG=1` stops arriving for longer than the watchdog interval. The keep-alive is sent
-//! from a task on the server's runtime, so a wedged runtime stops it and systemd notices.
-//! Without `$NOTIFY_SOCKET` (not started by systemd) every call here does nothing.
+//! bramble sends `READY=1` once its listeners are up, `STATUS=<health line>` on every change,
+//! `WATCHDOG=1` at half of `$WATCHDOG_USEC` from a task on the runtime (so it stops when the
+//! event loop stalls), and `STOPPING=1` when SIGTERM starts the clean shutdown.
 
-use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
 
-use tokio::sync::watch;
-
-/// Where notifications go: a socket path, or a Linux abstract socket name (`@name`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NotifySocket {
-    /// A socket file, e.g. `/run/systemd/notify`.
-    Path(PathBuf),
-    /// An abstract socket name, without the leading `@`.
-    Abstract(Vec<u8>),
+/// A connection to the service manager, or nothing when not run by systemd.
+#[derive(Debug)]
+pub struct Notifier {
+    target: Option<(UnixDatagram, SocketAddr)>,
 }
 
-impl NotifySocket {
-    /// Read `$NOTIFY_SOCKET`; None when unset or empty (not run by systemd as Type=notify).
-    pub fn from_env() -> Option<NotifySocket> {
-        let value = std::env::var_os("NOTIFY_SOCKET")?;
-        NotifySocket::parse(&value.to_string_lossy())
+impl Notifier {
+    /// From `$NOTIFY_SOCKET`; a notifier that does nothing when it is unset or unusable.
+    pub fn from_env() -> Notifier {
+        Notifier::new(std::env::var_os("NOTIFY_SOCKET").as_deref().and_then(|s| s.to_str()))
     }
 
-    /// Interpret a `$NOTIFY_SOCKET` value: `@name` is abstract, anything else a path.
-    pub fn parse(value: &str) -> Option<NotifySocket> {
-        match value.strip_prefix('@') {
-            _ if value.is_empty() => None,
-            Some(name) => Some(NotifySocket::Abstract(name.as_bytes().to_vec())),
-            None => Some(NotifySocket::Path(PathBuf::from(value))),
+    /// To the socket at `path` (`@name` for the abstract namespace); `None`: do nothing.
+    pub fn new(path: Option<&str>) -> Notifier {
+        let target = path.filter(|p| !p.is_empty()).and_then(|path| match open(path) {
+            Ok(target) => Some(target),
+            Err(error) => {
+                tracing::warn!(socket = path, %error, "NOTIFY_SOCKET is set but unusable; not notifying systemd");
+                None
+            }
+        });
+        Notifier { target }
+    }
+
+    /// Whether messages go anywhere.
+    pub fn enabled(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// Send one message (`READY=1`, `STATUS=...`); failures are logged, never fatal.
+    pub fn send(&self, message: &str) {
+        if let Some((socket, addr)) = &self.target {
+            if let Err(error) = socket.send_to_addr(message.as_bytes(), addr) {
+                tracing::debug!(%error, message, "sd_notify failed");
+            }
         }
     }
 
-    /// Send one notification (`KEY=value` lines).
-    pub fn send(&self, message: &str) -> std::io::Result<()> {
-        let socket = UnixDatagram::unbound()?;
-        match self {
-            NotifySocket::Path(path) => socket.send_to(message.as_bytes(), path)?,
-            NotifySocket::Abstract(name) => {
-                use std::os::linux::net::SocketAddrExt;
-                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-                socket.send_to_addr(message.as_bytes(), &addr)?
-            }
-        };
-        Ok(())
+    /// `READY=1` with the status line.
+    pub fn ready(&self, status: &str) {
+        self.send(&format!("READY=1\nSTATUS={}", one_line(status)));
+    }
+
+    /// `STATUS=<line>`.
+    pub fn status(&self, status: &str) {
+        self.send(&format!("STATUS={}", one_line(status)));
+    }
+
+    /// `STOPPING=1`.
+    pub fn stopping(&self) {
+        self.send("STOPPING=1\nSTATUS=stopping");
+    }
+
+    /// `WATCHDOG=1`.
+    pub fn watchdog(&self) {
+        self.send("WATCHDOG=1");
     }
 }
 
-/// Send `message` to systemd if it is listening; a failure is logged, never fatal.
-fn send(message: &str) {
-    let Some(socket) = NotifySocket::from_env() else { return };
-    if let Err(error) = socket.send(message) {
-        tracing::warn!(%error, socket = ?socket, "sd_notify failed");
-    }
+fn open(path: &str) -> std::io::Result<(UnixDatagram, SocketAddr)> {
+    let addr = match path.strip_prefix('@') {
+        Some(name) => abstract_addr(name.as_bytes())?,
+        None => SocketAddr::from_pathname(path)?,
+    };
+    Ok((UnixDatagram::unbound()?, addr))
 }
 
-/// Tell systemd the node is serving: every listener is bound.
-pub fn ready(status: &str) {
-    send(&format!("READY=1\nSTATUS={}", one_line(status)));
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn abstract_addr(name: &[u8]) -> std::io::Result<SocketAddr> {
+    #[cfg(target_os = "android")]
+    use std::os::android::net::SocketAddrExt;
+    #[cfg(target_os = "linux")]
+    use std::os::linux::net::SocketAddrExt;
+    SocketAddr::from_abstract_name(name)
 }
 
-/// Update the one-line status `systemctl status bramble` shows.
-pub fn status(status: &str) {
-    send(&format!("STATUS={}", one_line(status)));
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn abstract_addr(_name: &[u8]) -> std::io::Result<SocketAddr> {
+    Err(std::io::Error::other("abstract sockets exist only on Linux"))
 }
 
-/// Tell systemd the node is shutting down cleanly.
-pub fn stopping() {
-    send("STOPPING=1\nSTATUS=shutting down");
+/// A status line has no newlines (each line of a datagram is its own assignment).
+fn one_line(status: &str) -> String {
+    status.replace('\n', " ")
 }
 
-/// The keep-alive period: half of `$WATCHDOG_USEC`, as sd_watchdog_enabled(3) advises; None
-/// when systemd set no watchdog for this process.
-pub fn watchdog_period() -> Option<Duration> {
-    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    if let Some(pid) = std::env::var("WATCHDOG_PID").ok().and_then(|p| p.parse::<u32>().ok()) {
-        if pid != std::process::id() {
+/// How often to send `WATCHDOG=1`: half of `$WATCHDOG_USEC`, if it is set for this process
+/// (`$WATCHDOG_PID` absent or ours).
+pub fn watchdog_interval() -> Option<Duration> {
+    watchdog_interval_from(
+        std::env::var("WATCHDOG_USEC").ok().as_deref(),
+        std::env::var("WATCHDOG_PID").ok().as_deref(),
+        std::process::id(),
+    )
+}
+
+fn watchdog_interval_from(usec: Option<&str>, pid: Option<&str>, own_pid: u32) -> Option<Duration> {
+    if let Some(pid) = pid {
+        if pid.trim().parse::<u32>().ok() != Some(own_pid) {
             return None;
         }
     }
-    (usec > 0).then(|| Duration::from_micros(usec / 2))
-}
-
-/// Send `WATCHDOG=1` every half watchdog interval until `shutdown`; returns at once when
-/// systemd asked for no watchdog. Runs on the server's runtime, so it stops if that wedges.
-pub async fn watchdog_loop(mut shutdown: watch::Receiver<bool>) {
-    let Some(period) = watchdog_period() else { return };
-    tracing::info!(period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX), "systemd watchdog on");
-    loop {
-        send("WATCHDOG=1");
-        tokio::select! {
-            _ = tokio::time::sleep(period) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// A status line must not break the `KEY=value` framing.
-fn one_line(text: &str) -> String {
-    text.replace(['\n', '\r'], " ")
+    let usec: u64 = usec?.trim().parse().ok().filter(|&u| u > 0)?;
+    Some(Duration::from_micros(usec / 2))
 }
 
 #[cfg(test)]
@@ -112,37 +119,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn notify_socket_values_are_paths_or_abstract_names() {
-        assert_eq!(NotifySocket::parse(""), None);
-        assert_eq!(NotifySocket::parse("/run/systemd/notify"), Some(NotifySocket::Path("/run/systemd/notify".into())));
-        assert_eq!(NotifySocket::parse("@sd-notify-1"), Some(NotifySocket::Abstract(b"sd-notify-1".to_vec())));
+    fn watchdog_interval_is_half_and_only_for_us() {
+        assert_eq!(watchdog_interval_from(Some("2000000"), None, 7), Some(Duration::from_secs(1)));
+        assert_eq!(watchdog_interval_from(Some("2000000"), Some("7"), 7), Some(Duration::from_secs(1)));
+        assert_eq!(watchdog_interval_from(Some("2000000"), Some("8"), 7), None);
+        assert_eq!(watchdog_interval_from(None, None, 7), None);
+        assert_eq!(watchdog_interval_from(Some("0"), None, 7), None);
     }
 
     #[test]
-    fn a_notification_arrives_on_a_path_socket() {
+    fn messages_arrive_on_a_path_socket() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify");
-        let listener = UnixDatagram::bind(&path).unwrap();
-        NotifySocket::Path(path).send("READY=1\nSTATUS=up").unwrap();
+        let path = dir.path().join("notify.sock");
+        let server = UnixDatagram::bind(&path).unwrap();
+        let notifier = Notifier::new(path.to_str());
+        notifier.ready("leader");
+        notifier.status("degraded: disk\n90%");
         let mut buf = [0u8; 256];
-        let n = listener.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"READY=1\nSTATUS=up");
+        let n = server.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1\nSTATUS=leader");
+        let n = server.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"STATUS=degraded: disk 90%");
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
-    fn a_notification_arrives_on_an_abstract_socket() {
+    fn messages_arrive_on_an_abstract_socket() {
         use std::os::linux::net::SocketAddrExt;
         let name = format!("bramble-notify-test-{}", std::process::id());
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
-        let listener = UnixDatagram::bind_addr(&addr).unwrap();
-        NotifySocket::parse(&format!("@{name}")).unwrap().send("WATCHDOG=1").unwrap();
+        let server = UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
+        Notifier::new(Some(&format!("@{name}"))).watchdog();
         let mut buf = [0u8; 64];
-        let n = listener.recv(&mut buf).unwrap();
+        let n = server.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"WATCHDOG=1");
     }
 
     #[test]
-    fn status_lines_stay_one_line() {
-        assert_eq!(one_line("a\nb\rc"), "a b c");
+    fn unset_socket_does_nothing() {
+        let notifier = Notifier::new(None);
+        assert!(!notifier.enabled());
+        notifier.ready("x");
     }
 }

@@ -46,11 +46,35 @@ async fn long_poll(
         let (responses, total, any_error) = read_all(ctx, request, max_bytes);
         let timed_out = tokio::time::Instant::now() >= deadline;
         if total >= min_bytes.max(1) || any_error || timed_out || min_bytes == 0 {
+            count_out(ctx, &responses);
             return FetchResponse::default().with_responses(responses);
         }
         if tokio::time::timeout_at(deadline, arrivals.changed()).await.is_err() {
             let (responses, _, _) = read_all(ctx, request, max_bytes);
+            count_out(ctx, &responses);
             return FetchResponse::default().with_responses(responses);
+        }
+    }
+}
+
+/// Count the records going out, per topic, for `/metrics`.
+fn count_out(ctx: &Context, responses: &[FetchableTopicResponse]) {
+    let metrics = crate::health::metrics::kafka();
+    for topic in responses {
+        let by_id;
+        let name = if topic.topic.0.is_empty() {
+            by_id = ctx.broker.topic_by_id(crate::ids::Uuid(*topic.topic_id.as_bytes()));
+            match &by_id {
+                Some(t) => t.name.as_str(),
+                None => continue,
+            }
+        } else {
+            topic.topic.0.as_str()
+        };
+        for partition in &topic.partitions {
+            if let Some(records) = &partition.records {
+                metrics.fetched(name, records);
+            }
         }
     }
 }

@@ -76,6 +76,8 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Reply {
             let mut batches = records.to_vec();
             match partition.append(&mut batches, now_ms()) {
                 Ok(info) => {
+                    let messages = u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
+                    crate::health::metrics::kafka().produced(&name, messages, batches.len() as u64);
                     response.base_offset = info.base_offset;
                     response.log_start_offset = partition.log_start_offset();
                     waits.push((responses.len(), partition_responses.len(), partition, info.last_offset + 1));
@@ -85,6 +87,7 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Reply {
                     let code = errors::from_append_error(&error);
                     if code == errors::KAFKA_STORAGE_ERROR {
                         tracing::error!(topic = %name, partition = data.index, %error, "append failed");
+                        crate::health::report_storage_error(format_args!("append to {name}-{}: {error}", data.index));
                     }
                     partition_responses.push(refuse(code, error.to_string()));
                 }
@@ -108,6 +111,7 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Reply {
         for (topic_index, partition_index, partition, end_offset) in waits {
             if let Err(error) = broker.wait_committed(&partition, end_offset).await {
                 tracing::error!(topic = %partition.topic, partition = partition.index, %error, "fsync failed");
+                crate::health::report_storage_error(format_args!("fsync of {}-{}: {error}", partition.topic, partition.index));
                 let response = &mut responses[topic_index].partition_responses[partition_index];
                 response.error_code = errors::KAFKA_STORAGE_ERROR;
                 response.base_offset = -1;

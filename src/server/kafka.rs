@@ -121,17 +121,24 @@ async fn connection(
                 Ok(request) => {
                     let header = request.header.clone();
                     let api_key = request.api_key;
+                    let started = std::time::Instant::now();
+                    let metrics = crate::health::metrics::kafka();
                     match kafka::handle(&ctx, request).await {
-                        kafka::Reply::Nothing => continue,
+                        kafka::Reply::Nothing => {
+                            metrics.request(api_key as i16, started.elapsed());
+                            continue;
+                        }
                         kafka::Reply::Now(response) => {
+                            metrics.request(api_key as i16, started.elapsed());
                             ready(frame::encode_response(&header, api_key, &response), vec![grant])
                         }
-                        kafka::Reply::Held(response, fetch_grant) => ready(
-                            frame::encode_response(&header, api_key, &response),
-                            vec![grant, fetch_grant],
-                        ),
+                        kafka::Reply::Held(response, fetch_grant) => {
+                            metrics.request(api_key as i16, started.elapsed());
+                            ready(frame::encode_response(&header, api_key, &response), vec![grant, fetch_grant])
+                        }
                         kafka::Reply::Later(response) => Box::pin(async move {
                             let response = response.await;
+                            metrics.request(api_key as i16, started.elapsed());
                             let bytes = frame::encode_response(&header, api_key, &response)?;
                             Ok(Answer { bytes, _held: vec![grant] })
                         }),

@@ -1,5 +1,6 @@
 //! Listeners, background tasks and shutdown: the only place that touches sockets.
 
+pub mod admin;
 pub mod groups;
 pub mod kafka;
 pub mod mqtt;
@@ -16,10 +17,14 @@ use crate::broker::producer_ids::ProducerIdAllocator;
 use crate::broker::{now_ms, Broker};
 use crate::group::GroupCoordinator;
 use crate::config::{parse_listener, Config};
+use crate::health::{self, Health};
 
 /// Open the broker, bind every listener, and serve until `shutdown` turns true; then close
 /// the logs cleanly.
 pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    // Health first, so the LED says `booting` while the logs recover.
+    let health = Health::new(node_id, health::notify::Notifier::from_env());
+    let mut health_tasks = start_health(&config, &health, shutdown.clone());
     let broker_config = config.broker.clone();
     let broker = Arc::new(tokio::task::block_in_place(|| Broker::open(broker_config, node_id as i32))?);
     let groups = Arc::new(GroupCoordinator::new(broker.clone()));
@@ -27,6 +32,7 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
     let producer_ids = Arc::new(ProducerIdAllocator::open(&config.broker.log_dirs[0])?);
     let budget = Arc::new(config.budget()?);
     tracing::info!(budget_mib = budget.total_bytes >> 20, "memory budget");
+    health.inputs.set_budget(budget.clone());
     let ctx = crate::kafka::Context {
         broker: broker.clone(),
         groups: groups.clone(),
@@ -49,7 +55,7 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
     }
     // ZooKeeper protocol (coordinator): open the tree from coordinator.data_dir, then serve.
     let mut cluster = None;
-    {
+    let coordinator = {
         let coordinator = match &config.cluster {
             None => tokio::task::block_in_place(|| zk::open(&config.coordinator, budget.znodes.limit_bytes()))?,
             Some(cc) => {
@@ -73,12 +79,14 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (coordinator.listen): {e}", config.coordinator.listen))?;
         let stop = shutdown.clone();
+        let serving = coordinator.clone();
         tasks.spawn(async move {
-            if let Err(error) = zk::serve(listener, coordinator, stop).await {
+            if let Err(error) = zk::serve(listener, serving, stop).await {
                 tracing::error!(error = %error, "ZooKeeper listener failed");
             }
         });
-    }
+        coordinator
+    };
     if let Some(mqtt_config) = config.mqtt.clone() {
         start_mqtt(mqtt_config, broker.clone(), node_id, budget.mqtt_inflight.clone(), &mut tasks, &shutdown).await?;
     }
@@ -89,16 +97,32 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
         tasks.spawn(cleaner_loop(broker.clone(), shutdown.clone()));
     }
     tasks.spawn(memory_report_loop(budget.clone(), shutdown.clone()));
-    tasks.spawn(checkpoint_loop(broker.clone(), shutdown.clone()));
+    tasks.spawn(checkpoint_loop(broker.clone(), health.clone(), shutdown.clone()));
     if !config.broker.log_flush_on_ack {
         tasks.spawn(flush_loop(broker.clone(), config.broker.log_flush_interval_ms, shutdown.clone()));
     }
-    tasks.spawn(crate::health::notify::watchdog_loop(shutdown.clone()));
+    let admin = admin::AdminContext {
+        health: health.clone(),
+        broker: broker.clone(),
+        groups: groups.clone(),
+        zk: coordinator,
+        log_dir: config.broker.log_dirs[0].clone(),
+        kafka: config.broker.advertised().first().map(|(host, port)| format!("{host}:{port}")),
+    };
+    start_admin(&config, admin, &mut tasks, shutdown.clone()).await;
+    match &cluster {
+        // A single node is its own leader.
+        None => health.inputs.set_quorum(health::QuorumStatus::single_node(node_id)),
+        Some(c) => {
+            tasks.spawn(feed_quorum(c.clone(), health.clone(), shutdown.clone()));
+        }
+    }
     tracing::info!(node = node_id, cluster = %broker.cluster_id, "bramble serving");
-    crate::health::notify::ready(&format!("serving as node {node_id}"));
+    // The health loop sends READY=1 (with the status line) once it sees this.
+    health.serving();
     let _ = shutdown.changed().await;
     tracing::info!("shutting down");
-    crate::health::notify::stopping();
+    health.stopping();
     tasks.shutdown().await;
     if let Some(c) = cluster {
         c.shutdown().await;
@@ -106,6 +130,7 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
     broker.flush_all().await;
     tokio::task::block_in_place(|| broker.close());
     tracing::info!("logs closed cleanly");
+    health_tasks.shutdown().await;
     Ok(())
 }
 
@@ -131,6 +156,75 @@ async fn start_mqtt(
         tasks.spawn(crate::mqtt::bridge::run(ingest.clone(), index, shutdown.clone()));
     }
     Ok(())
+}
+
+/// Feed the quorum's role, term and leader into health on every change of openraft's
+/// metrics.
+async fn feed_quorum(cluster: Arc<crate::cluster::Cluster>, health: Arc<Health>, mut shutdown: watch::Receiver<bool>) {
+    use openraft::ServerState;
+    let mut metrics = cluster.raft().metrics();
+    let mut leader = cluster.leader();
+    let voters = u32::try_from(cluster.members().len()).unwrap_or(u32::MAX);
+    loop {
+        let (state, term) = {
+            let m = metrics.borrow_and_update();
+            (m.state, m.current_term)
+        };
+        let known_leader = *leader.borrow_and_update();
+        let role = match state {
+            ServerState::Leader => health::state::Role::Leader,
+            ServerState::Follower => health::state::Role::Follower,
+            ServerState::Learner => health::state::Role::Learner,
+            ServerState::Candidate | ServerState::Shutdown => health::state::Role::Candidate,
+        };
+        let leader_id = known_leader.and_then(|l| u32::try_from(l).ok());
+        health.inputs.set_quorum(health::QuorumStatus { role, term, leader: leader_id, quorum: leader_id.is_some(), voters });
+        health.poke();
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            changed = leader.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The health loop and the LED driver; they run until `shutdown`.
+fn start_health(config: &Config, health: &std::sync::Arc<Health>, shutdown: watch::Receiver<bool>) -> tokio::task::JoinSet<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    let display = tokio::task::block_in_place(|| health::led::open(&config.led));
+    tasks.spawn(health::led::drive(display, config.led.patterns.clone(), health.watch(), shutdown.clone()));
+    let sensors = health::system::Sensors::new(&config.broker.log_dirs[0]);
+    let interval = Duration::from_millis(u64::from(config.admin.health_interval_ms));
+    tasks.spawn(health::run(health.clone(), sensors, config.admin.thresholds(), interval, shutdown));
+    tasks
+}
+
+/// Bind `[admin] listen` and serve it. Admin is for eyes and scrapers, not for clients: a
+/// port already taken is a loud error, not a reason to stop serving Kafka and ZooKeeper.
+async fn start_admin(
+    config: &Config,
+    ctx: admin::AdminContext,
+    tasks: &mut tokio::task::JoinSet<()>,
+    shutdown: watch::Receiver<bool>,
+) {
+    if config.admin.listen.is_empty() {
+        return;
+    }
+    let bound = match parse_listener(&config.admin.listen) {
+        Ok(addr) => TcpListener::bind(addr).await.map_err(|e| e.to_string()),
+        Err(message) => Err(message),
+    };
+    match bound {
+        Ok(listener) => {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "admin HTTP listener up");
+            }
+            tasks.spawn(admin::serve(listener, ctx, shutdown));
+        }
+        Err(error) => {
+            tracing::error!(listen = %config.admin.listen, %error, "cannot listen (admin.listen); /health and /metrics are off")
+        }
+    }
 }
 
 async fn retention_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
@@ -180,7 +274,7 @@ async fn memory_report_loop(budget: Arc<crate::memory::Budget>, mut shutdown: wa
 /// Kafka writes its high-watermark checkpoint every 5 s; so does bramble.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
-async fn checkpoint_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+async fn checkpoint_loop(broker: Arc<Broker>, health: Arc<Health>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
@@ -189,6 +283,8 @@ async fn checkpoint_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool
         let broker = broker.clone();
         if let Ok(Err(error)) = tokio::task::spawn_blocking(move || broker.write_checkpoints()).await {
             tracing::error!(%error, "writing checkpoints failed");
+            health.inputs.storage_error(format_args!("writing checkpoints: {error}"));
+            health.poke();
         }
     }
 }

@@ -39,18 +39,24 @@ def wait_for_port(host, port, timeout=15.0, process=None):
 class Bramble:
     """One bramble node: start, stop (SIGTERM), kill (SIGKILL), restart."""
 
-    def __init__(self, workdir: pathlib.Path, extra_config: str = "", host="127.0.0.1", sections: str = ""):
+    def __init__(self, workdir: pathlib.Path, extra_config: str = "", host="127.0.0.1", sections: str = "",
+                 admin_config: str = ""):
         if not BINARY.exists():
             raise RuntimeError(f"{BINARY} is missing: build with `cargo build` first")
         self.workdir = workdir
         self.host = host
         self.kafka_port = free_port(host)
         self.zk_port = free_port(host)
+        # The admin HTTP listener defaults to 8080: give every node its own port.
+        self.admin_port = free_port(host)
         self.log_dir = workdir / "kafka-logs"
         self.zk_dir = workdir / "zookeeper"
         self.config_path = workdir / "bramble.toml"
         self.extra_config = extra_config  # keys appended to [broker]
-        self.sections = sections  # whole TOML sections appended after [broker]
+        self.sections = sections  # whole TOML sections appended after [broker] ([led], [memory], ...)
+        self.admin_config = admin_config  # keys appended to [admin]
+        # Extra environment for the process (e.g. NOTIFY_SOCKET).
+        self.env = {}
         self.process = None
         self.stderr_path = workdir / "bramble.log"
         self.write_config()
@@ -63,6 +69,10 @@ class Bramble:
     def zk(self):
         return f"{self.host}:{self.zk_port}"
 
+    @property
+    def admin(self):
+        return f"{self.host}:{self.admin_port}"
+
     def config_text(self):
         return (
             # The ZooKeeper listener is always on: keep it off the default 2181.
@@ -73,7 +83,10 @@ class Bramble:
             "[broker]\n"
             f'listeners = ["{self.kafka}"]\n'
             f'log_dirs = ["{self.log_dir}"]\n'
-            f"{self.extra_config}\n"
+            f"{self.extra_config}\n\n"
+            "[admin]\n"
+            f'listen = "{self.admin}"\n'
+            f"{self.admin_config}\n\n"
             f"{self.sections}\n"
         )
 
@@ -83,7 +96,7 @@ class Bramble:
     def start(self):
         assert self.process is None or self.process.poll() is not None
         self.stderr = open(self.stderr_path, "ab")
-        env = dict(os.environ, BRAMBLE_LOG=os.environ.get("BRAMBLE_LOG", "info"), NO_COLOR="1")
+        env = dict(os.environ, BRAMBLE_LOG=os.environ.get("BRAMBLE_LOG", "info"), NO_COLOR="1", **self.env)
         self.process = subprocess.Popen(
             [str(BINARY), "serve", "--config", str(self.config_path)],
             stdout=self.stderr, stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
@@ -125,10 +138,10 @@ def bramble_factory(tmp_path):
     """Make nodes with custom config; every node is stopped at the end of the test."""
     nodes = []
 
-    def make(extra_config="", name="node", sections=""):
+    def make(extra_config="", name="node", sections="", admin_config=""):
         workdir = tmp_path / f"{name}{len(nodes)}"
         workdir.mkdir()
-        node = Bramble(workdir, extra_config, sections=sections)
+        node = Bramble(workdir, extra_config, sections=sections, admin_config=admin_config)
         nodes.append(node)
         return node
 
@@ -176,7 +189,11 @@ class ClusterNode(Bramble):
             "[cluster]\n"
             f'listen = "{self.host}:{self.peer_port}"\n'
             f"servers = {{ {servers} }}\n"
-            f"{self.extra_config}\n"
+            f"{self.extra_config}\n\n"
+            "[admin]\n"
+            f'listen = "{self.admin}"\n'
+            f"{self.admin_config}\n\n"
+            f"{self.sections}\n"
         )
 
     def four_letter(self, word, timeout=2.0):
