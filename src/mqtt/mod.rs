@@ -13,7 +13,7 @@
 //! - [`sink`] — messages → v2 record batches → `Partition::append` → commit to wait on
 //! - [`bridge`] — rumqttc client subscribing to an external broker, manual acks
 //! - [`config`] — `[mqtt]`, `[[mqtt.route]]`, `[[mqtt.bridge]]`
-//! - [`metrics`] — counters for the health module
+//! - [`metrics`] — counters, rendered into the admin listener's `/metrics`
 //!
 //! Memory: every publish waiting for its commit holds bytes of the memory budget's
 //! `mqtt_inflight` pool and, per client, one of `mqtt.max_inflight_messages` slots. When
@@ -67,7 +67,9 @@ impl Ingest {
             .collect::<Result<Vec<_>, _>>()
             .map_err(anyhow::Error::msg)?;
         let bridge_names = (0..config.bridges.len()).map(|i| config.bridge_name(i)).collect();
-        let metrics = Arc::new(MqttMetrics::new(routes.len(), bridge_names));
+        let labels = routes.iter().map(|r| (r.filter_text.clone(), r.topic.clone())).collect();
+        let metrics = Arc::new(MqttMetrics::new(labels, bridge_names));
+        metrics::register(metrics.clone());
         let batch_bytes_max = config.batch_bytes_max(broker.config.message_max_bytes);
         let sink = Sink::new(broker, Routes::new(routes), metrics.clone(), batch_bytes_max);
         Ok(Arc::new(Ingest {

@@ -222,6 +222,9 @@ fn append(entry: &Open, builder: BatchBuilder, now: i64) -> Result<CommitPoint, 
         partition: entry.partition.index,
         source,
     })?;
+    // The per-topic traffic counters of /metrics count MQTT records as Kafka produces do.
+    let records = u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
+    crate::health::metrics::kafka().produced(&entry.partition.topic, records, batch.len() as u64);
     Ok((entry.partition.clone(), info.last_offset + 1))
 }
 

@@ -4,6 +4,7 @@ import collections
 import subprocess
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -63,6 +64,10 @@ def test_bridge_moves_20000_qos1_messages_from_mosquitto(bramble_factory, mosqui
     for run in range(runs):
         assert by_key[f"bridge/line/{run}".encode()] == [f"{run}:{n}".encode() for n in range(per_run)]
     assert dict(records[0].headers())["mqtt.client_id"].startswith(b"bramble-1-bridge0")
+    with urllib.request.urlopen(f"http://{node.admin}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    assert 'bramble_mqtt_bridge_up{bridge="bridge0"} 1' in text
+    assert f'bramble_mqtt_bridge_messages_total{{bridge="bridge0"}} {runs * per_run}' in text
 
 
 def test_bridge_reconnects_and_resubscribes_after_the_broker_restarts(bramble_factory, mosquitto):

@@ -6,6 +6,7 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.request
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -368,3 +369,19 @@ def test_a_small_inflight_window_still_acknowledges_everything_in_order(bramble_
     assert [struct.unpack(">H", acks[i + 2:i + 4])[0] for i in range(0, len(acks), 4)] == list(range(1, 201))
     sock.close()
     assert [r.value() for r in read_topic(node.kafka, "sensors", 200)] == [str(n).encode() for n in range(200)]
+
+
+def test_mqtt_counters_are_in_the_metrics(bramble_factory):
+    node, port = start_mqtt_bramble(bramble_factory, routes=(("sensors/#", "sensors", None),))
+    assert mosquitto_pub_lines(port, "sensors/a", ["12345", "678"]).returncode == 0
+    assert mosquitto_pub_lines(port, "elsewhere", ["x"]).returncode == 0
+    keeper = paho_client(port, "still-connected")
+    with urllib.request.urlopen(f"http://{node.admin}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    keeper.disconnect()
+    keeper.loop_stop()
+    assert 'bramble_mqtt_messages_in_total{route="sensors/#",topic="sensors"} 2' in text
+    assert 'bramble_mqtt_bytes_in_total{route="sensors/#",topic="sensors"} 8' in text
+    assert "bramble_mqtt_unrouted_messages_total 1" in text
+    assert "bramble_mqtt_connected_clients 1" in text
+    assert 'bramble_messages_in_total{topic="sensors"} 2' in text  # the per-topic log counter too
