@@ -132,6 +132,8 @@ pub mod reason {
     pub const SESSION_TAKEN_OVER: u8 = 0x8E;
     /// PUBCOMP: no QoS 2 exchange with this packet id.
     pub const PACKET_IDENTIFIER_NOT_FOUND: u8 = 0x92;
+    /// DISCONNECT: more unacknowledged QoS 2 publishes than Receive Maximum allows.
+    pub const RECEIVE_MAXIMUM_EXCEEDED: u8 = 0x93;
     /// DISCONNECT: a topic alias this server never allowed.
     pub const TOPIC_ALIAS_INVALID: u8 = 0x94;
     /// DISCONNECT: the packet exceeds the maximum packet size.

@@ -327,11 +327,13 @@ pub struct ClientSession {
     state: Arc<Mutex<SessionState>>,
     /// v5: whether the client wants reason strings.
     problem_information: bool,
+    /// Most QoS 2 exchanges open at once (`mqtt.max_inflight_messages`, the Receive Maximum).
+    qos2_max: usize,
 }
 
 impl ClientSession {
     /// The protocol state of an accepted connection.
-    pub fn new(connect: &Connect, admission: &Admission, state: Arc<Mutex<SessionState>>) -> ClientSession {
+    pub fn new(connect: &Connect, admission: &Admission, state: Arc<Mutex<SessionState>>, qos2_max: u16) -> ClientSession {
         ClientSession {
             version: connect.version,
             client_id: admission.client_id.clone(),
@@ -339,6 +341,7 @@ impl ClientSession {
             expiry: admission.expiry,
             state,
             problem_information: connect.properties.request_problem_information != Some(0),
+            qos2_max: usize::from(qos2_max),
         }
     }
 
@@ -366,6 +369,13 @@ impl ClientSession {
                 let mut state = self.state();
                 if let Some(pending) = state.qos2.get(&publish.packet_id) {
                     return Ok(PublishAction::Duplicate(pending.clone()));
+                }
+                // Unreleased QoS 2 ids live in the session: bound them as MQTT 5 does.
+                if state.qos2.len() >= self.qos2_max {
+                    return Err(Violation {
+                        reason: reason::RECEIVE_MAXIMUM_EXCEEDED,
+                        message: "more QoS 2 publishes awaiting PUBREL than mqtt.max_inflight_messages",
+                    });
                 }
                 let (sender, receiver) = watch::channel(None);
                 state.qos2.insert(publish.packet_id, receiver);
@@ -611,7 +621,7 @@ mod tests {
         let attached = sessions.attach("dev", false, Expiry::Never, 0);
         let c = connect(Version::V5, "dev", false);
         let admission = admit(&c, &MqttConfig::default(), || unreachable!()).unwrap();
-        let session = ClientSession::new(&c, &admission, attached.state);
+        let session = ClientSession::new(&c, &admission, attached.state, 2);
         let PublishAction::Ingest { ack: Some(AckKind::PubRec), qos2: Some(sender) } = session.on_publish(&publish(QoS::ExactlyOnce, 5)).unwrap() else {
             panic!("first copy must be ingested");
         };
@@ -621,18 +631,22 @@ mod tests {
         let Packet::PubComp(unknown) = session.on_pubrel(5) else { panic!() };
         assert_eq!(unknown.reason, reason::PACKET_IDENTIFIER_NOT_FOUND);
         assert!(matches!(session.on_publish(&publish(QoS::ExactlyOnce, 5)).unwrap(), PublishAction::Ingest { .. }));
+        // The session holds at most two unreleased ids here.
+        assert!(matches!(session.on_publish(&publish(QoS::ExactlyOnce, 6)).unwrap(), PublishAction::Ingest { .. }));
+        let error = session.on_publish(&publish(QoS::ExactlyOnce, 7)).unwrap_err();
+        assert_eq!(error.reason, reason::RECEIVE_MAXIMUM_EXCEEDED);
     }
 
     #[test]
     fn subscriptions_are_refused_with_a_reason() {
         let c = connect(Version::V311, "dev", true);
         let admission = admit(&c, &MqttConfig::default(), || unreachable!()).unwrap();
-        let session = ClientSession::new(&c, &admission, Arc::default());
+        let session = ClientSession::new(&c, &admission, Arc::default(), 10);
         let subscribe = Subscribe { packet_id: 1, filters: vec![("a".into(), 1), ("b".into(), 0)], properties: Properties::default() };
         let Packet::SubAck(ack) = session.on_subscribe(&subscribe) else { panic!() };
         assert_eq!(ack.codes, vec![0x80, 0x80]);
         let c = connect(Version::V5, "dev", true);
-        let session = ClientSession::new(&c, &admission, Arc::default());
+        let session = ClientSession::new(&c, &admission, Arc::default(), 10);
         let Packet::SubAck(ack) = session.on_subscribe(&subscribe) else { panic!() };
         assert_eq!(ack.codes, vec![0x83, 0x83]);
         assert!(ack.properties.reason_string.unwrap().contains("Kafka"));
@@ -649,7 +663,7 @@ mod tests {
             properties: Properties::default(),
         });
         let admission = admit(&c, &MqttConfig::default(), || unreachable!()).unwrap();
-        let mut session = ClientSession::new(&c, &admission, Arc::default());
+        let mut session = ClientSession::new(&c, &admission, Arc::default(), 10);
         session.on_disconnect(&Disconnect::new(reason::DISCONNECT_WITH_WILL)).unwrap();
         assert!(session.will.is_some());
         session.on_disconnect(&Disconnect::new(0)).unwrap();

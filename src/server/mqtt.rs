@@ -182,7 +182,7 @@ async fn connection(socket: TcpStream, peer: SocketAddr, ingest: Arc<Ingest>, sh
         }
     };
     let attached = ingest.sessions.attach(&admission.client_id, connect.clean_start, admission.expiry, now_ms() as u64);
-    let client = ClientSession::new(&connect, &admission, attached.state.clone());
+    let client = ClientSession::new(&connect, &admission, attached.state.clone(), ingest.config.max_inflight_messages);
     send_now(&mut writer, &session::connack_accepted(&connect, &admission, attached.session_present, &ingest.config), version).await?;
     tracing::info!(
         %peer,
