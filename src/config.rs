@@ -183,8 +183,8 @@ impl Default for BrokerConfig {
             log_flush_interval_ms: 1000,
             max_connections: 1000,
             // Clients' own default request limit is about 1 MB (librdkafka message.max.bytes,
-            // Java max.request.size); 4 MiB leaves room while keeping small budgets possible.
-            socket_request_max_bytes: 4 << 20,
+            // Java max.request.size); 2 MiB leaves room while keeping small budgets possible.
+            socket_request_max_bytes: 2 << 20,
             fetch_max_bytes: 16 << 20,
             fetch_max_wait_ms: 30_000,
             max_partitions: 4096,

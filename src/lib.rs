@@ -46,5 +46,6 @@ pub mod kafka;
 pub mod log;
 pub mod memory;
 pub mod mqtt;
+pub mod replication;
 pub mod server;
 pub mod zk;

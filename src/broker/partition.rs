@@ -1,7 +1,7 @@
 //! One partition as the broker serves it: its log behind a lock, the high watermark, and
 //! group commit (concurrent producers share one fsync).
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -38,7 +38,9 @@ pub struct Partition {
     log: Mutex<Log>,
     /// Idempotent producers; locked only while `log` is held, so appends see one order.
     producers: Mutex<ProducerStates>,
-    leader_epoch: i32,
+    leader_epoch: AtomicI32,
+    /// Cluster mode: the high watermark is set by replication (the ISR), not by appends.
+    replicated: AtomicBool,
     /// Acknowledge only what is fsynced (see `broker.log_flush_on_ack`).
     flush_on_ack: bool,
     /// Offset below which everything is on disk.
@@ -82,7 +84,8 @@ impl Partition {
             index,
             log: Mutex::new(log),
             producers: Mutex::new(producers),
-            leader_epoch,
+            leader_epoch: AtomicI32::new(leader_epoch),
+            replicated: AtomicBool::new(false),
             flush_on_ack,
             durable,
             syncing: AtomicBool::new(false),
@@ -99,7 +102,51 @@ impl Partition {
 
     /// The current leader epoch (0 on a single node).
     pub fn leader_epoch(&self) -> i32 {
-        self.leader_epoch
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    /// Cluster mode: the partition's leader epoch as the controller set it.
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.leader_epoch.store(epoch, Ordering::Release);
+    }
+
+    /// Cluster mode: from now on the high watermark moves only by [`Partition::advance_high_watermark_to`].
+    pub fn set_replicated(&self) {
+        self.replicated.store(true, Ordering::Release);
+    }
+
+    /// Cluster mode: move the high watermark forward (never back) and wake fetchers.
+    pub fn advance_high_watermark_to(&self, offset: i64) {
+        self.advance_high_watermark(offset);
+    }
+
+    /// A follower appends batches exactly as its leader stored them (offsets and epochs kept).
+    pub fn append_as_follower(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
+        let info = self.lock().append_as_follower(batches, now_ms)?;
+        self.data_arrived.send_modify(|generation| *generation += 1);
+        Ok(info)
+    }
+
+    /// A follower cuts its log at `offset` (diverged from its new leader).
+    pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        self.lock().truncate_to(offset.max(0))?;
+        self.durable.send_modify(|d| *d = (*d).min(offset));
+        Ok(())
+    }
+
+    /// The newest leader epoch in this log's epoch cache.
+    pub fn latest_log_epoch(&self) -> Option<i32> {
+        self.lock().latest_epoch()
+    }
+
+    /// A follower's read: whole batches from `offset` up to the log end, not the high watermark.
+    pub fn read_for_follower(&self, offset: i64, max_bytes: u32) -> Result<Vec<u8>, LogError> {
+        let log = self.lock();
+        let end = log.log_end_offset();
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        log.read(offset, max_bytes, end)
     }
 
     fn lock_producers(&self) -> MutexGuard<'_, ProducerStates> {
@@ -114,7 +161,7 @@ impl Partition {
         let mut log = self.lock();
         let mut headers = crate::log::batch::peek_headers(batches)?;
         if headers.iter().all(|h| h.producer_id < 0) {
-            let info = log.append(batches, self.leader_epoch, now_ms)?;
+            let info = log.append(batches, self.leader_epoch(), now_ms)?;
             drop(log);
             self.appended(&info);
             return Ok(info);
@@ -130,7 +177,7 @@ impl Partition {
                 batch_count: 0,
             });
         }
-        let info = log.append(batches, self.leader_epoch, now_ms)?;
+        let info = log.append(batches, self.leader_epoch(), now_ms)?;
         let mut next = info.base_offset;
         for header in &mut headers {
             header.base_offset = next;
@@ -144,7 +191,10 @@ impl Partition {
     }
 
     fn appended(&self, info: &AppendInfo) {
-        if !self.flush_on_ack {
+        if self.replicated.load(Ordering::Acquire) {
+            // Followers long-poll for new data past the high watermark.
+            self.data_arrived.send_modify(|generation| *generation += 1);
+        } else if !self.flush_on_ack {
             self.advance_high_watermark(info.last_offset + 1);
         }
     }
@@ -233,7 +283,7 @@ impl Partition {
                 false
             }
         });
-        if self.flush_on_ack {
+        if self.flush_on_ack && !self.replicated.load(Ordering::Acquire) {
             self.advance_high_watermark(offset);
         }
     }
@@ -296,7 +346,7 @@ impl Partition {
     /// OffsetForLeaderEpoch: the end offset of `epoch` as this log knows it.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
         let log = self.lock();
-        if epoch == self.leader_epoch {
+        if epoch == self.leader_epoch() {
             return Some((epoch, log.log_end_offset()));
         }
         log.end_offset_for_epoch(epoch)

@@ -51,11 +51,11 @@ pub async fn handle(ctx: &Context, request: CreateTopicsRequest, version: i16) -
             }
             (wanted.assignments.len() as i32, 1)
         };
-        match ctx
-            .broker
-            .create_topic(&name, partitions, replication_factor, configs, request.validate_only)
-            .await
-        {
+        let created = match &ctx.replication {
+            Some(r) => r.create_topic(&name, partitions, replication_factor, configs, request.validate_only).await,
+            None => ctx.broker.create_topic(&name, partitions, replication_factor, configs, request.validate_only).await,
+        };
+        match created {
             Ok(topic) => {
                 result.topic_id = topic_response_id(&topic);
                 result.num_partitions = if request.validate_only {
@@ -63,7 +63,10 @@ pub async fn handle(ctx: &Context, request: CreateTopicsRequest, version: i16) -
                 } else {
                     topic.partitions.len() as i32
                 };
-                result.replication_factor = 1;
+                result.replication_factor = match &ctx.replication {
+                    Some(r) => r.describe(&name, 0).map_or(1, |(_, _, replicas, _)| replicas.len() as i16),
+                    None => 1,
+                };
                 if version >= 5 {
                     let configs = topic
                         .config

@@ -107,6 +107,14 @@ fn read_all(ctx: &Context, request: &FetchRequest, max_bytes: u32) -> (Vec<Fetch
                 partitions.push(data);
                 continue;
             };
+            if let Some(r) = &ctx.replication {
+                if let Err(code) = r.check_fetch(fetch_topic.topic.0.as_str(), &partition, request.replica_id.0, wanted.fetch_offset) {
+                    data.error_code = code;
+                    any_error = true;
+                    partitions.push(data);
+                    continue;
+                }
+            }
             let high_watermark = partition.high_watermark();
             data.high_watermark = high_watermark;
             data.last_stable_offset = high_watermark;
@@ -125,7 +133,12 @@ fn read_all(ctx: &Context, request: &FetchRequest, max_bytes: u32) -> (Vec<Fetch
             let limit = (wanted.partition_max_bytes.max(0) as u32).min(remaining);
             // KIP-74: the first partition with data may exceed the limits by one batch.
             let limit = if first_data { limit.max(1) } else { limit };
-            match partition.read(wanted.fetch_offset, limit) {
+            let read = if ctx.replication.is_some() && request.replica_id.0 >= 0 {
+                partition.read_for_follower(wanted.fetch_offset, limit)
+            } else {
+                partition.read(wanted.fetch_offset, limit)
+            };
+            match read {
                 Ok(records) => {
                     // The log always gives one whole batch; only the first may overflow.
                     let records = if !first_data && records.len() > limit as usize {

@@ -15,7 +15,18 @@ use crate::ids::Uuid;
 pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> MetadataResponse {
     let broker = &ctx.broker;
     let node = BrokerId(broker.node_id);
-    let brokers = broker
+    let brokers = match &ctx.replication {
+        Some(r) => r
+            .live_brokers()
+            .into_iter()
+            .map(|(id, info)| {
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(info.host))
+                    .with_port(i32::from(info.port))
+            })
+            .collect(),
+        None => broker
         .config
         .advertised()
         .into_iter()
@@ -26,7 +37,9 @@ pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> Me
                 .with_host(StrBytes::from_string(host))
                 .with_port(i32::from(port))
         })
-        .collect();
+        .collect(),
+    };
+    let controller = ctx.replication.as_ref().map_or(node, |r| BrokerId(r.controller()));
     // v0: an empty list means every topic; v1+: null means every topic.
     let wanted = match request.topics {
         None => None,
@@ -60,7 +73,7 @@ pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> Me
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-        .with_controller_id(node)
+        .with_controller_id(controller)
         .with_topics(topics)
 }
 
@@ -70,6 +83,15 @@ fn describe_topic(ctx: &Context, topic: &Topic) -> MetadataResponseTopic {
         .partitions
         .iter()
         .map(|partition| {
+            if let Some((leader, epoch, replicas, isr)) = ctx.replication.as_ref().and_then(|r| r.describe(&topic.name, partition.index)) {
+                return MetadataResponsePartition::default()
+                    .with_error_code(if leader < 0 { errors::LEADER_NOT_AVAILABLE } else { 0 })
+                    .with_partition_index(partition.index)
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(epoch)
+                    .with_replica_nodes(replicas.into_iter().map(BrokerId).collect())
+                    .with_isr_nodes(isr.into_iter().map(BrokerId).collect());
+            }
             MetadataResponsePartition::default()
                 .with_partition_index(partition.index)
                 .with_leader_id(node)

@@ -51,6 +51,8 @@ pub struct Context {
     pub peer: Option<SocketAddr>,
     /// The memory budget (fetch responses draw from its pool).
     pub memory: Arc<crate::memory::Budget>,
+    /// Cluster mode: broker metadata and partition replication (None on a single node).
+    pub replication: Option<Arc<crate::replication::Replication>>,
 }
 
 impl Context {
@@ -138,14 +140,31 @@ pub async fn handle(ctx: &Context, request: frame::Request) -> Reply {
 /// Find a topic, creating it with the broker defaults when allowed. The error is the
 /// Kafka code to answer with.
 pub async fn resolve_topic(ctx: &Context, name: &str, allow_create: bool) -> Result<Arc<Topic>, i16> {
-    ctx.broker.resolve_topic(name, allow_create).await.map_err(|error| {
-        match &error {
-            crate::broker::TopicError::InvalidName(reason) => tracing::debug!(topic = name, %reason, "invalid topic name"),
-            crate::broker::TopicError::Unknown(_) => {}
-            _ => tracing::warn!(topic = name, %error, "auto-create failed"),
+    if let Some(topic) = ctx.broker.topic(name) {
+        return Ok(topic);
+    }
+    if let Err(reason) = crate::broker::topic::validate_topic_name(name) {
+        tracing::debug!(topic = name, %reason, "invalid topic name");
+        return Err(errors::INVALID_TOPIC_EXCEPTION);
+    }
+    if !allow_create {
+        return Err(errors::UNKNOWN_TOPIC_OR_PARTITION);
+    }
+    let created = match &ctx.replication {
+        Some(r) => r.create_topic(name, -1, -1, Default::default(), false).await,
+        None => ctx.broker.create_topic(name, -1, -1, Default::default(), false).await,
+    };
+    match created {
+        Ok(topic) => Ok(topic),
+        // Another request created it first.
+        Err(crate::broker::TopicError::AlreadyExists(_)) => {
+            ctx.broker.topic(name).ok_or(errors::UNKNOWN_TOPIC_OR_PARTITION)
         }
-        errors::from_topic_error(&error)
-    })
+        Err(error) => {
+            tracing::warn!(topic = name, %error, "auto-create failed");
+            Err(errors::from_topic_error(&error))
+        }
+    }
 }
 
 /// The topic id in the protocol's type.

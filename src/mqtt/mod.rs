@@ -59,7 +59,13 @@ pub struct Ingest {
 
 impl Ingest {
     /// Build the shared state from a validated config.
-    pub fn new(config: MqttConfig, broker: Arc<Broker>, node_id: u32, pool: Arc<Pool>) -> anyhow::Result<Arc<Ingest>> {
+    pub fn new(
+        config: MqttConfig,
+        broker: Arc<Broker>,
+        replication: Option<Arc<crate::replication::Replication>>,
+        node_id: u32,
+        pool: Arc<Pool>,
+    ) -> anyhow::Result<Arc<Ingest>> {
         let routes = config
             .routes
             .iter()
@@ -71,7 +77,7 @@ impl Ingest {
         let metrics = Arc::new(MqttMetrics::new(labels, bridge_names));
         metrics::register(metrics.clone());
         let batch_bytes_max = config.batch_bytes_max(broker.config.message_max_bytes);
-        let sink = Sink::new(broker, Routes::new(routes), metrics.clone(), batch_bytes_max);
+        let sink = Sink::new(broker, replication, Routes::new(routes), metrics.clone(), batch_bytes_max);
         Ok(Arc::new(Ingest {
             sessions: Sessions::new(config.max_sessions),
             pool,

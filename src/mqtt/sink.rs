@@ -4,9 +4,12 @@
 //! Both ways in (listener and bridge) hand the sink a burst of publishes. The sink routes
 //! each one, renders its key, groups records by target partition (keeping each partition's
 //! order), builds one v2 batch per partition and appends it with `Partition::append`, the
-//! same call a Kafka produce makes. The returned [`Commit`] is waited on with
-//! `Broker::wait_committed`, which is what a Kafka `acks=all` produce waits on: fsynced on
-//! one node today, replicated once the cluster exists.
+//! same call a Kafka produce makes. The returned [`Commit`] is waited on as a Kafka
+//! `acks=all` produce is: on a single node `Broker::wait_committed` (fsynced under
+//! `log_flush_on_ack`); in a cluster, fsynced and then in the ISR (the partition's high
+//! watermark has passed it), through the same `Replication` calls the Produce handler makes.
+//! In a cluster, topics are created through the controller, and a partition this node does
+//! not lead is refused (the connection closes unacknowledged; see the README).
 
 use std::sync::Arc;
 
@@ -19,6 +22,7 @@ use crate::broker::produce::partition_for_key;
 use crate::broker::{now_ms, Broker, Partition, Topic, TopicError};
 use crate::log::builder::{BatchBuilder, Header};
 use crate::broker::partition::AppendError;
+use crate::replication::Replication;
 
 /// Why messages could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +35,16 @@ pub enum SinkError {
         /// Why.
         source: TopicError,
     },
+    /// In a cluster, this node does not lead the partition the message belongs to.
+    #[error("{topic}-{partition} is not led by this node (Kafka error {code})")]
+    NotLeader {
+        /// The log topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The Kafka error code the replication layer gave.
+        code: i16,
+    },
     /// The log refused the append.
     #[error("append to {topic}-{partition}: {source}")]
     Append {
@@ -42,6 +56,10 @@ pub enum SinkError {
         source: AppendError,
     },
 }
+
+/// How long a commit may take in a cluster (Kafka's default `request.timeout.ms`) before the
+/// connection is closed unacknowledged.
+pub const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A partition written and the offset just past its last record.
 type CommitPoint = (Arc<Partition>, i64);
@@ -74,6 +92,7 @@ pub struct Source<'a> {
 #[derive(Debug)]
 pub struct Sink {
     broker: Arc<Broker>,
+    replication: Option<Arc<Replication>>,
     routes: Routes,
     metrics: Arc<MqttMetrics>,
     batch_bytes_max: usize,
@@ -88,9 +107,10 @@ struct Open {
 
 impl Sink {
     /// A sink writing to `broker` by `routes`; batches stay under `batch_bytes_max`.
-    pub fn new(broker: Arc<Broker>, routes: Routes, metrics: Arc<MqttMetrics>, batch_bytes_max: u32) -> Sink {
+    pub fn new(broker: Arc<Broker>, replication: Option<Arc<Replication>>, routes: Routes, metrics: Arc<MqttMetrics>, batch_bytes_max: u32) -> Sink {
         Sink {
             broker,
+            replication,
             routes,
             metrics,
             batch_bytes_max: batch_bytes_max as usize,
@@ -185,14 +205,18 @@ impl Sink {
         let topic = match found {
             Some(i) => open[i].topic.clone(),
             None => self
-                .broker
-                .resolve_topic(topic, true)
+                .resolve_topic(topic)
                 .await
                 .map_err(|source| SinkError::Topic { topic: topic.to_string(), source })?,
         };
         let count = u32::try_from(topic.partitions.len()).unwrap_or(u32::MAX);
         let index = if count <= 1 { 0 } else { partition_for_key(key, count) as usize };
         let partition = topic.partitions[index].clone();
+        if let Some(replication) = &self.replication {
+            replication
+                .check_produce(&topic.name, partition.index, -1)
+                .map_err(|code| SinkError::NotLeader { topic: topic.name.clone(), partition: partition.index, code })?;
+        }
         if let Some(i) = open.iter().position(|o| Arc::ptr_eq(&o.partition, &partition)) {
             return Ok(i);
         }
@@ -204,11 +228,58 @@ impl Sink {
         Ok(open.len() - 1)
     }
 
-    /// Wait until `commit` is committed (see `Broker::wait_committed`).
+    /// Find a route's topic, creating it with the broker's defaults (through the controller
+    /// in a cluster).
+    async fn resolve_topic(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        let Some(replication) = &self.replication else {
+            return self.broker.resolve_topic(name, true).await;
+        };
+        if let Some(topic) = self.broker.topic(name) {
+            return Ok(topic);
+        }
+        match replication.create_topic(name, -1, -1, Default::default(), false).await {
+            Ok(topic) => Ok(topic),
+            Err(TopicError::AlreadyExists(_)) => self.broker.topic(name).ok_or_else(|| TopicError::Unknown(name.to_string())),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Wait until `commit` is committed, as `acks=all` is: fsynced, and in a cluster in the
+    /// ISR, within [`COMMIT_TIMEOUT`].
     pub async fn wait(&self, commit: &Commit) -> std::io::Result<()> {
-        if let Some(points) = &commit.points {
+        let Some(points) = &commit.points else {
+            return Ok(());
+        };
+        let Some(replication) = &self.replication else {
             for (partition, end_offset) in points.iter() {
                 self.broker.wait_committed(partition, *end_offset).await?;
+            }
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
+        let mut arrivals = self.broker.data_arrived();
+        for (partition, end_offset) in points.iter() {
+            if self.broker.config.log_flush_on_ack {
+                partition.wait_durable(*end_offset).await?;
+            }
+            // The same steps as the Produce handler's acks=all wait.
+            loop {
+                arrivals.borrow_and_update();
+                replication.update_high_watermark(&partition.topic, partition);
+                if partition.high_watermark() >= *end_offset {
+                    break;
+                }
+                if let Err(code) = replication.check_produce(&partition.topic, partition.index, -1) {
+                    return Err(std::io::Error::other(format!("{}-{} cannot commit (Kafka error {code})", partition.topic, partition.index)));
+                }
+                match tokio::time::timeout_at(deadline, arrivals.changed()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(std::io::Error::other("the broker is closing")),
+                    Err(_) => {
+                        let message = format!("{}-{}: the ISR did not reach offset {end_offset} in time", partition.topic, partition.index);
+                        return Err(std::io::Error::other(message));
+                    }
+                }
             }
         }
         Ok(())

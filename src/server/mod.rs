@@ -33,28 +33,10 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
     let budget = Arc::new(config.budget()?);
     tracing::info!(budget_mib = budget.total_bytes >> 20, "memory budget");
     health.inputs.set_budget(budget.clone());
-    let ctx = crate::kafka::Context {
-        broker: broker.clone(),
-        groups: groups.clone(),
-        producer_ids,
-        peer: None,
-        memory: budget.clone(),
-    };
-    let limits = kafka::Limits {
-        max_connections: config.broker.max_connections,
-        request_max_bytes: config.broker.socket_request_max_bytes,
-    };
     let mut tasks = tokio::task::JoinSet::new();
-    for entry in &config.broker.listeners {
-        let addr = parse_listener(entry).map_err(anyhow::Error::msg)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (broker.listeners): {e}"))?;
-        tracing::info!(addr = %listener.local_addr()?, "Kafka listener up");
-        tasks.spawn(kafka::serve(listener, ctx.clone(), limits, budget.kafka_requests.clone(), shutdown.clone()));
-    }
     // ZooKeeper protocol (coordinator): open the tree from coordinator.data_dir, then serve.
     let mut cluster = None;
+    let mut zk_handle = None;
     let coordinator = {
         let coordinator = match &config.cluster {
             None => tokio::task::block_in_place(|| zk::open(&config.coordinator, budget.znodes.limit_bytes()))?,
@@ -72,6 +54,7 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
                 zk.attach_cluster(c.clone());
                 tasks.spawn(peer::serve(peer_listener, c.clone(), shutdown.clone()));
                 cluster = Some(c);
+                zk_handle = Some(zk.clone());
                 zk
             }
         };
@@ -87,8 +70,34 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
         });
         coordinator
     };
+    // Cluster mode: broker registration, topic assignment, controller and replication.
+    let replication = match (&cluster, &zk_handle) {
+        (Some(c), Some(zk)) => Some(crate::replication::Replication::start(broker.clone(), zk.clone(), c.clone(), shutdown.clone())),
+        _ => None,
+    };
+    let ctx = crate::kafka::Context {
+        broker: broker.clone(),
+        groups: groups.clone(),
+        producer_ids,
+        peer: None,
+        replication,
+        memory: budget.clone(),
+    };
+    let limits = kafka::Limits {
+        max_connections: config.broker.max_connections,
+        request_max_bytes: config.broker.socket_request_max_bytes,
+    };
+    for entry in &config.broker.listeners {
+        let addr = parse_listener(entry).map_err(anyhow::Error::msg)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (broker.listeners): {e}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "Kafka listener up");
+        tasks.spawn(kafka::serve(listener, ctx.clone(), limits, budget.kafka_requests.clone(), shutdown.clone()));
+    }
     if let Some(mqtt_config) = config.mqtt.clone() {
-        start_mqtt(mqtt_config, broker.clone(), node_id, budget.mqtt_inflight.clone(), &mut tasks, &shutdown).await?;
+        let pool = budget.mqtt_inflight.clone();
+        start_mqtt(mqtt_config, broker.clone(), ctx.replication.clone(), node_id, pool, &mut tasks, &shutdown).await?;
     }
     tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
     tasks.spawn(groups::timers(groups.clone(), shutdown.clone()));
@@ -138,12 +147,13 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
 async fn start_mqtt(
     config: crate::mqtt::MqttConfig,
     broker: Arc<Broker>,
+    replication: Option<Arc<crate::replication::Replication>>,
     node_id: u32,
     pool: Arc<crate::memory::Pool>,
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let ingest = crate::mqtt::Ingest::new(config, broker, node_id, pool)?;
+    let ingest = crate::mqtt::Ingest::new(config, broker, replication, node_id, pool)?;
     if let Some(listen) = &ingest.config.listen {
         let addr = parse_listener(listen).map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(addr)

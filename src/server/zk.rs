@@ -879,7 +879,10 @@ impl ZkServer {
             .get_or_try_init(|| async {
                 let (id, pw, timeout) = {
                     let mut inner = self.lock();
-                    (inner.coord.new_session_id(), inner.password().to_vec(), inner.coord.limits().session_timeout_ms.1)
+                    // Like Kafka's zookeeper.session.timeout.ms: the broker's ephemerals must go
+                    // within seconds of a crash for the controller to fail partitions over.
+                    let (min, max) = inner.coord.limits().session_timeout_ms;
+                    (inner.coord.new_session_id(), inner.password().to_vec(), SERVER_SESSION_TIMEOUT_MS.clamp(min, max.max(min)))
                 };
                 match self.local_command(id, CommandKind::CreateSession { timeout_ms: timeout, password: pw }).await? {
                     crate::coordinator::TxnResult::Error(e) => Err(e),
@@ -890,6 +893,9 @@ impl ZkServer {
             .copied()
     }
 }
+
+/// The server-owned session's timeout (clamped to the negotiable range).
+const SERVER_SESSION_TIMEOUT_MS: i32 = 6_000;
 
 fn result_of(r: crate::coordinator::TxnResult) -> Result<crate::coordinator::TxnResult, crate::coordinator::ErrorCode> {
     match r {
