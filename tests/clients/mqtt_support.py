@@ -84,11 +84,11 @@ class Mosquitto:
         self.process = None
 
 
-def mosquitto_pub_lines(port, topic, lines, qos=1, client_id=None, version="mqttv311", extra=()):
+def mosquitto_pub_lines(port, topic, lines, qos=1, client_id=None, version="mqttv311", extra=(), host="127.0.0.1"):
     """Publish each line as one message with `mosquitto_pub -l`; waits for it to exit (all
     QoS 1 messages acknowledged) and returns the completed process."""
     require_tool("mosquitto_pub")
-    args = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-t", topic, "-q", str(qos), "-l", "-V", version]
+    args = ["mosquitto_pub", "-h", host, "-p", str(port), "-t", topic, "-q", str(qos), "-l", "-V", version]
     if client_id:
         args += ["-i", client_id]
     args += list(extra)
