@@ -6,8 +6,8 @@
 //! and partitions, each backed by a [`log`] of Kafka v2 record batches on disk; the answer
 //! goes back through [`kafka::frame`]. MQTT publishes take a parallel path: [`server`]
 //! reads MQTT frames, [`mqtt`] turns them into record batches appended to the same
-//! partitions, and acknowledges once the append is committed. [`config`] holds every setting and its limit; [`cli`]
-//! is the command line, both the daemon and the client commands.
+//! partitions, and acknowledges once the append is committed. [`config`] holds every setting
+//! and its limit; [`cli`] is the command line, both the daemon and the client commands.
 //!
 //! How a znode write flows: [`server`]'s ZooKeeper listener reads a jute frame; [`zk`]
 //! decodes it and turns it into a call on the [`coordinator`], a pure state machine that
