@@ -56,6 +56,8 @@ pub struct Config {
     pub led: crate::health::config::LedConfig,
     /// `[admin]`: the HTTP admin listener and the degraded thresholds.
     pub admin: crate::health::config::AdminConfig,
+    /// `[mqtt]`: MQTT ingest (listener, routes, bridges); absent = none.
+    pub mqtt: Option<crate::mqtt::MqttConfig>,
 }
 
 /// `[node]`
@@ -258,7 +260,24 @@ impl Config {
             cluster.members().map_err(|message| ConfigError::Invalid { key: "cluster.servers", message })?;
             parse_listener(&cluster.listen).map_err(|message| ConfigError::Invalid { key: "cluster.listen", message })?;
         }
-        self.budget().map(|_| ())
+        let budget = self.budget()?;
+        if let Some(mqtt) = &self.mqtt {
+            mqtt.validate(self.broker.message_max_bytes)?;
+            // Two packets must fit the MQTT pool at once, or a client could never progress.
+            let pool = budget.mqtt_inflight.limit_bytes();
+            if 2 * u64::from(mqtt.max_packet_bytes) > pool {
+                return Err(ConfigError::Invalid {
+                    key: "mqtt.max_packet_bytes",
+                    message: format!(
+                        "the MQTT pool of memory.budget is {} KiB; at most half of it ({} KiB) per packet, \
+                         or raise memory.budget",
+                        pool >> 10,
+                        pool >> 11
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The memory budget split into pools, checked against the limits it must hold.

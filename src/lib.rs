@@ -4,8 +4,10 @@
 //! decodes it (after [`kafka::wire_guard`] has checked it cannot make the decoder
 //! over-allocate) and calls the API's handler; the handler works on the [`broker`]'s topics
 //! and partitions, each backed by a [`log`] of Kafka v2 record batches on disk; the answer
-//! goes back through [`kafka::frame`]. [`config`] holds every setting and its limit; [`cli`]
-//! is the command line, both the daemon and the client commands.
+//! goes back through [`kafka::frame`]. MQTT publishes take a parallel path: [`server`]
+//! reads MQTT frames, [`mqtt`] turns them into record batches appended to the same
+//! partitions, and acknowledges once the append is committed. [`config`] holds every setting
+//! and its limit; [`cli`] is the command line, both the daemon and the client commands.
 //!
 //! How a znode write flows: [`server`]'s ZooKeeper listener reads a jute frame; [`zk`]
 //! decodes it and turns it into a call on the [`coordinator`], a pure state machine that
@@ -21,6 +23,7 @@
 //! - [`group`] — consumer groups (classic rebalance protocol) and committed offsets, stored in
 //!   the compacted internal topic `__consumer_offsets`
 //! - [`kafka`] — Kafka wire handling, one file per API, no socket I/O
+//! - [`mqtt`] — MQTT ingest: listener protocol, bridge, routes, and the sink into the log
 //! - [`server`] — listeners, connections, background tasks, shutdown
 //! - [`cli`] — subcommands
 //! - [`zk`] — ZooKeeper wire handling: jute codec, one file per operation family, no I/O
@@ -42,6 +45,7 @@ pub mod ids;
 pub mod kafka;
 pub mod log;
 pub mod memory;
+pub mod mqtt;
 pub mod replication;
 pub mod server;
 pub mod zk;

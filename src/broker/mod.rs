@@ -3,6 +3,7 @@
 //! Nothing here knows the Kafka wire format.
 
 pub mod partition;
+pub mod produce;
 pub mod producer_ids;
 pub mod producer_state;
 pub mod store;

@@ -149,9 +149,11 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Reply {
     if !ctx.broker.config.log_flush_on_ack || waits.is_empty() {
         return Reply::Now(ResponseKind::Produce(ProduceResponse::default().with_responses(responses)));
     }
+    // The same wait as MQTT ingest's: what acks=all needs (see Broker::wait_committed).
+    let broker = ctx.broker.clone();
     Reply::Later(Box::pin(async move {
         for (topic_index, partition_index, partition, end_offset) in waits {
-            if let Err(error) = partition.wait_durable(end_offset).await {
+            if let Err(error) = broker.wait_committed(&partition, end_offset).await {
                 tracing::error!(topic = %partition.topic, partition = partition.index, %error, "fsync failed");
                 crate::health::report_storage_error(format_args!("fsync of {}-{}: {error}", partition.topic, partition.index));
                 let response = &mut responses[topic_index].partition_responses[partition_index];

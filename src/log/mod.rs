@@ -13,12 +13,14 @@
 //! segment file in bounded chunks, `index_file`/`offset_index`/`time_index` hold the sparse
 //! indexes, `segment` is one `.log` with its indexes, `epoch` is the leader epoch cache,
 //! `partition` is [`Log`] (open/recover, append, read), `retention` deletes and truncates,
-//! `sync` is the group-commit handshake, [`checkpoint`] holds the broker's checkpoint files.
+//! `sync` is the group-commit handshake, [`checkpoint`] holds the broker's checkpoint files,
+//! [`builder`] builds batches for data that arrives without a Kafka producer (MQTT).
 //!
 //! This module knows nothing of Kafka requests and never reads a clock: callers pass
 //! `now_ms`.
 
 pub mod batch;
+pub mod builder;
 pub mod checkpoint;
 mod cleaner;
 mod epoch;

@@ -324,6 +324,7 @@ pub fn metrics_text(ctx: &AdminContext) -> String {
     let _ = writeln!(out, "bramble_isr_expands_total {}", repl.isr_expands);
     gauge(&mut out, "bramble_consumer_groups", "Consumer groups this coordinator holds.", ctx.groups.list().len().to_string());
     metrics::kafka().render(&mut out);
+    crate::mqtt::metrics::render(&mut out);
     zk_metrics(ctx, &mut out);
     memory_metrics(&status, &mut out);
     let r = &status.readings;

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod groups;
 pub mod kafka;
+pub mod mqtt;
 pub mod peer;
 pub mod zk;
 
@@ -94,6 +95,10 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
         tracing::info!(addr = %listener.local_addr()?, "Kafka listener up");
         tasks.spawn(kafka::serve(listener, ctx.clone(), limits, budget.kafka_requests.clone(), shutdown.clone()));
     }
+    if let Some(mqtt_config) = config.mqtt.clone() {
+        let pool = budget.mqtt_inflight.clone();
+        start_mqtt(mqtt_config, broker.clone(), ctx.replication.clone(), node_id, pool, &mut tasks, &shutdown).await?;
+    }
     tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
     tasks.spawn(groups::timers(groups.clone(), shutdown.clone()));
     tasks.spawn(groups::offset_expiry(groups.clone(), config.broker.offsets_retention_check_interval_ms, shutdown.clone()));
@@ -135,6 +140,31 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
     tokio::task::block_in_place(|| broker.close());
     tracing::info!("logs closed cleanly");
     health_tasks.shutdown().await;
+    Ok(())
+}
+
+/// Start the MQTT listener (when `mqtt.listen` is set) and one task per bridge.
+async fn start_mqtt(
+    config: crate::mqtt::MqttConfig,
+    broker: Arc<Broker>,
+    replication: Option<Arc<crate::replication::Replication>>,
+    node_id: u32,
+    pool: Arc<crate::memory::Pool>,
+    tasks: &mut tokio::task::JoinSet<()>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let ingest = crate::mqtt::Ingest::new(config, broker, replication, node_id, pool)?;
+    if let Some(listen) = &ingest.config.listen {
+        let addr = parse_listener(listen).map_err(anyhow::Error::msg)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (mqtt.listen): {e}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "MQTT listener up");
+        tasks.spawn(mqtt::serve(listener, ingest.clone(), shutdown.clone()));
+    }
+    for index in 0..ingest.config.bridges.len() {
+        tasks.spawn(crate::mqtt::bridge::run(ingest.clone(), index, shutdown.clone()));
+    }
     Ok(())
 }
 
