@@ -24,7 +24,14 @@ struct Opts {
 }
 
 fn opts() -> Opts {
-    let mut o = Opts { server: "127.0.0.1:2181".into(), nodes: 100_000, connections: 8, in_flight: 64, value_bytes: 100, latency_ops: 2000 };
+    let mut o = Opts {
+        server: "127.0.0.1:2181".into(),
+        nodes: 100_000,
+        connections: 8,
+        in_flight: 64,
+        value_bytes: 100,
+        latency_ops: 2000,
+    };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
@@ -49,10 +56,23 @@ fn opts() -> Opts {
 async fn connect(addr: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     s.set_nodelay(true).expect("nodelay");
-    let req = ConnectRequest { protocol_version: 0, last_zxid_seen: 0, timeout_ms: 30_000, session_id: 0, password: vec![0; 16], read_only: Some(false) };
+    let req = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        timeout_ms: 30_000,
+        session_id: 0,
+        password: vec![0; 16],
+        read_only: Some(false),
+    };
     s.write_all(&req.encode()).await.expect("send connect");
     let f = read_frame(&mut s).await;
-    assert!(ConnectResponse::decode(&f).expect("connect response").timeout_ms > 0, "session refused");
+    assert!(
+        ConnectResponse::decode(&f)
+            .expect("connect response")
+            .timeout_ms
+            > 0,
+        "session refused"
+    );
     s
 }
 
@@ -74,7 +94,14 @@ enum Kind {
 fn request(kind: Kind, xid: i32, path: &str, value: &[u8]) -> Vec<u8> {
     match kind {
         Kind::Create => {
-            let w = WriteOp::Create { path: path.into(), data: value.to_vec(), acl: Acl::open(), flags: 0, ttl_ms: -1, op: op::CREATE };
+            let w = WriteOp::Create {
+                path: path.into(),
+                data: value.to_vec(),
+                acl: Acl::open(),
+                flags: 0,
+                ttl_ms: -1,
+                op: op::CREATE,
+            };
             client::request(xid, op::CREATE, |b| write::encode(op::CREATE, &w, b))
         }
         Kind::Get => client::request(xid, op::GET_DATA, |b| {
@@ -90,7 +117,13 @@ fn request(kind: Kind, xid: i32, path: &str, value: &[u8]) -> Vec<u8> {
 }
 
 /// Runs `paths` through one connection with up to `in_flight` requests outstanding.
-async fn pipeline(stream: TcpStream, kind: Kind, paths: Vec<String>, value: Vec<u8>, in_flight: usize) -> u64 {
+async fn pipeline(
+    stream: TcpStream,
+    kind: Kind,
+    paths: Vec<String>,
+    value: Vec<u8>,
+    in_flight: usize,
+) -> u64 {
     let (mut rd, wr) = stream.into_split();
     let mut wr = BufWriter::new(wr);
     let mut sent = 0usize;
@@ -98,7 +131,9 @@ async fn pipeline(stream: TcpStream, kind: Kind, paths: Vec<String>, value: Vec<
     let mut errors = 0u64;
     while done < paths.len() {
         while sent < paths.len() && sent - done < in_flight {
-            wr.write_all(&request(kind, sent as i32 + 1, &paths[sent], &value)).await.expect("send");
+            wr.write_all(&request(kind, sent as i32 + 1, &paths[sent], &value))
+                .await
+                .expect("send");
             sent += 1;
         }
         wr.flush().await.expect("flush");
@@ -123,8 +158,17 @@ async fn phase(o: &Opts, kind: Kind, root: &str, value: &[u8]) -> (f64, u64) {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for (c, stream) in conns.into_iter().enumerate() {
-        let paths: Vec<String> = (0..o.nodes).filter(|i| i % o.connections == c as u32).map(|i| format!("{root}/n{i}")).collect();
-        tasks.push(tokio::spawn(pipeline(stream, kind, paths, value.to_vec(), o.in_flight as usize)));
+        let paths: Vec<String> = (0..o.nodes)
+            .filter(|i| i % o.connections == c as u32)
+            .map(|i| format!("{root}/n{i}"))
+            .collect();
+        tasks.push(tokio::spawn(pipeline(
+            stream,
+            kind,
+            paths,
+            value.to_vec(),
+            o.in_flight as usize,
+        )));
     }
     let mut errors = 0;
     for t in tasks {
@@ -138,7 +182,9 @@ async fn latency(o: &Opts, kind: Kind, path: &str, value: &[u8]) -> (f64, f64) {
     let mut samples = Vec::with_capacity(o.latency_ops as usize);
     for i in 0..o.latency_ops {
         let t = Instant::now();
-        s.write_all(&request(kind, i as i32 + 1, path, value)).await.expect("send");
+        s.write_all(&request(kind, i as i32 + 1, path, value))
+            .await
+            .expect("send");
         let f = read_frame(&mut s).await;
         let (h, _) = client::reply(&f).expect("reply");
         assert_eq!(h.err, 0, "latency op failed");
@@ -155,9 +201,15 @@ async fn main() {
     let value = vec![b'v'; o.value_bytes];
     let root = format!("/bench-{}", std::process::id());
     let mut s = connect(&o.server).await;
-    s.write_all(&request(Kind::Create, 1, &root, b"")).await.expect("send");
+    s.write_all(&request(Kind::Create, 1, &root, b""))
+        .await
+        .expect("send");
     let _ = read_frame(&mut s).await;
-    for (name, kind) in [("create", Kind::Create), ("get", Kind::Get), ("set", Kind::Set)] {
+    for (name, kind) in [
+        ("create", Kind::Create),
+        ("get", Kind::Get),
+        ("set", Kind::Set),
+    ] {
         let (rate, errors) = phase(&o, kind, &root, &value).await;
         println!("{name}_ops_per_s {rate:.0}");
         assert_eq!(errors, 0, "{name}: {errors} errors");

@@ -249,16 +249,26 @@ impl Config {
     /// Check every value against its allowed range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.broker.validate()?;
-        let invalid = |(key, message): (&'static str, String)| ConfigError::Invalid { key, message };
+        let invalid =
+            |(key, message): (&'static str, String)| ConfigError::Invalid { key, message };
         self.led.validate().map_err(invalid)?;
         self.admin.validate().map_err(invalid)?;
         self.coordinator
             .validate()
-            .map_err(|message| ConfigError::Invalid { key: "coordinator", message })?;
+            .map_err(|message| ConfigError::Invalid {
+                key: "coordinator",
+                message,
+            })?;
         if let Some(cluster) = &self.cluster {
             // Whether this node is a member is checked at start, once `myid` is known.
-            cluster.members().map_err(|message| ConfigError::Invalid { key: "cluster.servers", message })?;
-            parse_listener(&cluster.listen).map_err(|message| ConfigError::Invalid { key: "cluster.listen", message })?;
+            cluster.members().map_err(|message| ConfigError::Invalid {
+                key: "cluster.servers",
+                message,
+            })?;
+            parse_listener(&cluster.listen).map_err(|message| ConfigError::Invalid {
+                key: "cluster.listen",
+                message,
+            })?;
         }
         let budget = self.budget()?;
         if let Some(mqtt) = &self.mqtt {
@@ -287,8 +297,10 @@ impl Config {
             message_max_bytes: u64::from(self.broker.message_max_bytes),
             jute_maxbuffer: u64::from(self.coordinator.jute_maxbuffer),
         };
-        crate::memory::Budget::new(&self.memory, needs)
-            .map_err(|message| ConfigError::Invalid { key: "memory.budget", message })
+        crate::memory::Budget::new(&self.memory, needs).map_err(|message| ConfigError::Invalid {
+            key: "memory.budget",
+            message,
+        })
     }
 }
 
@@ -323,7 +335,10 @@ impl BrokerConfig {
             ));
         }
         if self.default_replication_factor == 0 {
-            return Err(invalid("broker.default_replication_factor", "must be at least 1"));
+            return Err(invalid(
+                "broker.default_replication_factor",
+                "must be at least 1",
+            ));
         }
         if self.min_insync_replicas == 0 {
             return Err(invalid("broker.min_insync_replicas", "must be at least 1"));
@@ -348,10 +363,16 @@ impl BrokerConfig {
             return Err(invalid("broker.log_roll_hours", "must be at least 1"));
         }
         if self.log_retention_hours == 0 || self.log_retention_hours < -1 {
-            return Err(invalid("broker.log_retention_hours", "must be -1 (forever) or at least 1"));
+            return Err(invalid(
+                "broker.log_retention_hours",
+                "must be -1 (forever) or at least 1",
+            ));
         }
         if self.log_retention_bytes < -1 {
-            return Err(invalid("broker.log_retention_bytes", "must be -1 (no limit) or a size"));
+            return Err(invalid(
+                "broker.log_retention_bytes",
+                "must be -1 (no limit) or a size",
+            ));
         }
         if self.socket_request_max_bytes < self.message_max_bytes {
             return Err(invalid(
@@ -366,7 +387,10 @@ impl BrokerConfig {
             return Err(invalid("broker.max_connections", "must be at least 1"));
         }
         if self.log_flush_interval_ms == 0 {
-            return Err(invalid("broker.log_flush_interval_ms", "must be at least 1"));
+            return Err(invalid(
+                "broker.log_flush_interval_ms",
+                "must be at least 1",
+            ));
         }
         self.validate_groups()
     }
@@ -377,24 +401,46 @@ impl BrokerConfig {
             message: message.to_string(),
         };
         if !(1..=1000).contains(&self.offsets_topic_num_partitions) {
-            return Err(invalid("broker.offsets_topic_num_partitions", "must be between 1 and 1000"));
+            return Err(invalid(
+                "broker.offsets_topic_num_partitions",
+                "must be between 1 and 1000",
+            ));
         }
         if self.offsets_topic_replication_factor == 0 {
-            return Err(invalid("broker.offsets_topic_replication_factor", "must be at least 1"));
+            return Err(invalid(
+                "broker.offsets_topic_replication_factor",
+                "must be at least 1",
+            ));
         }
-        if self.offsets_topic_segment_bytes < 14 * 1024 || self.offsets_topic_segment_bytes > i32::MAX as u64 {
-            return Err(invalid("broker.offsets_topic_segment_bytes", "must be between 14336 and 2147483647"));
+        if self.offsets_topic_segment_bytes < 14 * 1024
+            || self.offsets_topic_segment_bytes > i32::MAX as u64
+        {
+            return Err(invalid(
+                "broker.offsets_topic_segment_bytes",
+                "must be between 14336 and 2147483647",
+            ));
         }
         if self.offsets_retention_minutes == 0 {
-            return Err(invalid("broker.offsets_retention_minutes", "must be at least 1"));
+            return Err(invalid(
+                "broker.offsets_retention_minutes",
+                "must be at least 1",
+            ));
         }
         if self.offsets_retention_check_interval_ms == 0 {
-            return Err(invalid("broker.offsets_retention_check_interval_ms", "must be at least 1"));
+            return Err(invalid(
+                "broker.offsets_retention_check_interval_ms",
+                "must be at least 1",
+            ));
         }
         if self.group_initial_rebalance_delay_ms > 60_000 {
-            return Err(invalid("broker.group_initial_rebalance_delay_ms", "must be at most 60000"));
+            return Err(invalid(
+                "broker.group_initial_rebalance_delay_ms",
+                "must be at most 60000",
+            ));
         }
-        if self.group_min_session_timeout_ms == 0 || self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+        if self.group_min_session_timeout_ms == 0
+            || self.group_min_session_timeout_ms > self.group_max_session_timeout_ms
+        {
             return Err(invalid(
                 "broker.group_min_session_timeout_ms",
                 "must be at least 1 and at most broker.group_max_session_timeout_ms",
@@ -407,19 +453,34 @@ impl BrokerConfig {
             return Err(invalid("broker.max_groups", "must be at least 1"));
         }
         if self.group_member_metadata_max_bytes < 1024 {
-            return Err(invalid("broker.group_member_metadata_max_bytes", "must be at least 1024"));
+            return Err(invalid(
+                "broker.group_member_metadata_max_bytes",
+                "must be at least 1024",
+            ));
         }
         if self.producer_id_expiration_ms < 1 {
-            return Err(invalid("broker.producer_id_expiration_ms", "must be at least 1"));
+            return Err(invalid(
+                "broker.producer_id_expiration_ms",
+                "must be at least 1",
+            ));
         }
         if self.max_producers_per_partition == 0 {
-            return Err(invalid("broker.max_producers_per_partition", "must be at least 1"));
+            return Err(invalid(
+                "broker.max_producers_per_partition",
+                "must be at least 1",
+            ));
         }
         if self.log_cleaner_dedupe_buffer_size < 64 * 1024 {
-            return Err(invalid("broker.log_cleaner_dedupe_buffer_size", "must be at least 65536"));
+            return Err(invalid(
+                "broker.log_cleaner_dedupe_buffer_size",
+                "must be at least 65536",
+            ));
         }
         if self.log_cleaner_backoff_ms == 0 {
-            return Err(invalid("broker.log_cleaner_backoff_ms", "must be at least 1"));
+            return Err(invalid(
+                "broker.log_cleaner_backoff_ms",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -442,7 +503,11 @@ impl BrokerConfig {
 /// `PLAINTEXT://host:port`.
 pub fn parse_listener(entry: &str) -> Result<SocketAddr, String> {
     let (host, port) = split_host_port(entry)?;
-    let host = if host.is_empty() { "0.0.0.0" } else { host.as_str() };
+    let host = if host.is_empty() {
+        "0.0.0.0"
+    } else {
+        host.as_str()
+    };
     format!("{host}:{port}")
         .parse::<SocketAddr>()
         .or_else(|_| {
@@ -458,9 +523,7 @@ pub fn parse_listener(entry: &str) -> Result<SocketAddr, String> {
 
 /// Split `host:port` (optionally `PLAINTEXT://host:port`) into its parts.
 pub fn split_host_port(entry: &str) -> Result<(String, u16), String> {
-    let bare = entry
-        .strip_prefix("PLAINTEXT://")
-        .unwrap_or(entry);
+    let bare = entry.strip_prefix("PLAINTEXT://").unwrap_or(entry);
     let (host, port) = bare
         .rsplit_once(':')
         .ok_or_else(|| format!("`{entry}` must be host:port"))?;
@@ -490,7 +553,10 @@ mod tests {
     #[test]
     fn bad_value_names_the_key() {
         let error = Config::parse("[broker]\nnum_partitions = 0\n").unwrap_err();
-        assert!(error.to_string().contains("broker.num_partitions"), "{error}");
+        assert!(
+            error.to_string().contains("broker.num_partitions"),
+            "{error}"
+        );
         let error = Config::parse("[broker]\nlisteners = [\"nonsense\"]\n").unwrap_err();
         assert!(error.to_string().contains("broker.listeners"), "{error}");
     }
@@ -502,10 +568,19 @@ mod tests {
         assert_eq!(config.offsets_retention_minutes, 7 * 24 * 60);
         assert!(config.group_initial_rebalance_delay_ms <= 300);
         for (text, key) in [
-            ("offsets_topic_num_partitions = 0", "broker.offsets_topic_num_partitions"),
-            ("group_min_session_timeout_ms = 9000\ngroup_max_session_timeout_ms = 8000", "broker.group_min_session_timeout_ms"),
+            (
+                "offsets_topic_num_partitions = 0",
+                "broker.offsets_topic_num_partitions",
+            ),
+            (
+                "group_min_session_timeout_ms = 9000\ngroup_max_session_timeout_ms = 8000",
+                "broker.group_min_session_timeout_ms",
+            ),
             ("group_max_size = 0", "broker.group_max_size"),
-            ("log_cleaner_dedupe_buffer_size = 10", "broker.log_cleaner_dedupe_buffer_size"),
+            (
+                "log_cleaner_dedupe_buffer_size = 10",
+                "broker.log_cleaner_dedupe_buffer_size",
+            ),
         ] {
             let error = Config::parse(&format!("[broker]\n{text}\n")).unwrap_err();
             assert!(error.to_string().contains(key), "{error}");
@@ -514,7 +589,11 @@ mod tests {
 
     #[test]
     fn kafka_style_listener_is_accepted() {
-        let config = Config::parse("[broker]\nlisteners = [\"PLAINTEXT://127.0.0.1:9999\"]\n").unwrap();
-        assert_eq!(config.broker.advertised(), vec![("127.0.0.1".to_string(), 9999)]);
+        let config =
+            Config::parse("[broker]\nlisteners = [\"PLAINTEXT://127.0.0.1:9999\"]\n").unwrap();
+        assert_eq!(
+            config.broker.advertised(),
+            vec![("127.0.0.1".to_string(), 9999)]
+        );
     }
 }

@@ -3,11 +3,11 @@
 
 mod support;
 
-use bytes::{Bytes, BytesMut, BufMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, ProduceRequest, ProduceResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, ProduceRequest,
+    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use support::{closed, roundtrip, Node};
@@ -36,8 +36,11 @@ fn raw_frame(header_and_body: &[u8]) -> Vec<u8> {
 
 fn still_serves(node: &Node) {
     let mut stream = node.connect();
-    let response = roundtrip(&mut stream, &frame(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default()))
-        .expect("server stopped answering");
+    let response = roundtrip(
+        &mut stream,
+        &frame(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default()),
+    )
+    .expect("server stopped answering");
     let mut body = Bytes::from(response);
     ResponseHeader::decode(&mut body, 0).unwrap();
     let versions = ApiVersionsResponse::decode(&mut body, 0).unwrap();
@@ -45,15 +48,17 @@ fn still_serves(node: &Node) {
 }
 
 fn produce(node: &Node, topic: &str, records: Vec<u8>) -> i16 {
-    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
-        TopicProduceData::default()
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_string())))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
-                .with_records(Some(Bytes::from(records)))]),
-    ]);
+                .with_records(Some(Bytes::from(records)))])]);
     let mut stream = node.connect();
-    let response = roundtrip(&mut stream, &frame(ApiKey::Produce, 8, &request)).expect("no produce response");
+    let response =
+        roundtrip(&mut stream, &frame(ApiKey::Produce, 8, &request)).expect("no produce response");
     let mut body = Bytes::from(response);
     ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(8)).unwrap();
     let response = ProduceResponse::decode(&mut body, 8).unwrap();
@@ -66,7 +71,10 @@ fn oversize_frame_closes_only_that_connection() {
     let mut stream = node.connect();
     use std::io::Write;
     stream.write_all(&(50_000_000i32).to_be_bytes()).unwrap();
-    assert!(closed(&mut stream), "an oversize frame must close the connection");
+    assert!(
+        closed(&mut stream),
+        "an oversize frame must close the connection"
+    );
     let mut negative = node.connect();
     negative.write_all(&(-5i32).to_be_bytes()).unwrap();
     assert!(closed(&mut negative));
@@ -83,8 +91,13 @@ fn unknown_api_key_and_unsupported_version_close_the_connection() {
     unknown.write_all_frame(&raw_frame(&bytes));
     assert!(closed(&mut unknown));
     let mut too_new = node.connect();
-    too_new.write_all_frame(&frame(ApiKey::Metadata, 12, &MetadataRequest::default()).iter().enumerate()
-        .map(|(i, b)| if i == 7 { 99 } else { *b }).collect::<Vec<u8>>()); // version 99
+    too_new.write_all_frame(
+        &frame(ApiKey::Metadata, 12, &MetadataRequest::default())
+            .iter()
+            .enumerate()
+            .map(|(i, b)| if i == 7 { 99 } else { *b })
+            .collect::<Vec<u8>>(),
+    ); // version 99
     assert!(closed(&mut too_new));
     still_serves(&node);
 }
@@ -101,7 +114,10 @@ fn api_versions_at_an_unknown_version_answers_unsupported_version_in_v0() {
     assert_eq!(header.correlation_id, 7);
     let versions = ApiVersionsResponse::decode(&mut body, 0).unwrap();
     assert_eq!(versions.error_code, 35, "UNSUPPORTED_VERSION");
-    assert!(versions.api_keys.iter().any(|k| k.api_key == ApiKey::ApiVersions as i16 && k.max_version >= 3));
+    assert!(versions
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::ApiVersions as i16 && k.max_version >= 3));
 }
 
 #[test]
@@ -118,7 +134,11 @@ fn malformed_bodies_close_the_connection_without_crashing() {
     stream.write_all_frame(&raw_frame(&huge));
     assert!(closed(&mut stream));
     // Truncated: a header and half a body.
-    let full = frame(ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(Some(vec![Default::default()])));
+    let full = frame(
+        ApiKey::Metadata,
+        9,
+        &MetadataRequest::default().with_topics(Some(vec![Default::default()])),
+    );
     for cut in [8usize, 12, full.len() - 6] {
         let mut stream = node.connect();
         stream.write_all_frame(&raw_frame(&full[4..cut]));
@@ -147,10 +167,18 @@ fn produce_errors_use_the_protocols_codes() {
     corrupt[last] ^= 0xff;
     assert_eq!(produce(&node, "ok", corrupt), 2, "CORRUPT_MESSAGE");
 
-    assert_eq!(produce(&node, "bad topic!", good.clone()), 17, "INVALID_TOPIC_EXCEPTION");
+    assert_eq!(
+        produce(&node, "bad topic!", good.clone()),
+        17,
+        "INVALID_TOPIC_EXCEPTION"
+    );
 
     // Half a batch.
-    assert_eq!(produce(&node, "ok", good[..good.len() / 2].to_vec()), 2, "CORRUPT_MESSAGE");
+    assert_eq!(
+        produce(&node, "ok", good[..good.len() / 2].to_vec()),
+        2,
+        "CORRUPT_MESSAGE"
+    );
     still_serves(&node);
 }
 
@@ -165,4 +193,3 @@ impl WriteFrame for std::net::TcpStream {
         let _ = self.write_all(bytes);
     }
 }
-

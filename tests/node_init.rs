@@ -17,11 +17,19 @@ fn scratch(node_file: Option<&str>) -> Scratch {
     let root = dir.path().join("root");
     std::fs::create_dir_all(&boot).unwrap();
     std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(root.join("etc/hosts"), "127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n").unwrap();
+    std::fs::write(
+        root.join("etc/hosts"),
+        "127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n",
+    )
+    .unwrap();
     if let Some(text) = node_file {
         std::fs::write(boot.join("bramble-node.toml"), text).unwrap();
     }
-    Scratch { _dir: dir, boot, root }
+    Scratch {
+        _dir: dir,
+        boot,
+        root,
+    }
 }
 
 fn init(s: &Scratch) -> Output {
@@ -44,9 +52,16 @@ fn tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, std::time::SystemTime)> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let rel = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 let meta = std::fs::metadata(&path).unwrap();
-                files.insert(rel, (std::fs::read(&path).unwrap(), meta.modified().unwrap()));
+                files.insert(
+                    rel,
+                    (std::fs::read(&path).unwrap(), meta.modified().unwrap()),
+                );
             }
         }
     }
@@ -63,7 +78,11 @@ const CLUSTER_NODE_2: &str = "id = 2\nservers = [\"bramble-1\", \"bramble-2\", \
 fn first_boot_writes_exactly_the_expected_files() {
     let s = scratch(Some(CLUSTER_NODE_2));
     let out = init(&s);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let files: Vec<String> = tree(&s.root).into_keys().collect();
     assert_eq!(
         files,
@@ -78,26 +97,46 @@ fn first_boot_writes_exactly_the_expected_files() {
     );
     assert_eq!(text(&s.root, "var/lib/zookeeper/myid"), "2\n");
     assert_eq!(text(&s.root, "etc/hostname"), "bramble-2\n");
-    assert_eq!(text(&s.root, "etc/hosts"), "127.0.0.1\tlocalhost\n127.0.1.1\tbramble-2\n");
+    assert_eq!(
+        text(&s.root, "etc/hosts"),
+        "127.0.0.1\tlocalhost\n127.0.1.1\tbramble-2\n"
+    );
     let meta = text(&s.root, "var/lib/kafka-logs/meta.properties");
-    assert!(meta.contains("broker.id=2\n") && meta.contains("cluster.id="), "{meta}");
+    assert!(
+        meta.contains("broker.id=2\n") && meta.contains("cluster.id="),
+        "{meta}"
+    );
     let config = text(&s.root, "etc/bramble/bramble.toml");
     assert!(config.contains("[node]\nid = 2\n"), "{config}");
     assert!(config.contains("log_dirs = [\"/var/lib/kafka-logs\"]"));
     assert!(config.contains("data_dir = \"/var/lib/zookeeper\""));
-    assert!(config.contains("servers = { 1 = \"bramble-1:2888\", 2 = \"bramble-2:2888\", 3 = \"bramble-3:2888\" }"));
+    assert!(config.contains(
+        "servers = { 1 = \"bramble-1:2888\", 2 = \"bramble-2:2888\", 3 = \"bramble-3:2888\" }"
+    ));
     let log = text(&s.boot, "bramble-firstboot.log");
-    assert!(log.contains("bramble node init: ok: node 2 (bramble-2) initialised"), "{log}");
-    assert_eq!(tree(&s.boot).len(), 2, "the boot partition gains only the log");
+    assert!(
+        log.contains("bramble node init: ok: node 2 (bramble-2) initialised"),
+        "{log}"
+    );
+    assert_eq!(
+        tree(&s.boot).len(),
+        2,
+        "the boot partition gains only the log"
+    );
 }
 
 #[test]
 fn every_node_of_a_cluster_gets_the_same_cluster_id() {
     let cluster_id = |id: u32| {
-        let s = scratch(Some(&CLUSTER_NODE_2.replace("id = 2", &format!("id = {id}"))));
+        let s = scratch(Some(
+            &CLUSTER_NODE_2.replace("id = 2", &format!("id = {id}")),
+        ));
         assert!(init(&s).status.success());
         let meta = text(&s.root, "var/lib/kafka-logs/meta.properties");
-        meta.lines().find(|l| l.starts_with("cluster.id=")).unwrap().to_string()
+        meta.lines()
+            .find(|l| l.starts_with("cluster.id="))
+            .unwrap()
+            .to_string()
     };
     assert_eq!(cluster_id(1), cluster_id(3));
 }
@@ -109,9 +148,21 @@ fn a_second_run_changes_nothing() {
     let (root_before, boot_before) = (tree(&s.root), tree(&s.boot));
     std::thread::sleep(std::time::Duration::from_millis(20));
     let out = init(&s);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(tree(&s.root), root_before, "contents and modification times unchanged");
-    assert_eq!(tree(&s.boot), boot_before, "nothing appended to the boot log");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        tree(&s.root),
+        root_before,
+        "contents and modification times unchanged"
+    );
+    assert_eq!(
+        tree(&s.boot),
+        boot_before,
+        "nothing appended to the boot log"
+    );
 }
 
 #[test]
@@ -121,10 +172,17 @@ fn a_run_cut_short_after_myid_is_completed_next_boot() {
     std::fs::create_dir_all(s.root.join("var/lib/zookeeper")).unwrap();
     std::fs::write(s.root.join("var/lib/zookeeper/myid"), "3\n").unwrap();
     let out = init(&s);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(text(&s.root, "var/lib/bramble/firstboot.done"), "id = 3\n");
     assert!(text(&s.root, "etc/bramble/bramble.toml").contains("[node]\nid = 3\n"));
-    assert!(!text(&s.root, "etc/bramble/bramble.toml").contains("[cluster]"), "single node without servers");
+    assert!(
+        !text(&s.root, "etc/bramble/bramble.toml").contains("[cluster]"),
+        "single node without servers"
+    );
     assert!(text(&s.root, "var/lib/kafka-logs/meta.properties").contains("broker.id=3\n"));
 }
 
@@ -160,7 +218,10 @@ fn bad_or_missing_ids_fail_and_are_logged_on_the_boot_partition() {
         (Some("id = 0\n"), "from 1 to 255"),
         (Some("id = 300\n"), "from 1 to 255"),
         (Some("id = \"two\"\n"), "from 1 to 255"),
-        (Some("id = 4\nservers = [\"a\", \"b\", \"c\"]\n"), "not one of the servers"),
+        (
+            Some("id = 4\nservers = [\"a\", \"b\", \"c\"]\n"),
+            "not one of the servers",
+        ),
     ];
     for (node_file, reason) in cases {
         let s = scratch(node_file);
@@ -169,9 +230,16 @@ fn bad_or_missing_ids_fail_and_are_logged_on_the_boot_partition() {
         assert!(!out.status.success(), "{node_file:?} must fail");
         assert!(stderr.contains(reason), "{node_file:?}: stderr {stderr}");
         let log = text(&s.boot, "bramble-firstboot.log");
-        assert!(log.contains("bramble node init: FAILED:") && log.contains(reason), "{node_file:?}: {log}");
+        assert!(
+            log.contains("bramble node init: FAILED:") && log.contains(reason),
+            "{node_file:?}: {log}"
+        );
         let written: Vec<String> = tree(&s.root).into_keys().collect();
-        assert_eq!(written, ["etc/hosts"], "{node_file:?}: nothing written on failure");
+        assert_eq!(
+            written,
+            ["etc/hosts"],
+            "{node_file:?}: nothing written on failure"
+        );
     }
 }
 
@@ -185,5 +253,9 @@ fn failures_append_to_the_boot_log() {
     let log = text(&s.boot, "bramble-firstboot.log");
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 3, "{log}");
-    assert!(lines[0].contains("FAILED") && lines[1].contains("FAILED") && lines[2].contains("ok: node 1"));
+    assert!(
+        lines[0].contains("FAILED")
+            && lines[1].contains("FAILED")
+            && lines[2].contains("ok: node 1")
+    );
 }

@@ -11,7 +11,9 @@ use support::free_port;
 
 fn receive(socket: &UnixDatagram) -> String {
     let mut buf = [0u8; 512];
-    let n = socket.recv(&mut buf).expect("no notification within the timeout");
+    let n = socket
+        .recv(&mut buf)
+        .expect("no notification within the timeout");
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
@@ -20,7 +22,9 @@ fn serve_notifies_ready_watchdog_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let notify_path = dir.path().join("notify");
     let socket = UnixDatagram::bind(&notify_path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let kafka = format!("127.0.0.1:{}", free_port());
     let zk = format!("127.0.0.1:{}", free_port());
     let config = format!(
@@ -43,16 +47,30 @@ fn serve_notifies_ready_watchdog_and_stopping() {
 
     let ready = receive(&socket);
     // READY is sent only after both listeners are bound.
-    assert!(std::net::TcpStream::connect(&kafka).is_ok() && std::net::TcpStream::connect(&zk).is_ok());
+    assert!(
+        std::net::TcpStream::connect(&kafka).is_ok() && std::net::TcpStream::connect(&zk).is_ok()
+    );
     let mut messages = vec![ready];
     let deadline = Instant::now() + Duration::from_secs(5);
     while messages.iter().filter(|m| *m == "WATCHDOG=1").count() < 2 && Instant::now() < deadline {
         messages.push(receive(&socket));
     }
-    assert!(messages.iter().any(|m| m.starts_with("READY=1\nSTATUS=serving as node 7")), "{messages:?}");
-    assert!(messages.iter().filter(|m| *m == "WATCHDOG=1").count() >= 2, "{messages:?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("READY=1\nSTATUS=serving as node 7")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().filter(|m| *m == "WATCHDOG=1").count() >= 2,
+        "{messages:?}"
+    );
 
-    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
     let mut last = receive(&socket);
     while last == "WATCHDOG=1" {

@@ -29,7 +29,12 @@ impl Layout {
     fn new(boot_mib: u32, root_mib: u64) -> Layout {
         let boot_offset = BOOT_START_MIB * MIB;
         let boot_bytes = u64::from(boot_mib) * MIB;
-        Layout { boot_offset, boot_bytes, root_offset: boot_offset + boot_bytes, root_bytes: root_mib * MIB }
+        Layout {
+            boot_offset,
+            boot_bytes,
+            root_offset: boot_offset + boot_bytes,
+            root_bytes: root_mib * MIB,
+        }
     }
 
     fn total_bytes(&self) -> u64 {
@@ -57,7 +62,11 @@ pub fn disk_id(args: &Args, epoch: u64) -> u32 {
 
 /// Build the Debian image(s) from `rootfs`; returns the raw image files.
 pub fn build(args: &Args, rootfs: &Path, binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    anyhow::ensure!(rootfs.is_dir(), "root file system {} is not a directory", rootfs.display());
+    anyhow::ensure!(
+        rootfs.is_dir(),
+        "root file system {} is not a directory",
+        rootfs.display()
+    );
     let epoch = source_date_epoch();
     let disk_id = disk_id(args, epoch);
     let work = args.out.join(".build");
@@ -71,19 +80,44 @@ pub fn build(args: &Args, rootfs: &Path, binary: &Path) -> anyhow::Result<Vec<Pa
             .rfind(|n| n.starts_with(prefix))
     };
     let generated = vec![
-        ("config.txt", boot::config_txt(args.arch, name_of("vmlinuz-").as_deref(), name_of("initrd.img-").as_deref())),
+        (
+            "config.txt",
+            boot::config_txt(
+                args.arch,
+                name_of("vmlinuz-").as_deref(),
+                name_of("initrd.img-").as_deref(),
+            ),
+        ),
         ("cmdline.txt", boot::cmdline(disk_id)),
         ("bramble-node.toml", boot::node_file(1, None)),
     ];
     let boot_fat = work.join("boot.vfat");
-    boot::make_fat(&boot_fat, args.boot_mib, disk_id, &firmware, &generated, epoch)?;
+    boot::make_fat(
+        &boot_fat,
+        args.boot_mib,
+        disk_id,
+        &firmware,
+        &generated,
+        epoch,
+    )?;
 
     let content = tree_bytes(rootfs)? + std::fs::metadata(binary)?.len();
     let root_mib = (content + content / 4).div_ceil(MIB) + u64::from(args.root_free_mib);
     let root_mib = root_mib.div_ceil(4) * 4;
     let root_ext4 = work.join("root.ext4");
-    make_ext4(&root_ext4, rootfs, root_mib, &format!("{epoch}-{}", args.arch.name()), epoch)?;
-    let entries = overlay::entries(&work.join("overlay"), binary, args.ssh_key.as_deref(), overlay::Flavour::Debian { disk_id })?;
+    make_ext4(
+        &root_ext4,
+        rootfs,
+        root_mib,
+        &format!("{epoch}-{}", args.arch.name()),
+        epoch,
+    )?;
+    let entries = overlay::entries(
+        &work.join("overlay"),
+        binary,
+        args.ssh_key.as_deref(),
+        overlay::Flavour::Debian { disk_id },
+    )?;
     overlay::apply(&root_ext4, 0, &entries, epoch)?;
 
     let layout = Layout::new(args.boot_mib, root_mib);
@@ -100,13 +134,32 @@ pub fn stamp_nodes(args: &Args, image: &Path, boot_offset: u64) -> anyhow::Resul
         std::fs::write(args.out.join("bramble-node.toml"), boot::node_file(1, None))?;
         return Ok(vec![image.to_path_buf()]);
     };
-    anyhow::ensure!((1..=255).contains(&nodes), "--nodes must be between 1 and 255");
-    let stem = image.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    anyhow::ensure!(
+        (1..=255).contains(&nodes),
+        "--nodes must be between 1 and 255"
+    );
+    let stem = image
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut images = Vec::new();
     for n in 1..=nodes {
         let copy = image.with_file_name(format!("{stem}-node{n}.img"));
-        tools::run("cp", &["--sparse=always", &image.to_string_lossy(), &copy.to_string_lossy()], &[])?;
-        boot::put_file(&copy, boot_offset, "bramble-node.toml", &boot::node_file(n, Some(nodes)))?;
+        tools::run(
+            "cp",
+            &[
+                "--sparse=always",
+                &image.to_string_lossy(),
+                &copy.to_string_lossy(),
+            ],
+            &[],
+        )?;
+        boot::put_file(
+            &copy,
+            boot_offset,
+            "bramble-node.toml",
+            &boot::node_file(n, Some(nodes)),
+        )?;
         images.push(copy);
     }
     std::fs::remove_file(image)?;
@@ -115,15 +168,37 @@ pub fn stamp_nodes(args: &Args, image: &Path, boot_offset: u64) -> anyhow::Resul
 
 /// `mkfs.ext4 -d`: the root file system from a directory, with a UUID and hash seed derived
 /// from `seed` and timestamps from `epoch` (E2FSPROGS_FAKE_TIME), so rebuilds match.
-fn make_ext4(path: &Path, rootfs: &Path, size_mib: u64, seed: &str, epoch: u64) -> anyhow::Result<()> {
+fn make_ext4(
+    path: &Path,
+    rootfs: &Path,
+    size_mib: u64,
+    seed: &str,
+    epoch: u64,
+) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(path);
     let uuid = tools::derived_uuid(seed);
     let options = format!("hash_seed={uuid},root_owner=0:0");
     tools::run(
         "mkfs.ext4",
         &[
-            "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "1", "-L", "RASPIROOT", "-U", &uuid, "-E", &options, "-d",
-            &rootfs.to_string_lossy(), &path.to_string_lossy(), &format!("{size_mib}M"),
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-b",
+            "4096",
+            "-m",
+            "1",
+            "-L",
+            "RASPIROOT",
+            "-U",
+            &uuid,
+            "-E",
+            &options,
+            "-d",
+            &rootfs.to_string_lossy(),
+            &path.to_string_lossy(),
+            &format!("{size_mib}M"),
         ],
         &[("E2FSPROGS_FAKE_TIME", epoch.to_string())],
     )?;
@@ -148,11 +223,26 @@ fn tree_bytes(dir: &Path) -> anyhow::Result<u64> {
 }
 
 /// Create the image file, write its partition table, copy both partitions in.
-fn write_image(image: &Path, layout: &Layout, disk_id: u32, boot_fat: &Path, root_ext4: &Path) -> anyhow::Result<()> {
+fn write_image(
+    image: &Path,
+    layout: &Layout,
+    disk_id: u32,
+    boot_fat: &Path,
+    root_ext4: &Path,
+) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(image);
     std::fs::File::create(image)?.set_len(layout.total_bytes())?;
     // Table first: sfdisk would warn about (and may wipe) signatures it finds in the way.
-    tools::run_with_input("sfdisk", &["--quiet", "--no-reread", "--no-tell-kernel", &image.to_string_lossy()], &layout.sfdisk_script(disk_id))?;
+    tools::run_with_input(
+        "sfdisk",
+        &[
+            "--quiet",
+            "--no-reread",
+            "--no-tell-kernel",
+            &image.to_string_lossy(),
+        ],
+        &layout.sfdisk_script(disk_id),
+    )?;
     copy_at(boot_fat, image, layout.boot_offset, layout.boot_bytes)?;
     copy_at(root_ext4, image, layout.root_offset, layout.root_bytes)?;
     Ok(())
@@ -163,7 +253,11 @@ fn write_image(image: &Path, layout: &Layout, disk_id: u32, boot_fat: &Path, roo
 pub fn copy_at(source: &Path, image: &Path, offset: u64, room: u64) -> anyhow::Result<()> {
     let mut input = std::fs::File::open(source)?;
     let length = input.metadata()?.len();
-    anyhow::ensure!(length <= room, "{} ({length} bytes) does not fit its partition ({room} bytes)", source.display());
+    anyhow::ensure!(
+        length <= room,
+        "{} ({length} bytes) does not fit its partition ({room} bytes)",
+        source.display()
+    );
     let mut output = std::fs::OpenOptions::new().write(true).open(image)?;
     let mut block = vec![0u8; 1 << 16];
     let mut at = offset;
@@ -207,7 +301,10 @@ pub fn finish(args: &Args, images: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         };
         let sum = tools::run("sha256sum", &[&artefact.to_string_lossy()], &[])?;
         let hash = sum.split_whitespace().next().unwrap_or_default();
-        let name = artefact.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = artefact
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let sum_path = PathBuf::from(format!("{}.sha256", artefact.display()));
         std::fs::write(&sum_path, format!("{hash}  {name}\n"))?;
         outputs.push(artefact);

@@ -33,28 +33,55 @@ pub fn partition_offsets(image: &Path) -> anyhow::Result<(u64, u64)> {
     let json = tools::run("sfdisk", &["--json", &image.to_string_lossy()], &[])?;
     let dump: Dump = serde_json::from_str(&json)?;
     let sector = dump.partitiontable.sectorsize.unwrap_or(512);
-    let find = |kinds: &[&str]| dump.partitiontable.partitions.iter().find(|p| kinds.contains(&p.kind.as_str())).map(|p| p.start * sector);
-    let boot = find(&["c", "b", "e"]).ok_or_else(|| anyhow::anyhow!("{} has no FAT partition", image.display()))?;
-    let root = find(&["83"]).ok_or_else(|| anyhow::anyhow!("{} has no Linux partition", image.display()))?;
+    let find = |kinds: &[&str]| {
+        dump.partitiontable
+            .partitions
+            .iter()
+            .find(|p| kinds.contains(&p.kind.as_str()))
+            .map(|p| p.start * sector)
+    };
+    let boot = find(&["c", "b", "e"])
+        .ok_or_else(|| anyhow::anyhow!("{} has no FAT partition", image.display()))?;
+    let root = find(&["83"])
+        .ok_or_else(|| anyhow::anyhow!("{} has no Linux partition", image.display()))?;
     Ok((boot, root))
 }
 
 /// Copy (or decompress) the base image into `--out` and write bramble into it.
 pub fn build(args: &Args, base: &Path, binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let image = args.out.join(format!("bramble-raspios-{}.img", args.arch.name()));
+    let image = args
+        .out
+        .join(format!("bramble-raspios-{}.img", args.arch.name()));
     let base_str = base.to_string_lossy();
     if base_str.ends_with(".xz") {
         let output = std::fs::File::create(&image)?;
-        let status = std::process::Command::new("xz").args(["-dc", &base_str]).stdout(output).status()?;
+        let status = std::process::Command::new("xz")
+            .args(["-dc", &base_str])
+            .stdout(output)
+            .status()?;
         anyhow::ensure!(status.success(), "xz -dc {base_str} failed");
     } else {
-        tools::run("cp", &["--sparse=always", &base_str, &image.to_string_lossy()], &[])?;
+        tools::run(
+            "cp",
+            &["--sparse=always", &base_str, &image.to_string_lossy()],
+            &[],
+        )?;
     }
     let (boot_offset, root_offset) = partition_offsets(&image)?;
     let work = args.out.join(".build");
-    let entries = overlay::entries(&work.join("overlay"), binary, args.ssh_key.as_deref(), overlay::Flavour::RaspiOs)?;
+    let entries = overlay::entries(
+        &work.join("overlay"),
+        binary,
+        args.ssh_key.as_deref(),
+        overlay::Flavour::RaspiOs,
+    )?;
     overlay::apply(&image, root_offset, &entries, source_date_epoch())?;
     std::fs::remove_dir_all(&work)?;
-    crate::boot::put_file(&image, boot_offset, "bramble-node.toml", &crate::boot::node_file(1, None))?;
+    crate::boot::put_file(
+        &image,
+        boot_offset,
+        "bramble-node.toml",
+        &crate::boot::node_file(1, None),
+    )?;
     assemble::stamp_nodes(args, &image, boot_offset)
 }

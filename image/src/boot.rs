@@ -13,20 +13,35 @@ pub fn node_file(id: u32, nodes: Option<u32>) -> String {
          # Edit this file on any PC after flashing. Give every node its own id.\n\
          # If first boot fails, it says why in bramble-firstboot.log next to this file.\n\n",
     );
-    let _ = writeln!(text, "# This node's id, 1 to 255 (written to /var/lib/zookeeper/myid).");
+    let _ = writeln!(
+        text,
+        "# This node's id, 1 to 255 (written to /var/lib/zookeeper/myid)."
+    );
     let _ = writeln!(text, "id = {id}\n");
-    let _ = writeln!(text, "# hostname = \"bramble-{id}\"          # default: bramble-<id>");
-    let _ = writeln!(text, "# address = \"192.168.1.2{id}/24\"     # static address instead of DHCP");
+    let _ = writeln!(
+        text,
+        "# hostname = \"bramble-{id}\"          # default: bramble-<id>"
+    );
+    let _ = writeln!(
+        text,
+        "# address = \"192.168.1.2{id}/24\"     # static address instead of DHCP"
+    );
     let _ = writeln!(text, "# gateway = \"192.168.1.1\"");
     let _ = writeln!(text, "# dns = [\"192.168.1.1\"]\n");
-    let _ = writeln!(text, "# The cluster's nodes, by id (a list means ids 1, 2, 3…); absent: a single node.");
+    let _ = writeln!(
+        text,
+        "# The cluster's nodes, by id (a list means ids 1, 2, 3…); absent: a single node."
+    );
     match nodes {
         Some(n) if n > 1 => {
             let peers: Vec<String> = (1..=n).map(|i| format!("\"bramble-{i}.local\"")).collect();
             let _ = writeln!(text, "servers = [{}]", peers.join(", "));
         }
         _ => {
-            let _ = writeln!(text, "# servers = [\"bramble-1.local\", \"bramble-2.local\", \"bramble-3.local\"]");
+            let _ = writeln!(
+                text,
+                "# servers = [\"bramble-1.local\", \"bramble-2.local\", \"bramble-3.local\"]"
+            );
         }
     }
     text
@@ -62,7 +77,12 @@ pub fn config_txt(arch: Arch, kernel: Option<&str>, initrd: Option<&str>) -> Str
 pub fn firmware_files(rootfs: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let list = |dir: &Path| -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect())
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file())
+                    .collect()
+            })
             .unwrap_or_default();
         files.sort();
         files
@@ -73,14 +93,27 @@ pub fn firmware_files(rootfs: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     let mut files = list(&rootfs.join("usr/lib/raspi-firmware"));
     let boot = list(&rootfs.join("boot"));
-    let newest = |prefix: &str| boot.iter().rfind(|p| file_name(p).starts_with(prefix)).cloned();
+    let newest = |prefix: &str| {
+        boot.iter()
+            .rfind(|p| file_name(p).starts_with(prefix))
+            .cloned()
+    };
     files.extend(newest("vmlinuz-"));
     files.extend(newest("initrd.img-"));
     if let Ok(kernels) = std::fs::read_dir(rootfs.join("usr/lib")) {
-        for kernel_dir in kernels.filter_map(Result::ok).filter(|e| file_name(&e.path()).starts_with("linux-image-")) {
+        for kernel_dir in kernels
+            .filter_map(Result::ok)
+            .filter(|e| file_name(&e.path()).starts_with("linux-image-"))
+        {
             // arm64 kernels keep device trees under broadcom/, armhf (armmp) ones flat.
             for dir in [kernel_dir.path().join("broadcom"), kernel_dir.path()] {
-                let pi = |p: &PathBuf| ["bcm2709", "bcm2710", "bcm2711", "bcm2835", "bcm2836", "bcm2837"].iter().any(|soc| file_name(p).starts_with(soc));
+                let pi = |p: &PathBuf| {
+                    [
+                        "bcm2709", "bcm2710", "bcm2711", "bcm2835", "bcm2836", "bcm2837",
+                    ]
+                    .iter()
+                    .any(|soc| file_name(p).starts_with(soc))
+                };
                 files.extend(list(&dir).into_iter().filter(pi));
             }
         }
@@ -89,13 +122,25 @@ pub fn firmware_files(rootfs: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Make the FAT32 file system at `path` (`size_mib`), labelled RASPIFIRM like Debian's images,
 /// holding `files` plus the generated ones. Timestamps are `epoch` (mcopy -m keeps them).
-pub fn make_fat(path: &Path, size_mib: u32, volume_id: u32, files: &[PathBuf], generated: &[(&str, String)], epoch: u64) -> anyhow::Result<()> {
-    anyhow::ensure!(size_mib >= 33, "--boot-mib must be at least 33 (FAT32's minimum)");
+pub fn make_fat(
+    path: &Path,
+    size_mib: u32,
+    volume_id: u32,
+    files: &[PathBuf],
+    generated: &[(&str, String)],
+    epoch: u64,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        size_mib >= 33,
+        "--boot-mib must be at least 33 (FAT32's minimum)"
+    );
     let _ = std::fs::remove_file(path);
     let kib = (u64::from(size_mib) * 1024).to_string();
     let id = format!("{volume_id:08x}");
@@ -122,11 +167,17 @@ pub fn make_fat(path: &Path, size_mib: u32, volume_id: u32, files: &[PathBuf], g
     }
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch);
     for source in &sources {
-        std::fs::File::options().write(true).open(source)?.set_modified(time)?;
+        std::fs::File::options()
+            .write(true)
+            .open(source)?
+            .set_modified(time)?;
     }
     if !sources.is_empty() {
         let mut args = vec!["-i", &path_str, "-o", "-m"];
-        let names: Vec<String> = sources.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = sources
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
         args.extend(names.iter().map(String::as_str));
         args.push("::/");
         tools::run("mcopy", &args, &[])?;
@@ -141,7 +192,17 @@ pub fn put_file(image: &Path, offset: u64, name: &str, contents: &str) -> anyhow
     let source = staging.join(name);
     std::fs::write(&source, contents)?;
     let target = format!("{}@@{offset}", image.display());
-    let result = tools::run("mcopy", &["-i", &target, "-o", &source.to_string_lossy(), &format!("::/{name}")], &[]);
+    let result = tools::run(
+        "mcopy",
+        &[
+            "-i",
+            &target,
+            "-o",
+            &source.to_string_lossy(),
+            &format!("::/{name}"),
+        ],
+        &[],
+    );
     std::fs::remove_dir_all(&staging)?;
     result.map(|_| ())
 }
@@ -156,7 +217,9 @@ mod tests {
         assert!(generic.contains("\nid = 1\n") && generic.contains("# servers ="));
         let second = node_file(2, Some(3));
         assert!(second.contains("\nid = 2\n"));
-        assert!(second.contains("servers = [\"bramble-1.local\", \"bramble-2.local\", \"bramble-3.local\"]\n"));
+        assert!(second.contains(
+            "servers = [\"bramble-1.local\", \"bramble-2.local\", \"bramble-3.local\"]\n"
+        ));
     }
 
     #[test]

@@ -107,12 +107,19 @@ pub fn source_date_epoch() -> u64 {
     std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        })
 }
 
 /// The workspace root (this crate lives in `<root>/image`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn main() -> std::process::ExitCode {
@@ -131,7 +138,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let binary = match &args.binary {
         Some(path) => path.clone(),
         None => {
-            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| workspace_root().join("target"), PathBuf::from);
             target.join(args.arch.triple()).join("release/bramble")
         }
     };
@@ -157,6 +165,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
         let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
         println!("{}\t{} bytes", path.display(), bytes);
     }
-    eprintln!("cargo image: done in {:.1}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "cargo image: done in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

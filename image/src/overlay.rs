@@ -20,7 +20,11 @@ pub enum Entry {
     /// A directory (parents are created as needed).
     Dir { path: String, mode: u32 },
     /// A file copied from the host.
-    File { path: String, source: PathBuf, mode: u32 },
+    File {
+        path: String,
+        source: PathBuf,
+        mode: u32,
+    },
     /// A symbolic link.
     Symlink { path: String, target: String },
 }
@@ -38,22 +42,50 @@ pub enum Flavour {
 }
 
 /// Build the entry list; generated files are written into `staging`.
-pub fn entries(staging: &Path, binary: &Path, ssh_key: Option<&Path>, flavour: Flavour) -> anyhow::Result<Vec<Entry>> {
+pub fn entries(
+    staging: &Path,
+    binary: &Path,
+    ssh_key: Option<&Path>,
+    flavour: Flavour,
+) -> anyhow::Result<Vec<Entry>> {
     std::fs::create_dir_all(staging)?;
     let stage = |name: &str, contents: &str| -> anyhow::Result<PathBuf> {
         let path = staging.join(name);
         std::fs::write(&path, contents)?;
         Ok(path)
     };
-    let dir = |path: &str, mode: u32| Entry::Dir { path: path.into(), mode };
-    let file = |path: &str, source: PathBuf, mode: u32| Entry::File { path: path.into(), source, mode };
+    let dir = |path: &str, mode: u32| Entry::Dir {
+        path: path.into(),
+        mode,
+    };
+    let file = |path: &str, source: PathBuf, mode: u32| Entry::File {
+        path: path.into(),
+        source,
+        mode,
+    };
     let mut list = vec![
         file("/usr/bin/bramble", binary.to_path_buf(), 0o755),
-        file("/usr/lib/systemd/system/bramble.service", stage("bramble.service", BRAMBLE_SERVICE)?, 0o644),
-        file("/usr/lib/systemd/system/bramble-firstboot.service", stage("bramble-firstboot.service", FIRSTBOOT_SERVICE)?, 0o644),
-        file("/usr/lib/sysusers.d/bramble.conf", stage("bramble.sysusers", SYSUSERS)?, 0o644),
+        file(
+            "/usr/lib/systemd/system/bramble.service",
+            stage("bramble.service", BRAMBLE_SERVICE)?,
+            0o644,
+        ),
+        file(
+            "/usr/lib/systemd/system/bramble-firstboot.service",
+            stage("bramble-firstboot.service", FIRSTBOOT_SERVICE)?,
+            0o644,
+        ),
+        file(
+            "/usr/lib/sysusers.d/bramble.conf",
+            stage("bramble.sysusers", SYSUSERS)?,
+            0o644,
+        ),
         dir("/etc/bramble", 0o755),
-        file("/etc/bramble/bramble.toml.example", stage("bramble.toml.example", CONFIG_EXAMPLE)?, 0o644),
+        file(
+            "/etc/bramble/bramble.toml.example",
+            stage("bramble.toml.example", CONFIG_EXAMPLE)?,
+            0o644,
+        ),
         dir("/var/lib/zookeeper", 0o750),
         dir("/var/lib/kafka-logs", 0o750),
         dir("/var/lib/bramble", 0o755),
@@ -76,9 +108,17 @@ pub fn entries(staging: &Path, binary: &Path, ssh_key: Option<&Path>, flavour: F
         list.push(file("/etc/fstab", stage("fstab", &fstab)?, 0o644));
         list.push(dir("/boot/firmware", 0o755));
         list.push(dir("/etc/systemd/network", 0o755));
-        list.push(file("/etc/systemd/network/20-wired.network", stage("20-wired.network", WIRED_NETWORK)?, 0o644));
+        list.push(file(
+            "/etc/systemd/network/20-wired.network",
+            stage("20-wired.network", WIRED_NETWORK)?,
+            0o644,
+        ));
         // First boot sets the real hostname; until then the image is "bramble".
-        list.push(file("/etc/hostname", stage("hostname", "bramble\n")?, 0o644));
+        list.push(file(
+            "/etc/hostname",
+            stage("hostname", "bramble\n")?,
+            0o644,
+        ));
         for unit in ["systemd-networkd.service", "systemd-resolved.service"] {
             list.push(Entry::Symlink {
                 path: format!("/etc/systemd/system/multi-user.target.wants/{unit}"),
@@ -87,10 +127,19 @@ pub fn entries(staging: &Path, binary: &Path, ssh_key: Option<&Path>, flavour: F
         }
     }
     if let Some(key) = ssh_key {
-        let text = std::fs::read_to_string(key).map_err(|e| anyhow::anyhow!("--ssh-key {}: {e}", key.display()))?;
-        anyhow::ensure!(text.starts_with("ssh-") || text.starts_with("ecdsa-"), "--ssh-key {} is not an SSH public key", key.display());
+        let text = std::fs::read_to_string(key)
+            .map_err(|e| anyhow::anyhow!("--ssh-key {}: {e}", key.display()))?;
+        anyhow::ensure!(
+            text.starts_with("ssh-") || text.starts_with("ecdsa-"),
+            "--ssh-key {} is not an SSH public key",
+            key.display()
+        );
         list.push(dir("/root/.ssh", 0o700));
-        list.push(file("/root/.ssh/authorized_keys", stage("authorized_keys", &text)?, 0o600));
+        list.push(file(
+            "/root/.ssh/authorized_keys",
+            stage("authorized_keys", &text)?,
+            0o600,
+        ));
     }
     Ok(list)
 }
@@ -101,7 +150,11 @@ pub fn debugfs_script(entries: &[Entry], epoch: u64) -> String {
     let mut made = std::collections::BTreeSet::new();
     let mut mkdirs = |script: &mut String, path: &str| {
         let mut at = String::new();
-        for part in path.trim_start_matches('/').split('/').filter(|p| !p.is_empty()) {
+        for part in path
+            .trim_start_matches('/')
+            .split('/')
+            .filter(|p| !p.is_empty())
+        {
             at.push('/');
             at.push_str(part);
             if made.insert(at.clone()) {
@@ -109,7 +162,11 @@ pub fn debugfs_script(entries: &[Entry], epoch: u64) -> String {
             }
         }
     };
-    let parent = |path: &str| path.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
+    let parent = |path: &str| {
+        path.rsplit_once('/')
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_default()
+    };
     for entry in entries {
         match entry {
             Entry::Dir { path, mode } => {
@@ -148,7 +205,11 @@ fn owner_and_time(script: &mut String, path: &str, epoch: u64) {
 pub fn apply(image: &Path, offset: u64, entries: &[Entry], epoch: u64) -> anyhow::Result<()> {
     for entry in entries {
         if let Entry::File { source, .. } = entry {
-            anyhow::ensure!(!source.to_string_lossy().contains(char::is_whitespace), "debugfs cannot take the path {}", source.display());
+            anyhow::ensure!(
+                !source.to_string_lossy().contains(char::is_whitespace),
+                "debugfs cannot take the path {}",
+                source.display()
+            );
         }
     }
     tools::debugfs_script(image, offset, &debugfs_script(entries, epoch))
@@ -161,8 +222,15 @@ mod tests {
     #[test]
     fn the_script_makes_parents_once_and_owns_everything_by_root() {
         let entries = vec![
-            Entry::Dir { path: "/var/lib/zookeeper".into(), mode: 0o750 },
-            Entry::File { path: "/var/lib/bramble/x".into(), source: "/tmp/x".into(), mode: 0o644 },
+            Entry::Dir {
+                path: "/var/lib/zookeeper".into(),
+                mode: 0o750,
+            },
+            Entry::File {
+                path: "/var/lib/bramble/x".into(),
+                source: "/tmp/x".into(),
+                mode: 0o644,
+            },
         ];
         let script = debugfs_script(&entries, 7);
         assert_eq!(script.matches("mkdir /var\n").count(), 1);

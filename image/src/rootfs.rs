@@ -12,10 +12,25 @@ use crate::{tools, Args};
 
 /// Debian packages of the image, besides the essential set.
 pub const PACKAGES: &[&str] = &[
-    "systemd-sysv", "systemd-timesyncd", "systemd-resolved", "udev", "dbus", "kmod", "iproute2",
-    "openssh-server", "ca-certificates", "avahi-daemon", "libnss-mdns", "fake-hwclock",
-    "cloud-guest-utils", "e2fsprogs", "dosfstools", "initramfs-tools", "raspi-firmware",
-    "firmware-brcm80211", "wireless-regdb",
+    "systemd-sysv",
+    "systemd-timesyncd",
+    "systemd-resolved",
+    "udev",
+    "dbus",
+    "kmod",
+    "iproute2",
+    "openssh-server",
+    "ca-certificates",
+    "avahi-daemon",
+    "libnss-mdns",
+    "fake-hwclock",
+    "cloud-guest-utils",
+    "e2fsprogs",
+    "dosfstools",
+    "initramfs-tools",
+    "raspi-firmware",
+    "firmware-brcm80211",
+    "wireless-regdb",
 ];
 
 fn kernel(args: &Args) -> &'static str {
@@ -54,11 +69,26 @@ pub fn mmdebstrap_command(args: &Args, target: &Path) -> Vec<String> {
 
 /// Build (or reuse from the cache) the root file system; returns its directory.
 pub fn build(args: &Args) -> anyhow::Result<PathBuf> {
-    let key = tools::fnv64(0, format!("{}|{}|{}|{}", args.arch.debian(), args.mirror, PACKAGES.join(","), kernel(args)).as_bytes());
-    let dir = args.cache.join(format!("rootfs-{}-{key:016x}", args.arch.debian()));
+    let key = tools::fnv64(
+        0,
+        format!(
+            "{}|{}|{}|{}",
+            args.arch.debian(),
+            args.mirror,
+            PACKAGES.join(","),
+            kernel(args)
+        )
+        .as_bytes(),
+    );
+    let dir = args
+        .cache
+        .join(format!("rootfs-{}-{key:016x}", args.arch.debian()));
     let done = dir.with_extension("done");
     if done.exists() {
-        eprintln!("cargo image: using the cached root file system {}", dir.display());
+        eprintln!(
+            "cargo image: using the cached root file system {}",
+            dir.display()
+        );
         return Ok(dir);
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -68,8 +98,15 @@ pub fn build(args: &Args) -> anyhow::Result<PathBuf> {
         crate::Arch::Armv7 => "qemu-arm",
     };
     let register = Path::new("/usr/lib/binfmt.d").join(format!("{qemu}.conf"));
-    anyhow::ensure!(register.exists(), "{} is missing: install qemu-user-static", register.display());
-    let command: Vec<String> = mmdebstrap_command(args, &dir).iter().map(|a| shell_quote(a)).collect();
+    anyhow::ensure!(
+        register.exists(),
+        "{} is missing: install qemu-user-static",
+        register.display()
+    );
+    let command: Vec<String> = mmdebstrap_command(args, &dir)
+        .iter()
+        .map(|a| shell_quote(a))
+        .collect();
     // A user namespace with the whole subordinate id range mapped (--map-auto), its own
     // binfmt_misc (namespaced since Linux 6.7) with qemu registered, and mmdebstrap as "root".
     let script = format!(
@@ -78,8 +115,25 @@ pub fn build(args: &Args) -> anyhow::Result<PathBuf> {
         register.display(),
         command.join(" ")
     );
-    eprintln!("cargo image: mmdebstrap bookworm {} (about 30 minutes under qemu-user)…", args.arch.debian());
-    tools::run("unshare", &["--map-auto", "--map-root-user", "--mount", "--pid", "--fork", "--mount-proc", "sh", "-c", &script], &[])?;
+    eprintln!(
+        "cargo image: mmdebstrap bookworm {} (about 30 minutes under qemu-user)…",
+        args.arch.debian()
+    );
+    tools::run(
+        "unshare",
+        &[
+            "--map-auto",
+            "--map-root-user",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "sh",
+            "-c",
+            &script,
+        ],
+        &[],
+    )?;
     std::fs::write(&done, "")?;
     Ok(dir)
 }

@@ -7,7 +7,10 @@ use std::process::{Command, Stdio};
 /// Run `program args…`; fail with its stderr when it exits non-zero. Returns stdout.
 pub fn run(program: &str, args: &[&str], envs: &[(&str, String)]) -> anyhow::Result<String> {
     let mut command = Command::new(program);
-    command.args(args).stdin(Stdio::null()).env("MTOOLS_SKIP_CHECK", "1");
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .env("MTOOLS_SKIP_CHECK", "1");
     for (key, value) in envs {
         command.env(key, value);
     }
@@ -32,7 +35,11 @@ pub fn run_with_input(program: &str, args: &[&str], input: &str) -> anyhow::Resu
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| missing_tool(program, e))?;
-    child.stdin.take().map(|mut stdin| stdin.write_all(input.as_bytes())).transpose()?;
+    child
+        .stdin
+        .take()
+        .map(|mut stdin| stdin.write_all(input.as_bytes()))
+        .transpose()?;
     let output = child.wait_with_output()?;
     anyhow::ensure!(
         output.status.success(),
@@ -66,7 +73,10 @@ pub fn debugfs_script(image: &Path, offset: u64, script: &str) -> anyhow::Result
     std::fs::write(&script_path, script)?;
     let device = format!("{}?offset={offset}", image.display());
     let output = Command::new("debugfs")
-        .env("E2FSPROGS_FAKE_TIME", crate::source_date_epoch().to_string())
+        .env(
+            "E2FSPROGS_FAKE_TIME",
+            crate::source_date_epoch().to_string(),
+        )
         .arg("-w")
         .arg("-f")
         .arg(&script_path)
@@ -83,7 +93,11 @@ pub fn debugfs_script(image: &Path, offset: u64, script: &str) -> anyhow::Result
         .filter(|l| !l.starts_with("rm: File not found"))
         .collect();
     let first: Vec<&str> = problems.iter().take(3).copied().collect();
-    anyhow::ensure!(output.status.success() && problems.is_empty(), "debugfs on {device}: {}", first.join("; "));
+    anyhow::ensure!(
+        output.status.success() && problems.is_empty(),
+        "debugfs on {device}: {}",
+        first.join("; ")
+    );
     Ok(())
 }
 
@@ -102,7 +116,9 @@ pub fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 
 /// A stable 64-bit hash (FNV-1a) for ids derived from the build's inputs.
 pub fn fnv64(seed: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+    bytes.iter().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// A UUID string derived from `seed` text (for file system UUIDs and hash seeds).
@@ -115,5 +131,12 @@ pub fn derived_uuid(seed: &str) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }

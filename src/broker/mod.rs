@@ -96,9 +96,8 @@ impl Broker {
     pub fn open(config: BrokerConfig, node_id: i32) -> anyhow::Result<Broker> {
         let mut cluster_id: Option<String> = None;
         for dir in &config.log_dirs {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                anyhow::anyhow!("cannot create log dir {}: {e}", dir.display())
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create log dir {}: {e}", dir.display()))?;
             let meta = store::load_or_init_meta(dir, node_id, cluster_id.as_deref())?;
             match &cluster_id {
                 Some(id) if *id != meta.cluster_id => anyhow::bail!(
@@ -176,7 +175,15 @@ impl Broker {
             }
             self.partition_count
                 .fetch_add(partitions.len() as u32, Ordering::Relaxed);
-            topics.insert(name.clone(), Arc::new(Topic { name, id, config, partitions }));
+            topics.insert(
+                name.clone(),
+                Arc::new(Topic {
+                    name,
+                    id,
+                    config,
+                    partitions,
+                }),
+            );
         }
         Ok(())
     }
@@ -199,7 +206,11 @@ impl Broker {
 
     /// A topic by name.
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
-        self.topics.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+        self.topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Every topic, in name order.
@@ -324,7 +335,12 @@ impl Broker {
     }
 
     /// Open logs for partitions `topic.partitions.len()..total` and publish the topic.
-    fn add_partitions(&self, mut topic: Topic, log_dir: &Path, total: i32) -> Result<Arc<Topic>, TopicError> {
+    fn add_partitions(
+        &self,
+        mut topic: Topic,
+        log_dir: &Path,
+        total: i32,
+    ) -> Result<Arc<Topic>, TopicError> {
         let log_config = topic.config.log_config(&self.config);
         let now = now_ms();
         let first_new = topic.partitions.len() as i32;
@@ -347,7 +363,12 @@ impl Broker {
     }
 
     /// Grow a topic to `total` partitions (Kafka never shrinks).
-    pub async fn create_partitions(&self, name: &str, total: i32, validate_only: bool) -> Result<(), TopicError> {
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
         let _admin = self.admin.lock().await;
         let existing = self
             .topic(name)
@@ -378,7 +399,9 @@ impl Broker {
     /// finishes the deletion at the next start) and then removed.
     pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
         if name.starts_with("__") {
-            return Err(TopicError::PolicyViolation(format!("{name} is the broker's own topic and cannot be deleted")));
+            return Err(TopicError::PolicyViolation(format!(
+                "{name} is the broker's own topic and cannot be deleted"
+            )));
         }
         let _admin = self.admin.lock().await;
         let topic = self
@@ -457,8 +480,12 @@ impl Broker {
             for partition in &topic.partitions {
                 match partition.apply_retention(now_ms) {
                     Ok(0) => {}
-                    Ok(deleted) => tracing::info!(topic = %topic.name, partition = partition.index, deleted, "retention deleted segments"),
-                    Err(error) => tracing::error!(topic = %topic.name, partition = partition.index, %error, "retention failed"),
+                    Ok(deleted) => {
+                        tracing::info!(topic = %topic.name, partition = partition.index, deleted, "retention deleted segments")
+                    }
+                    Err(error) => {
+                        tracing::error!(topic = %topic.name, partition = partition.index, %error, "retention failed")
+                    }
                 }
                 if let Err(error) = partition.snapshot_producers(now_ms) {
                     tracing::warn!(topic = %topic.name, partition = partition.index, %error, "producer snapshot failed");
@@ -495,9 +522,14 @@ impl Broker {
             return Ok(topic);
         }
         let replication_factor = i16::try_from(replication_factor).unwrap_or(i16::MAX);
-        match self.create_topic(name, partitions as i32, replication_factor, configs, false).await {
+        match self
+            .create_topic(name, partitions as i32, replication_factor, configs, false)
+            .await
+        {
             Ok(topic) => Ok(topic),
-            Err(TopicError::AlreadyExists(_)) => self.topic(name).ok_or_else(|| TopicError::Unknown(name.into())),
+            Err(TopicError::AlreadyExists(_)) => self
+                .topic(name)
+                .ok_or_else(|| TopicError::Unknown(name.into())),
             Err(error) => Err(error),
         }
     }

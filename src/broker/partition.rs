@@ -97,7 +97,9 @@ impl Partition {
     fn lock(&self) -> MutexGuard<'_, Log> {
         // A panic while holding the lock aborts the process (panic = "abort"), so a
         // poisoned lock can only be seen in tests; the log itself stays consistent.
-        self.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.log
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The current leader epoch (0 on a single node).
@@ -121,7 +123,11 @@ impl Partition {
     }
 
     /// A follower appends batches exactly as its leader stored them (offsets and epochs kept).
-    pub fn append_as_follower(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
+    pub fn append_as_follower(
+        &self,
+        batches: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, AppendError> {
         let info = self.lock().append_as_follower(batches, now_ms)?;
         self.data_arrived.send_modify(|generation| *generation += 1);
         Ok(info)
@@ -150,7 +156,9 @@ impl Partition {
     }
 
     fn lock_producers(&self) -> MutexGuard<'_, ProducerStates> {
-        self.producers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.producers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Validate and append producer batches, assigning offsets. Not yet durable: see
@@ -217,7 +225,12 @@ impl Partition {
             }
             producers.mark_snapshotted(offset);
             let dir = log.dir().to_path_buf();
-            (producers.encode_snapshot(offset), producer_state::snapshot_path(&dir, offset), dir, offset)
+            (
+                producers.encode_snapshot(offset),
+                producer_state::snapshot_path(&dir, offset),
+                dir,
+                offset,
+            )
         };
         if let Err(error) = crate::log::checkpoint::write_atomically(&path, &bytes) {
             // Write it again next time.
@@ -230,8 +243,14 @@ impl Partition {
 
     /// One compaction pass if this partition's log is compacted and dirty enough; the
     /// partition lock is held only to plan and to swap files, not while reading and writing.
-    pub fn clean(&self, now_ms: i64, map_budget_bytes: u64) -> Result<Option<CleanReport>, LogError> {
-        let Some(job) = self.lock().clean_job(now_ms) else { return Ok(None) };
+    pub fn clean(
+        &self,
+        now_ms: i64,
+        map_budget_bytes: u64,
+    ) -> Result<Option<CleanReport>, LogError> {
+        let Some(job) = self.lock().clean_job(now_ms) else {
+            return Ok(None);
+        };
         let outcome = job.run(now_ms, map_budget_bytes)?;
         self.lock().finish_clean(outcome)
     }
@@ -387,13 +406,18 @@ fn load_producer_state(log: &Log, limits: ProducerLimits, now_ms: i64) -> Produc
     for offset in producer_state::list_snapshots(dir) {
         let path = producer_state::snapshot_path(dir, offset);
         let mut candidate = ProducerStates::new(limits.max_producers, limits.expiration_ms);
-        match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| candidate.decode_snapshot(&b)) {
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| candidate.decode_snapshot(&b))
+        {
             Ok(at) => {
                 states = candidate;
                 from = from.max(at);
                 break;
             }
-            Err(error) => tracing::warn!(path = %path.display(), %error, "ignoring an unreadable producer snapshot"),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "ignoring an unreadable producer snapshot")
+            }
         }
     }
     let mut replayed = 0u64;

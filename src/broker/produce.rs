@@ -10,7 +10,11 @@ impl Broker {
     /// Find a topic, creating it with the broker defaults when `allow_create` is set.
     /// A bad name is [`TopicError::InvalidName`]; an unknown topic that may not be created
     /// is [`TopicError::Unknown`].
-    pub async fn resolve_topic(&self, name: &str, allow_create: bool) -> Result<Arc<Topic>, TopicError> {
+    pub async fn resolve_topic(
+        &self,
+        name: &str,
+        allow_create: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
         if let Some(topic) = self.topic(name) {
             return Ok(topic);
         }
@@ -18,10 +22,15 @@ impl Broker {
         if !allow_create {
             return Err(TopicError::Unknown(name.to_string()));
         }
-        match self.create_topic(name, -1, -1, Default::default(), false).await {
+        match self
+            .create_topic(name, -1, -1, Default::default(), false)
+            .await
+        {
             Ok(topic) => Ok(topic),
             // Another request created it first.
-            Err(TopicError::AlreadyExists(_)) => self.topic(name).ok_or_else(|| TopicError::Unknown(name.to_string())),
+            Err(TopicError::AlreadyExists(_)) => self
+                .topic(name)
+                .ok_or_else(|| TopicError::Unknown(name.to_string())),
             Err(error) => Err(error),
         }
     }
@@ -30,7 +39,11 @@ impl Broker {
     /// Kafka `acks=all` produce is answered. On one node that is "fsynced" (or merely
     /// written when `log_flush_on_ack` is off); with replication it becomes "in every
     /// in-sync replica", and every caller of this function follows.
-    pub async fn wait_committed(&self, partition: &Partition, end_offset: i64) -> std::io::Result<()> {
+    pub async fn wait_committed(
+        &self,
+        partition: &Partition,
+        end_offset: i64,
+    ) -> std::io::Result<()> {
         if self.config.log_flush_on_ack {
             partition.wait_durable(end_offset).await
         } else {
@@ -84,11 +97,19 @@ mod tests {
             (b"foobar", -790_332_482),
             (b"a-little-bit-long-string", -985_981_536),
             (b"a-little-bit-longer-string", -1_486_304_829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
             (b"abc", 479_470_107),
         ];
         for (input, expected) in cases {
-            assert_eq!(murmur2(input) as i32, expected, "{}", String::from_utf8_lossy(input));
+            assert_eq!(
+                murmur2(input) as i32,
+                expected,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 

@@ -35,7 +35,10 @@ impl ProducerIdAllocator {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
         };
-        Ok(ProducerIdAllocator { path, state: Mutex::new((end, end)) })
+        Ok(ProducerIdAllocator {
+            path,
+            state: Mutex::new((end, end)),
+        })
     }
 
     /// The next producer id; persists a new block first when the current one is used up
@@ -47,13 +50,23 @@ impl ProducerIdAllocator {
             let new_end = end
                 .checked_add(BLOCK_SIZE)
                 .ok_or_else(|| std::io::Error::other("producer ids exhausted"))?;
-            store::write_atomically(&self.path, format!("version=1\nblock_end={new_end}\n").as_bytes())?;
-            tracing::info!(block_start = end, block_end = new_end, "persisted a new producer id block");
+            store::write_atomically(
+                &self.path,
+                format!("version=1\nblock_end={new_end}\n").as_bytes(),
+            )?;
+            tracing::info!(
+                block_start = end,
+                block_end = new_end,
+                "persisted a new producer id block"
+            );
             *state = (next, new_end);
         }
         let id = state.0;
         state.0 += 1;
-        assert!(state.0 <= state.1, "a producer id is only given out from a persisted block");
+        assert!(
+            state.0 <= state.1,
+            "a producer id is only given out from a persisted block"
+        );
         Ok(id)
     }
 }

@@ -75,7 +75,9 @@ pub enum ProducerError {
         current: i16,
     },
     /// A producer this partition has no state for starts past sequence 0.
-    #[error("producer {producer_id} is not known to this partition and starts at sequence {first_seq}")]
+    #[error(
+        "producer {producer_id} is not known to this partition and starts at sequence {first_seq}"
+    )]
     UnknownProducer {
         /// The producer.
         producer_id: i64,
@@ -107,7 +109,8 @@ fn next_seq(seq: i32) -> i32 {
 
 /// The last sequence of a batch.
 fn last_seq_of(info: &BatchInfo) -> i32 {
-    ((i64::from(info.base_sequence) + i64::from(info.last_offset_delta)) % (i64::from(i32::MAX) + 1)) as i32
+    ((i64::from(info.base_sequence) + i64::from(info.last_offset_delta))
+        % (i64::from(i32::MAX) + 1)) as i32
 }
 
 fn meta_of(info: &BatchInfo) -> BatchMeta {
@@ -158,7 +161,9 @@ impl ProducerStates {
 
     /// The epoch and last sequence this partition knows for a producer.
     pub fn last(&self, producer_id: i64) -> Option<(i16, Option<i32>)> {
-        self.producers.get(&producer_id).map(|e| (e.epoch, e.last_seq()))
+        self.producers
+            .get(&producer_id)
+            .map(|e| (e.epoch, e.last_seq()))
     }
 
     /// Judges a request's batches in order, before anything is appended. `infos` come from
@@ -169,7 +174,9 @@ impl ProducerStates {
         for info in infos.iter().filter(|i| i.producer_id >= 0) {
             let pid = info.producer_id;
             if info.is_transactional {
-                return Err(ProducerError::InvalidRecord("transactional batches are not supported by bramble".into()));
+                return Err(ProducerError::InvalidRecord(
+                    "transactional batches are not supported by bramble".into(),
+                ));
             }
             if info.base_sequence < 0 || info.producer_epoch < 0 {
                 return Err(ProducerError::InvalidRecord(format!(
@@ -183,14 +190,25 @@ impl ProducerStates {
             });
             match known {
                 None if info.base_sequence != 0 => {
-                    return Err(ProducerError::UnknownProducer { producer_id: pid, first_seq: info.base_sequence })
+                    return Err(ProducerError::UnknownProducer {
+                        producer_id: pid,
+                        first_seq: info.base_sequence,
+                    })
                 }
                 None => {}
                 Some((epoch, _)) if info.producer_epoch < epoch => {
-                    return Err(ProducerError::InvalidEpoch { producer_id: pid, got: info.producer_epoch, current: epoch })
+                    return Err(ProducerError::InvalidEpoch {
+                        producer_id: pid,
+                        got: info.producer_epoch,
+                        current: epoch,
+                    })
                 }
                 Some((epoch, _)) if info.producer_epoch > epoch && info.base_sequence != 0 => {
-                    return Err(ProducerError::OutOfOrderSequence { producer_id: pid, got: info.base_sequence, expected: 0 });
+                    return Err(ProducerError::OutOfOrderSequence {
+                        producer_id: pid,
+                        got: info.base_sequence,
+                        expected: 0,
+                    });
                 }
                 Some((epoch, _)) if info.producer_epoch > epoch => {}
                 Some((_, last)) => {
@@ -199,7 +217,11 @@ impl ProducerStates {
                     }
                     let expected = if last < 0 { 0 } else { next_seq(last) };
                     if info.base_sequence != expected {
-                        return Err(ProducerError::OutOfOrderSequence { producer_id: pid, got: info.base_sequence, expected });
+                        return Err(ProducerError::OutOfOrderSequence {
+                            producer_id: pid,
+                            got: info.base_sequence,
+                            expected,
+                        });
                     }
                 }
             }
@@ -223,20 +245,28 @@ impl ProducerStates {
 
     /// Records batches the log accepted (`infos` carry their assigned offsets).
     pub fn record(&mut self, infos: &[BatchInfo], now_ms: i64) {
-        for info in infos.iter().filter(|i| i.producer_id >= 0 && i.base_sequence >= 0) {
+        for info in infos
+            .iter()
+            .filter(|i| i.producer_id >= 0 && i.base_sequence >= 0)
+        {
             self.record_one(info, now_ms);
         }
     }
 
     fn record_one(&mut self, info: &BatchInfo, now_ms: i64) {
-        if !self.producers.contains_key(&info.producer_id) && self.producers.len() >= self.max_producers {
+        if !self.producers.contains_key(&info.producer_id)
+            && self.producers.len() >= self.max_producers
+        {
             self.evict_idlest();
         }
-        let entry = self.producers.entry(info.producer_id).or_insert_with(|| ProducerEntry {
-            epoch: info.producer_epoch,
-            batches: VecDeque::with_capacity(BATCHES_KEPT),
-            last_append_ms: now_ms,
-        });
+        let entry = self
+            .producers
+            .entry(info.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: info.producer_epoch,
+                batches: VecDeque::with_capacity(BATCHES_KEPT),
+                last_append_ms: now_ms,
+            });
         if info.producer_epoch != entry.epoch {
             entry.epoch = info.producer_epoch;
             entry.batches.clear();
@@ -256,7 +286,11 @@ impl ProducerStates {
             .min_by_key(|(_, e)| e.last_append_ms)
             .map(|(&pid, _)| pid);
         if let Some(pid) = idlest {
-            tracing::debug!(producer_id = pid, max = self.max_producers, "forgetting the idlest producer");
+            tracing::debug!(
+                producer_id = pid,
+                max = self.max_producers,
+                "forgetting the idlest producer"
+            );
             self.producers.remove(&pid);
         }
     }
@@ -350,7 +384,14 @@ impl ProducerStates {
                     max_timestamp: r.i64()?,
                 });
             }
-            producers.insert(pid, ProducerEntry { epoch, batches, last_append_ms });
+            producers.insert(
+                pid,
+                ProducerEntry {
+                    epoch,
+                    batches,
+                    last_append_ms,
+                },
+            );
         }
         if r.pos != body.len() {
             return Err("trailing bytes in snapshot".into());
@@ -387,7 +428,11 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or("snapshot truncated")?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or("snapshot truncated")?;
         let bytes = &self.buf[self.pos..end];
         self.pos = end;
         Ok(bytes)

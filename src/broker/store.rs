@@ -32,7 +32,11 @@ pub fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
 
 /// Read `meta.properties` from a log dir, or write a fresh one if absent. A directory that
 /// belongs to another broker id is refused: mixing two nodes' logs would lose data.
-pub fn load_or_init_meta(dir: &Path, broker_id: i32, cluster_id: Option<&str>) -> anyhow::Result<MetaProperties> {
+pub fn load_or_init_meta(
+    dir: &Path,
+    broker_id: i32,
+    cluster_id: Option<&str>,
+) -> anyhow::Result<MetaProperties> {
     let path = dir.join("meta.properties");
     if let Some(meta) = checkpoint::read_meta_properties(&path)? {
         anyhow::ensure!(
@@ -49,7 +53,11 @@ pub fn load_or_init_meta(dir: &Path, broker_id: i32, cluster_id: Option<&str>) -
         Some(id) => id.to_string(),
         None => Uuid::random()?.to_base64(),
     };
-    let meta = MetaProperties { version: 0, broker_id, cluster_id };
+    let meta = MetaProperties {
+        version: 0,
+        broker_id,
+        cluster_id,
+    };
     checkpoint::write_meta_properties(&path, &meta)?;
     Ok(meta)
 }
@@ -85,7 +93,9 @@ pub fn write_partition_metadata(dir: &Path, topic_id: Uuid) -> std::io::Result<(
 }
 
 fn topic_config_path(log_dir: &Path, topic: &str) -> PathBuf {
-    log_dir.join("topic-configs").join(format!("{topic}.properties"))
+    log_dir
+        .join("topic-configs")
+        .join(format!("{topic}.properties"))
 }
 
 /// Per-topic overrides, empty if none were ever set.

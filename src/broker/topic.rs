@@ -21,7 +21,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         return Err("topic name cannot be '.' or '..'".into());
     }
     if name.len() > TOPIC_NAME_MAX_BYTES {
-        return Err(format!("topic name is longer than {TOPIC_NAME_MAX_BYTES} characters"));
+        return Err(format!(
+            "topic name is longer than {TOPIC_NAME_MAX_BYTES} characters"
+        ));
     }
     if let Some(bad) = name
         .chars()
@@ -138,10 +140,16 @@ impl TopicConfig {
             .get_i64("retention.bytes")
             .unwrap_or(broker.log_retention_bytes);
         // A compact-only topic keeps every key's latest value however old (Kafka's rule).
-        let (retention_ms, retention_bytes) = if delete { (retention_ms, retention_bytes) } else { (-1, -1) };
+        let (retention_ms, retention_bytes) = if delete {
+            (retention_ms, retention_bytes)
+        } else {
+            (-1, -1)
+        };
         LogConfig {
             compact,
-            delete_retention_ms: self.get_i64("delete.retention.ms").unwrap_or(DEFAULT_DELETE_RETENTION_MS),
+            delete_retention_ms: self
+                .get_i64("delete.retention.ms")
+                .unwrap_or(DEFAULT_DELETE_RETENTION_MS),
             segment_bytes: self
                 .get_i64("segment.bytes")
                 .map(|v| v as u64)
@@ -216,8 +224,12 @@ mod tests {
     fn overrides_change_the_log_config() {
         let broker = BrokerConfig::default();
         let mut config = TopicConfig::default();
-        config.overrides.insert("retention.ms".into(), "1000".into());
-        config.overrides.insert("segment.bytes".into(), "20000".into());
+        config
+            .overrides
+            .insert("retention.ms".into(), "1000".into());
+        config
+            .overrides
+            .insert("segment.bytes".into(), "20000".into());
         let log = config.log_config(&broker);
         assert_eq!(log.retention_ms, Some(1000));
         assert_eq!(log.segment_bytes, 20000);

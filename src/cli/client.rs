@@ -27,9 +27,17 @@ impl Client {
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to {address}: {e}"))?;
         stream.set_nodelay(true)?;
-        let mut client = Client { stream, correlation_id: 0, versions: HashMap::new() };
+        let mut client = Client {
+            stream,
+            correlation_id: 0,
+            versions: HashMap::new(),
+        };
         let response = client.send_at(ApiVersionsRequest::default(), 0).await?;
-        anyhow::ensure!(response.error_code == 0, "ApiVersions failed with error {}", response.error_code);
+        anyhow::ensure!(
+            response.error_code == 0,
+            "ApiVersions failed with error {}",
+            response.error_code
+        );
         client.versions = response
             .api_keys
             .iter()
@@ -39,21 +47,34 @@ impl Client {
     }
 
     /// Send a request at the highest version both sides speak, up to `wanted`.
-    pub async fn send<R: Request>(&mut self, request: R, wanted: i16) -> anyhow::Result<R::Response> {
+    pub async fn send<R: Request>(
+        &mut self,
+        request: R,
+        wanted: i16,
+    ) -> anyhow::Result<R::Response> {
         let (min, max) = self
             .versions
             .get(&R::KEY)
             .copied()
             .ok_or_else(|| anyhow::anyhow!("the broker does not serve API {}", R::KEY))?;
         let version = wanted.min(max);
-        anyhow::ensure!(version >= min, "the broker needs API {} v{min}+, this client speaks up to v{wanted}", R::KEY);
+        anyhow::ensure!(
+            version >= min,
+            "the broker needs API {} v{min}+, this client speaks up to v{wanted}",
+            R::KEY
+        );
         self.send_at(request, version).await
     }
 
     /// Send a request at an exact version and wait for its response.
-    pub async fn send_at<R: Request>(&mut self, request: R, version: i16) -> anyhow::Result<R::Response> {
+    pub async fn send_at<R: Request>(
+        &mut self,
+        request: R,
+        version: i16,
+    ) -> anyhow::Result<R::Response> {
         self.correlation_id = self.correlation_id.wrapping_add(1);
-        let api_key = ApiKey::try_from(R::KEY).map_err(|_| anyhow::anyhow!("unknown API key {}", R::KEY))?;
+        let api_key =
+            ApiKey::try_from(R::KEY).map_err(|_| anyhow::anyhow!("unknown API key {}", R::KEY))?;
         let header = RequestHeader::default()
             .with_request_api_key(R::KEY)
             .with_request_api_version(version)
@@ -67,12 +88,18 @@ impl Client {
         buf[0..4].copy_from_slice(&length.to_be_bytes());
         self.stream.write_all(&buf).await?;
         let length = self.stream.read_u32().await?;
-        anyhow::ensure!(length <= RESPONSE_MAX_BYTES, "response of {length} bytes is too large");
+        anyhow::ensure!(
+            length <= RESPONSE_MAX_BYTES,
+            "response of {length} bytes is too large"
+        );
         let mut body = BytesMut::zeroed(length as usize);
         self.stream.read_exact(&mut body).await?;
         let mut body = Bytes::from(body);
         let header = ResponseHeader::decode(&mut body, api_key.response_header_version(version))?;
-        anyhow::ensure!(header.correlation_id == self.correlation_id, "response out of order");
+        anyhow::ensure!(
+            header.correlation_id == self.correlation_id,
+            "response out of order"
+        );
         R::Response::decode(&mut body, version)
     }
 }
@@ -126,7 +153,10 @@ mod tests {
         assert_eq!(murmur2(b"foobar"), -790332482);
         assert_eq!(murmur2(b"a-little-bit-long-string"), -985981536);
         assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
-        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"), -58897971);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
+            -58897971
+        );
         assert_eq!(murmur2(b"abc"), 479470107);
     }
 }

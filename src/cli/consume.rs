@@ -43,32 +43,53 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let metadata = client
         .send(
             MetadataRequest::default()
-                .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic.clone()))]))
+                .with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(topic.clone()))
+                ]))
                 .with_allow_auto_topic_creation(false),
             9,
         )
         .await?;
-    let meta = metadata.topics.first().ok_or_else(|| anyhow::anyhow!("no metadata for {}", args.topic))?;
-    anyhow::ensure!(meta.error_code == 0, "topic {}: error {}", args.topic, meta.error_code);
+    let meta = metadata
+        .topics
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no metadata for {}", args.topic))?;
+    anyhow::ensure!(
+        meta.error_code == 0,
+        "topic {}: error {}",
+        args.topic,
+        meta.error_code
+    );
     let partitions: Vec<i32> = meta.partitions.iter().map(|p| p.partition_index).collect();
     let start = if args.from_beginning { -2 } else { -1 };
     let offsets_response = client
         .send(
-            ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default()
-                .with_name(topic.clone())
-                .with_partitions(
-                    partitions
-                        .iter()
-                        .map(|&p| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(start))
-                        .collect(),
-                )]),
+            ListOffsetsRequest::default()
+                .with_replica_id((-1).into())
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(topic.clone())
+                    .with_partitions(
+                        partitions
+                            .iter()
+                            .map(|&p| {
+                                ListOffsetsPartition::default()
+                                    .with_partition_index(p)
+                                    .with_timestamp(start)
+                            })
+                            .collect(),
+                    )]),
             5,
         )
         .await?;
     let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
     for t in offsets_response.topics {
         for p in t.partitions {
-            anyhow::ensure!(p.error_code == 0, "partition {}: error {}", p.partition_index, p.error_code);
+            anyhow::ensure!(
+                p.error_code == 0,
+                "partition {}: error {}",
+                p.partition_index,
+                p.error_code
+            );
             positions.insert(p.partition_index, p.offset);
         }
     }
@@ -82,24 +103,33 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .with_min_bytes(1)
             .with_max_bytes(8 << 20)
             .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default().with_topic(topic.clone()).with_partitions(
-                positions
-                    .iter()
-                    .map(|(&p, &offset)| {
-                        FetchPartition::default()
-                            .with_partition(p)
-                            .with_fetch_offset(offset)
-                            .with_partition_max_bytes(1 << 20)
-                            .with_current_leader_epoch(-1)
-                    })
-                    .collect(),
-            )]);
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(topic.clone())
+                .with_partitions(
+                    positions
+                        .iter()
+                        .map(|(&p, &offset)| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_fetch_offset(offset)
+                                .with_partition_max_bytes(1 << 20)
+                                .with_current_leader_epoch(-1)
+                        })
+                        .collect(),
+                )]);
         let response = client.send(request, 11).await?;
         let mut out = stdout.lock();
         for t in response.responses {
             for p in t.partitions {
-                anyhow::ensure!(p.error_code == 0, "partition {}: error {}", p.partition_index, p.error_code);
-                let Some(mut records) = p.records else { continue };
+                anyhow::ensure!(
+                    p.error_code == 0,
+                    "partition {}: error {}",
+                    p.partition_index,
+                    p.error_code
+                );
+                let Some(mut records) = p.records else {
+                    continue;
+                };
                 let position = positions.entry(p.partition_index).or_default();
                 for (offset, key, value) in decode(&mut records)? {
                     if offset < *position {
@@ -122,7 +152,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         out.flush()?;
-        if args.timeout_ms.is_some_and(|t| last_record.elapsed() >= Duration::from_millis(t)) {
+        if args
+            .timeout_ms
+            .is_some_and(|t| last_record.elapsed() >= Duration::from_millis(t))
+        {
             return Ok(());
         }
     }

@@ -24,7 +24,9 @@ fn host(id: u32) -> String {
 
 /// The config of node `id` in a local cluster of `n` nodes.
 pub fn node_config(dir: &Path, id: u32, n: u32) -> String {
-    let servers: Vec<String> = (1..=n).map(|i| format!("{i} = \"{}:2888\"", host(i))).collect();
+    let servers: Vec<String> = (1..=n)
+        .map(|i| format!("{i} = \"{}:2888\"", host(i)))
+        .collect();
     let node_dir = dir.join(format!("node-{id}"));
     let h = host(id);
     format!(
@@ -51,22 +53,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let config = node_dir.join("bramble.toml");
         std::fs::write(&config, node_config(&dir, id, args.nodes))?;
         let log = std::fs::File::create(node_dir.join("bramble.log"))?;
-        let child = Command::new(&exe).arg("serve").arg("--config").arg(&config).stdout(log.try_clone()?).stderr(log).spawn()?;
+        let child = Command::new(&exe)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
         children.push(child);
     }
-    let zk: Vec<String> = (1..=args.nodes).map(|i| format!("{}:2181", host(i))).collect();
-    let kafka: Vec<String> = (1..=args.nodes).map(|i| format!("{}:9092", host(i))).collect();
-    println!("bramble dev-cluster: {} nodes, data and logs under {}", args.nodes, dir.display());
+    let zk: Vec<String> = (1..=args.nodes)
+        .map(|i| format!("{}:2181", host(i)))
+        .collect();
+    let kafka: Vec<String> = (1..=args.nodes)
+        .map(|i| format!("{}:9092", host(i)))
+        .collect();
+    println!(
+        "bramble dev-cluster: {} nodes, data and logs under {}",
+        args.nodes,
+        dir.display()
+    );
     println!("  ZooKeeper: {}", zk.join(","));
     println!("  Kafka:     {}", kafka.join(","));
-    println!("  try: bramble zk --server {} ls /     (Ctrl-C stops the cluster)", zk[0]);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    println!(
+        "  try: bramble zk --server {} ls /     (Ctrl-C stops the cluster)",
+        zk[0]
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let _ = tokio::signal::ctrl_c().await;
     });
     for child in &mut children {
         // SIGTERM (not kill()'s SIGKILL) so each node shuts down cleanly.
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
     }
     for mut child in children {
         let _ = child.wait();

@@ -74,7 +74,9 @@ pub fn main() -> ExitCode {
 }
 
 /// Run a client command on a small single-threaded runtime.
-fn client_runtime(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+fn client_runtime(
+    future: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?

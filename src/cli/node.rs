@@ -88,14 +88,27 @@ pub struct NodeFile {
     pub cluster_id: Option<String>,
 }
 
-const KNOWN_KEYS: &[&str] = &["id", "hostname", "servers", "advertised_host", "address", "gateway", "dns", "cluster_id"];
+const KNOWN_KEYS: &[&str] = &[
+    "id",
+    "hostname",
+    "servers",
+    "advertised_host",
+    "address",
+    "gateway",
+    "dns",
+    "cluster_id",
+];
 
 impl NodeFile {
     /// Parse and check the node file's text; the error tells the user what to write.
     pub fn parse(text: &str) -> Result<NodeFile, String> {
-        let table: toml::Table = toml::from_str(text).map_err(|e| format!("{NODE_FILE} is not valid TOML: {e}"))?;
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| format!("{NODE_FILE} is not valid TOML: {e}"))?;
         if let Some(unknown) = table.keys().find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
-            return Err(format!("{NODE_FILE}: unknown key `{unknown}` (known: {})", KNOWN_KEYS.join(", ")));
+            return Err(format!(
+                "{NODE_FILE}: unknown key `{unknown}` (known: {})",
+                KNOWN_KEYS.join(", ")
+            ));
         }
         let id = match table.get("id") {
             None => return Err(format!("{NODE_FILE} has no `id`: write a line such as `id = 1` (a number from 1 to 255, different on every node)")),
@@ -109,20 +122,37 @@ impl NodeFile {
         let servers = parse_servers(table.get("servers"))?;
         if !servers.is_empty() && !servers.contains_key(&id) {
             let ids: Vec<String> = servers.keys().map(u32::to_string).collect();
-            return Err(format!("{NODE_FILE}: `id = {id}` is not one of the servers ({})", ids.join(", ")));
+            return Err(format!(
+                "{NODE_FILE}: `id = {id}` is not one of the servers ({})",
+                ids.join(", ")
+            ));
         }
-        let address = string_key(&table, "address")?.map(|a| parse_cidr(&a)).transpose()?;
-        let gateway = string_key(&table, "gateway")?.map(|g| parse_ip("gateway", &g)).transpose()?;
+        let address = string_key(&table, "address")?
+            .map(|a| parse_cidr(&a))
+            .transpose()?;
+        let gateway = string_key(&table, "gateway")?
+            .map(|g| parse_ip("gateway", &g))
+            .transpose()?;
         let dns = match table.get("dns") {
             None => Vec::new(),
             Some(toml::Value::Array(items)) => items
                 .iter()
-                .map(|v| v.as_str().ok_or_else(|| format!("{NODE_FILE}: `dns` entries must be strings")).and_then(|s| parse_ip("dns", s)))
+                .map(|v| {
+                    v.as_str()
+                        .ok_or_else(|| format!("{NODE_FILE}: `dns` entries must be strings"))
+                        .and_then(|s| parse_ip("dns", s))
+                })
                 .collect::<Result<_, _>>()?,
-            Some(_) => return Err(format!("{NODE_FILE}: `dns` must be a list, e.g. dns = [\"192.168.1.1\"]")),
+            Some(_) => {
+                return Err(format!(
+                    "{NODE_FILE}: `dns` must be a list, e.g. dns = [\"192.168.1.1\"]"
+                ))
+            }
         };
         if (gateway.is_some() || !dns.is_empty()) && address.is_none() {
-            return Err(format!("{NODE_FILE}: `gateway` and `dns` need a static `address`"));
+            return Err(format!(
+                "{NODE_FILE}: `gateway` and `dns` need a static `address`"
+            ));
         }
         let advertised_host = match string_key(&table, "advertised_host")? {
             Some(host) => host,
@@ -137,7 +167,16 @@ impl NodeFile {
                 return Err(format!("{NODE_FILE}: `cluster_id` must be a Kafka cluster id (22 base64url characters)"));
             }
         }
-        Ok(NodeFile { id, hostname, servers, advertised_host, address, gateway, dns, cluster_id })
+        Ok(NodeFile {
+            id,
+            hostname,
+            servers,
+            advertised_host,
+            address,
+            gateway,
+            dns,
+            cluster_id,
+        })
     }
 
     /// The cluster id: the one given, else one derived from the server list (so every node
@@ -161,7 +200,10 @@ fn string_key(table: &toml::Table, key: &str) -> Result<Option<String>, String> 
     match table.get(key) {
         None => Ok(None),
         Some(toml::Value::String(s)) => Ok(Some(s.trim().to_string())),
-        Some(other) => Err(format!("{NODE_FILE}: `{key} = {}` must be a quoted string", show(other))),
+        Some(other) => Err(format!(
+            "{NODE_FILE}: `{key} = {}` must be a quoted string",
+            show(other)
+        )),
     }
 }
 
@@ -178,7 +220,11 @@ fn show(value: &toml::Value) -> String {
 
 fn check_hostname(name: &str) -> Result<String, String> {
     let label_ok = |l: &str| {
-        !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
     if name.len() <= 253 && name.split('.').all(label_ok) {
         Ok(name.to_ascii_lowercase())
@@ -230,20 +276,29 @@ fn parse_servers(value: Option<&toml::Value>) -> Result<BTreeMap<u32, String>, S
 
 fn parse_cidr(text: &str) -> Result<(Ipv4Addr, u8), String> {
     let (ip, prefix) = text.split_once('/').unwrap_or((text, "24"));
-    let ip: Ipv4Addr = ip.parse().map_err(|_| format!("{NODE_FILE}: address {text:?} is not an IPv4 address such as \"192.168.1.21/24\""))?;
-    let prefix: u8 = prefix.parse().ok().filter(|p| (1..=32).contains(p)).ok_or_else(|| format!("{NODE_FILE}: address {text:?} has a bad prefix length"))?;
+    let ip: Ipv4Addr = ip.parse().map_err(|_| {
+        format!("{NODE_FILE}: address {text:?} is not an IPv4 address such as \"192.168.1.21/24\"")
+    })?;
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| (1..=32).contains(p))
+        .ok_or_else(|| format!("{NODE_FILE}: address {text:?} has a bad prefix length"))?;
     Ok((ip, prefix))
 }
 
 fn parse_ip(key: &str, text: &str) -> Result<IpAddr, String> {
-    text.parse().map_err(|_| format!("{NODE_FILE}: {key} {text:?} is not an IP address"))
+    text.parse()
+        .map_err(|_| format!("{NODE_FILE}: {key} {text:?} is not an IP address"))
 }
 
 /// A stable 128-bit id from some bytes (two FNV-1a 64-bit hashes), formatted like a random
 /// Kafka id: version-4 bits set, never starting with '-'.
 fn derived_uuid(bytes: &[u8]) -> Uuid {
     let fnv = |seed: u64| {
-        bytes.iter().fold(seed, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+        bytes.iter().fold(seed, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
     };
     let mut out = [0u8; 16];
     out[..8].copy_from_slice(&fnv(0xcbf2_9ce4_8422_2325).to_be_bytes());
@@ -258,11 +313,21 @@ fn derived_uuid(bytes: &[u8]) -> Uuid {
 /// with them. Paths and ports are the ones a Kafka + ZooKeeper install uses.
 pub fn render_config(node: &NodeFile) -> String {
     let mut text = String::new();
-    let _ = writeln!(text, "# Written by `bramble node init` from {NODE_FILE} on the boot partition.");
-    let _ = writeln!(text, "# Edit freely: first boot does not run again once /{STAMP} exists.\n");
+    let _ = writeln!(
+        text,
+        "# Written by `bramble node init` from {NODE_FILE} on the boot partition."
+    );
+    let _ = writeln!(
+        text,
+        "# Edit freely: first boot does not run again once /{STAMP} exists.\n"
+    );
     let _ = writeln!(text, "[node]\nid = {}\n", node.id);
     let _ = writeln!(text, "[broker]\nlisteners = [\"0.0.0.0:9092\"]");
-    let _ = writeln!(text, "advertised_listeners = [\"{}:9092\"]", node.advertised_host);
+    let _ = writeln!(
+        text,
+        "advertised_listeners = [\"{}:9092\"]",
+        node.advertised_host
+    );
     let _ = writeln!(text, "log_dirs = [\"/var/lib/kafka-logs\"]");
     if !node.servers.is_empty() {
         // The recipe's settings for a replicated cluster, capped by its size.
@@ -271,19 +336,35 @@ pub fn render_config(node: &NodeFile) -> String {
         let _ = writeln!(text, "default_replication_factor = {replicas}");
         let _ = writeln!(text, "min_insync_replicas = {}", replicas.min(2));
     }
-    let _ = writeln!(text, "\n[coordinator]\ndata_dir = \"/var/lib/zookeeper\"\nlisten = \"0.0.0.0:2181\"");
+    let _ = writeln!(
+        text,
+        "\n[coordinator]\ndata_dir = \"/var/lib/zookeeper\"\nlisten = \"0.0.0.0:2181\""
+    );
     if !node.servers.is_empty() {
-        let entries: Vec<String> = node.servers.iter().map(|(id, addr)| format!("{id} = \"{addr}\"")).collect();
-        let _ = writeln!(text, "\n[cluster]\nlisten = \"0.0.0.0:{QUORUM_PORT}\"\nservers = {{ {} }}", entries.join(", "));
+        let entries: Vec<String> = node
+            .servers
+            .iter()
+            .map(|(id, addr)| format!("{id} = \"{addr}\""))
+            .collect();
+        let _ = writeln!(
+            text,
+            "\n[cluster]\nlisten = \"0.0.0.0:{QUORUM_PORT}\"\nservers = {{ {} }}",
+            entries.join(", ")
+        );
     }
     text
 }
 
 /// `/etc/hosts` with this node's `127.0.1.1` line (Debian's convention), other lines kept.
 fn render_hosts(existing: Option<&str>, hostname: &str) -> String {
-    let existing = existing.unwrap_or("127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n");
+    let existing =
+        existing.unwrap_or("127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n");
     let short = hostname.split('.').next().unwrap_or(hostname);
-    let ours = if short == hostname { format!("127.0.1.1\t{hostname}") } else { format!("127.0.1.1\t{hostname} {short}") };
+    let ours = if short == hostname {
+        format!("127.0.1.1\t{hostname}")
+    } else {
+        format!("127.0.1.1\t{hostname} {short}")
+    };
     let mut lines: Vec<String> = Vec::new();
     let mut placed = false;
     for line in existing.lines() {
@@ -297,7 +378,10 @@ fn render_hosts(existing: Option<&str>, hostname: &str) -> String {
         }
     }
     if !placed {
-        let after_localhost = lines.iter().position(|l| l.starts_with("127.0.0.1")).map_or(0, |i| i + 1);
+        let after_localhost = lines
+            .iter()
+            .position(|l| l.starts_with("127.0.0.1"))
+            .map_or(0, |i| i + 1);
         lines.insert(after_localhost, ours);
     }
     lines.join("\n") + "\n"
@@ -331,29 +415,64 @@ pub fn apply(root: &Path, node: &NodeFile) -> anyhow::Result<InitReport> {
     std::fs::create_dir_all(&zk_dir)?;
     std::fs::create_dir_all(&logs_dir)?;
     // myid first: it is what ZooKeeper habits look for, and what the daemon reads.
-    write_if_changed(root, "var/lib/zookeeper/myid", format!("{}\n", node.id).as_bytes(), &mut report)?;
+    write_if_changed(
+        root,
+        "var/lib/zookeeper/myid",
+        format!("{}\n", node.id).as_bytes(),
+        &mut report,
+    )?;
     ensure_meta_properties(root, &logs_dir, node, &mut report)?;
-    write_if_changed(root, "etc/hostname", format!("{}\n", node.hostname).as_bytes(), &mut report)?;
+    write_if_changed(
+        root,
+        "etc/hostname",
+        format!("{}\n", node.hostname).as_bytes(),
+        &mut report,
+    )?;
     let hosts = std::fs::read_to_string(root.join("etc/hosts")).ok();
-    write_if_changed(root, "etc/hosts", render_hosts(hosts.as_deref(), &node.hostname).as_bytes(), &mut report)?;
-    write_if_changed(root, "etc/bramble/bramble.toml", render_config(node).as_bytes(), &mut report)?;
+    write_if_changed(
+        root,
+        "etc/hosts",
+        render_hosts(hosts.as_deref(), &node.hostname).as_bytes(),
+        &mut report,
+    )?;
+    write_if_changed(
+        root,
+        "etc/bramble/bramble.toml",
+        render_config(node).as_bytes(),
+        &mut report,
+    )?;
     if let Some(network) = render_network(node) {
-        write_if_changed(root, "etc/systemd/network/10-bramble.network", network.as_bytes(), &mut report)?;
+        write_if_changed(
+            root,
+            "etc/systemd/network/10-bramble.network",
+            network.as_bytes(),
+            &mut report,
+        )?;
     }
     Ok(report)
 }
 
-fn ensure_meta_properties(root: &Path, logs_dir: &Path, node: &NodeFile, report: &mut InitReport) -> anyhow::Result<()> {
+fn ensure_meta_properties(
+    root: &Path,
+    logs_dir: &Path,
+    node: &NodeFile,
+    report: &mut InitReport,
+) -> anyhow::Result<()> {
     let path = logs_dir.join("meta.properties");
     let broker_id = i32::try_from(node.id)?;
     if let Some(meta) = checkpoint::read_meta_properties(&path)? {
-        let same_cluster = node.cluster_id.as_ref().is_none_or(|c| *c == meta.cluster_id);
+        let same_cluster = node
+            .cluster_id
+            .as_ref()
+            .is_none_or(|c| *c == meta.cluster_id);
         if meta.broker_id == broker_id && same_cluster {
             return Ok(());
         }
         // Only a log dir that holds nothing else may change identity (a first boot that was
         // cut short, then run again with a corrected id); anything else would mix two nodes.
-        let only_meta = std::fs::read_dir(logs_dir)?.filter_map(Result::ok).all(|e| e.file_name() == "meta.properties");
+        let only_meta = std::fs::read_dir(logs_dir)?
+            .filter_map(Result::ok)
+            .all(|e| e.file_name() == "meta.properties");
         anyhow::ensure!(
             only_meta,
             "{} belongs to broker.id={} of cluster {}, and the directory holds data; \
@@ -364,15 +483,26 @@ fn ensure_meta_properties(root: &Path, logs_dir: &Path, node: &NodeFile, report:
             node.id
         );
     }
-    let meta = MetaProperties { version: 0, broker_id, cluster_id: node.cluster_id()? };
+    let meta = MetaProperties {
+        version: 0,
+        broker_id,
+        cluster_id: node.cluster_id()?,
+    };
     checkpoint::write_meta_properties(&path, &meta)?;
-    report.changed.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
+    report
+        .changed
+        .push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
     Ok(())
 }
 
 /// Write `relative` under `root` atomically (tmp, fsync, rename, fsync dir) unless it already
 /// holds exactly `contents`.
-fn write_if_changed(root: &Path, relative: &str, contents: &[u8], report: &mut InitReport) -> anyhow::Result<()> {
+fn write_if_changed(
+    root: &Path,
+    relative: &str,
+    contents: &[u8],
+    report: &mut InitReport,
+) -> anyhow::Result<()> {
     let path = root.join(relative);
     if std::fs::read(&path).is_ok_and(|old| old == contents) {
         return Ok(());
@@ -388,7 +518,10 @@ fn write_if_changed(root: &Path, relative: &str, contents: &[u8], report: &mut I
 
 fn init(args: InitArgs) -> anyhow::Result<()> {
     crate::cli::serve::init_tracing();
-    let node_file = args.node_file.clone().unwrap_or_else(|| args.boot.join(NODE_FILE));
+    let node_file = args
+        .node_file
+        .clone()
+        .unwrap_or_else(|| args.boot.join(NODE_FILE));
     let live = args.root == Path::new("/");
     let result = init_steps(&args, &node_file, live);
     match &result {
@@ -426,14 +559,27 @@ fn init_steps(args: &InitArgs, node_file: &Path, live: bool) -> anyhow::Result<O
     if report.changed.is_empty() {
         return Ok(None);
     }
-    let changed: Vec<String> = report.changed.iter().map(|p| format!("/{}", p.display())).collect();
-    Ok(Some(format!("node {} ({}) initialised; wrote {}", node.id, node.hostname, changed.join(", "))))
+    let changed: Vec<String> = report
+        .changed
+        .iter()
+        .map(|p| format!("/{}", p.display()))
+        .collect();
+    Ok(Some(format!(
+        "node {} ({}) initialised; wrote {}",
+        node.id,
+        node.hostname,
+        changed.join(", ")
+    )))
 }
 
 /// Append one timestamped line to `bramble-firstboot.log` on the boot partition. Best effort:
 /// the boot partition may be read-only or absent, and stderr has the message anyway.
 fn boot_log(boot: &Path, message: &str) {
-    let line = format!("{} bramble node init: {}\n", utc_timestamp(), message.replace('\n', " "));
+    let line = format!(
+        "{} bramble node init: {}\n",
+        utc_timestamp(),
+        message.replace('\n', " ")
+    );
     let written = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -446,7 +592,9 @@ fn boot_log(boot: &Path, message: &str) {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` from the system clock (a Pi without RTC may not have the date yet).
 fn utc_timestamp() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm, in u64/i64).
     let z = days as i64 + 719_468;
@@ -458,7 +606,12 @@ fn utc_timestamp() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 fn set_live_hostname(hostname: &str) {
@@ -488,12 +641,21 @@ fn grow_root() {
         tracing::warn!(device, "root is not a numbered partition; not growing");
         return;
     };
-    let grow = std::process::Command::new("growpart").arg(&disk).arg(number.to_string()).output();
+    let grow = std::process::Command::new("growpart")
+        .arg(&disk)
+        .arg(number.to_string())
+        .output();
     match grow {
-        Ok(out) if out.status.success() => tracing::info!(disk, partition = number, "root partition grown"),
+        Ok(out) if out.status.success() => {
+            tracing::info!(disk, partition = number, "root partition grown")
+        }
         // growpart exits 1 with NOCHANGE when the partition already fills the disk.
         Ok(out) if String::from_utf8_lossy(&out.stdout).contains("NOCHANGE") => {
-            tracing::info!(disk, partition = number, "root partition already fills the card")
+            tracing::info!(
+                disk,
+                partition = number,
+                "root partition already fills the card"
+            )
         }
         Ok(out) => {
             tracing::warn!(disk, stderr = %String::from_utf8_lossy(&out.stderr).trim(), "growpart failed; not growing");
@@ -504,9 +666,14 @@ fn grow_root() {
             return;
         }
     }
-    match std::process::Command::new("resize2fs").arg(&device).output() {
+    match std::process::Command::new("resize2fs")
+        .arg(&device)
+        .output()
+    {
         Ok(out) if out.status.success() => tracing::info!(device, "root file system grown"),
-        Ok(out) => tracing::warn!(device, stderr = %String::from_utf8_lossy(&out.stderr).trim(), "resize2fs failed"),
+        Ok(out) => {
+            tracing::warn!(device, stderr = %String::from_utf8_lossy(&out.stderr).trim(), "resize2fs failed")
+        }
         Err(error) => tracing::warn!(%error, "resize2fs not found"),
     }
 }
@@ -544,20 +711,33 @@ mod tests {
     fn an_id_is_required_and_must_be_1_to_255() {
         assert!(NodeFile::parse("").unwrap_err().contains("has no `id`"));
         for bad in ["id = 0", "id = 256", "id = -1", "id = \"2\"", "id = 2.5"] {
-            assert!(NodeFile::parse(bad).unwrap_err().contains("from 1 to 255"), "{bad}");
+            assert!(
+                NodeFile::parse(bad).unwrap_err().contains("from 1 to 255"),
+                "{bad}"
+            );
         }
-        assert!(NodeFile::parse("Id = 2").unwrap_err().contains("unknown key `Id`"));
+        assert!(NodeFile::parse("Id = 2")
+            .unwrap_err()
+            .contains("unknown key `Id`"));
         assert_eq!(NodeFile::parse("id = 255").unwrap().hostname, "bramble-255");
     }
 
     #[test]
     fn servers_are_a_table_or_a_list_and_must_include_this_node() {
-        let table = NodeFile::parse("id = 2\nservers = { 1 = \"pi1:2888\", 2 = \"pi2\", 3 = \"10.0.0.3:2999\" }").unwrap();
+        let table = NodeFile::parse(
+            "id = 2\nservers = { 1 = \"pi1:2888\", 2 = \"pi2\", 3 = \"10.0.0.3:2999\" }",
+        )
+        .unwrap();
         assert_eq!(table.servers[&2], "pi2:2888");
         assert_eq!(table.servers[&3], "10.0.0.3:2999");
         let list = NodeFile::parse("id = 3\nservers = [\"a\", \"b\", \"c\"]").unwrap();
-        assert_eq!(list.servers.values().collect::<Vec<_>>(), ["a:2888", "b:2888", "c:2888"]);
-        assert!(NodeFile::parse("id = 4\nservers = [\"a\", \"b\", \"c\"]").unwrap_err().contains("not one of the servers"));
+        assert_eq!(
+            list.servers.values().collect::<Vec<_>>(),
+            ["a:2888", "b:2888", "c:2888"]
+        );
+        assert!(NodeFile::parse("id = 4\nservers = [\"a\", \"b\", \"c\"]")
+            .unwrap_err()
+            .contains("not one of the servers"));
         assert!(NodeFile::parse("id = 1\nservers = { x = \"a\" }").is_err());
     }
 
@@ -572,11 +752,16 @@ mod tests {
 
     #[test]
     fn the_rendered_cluster_config_loads_its_node_and_broker_sections() {
-        let node = NodeFile::parse("id = 2\nservers = [\"bramble-1\", \"bramble-2\", \"bramble-3\"]").unwrap();
+        let node =
+            NodeFile::parse("id = 2\nservers = [\"bramble-1\", \"bramble-2\", \"bramble-3\"]")
+                .unwrap();
         let text = render_config(&node);
         assert!(text.contains("[cluster]\nlisten = \"0.0.0.0:2888\"\nservers = { 1 = \"bramble-1:2888\", 2 = \"bramble-2:2888\", 3 = \"bramble-3:2888\" }"));
         let parsed: toml::Table = toml::from_str(&text).unwrap();
-        assert_eq!(parsed["cluster"]["servers"]["3"].as_str(), Some("bramble-3:2888"));
+        assert_eq!(
+            parsed["cluster"]["servers"]["3"].as_str(),
+            Some("bramble-3:2888")
+        );
         // Everything but [cluster] is the daemon's schema today.
         let (without_cluster, _) = text.split_once("\n[cluster]").unwrap();
         let config = crate::config::Config::parse(without_cluster).unwrap();
@@ -595,15 +780,24 @@ mod tests {
 
     #[test]
     fn hosts_gets_one_127_0_1_1_line() {
-        let hosts = render_hosts(Some("127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n::1\tlocalhost\n"), "bramble-2");
-        assert_eq!(hosts, "127.0.0.1\tlocalhost\n127.0.1.1\tbramble-2\n::1\tlocalhost\n");
+        let hosts = render_hosts(
+            Some("127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n::1\tlocalhost\n"),
+            "bramble-2",
+        );
+        assert_eq!(
+            hosts,
+            "127.0.0.1\tlocalhost\n127.0.1.1\tbramble-2\n::1\tlocalhost\n"
+        );
         assert_eq!(render_hosts(Some(&hosts), "bramble-2"), hosts);
         assert!(render_hosts(None, "pi.lan").contains("127.0.1.1\tpi.lan pi\n"));
     }
 
     #[test]
     fn static_addresses_become_a_networkd_file() {
-        let node = NodeFile::parse("id = 1\naddress = \"192.168.1.21/24\"\ngateway = \"192.168.1.1\"\ndns = [\"1.1.1.1\"]").unwrap();
+        let node = NodeFile::parse(
+            "id = 1\naddress = \"192.168.1.21/24\"\ngateway = \"192.168.1.1\"\ndns = [\"1.1.1.1\"]",
+        )
+        .unwrap();
         assert_eq!(node.advertised_host, "192.168.1.21");
         let network = render_network(&node).unwrap();
         assert!(network.contains("Address=192.168.1.21/24\nGateway=192.168.1.1\nDNS=1.1.1.1\n"));
@@ -613,9 +807,15 @@ mod tests {
 
     #[test]
     fn partitions_split_into_disk_and_number() {
-        assert_eq!(split_partition("/dev/mmcblk0p2"), Some(("/dev/mmcblk0".into(), 2)));
+        assert_eq!(
+            split_partition("/dev/mmcblk0p2"),
+            Some(("/dev/mmcblk0".into(), 2))
+        );
         assert_eq!(split_partition("/dev/sda2"), Some(("/dev/sda".into(), 2)));
-        assert_eq!(split_partition("/dev/nvme0n1p12"), Some(("/dev/nvme0n1".into(), 12)));
+        assert_eq!(
+            split_partition("/dev/nvme0n1p12"),
+            Some(("/dev/nvme0n1".into(), 12))
+        );
         assert_eq!(split_partition("/dev/root"), None);
     }
 

@@ -8,7 +8,9 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{MetadataRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::client::{partition_for_key, Client};
@@ -44,13 +46,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let metadata = client
         .send(
             MetadataRequest::default()
-                .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name.clone()))]))
+                .with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(topic_name.clone()))
+                ]))
                 .with_allow_auto_topic_creation(true),
             9,
         )
         .await?;
-    let topic = metadata.topics.first().ok_or_else(|| anyhow::anyhow!("no metadata for {}", args.topic))?;
-    anyhow::ensure!(topic.error_code == 0, "topic {}: error {}", args.topic, topic.error_code);
+    let topic = metadata
+        .topics
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no metadata for {}", args.topic))?;
+    anyhow::ensure!(
+        topic.error_code == 0,
+        "topic {}: error {}",
+        args.topic,
+        topic.error_code
+    );
     let partitions = topic.partitions.len() as i32;
     anyhow::ensure!(partitions > 0, "topic {} has no partitions", args.topic);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
@@ -73,7 +85,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 next_unkeyed
             }
         };
-        pending.entry(partition).or_default().push(record(key, value));
+        pending
+            .entry(partition)
+            .or_default()
+            .push(record(key, value));
         count += 1;
         if count % args.batch_size == 0 {
             send(&mut client, &topic_name, &mut pending, args.acks).await?;
@@ -116,7 +131,10 @@ async fn send(
             record.offset = i as i64;
         }
         let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
         RecordBatchEncoder::encode(&mut buf, &records, &options)?;
         partition_data.push(
             PartitionProduceData::default()

@@ -42,13 +42,18 @@ fn node_id(config: &Config) -> anyhow::Result<u32> {
     if let Some(id) = config.node.id {
         return Ok(id);
     }
-    let myid = crate::coordinator::persist::read_myid(std::path::Path::new(&config.coordinator.data_dir)).map_err(anyhow::Error::msg)?;
+    let myid =
+        crate::coordinator::persist::read_myid(std::path::Path::new(&config.coordinator.data_dir))
+            .map_err(anyhow::Error::msg)?;
     Ok(myid.map(u32::from).unwrap_or(1))
 }
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return std::future::pending().await;
     };

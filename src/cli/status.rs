@@ -54,7 +54,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             print!("{text}");
         }
         if !args.watch {
-            let any_up = report["nodes"].as_array().is_some_and(|n| n.iter().any(|n| n.get("error").is_none()));
+            let any_up = report["nodes"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|n| n.get("error").is_none()));
             anyhow::ensure!(any_up, "no node answered");
             return Ok(());
         }
@@ -73,7 +75,9 @@ async fn gather(args: &Args) -> Value {
         nodes.push(node);
     }
     let bootstrap = args.bootstrap_server.clone().or_else(|| {
-        nodes.iter().find_map(|n| n["health"]["kafka"].as_str().map(str::to_string))
+        nodes
+            .iter()
+            .find_map(|n| n["health"]["kafka"].as_str().map(str::to_string))
     });
     let topics = match bootstrap {
         Some(address) => match tokio::time::timeout(NODE_TIMEOUT, topics(&address)).await {
@@ -88,19 +92,29 @@ async fn gather(args: &Args) -> Value {
 
 /// GET `/health` from `admin` (any status code: 503 still carries the document).
 async fn fetch_health(admin: &str) -> anyhow::Result<Value> {
-    let mut stream = TcpStream::connect(admin).await.with_context(|| format!("cannot connect to {admin}"))?;
+    let mut stream = TcpStream::connect(admin)
+        .await
+        .with_context(|| format!("cannot connect to {admin}"))?;
     let request = format!("GET /health HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut answer = Vec::new();
-    (&mut stream).take(HEALTH_MAX_BYTES).read_to_end(&mut answer).await?;
-    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").context("not an HTTP answer")?;
+    (&mut stream)
+        .take(HEALTH_MAX_BYTES)
+        .read_to_end(&mut answer)
+        .await?;
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("not an HTTP answer")?;
     serde_json::from_slice(&answer[split + 4..]).context("/health is not JSON")
 }
 
 /// Topics with partitions, leaders, replicas and ISR, from the Metadata API.
 async fn topics(address: &str) -> anyhow::Result<Value> {
     let mut client = Client::connect(address).await?;
-    let response = client.send(MetadataRequest::default().with_topics(None), 12).await?;
+    let response = client
+        .send(MetadataRequest::default().with_topics(None), 12)
+        .await?;
     let mut topics: Vec<Value> = response
         .topics
         .iter()
@@ -131,7 +145,9 @@ async fn topics(address: &str) -> anyhow::Result<Value> {
 }
 
 fn bytes(value: &Value) -> String {
-    let Some(n) = value.as_u64() else { return "-".into() };
+    let Some(n) = value.as_u64() else {
+        return "-".into();
+    };
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut size = n as f64;
     let mut unit = 0;
@@ -139,7 +155,11 @@ fn bytes(value: &Value) -> String {
         size /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{size:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{size:.1} {}", UNITS[unit])
+    }
 }
 
 fn text(value: &Value) -> String {
@@ -151,15 +171,23 @@ fn text(value: &Value) -> String {
 }
 
 fn ids(value: &Value) -> String {
-    value.as_array().map_or("-".into(), |a| a.iter().map(text).collect::<Vec<_>>().join(","))
+    value.as_array().map_or("-".into(), |a| {
+        a.iter().map(text).collect::<Vec<_>>().join(",")
+    })
 }
 
 /// Render columns padded to their widest cell.
 fn columns(rows: &[Vec<String>]) -> String {
-    let widths: Vec<usize> = (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for row in rows {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
     out
@@ -167,22 +195,46 @@ fn columns(rows: &[Vec<String>]) -> String {
 
 /// The human-readable report.
 fn table(report: &Value) -> String {
-    let mut rows = vec![["NODE", "ADMIN", "STATE", "ROLE", "LEADER", "ZXID", "RSS", "DISK", "TEMP", "REASON"].map(String::from).to_vec()];
+    let mut rows = vec![[
+        "NODE", "ADMIN", "STATE", "ROLE", "LEADER", "ZXID", "RSS", "DISK", "TEMP", "REASON",
+    ]
+    .map(String::from)
+    .to_vec()];
     for node in report["nodes"].as_array().into_iter().flatten() {
         let admin = text(&node["admin"]);
         if let Some(error) = node.get("error") {
-            rows.push(vec!["?".into(), admin, "unreachable".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), text(error)]);
+            rows.push(vec![
+                "?".into(),
+                admin,
+                "unreachable".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                text(error),
+            ]);
             continue;
         }
         let h = &node["health"];
-        let disk = match (h["disk"]["used_percent"].as_u64(), h["disk"]["total_bytes"].as_u64()) {
+        let disk = match (
+            h["disk"]["used_percent"].as_u64(),
+            h["disk"]["total_bytes"].as_u64(),
+        ) {
             (Some(p), Some(_)) => format!("{p}% of {}", bytes(&h["disk"]["total_bytes"])),
             _ => "-".into(),
         };
-        let temp = h["temperature"]["celsius"].as_f64().map_or("-".into(), |c| {
-            let throttled = if h["temperature"]["throttled"].as_bool() == Some(true) { " throttled" } else { "" };
-            format!("{c:.1}°C{throttled}")
-        });
+        let temp = h["temperature"]["celsius"]
+            .as_f64()
+            .map_or("-".into(), |c| {
+                let throttled = if h["temperature"]["throttled"].as_bool() == Some(true) {
+                    " throttled"
+                } else {
+                    ""
+                };
+                format!("{c:.1}°C{throttled}")
+            });
         rows.push(vec![
             text(&h["node"]),
             admin,
@@ -200,10 +252,21 @@ fn table(report: &Value) -> String {
     out.push('\n');
     match &report["topics"] {
         Value::Array(topics) => {
-            let mut rows = vec![["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR"].map(String::from).to_vec()];
-            for topic in topics.iter().filter(|t| t["internal"].as_bool() != Some(true)) {
+            let mut rows = vec![["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR"]
+                .map(String::from)
+                .to_vec()];
+            for topic in topics
+                .iter()
+                .filter(|t| t["internal"].as_bool() != Some(true))
+            {
                 for p in topic["partitions"].as_array().into_iter().flatten() {
-                    rows.push(vec![text(&topic["name"]), text(&p["partition"]), text(&p["leader"]), ids(&p["replicas"]), ids(&p["isr"])]);
+                    rows.push(vec![
+                        text(&topic["name"]),
+                        text(&p["partition"]),
+                        text(&p["leader"]),
+                        ids(&p["replicas"]),
+                        ids(&p["isr"]),
+                    ]);
                 }
             }
             if rows.len() == 1 {
@@ -237,8 +300,19 @@ mod tests {
                           "partitions": [ { "partition": 0, "leader": 1, "replicas": [1], "isr": [1] } ] } ]
         });
         let out = table(&report);
-        assert!(out.contains("leader") && out.contains("19.1 MiB") && out.contains("12% of 29.8 GiB"), "{out}");
-        assert!(out.contains("48.5°C") && out.contains("unreachable"), "{out}");
-        assert!(out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["sensors", "0", "1", "1", "1"]), "{out}");
+        assert!(
+            out.contains("leader") && out.contains("19.1 MiB") && out.contains("12% of 29.8 GiB"),
+            "{out}"
+        );
+        assert!(
+            out.contains("48.5°C") && out.contains("unreachable"),
+            "{out}"
+        );
+        assert!(
+            out.lines().any(
+                |l| l.split_whitespace().collect::<Vec<_>>() == ["sensors", "0", "1", "1", "1"]
+            ),
+            "{out}"
+        );
     }
 }

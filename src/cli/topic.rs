@@ -65,7 +65,13 @@ fn name(topic: &str) -> TopicName {
 /// Run a topic subcommand.
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Create { topic, partitions, replication_factor, configs, server } => {
+        Command::Create {
+            topic,
+            partitions,
+            replication_factor,
+            configs,
+            server,
+        } => {
             let mut client = Client::connect(&server.bootstrap_server).await?;
             let mut entries = Vec::new();
             for entry in configs {
@@ -92,7 +98,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                         "cannot create {}: error {} {}",
                         topic,
                         result.error_code,
-                        result.error_message.as_ref().map(|m| m.as_str()).unwrap_or("")
+                        result
+                            .error_message
+                            .as_ref()
+                            .map(|m| m.as_str())
+                            .unwrap_or("")
                     );
                 }
                 println!("Created topic {topic}.");
@@ -101,7 +111,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::List { server } => {
             let mut client = Client::connect(&server.bootstrap_server).await?;
-            let response = client.send(MetadataRequest::default().with_topics(None), 12).await?;
+            let response = client
+                .send(MetadataRequest::default().with_topics(None), 12)
+                .await?;
             let mut names: Vec<String> = response
                 .topics
                 .iter()
@@ -121,7 +133,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 .with_topic_names(vec![name(&topic)]);
             let response = client.send(request, 5).await?;
             for result in response.responses {
-                anyhow::ensure!(result.error_code == 0, "cannot delete {topic}: error {}", result.error_code);
+                anyhow::ensure!(
+                    result.error_code == 0,
+                    "cannot delete {topic}: error {}",
+                    result.error_code
+                );
             }
             println!("Deleted topic {topic}.");
             Ok(())
@@ -135,16 +151,22 @@ async fn describe(address: &str, topic: Option<String>) -> anyhow::Result<()> {
     let request = MetadataRequest::default().with_topics(topics);
     let metadata = client.send(request, 12).await?;
     for topic in metadata.topics {
-        let topic_name = topic.name.as_ref().map(|n| n.0.as_str().to_string()).unwrap_or_default();
+        let topic_name = topic
+            .name
+            .as_ref()
+            .map(|n| n.0.as_str().to_string())
+            .unwrap_or_default();
         if topic.error_code != 0 {
             anyhow::bail!("cannot describe {topic_name}: error {}", topic.error_code);
         }
         let configs = client
             .send(
-                DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
-                    .with_resource_type(2)
-                    .with_configuration_keys(None)
-                    .with_resource_name(StrBytes::from_string(topic_name.clone()))]),
+                DescribeConfigsRequest::default().with_resources(vec![
+                    DescribeConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_configuration_keys(None)
+                        .with_resource_name(StrBytes::from_string(topic_name.clone())),
+                ]),
                 2,
             )
             .await?;
@@ -153,9 +175,19 @@ async fn describe(address: &str, topic: Option<String>) -> anyhow::Result<()> {
             .iter()
             .flat_map(|r| r.configs.iter())
             .filter(|c| c.config_source == 1)
-            .map(|c| format!("{}={}", c.name.as_str(), c.value.as_ref().map(|v| v.as_str()).unwrap_or("")))
+            .map(|c| {
+                format!(
+                    "{}={}",
+                    c.name.as_str(),
+                    c.value.as_ref().map(|v| v.as_str()).unwrap_or("")
+                )
+            })
             .collect();
-        let replication = topic.partitions.first().map(|p| p.replica_nodes.len()).unwrap_or(0);
+        let replication = topic
+            .partitions
+            .first()
+            .map(|p| p.replica_nodes.len())
+            .unwrap_or(0);
         println!(
             "Topic: {topic_name}\tTopicId: {}\tPartitionCount: {}\tReplicationFactor: {replication}\tConfigs: {}",
             crate::ids::Uuid(*topic.topic_id.as_bytes()).to_base64(),
@@ -166,7 +198,10 @@ async fn describe(address: &str, topic: Option<String>) -> anyhow::Result<()> {
         partitions.sort_by_key(|p| p.partition_index);
         for p in partitions {
             let list = |ids: &[kafka_protocol::messages::BrokerId]| {
-                ids.iter().map(|b| b.0.to_string()).collect::<Vec<_>>().join(",")
+                ids.iter()
+                    .map(|b| b.0.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
             };
             println!(
                 "\tTopic: {topic_name}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",

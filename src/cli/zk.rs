@@ -81,9 +81,22 @@ struct Session {
 
 impl Session {
     async fn connect(addr: &str) -> anyhow::Result<Session> {
-        let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
-        let mut s = Session { stream, xid: 0, max_frame: 16 << 20 };
-        let req = ConnectRequest { protocol_version: 0, last_zxid_seen: 0, timeout_ms: 10_000, session_id: 0, password: vec![0; 16], read_only: Some(false) };
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        let mut s = Session {
+            stream,
+            xid: 0,
+            max_frame: 16 << 20,
+        };
+        let req = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout_ms: 10_000,
+            session_id: 0,
+            password: vec![0; 16],
+            read_only: Some(false),
+        };
         s.stream.write_all(&req.encode()).await?;
         let resp = ConnectResponse::decode(&s.frame().await?)?;
         if resp.timeout_ms <= 0 {
@@ -93,9 +106,16 @@ impl Session {
     }
 
     async fn frame(&mut self) -> anyhow::Result<Vec<u8>> {
-        let len = self.stream.read_u32().await.context("server closed the connection")?;
+        let len = self
+            .stream
+            .read_u32()
+            .await
+            .context("server closed the connection")?;
         if len > self.max_frame {
-            bail!("reply of {len} bytes is larger than {} bytes", self.max_frame);
+            bail!(
+                "reply of {len} bytes is larger than {} bytes",
+                self.max_frame
+            );
         }
         let mut buf = vec![0; len as usize];
         self.stream.read_exact(&mut buf).await?;
@@ -103,10 +123,16 @@ impl Session {
     }
 
     /// Sends one request and returns the reply body (after the header) or the error code.
-    async fn call(&mut self, code: i32, body: impl FnOnce(&mut Writer)) -> anyhow::Result<Result<Vec<u8>, ErrorCode>> {
+    async fn call(
+        &mut self,
+        code: i32,
+        body: impl FnOnce(&mut Writer),
+    ) -> anyhow::Result<Result<Vec<u8>, ErrorCode>> {
         self.xid += 1;
         let xid = self.xid;
-        self.stream.write_all(&client::request(xid, code, body)).await?;
+        self.stream
+            .write_all(&client::request(xid, code, body))
+            .await?;
         loop {
             let f = self.frame().await?;
             let (h, r) = client::reply(&f)?;
@@ -148,42 +174,114 @@ pub fn format_stat(s: &Stat) -> String {
 /// Runs a `bramble zk` command.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let (addr, chroot) = match args.server.find('/') {
-        Some(i) => (&args.server[..i], args.server[i..].trim_end_matches('/').to_string()),
+        Some(i) => (
+            &args.server[..i],
+            args.server[i..].trim_end_matches('/').to_string(),
+        ),
         None => (args.server.as_str(), String::new()),
     };
-    let full = |p: &str| if p == "/" && !chroot.is_empty() { chroot.clone() } else { format!("{chroot}{p}") };
+    let full = |p: &str| {
+        if p == "/" && !chroot.is_empty() {
+            chroot.clone()
+        } else {
+            format!("{chroot}{p}")
+        }
+    };
     let mut s = Session::connect(addr).await?;
     let result = async {
         match &args.command {
             Command::Ls { path } => {
-                let body = check(path, s.call(op::GET_CHILDREN2, |w| { w.string(&full(path)).bool(false); }).await?)?;
-                let (mut kids, _) = client::get_children2(&mut crate::zk::jute::Reader::new(&body))?;
+                let body = check(
+                    path,
+                    s.call(op::GET_CHILDREN2, |w| {
+                        w.string(&full(path)).bool(false);
+                    })
+                    .await?,
+                )?;
+                let (mut kids, _) =
+                    client::get_children2(&mut crate::zk::jute::Reader::new(&body))?;
                 kids.sort();
                 println!("[{}]", kids.join(", "));
             }
             Command::Get { path } => {
-                let body = check(path, s.call(op::GET_DATA, |w| { w.string(&full(path)).bool(false); }).await?)?;
+                let body = check(
+                    path,
+                    s.call(op::GET_DATA, |w| {
+                        w.string(&full(path)).bool(false);
+                    })
+                    .await?,
+                )?;
                 let (data, _) = client::get_data(&mut crate::zk::jute::Reader::new(&body))?;
                 println!("{}", String::from_utf8_lossy(&data));
             }
             Command::Stat { path } => {
-                let body = check(path, s.call(op::EXISTS, |w| { w.string(&full(path)).bool(false); }).await?)?;
-                print!("{}", format_stat(&read_stat(&mut crate::zk::jute::Reader::new(&body))?));
+                let body = check(
+                    path,
+                    s.call(op::EXISTS, |w| {
+                        w.string(&full(path)).bool(false);
+                    })
+                    .await?,
+                )?;
+                print!(
+                    "{}",
+                    format_stat(&read_stat(&mut crate::zk::jute::Reader::new(&body))?)
+                );
             }
-            Command::Create { path, data, ephemeral, sequential } => {
+            Command::Create {
+                path,
+                data,
+                ephemeral,
+                sequential,
+            } => {
                 let flags = (*ephemeral as i32) | ((*sequential as i32) << 1);
-                let wop = WriteOp::Create { path: full(path), data: data.clone().unwrap_or_default().into_bytes(), acl: Acl::open(), flags, ttl_ms: -1, op: op::CREATE };
-                let body = check(path, s.call(op::CREATE, |w| write::encode(op::CREATE, &wop, w)).await?)?;
+                let wop = WriteOp::Create {
+                    path: full(path),
+                    data: data.clone().unwrap_or_default().into_bytes(),
+                    acl: Acl::open(),
+                    flags,
+                    ttl_ms: -1,
+                    op: op::CREATE,
+                };
+                let body = check(
+                    path,
+                    s.call(op::CREATE, |w| write::encode(op::CREATE, &wop, w))
+                        .await?,
+                )?;
                 let created = crate::zk::jute::Reader::new(&body).string()?;
-                println!("Created {}", created.strip_prefix(&chroot).filter(|p| !p.is_empty()).unwrap_or(&created));
+                println!(
+                    "Created {}",
+                    created
+                        .strip_prefix(&chroot)
+                        .filter(|p| !p.is_empty())
+                        .unwrap_or(&created)
+                );
             }
-            Command::Set { path, data, version } => {
-                let wop = WriteOp::SetData { path: full(path), data: data.clone().into_bytes(), version: *version };
-                check(path, s.call(op::SET_DATA, |w| write::encode(op::SET_DATA, &wop, w)).await?)?;
+            Command::Set {
+                path,
+                data,
+                version,
+            } => {
+                let wop = WriteOp::SetData {
+                    path: full(path),
+                    data: data.clone().into_bytes(),
+                    version: *version,
+                };
+                check(
+                    path,
+                    s.call(op::SET_DATA, |w| write::encode(op::SET_DATA, &wop, w))
+                        .await?,
+                )?;
             }
             Command::Delete { path, version } => {
-                let wop = WriteOp::Delete { path: full(path), version: *version };
-                check(path, s.call(op::DELETE, |w| write::encode(op::DELETE, &wop, w)).await?)?;
+                let wop = WriteOp::Delete {
+                    path: full(path),
+                    version: *version,
+                };
+                check(
+                    path,
+                    s.call(op::DELETE, |w| write::encode(op::DELETE, &wop, w))
+                        .await?,
+                )?;
             }
         }
         anyhow::Ok(())

@@ -50,9 +50,13 @@ impl ClusterConfig {
     pub fn members(&self) -> Result<BTreeMap<u64, String>, String> {
         let mut out = BTreeMap::new();
         for (k, v) in &self.servers {
-            let id: u64 = k.trim().parse().map_err(|_| format!("cluster.servers: key {k:?} is not a node id (a number 1..=255)"))?;
+            let id: u64 = k.trim().parse().map_err(|_| {
+                format!("cluster.servers: key {k:?} is not a node id (a number 1..=255)")
+            })?;
             if id == 0 || id > 255 {
-                return Err(format!("cluster.servers: node id {id} must be 1..=255 (as ZooKeeper's myid)"));
+                return Err(format!(
+                    "cluster.servers: node id {id} must be 1..=255 (as ZooKeeper's myid)"
+                ));
             }
             crate::config::split_host_port(v).map_err(|e| format!("cluster.servers.{k}: {e}"))?;
             out.insert(id, v.clone());
@@ -81,10 +85,14 @@ impl ClusterConfig {
             return Err("cluster.heartbeat_interval_ms must be > 0".into());
         }
         if self.election_timeout_min_ms <= self.heartbeat_interval_ms * 2 {
-            return Err("cluster.election_timeout_min_ms must exceed twice heartbeat_interval_ms".into());
+            return Err(
+                "cluster.election_timeout_min_ms must exceed twice heartbeat_interval_ms".into(),
+            );
         }
         if self.election_timeout_max_ms <= self.election_timeout_min_ms {
-            return Err("cluster.election_timeout_max_ms must exceed election_timeout_min_ms".into());
+            return Err(
+                "cluster.election_timeout_max_ms must exceed election_timeout_min_ms".into(),
+            );
         }
         if self.snapshot_logs_since_last == 0 {
             return Err("cluster.snapshot_logs_since_last must be > 0".into());

@@ -51,7 +51,12 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Replaces `dir/name` with `value` as JSON: temp file, optional fsync, rename.
-pub(crate) fn write_atomic<T: Serialize>(dir: &Path, name: &str, value: &T, durable: bool) -> std::io::Result<()> {
+pub(crate) fn write_atomic<T: Serialize>(
+    dir: &Path,
+    name: &str,
+    value: &T,
+    durable: bool,
+) -> std::io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
     let mut f = File::create(&tmp)?;
@@ -168,7 +173,9 @@ fn read_segment(buf: &[u8]) -> (Vec<(u64, Entry)>, u64) {
         if crc32c::crc32c(body) != crc {
             break;
         }
-        let Ok(entry) = serde_json::from_slice::<Entry>(body) else { break };
+        let Ok(entry) = serde_json::from_slice::<Entry>(body) else {
+            break;
+        };
         out.push((pos as u64, entry));
         pos += 8 + len as usize;
     }
@@ -177,13 +184,22 @@ fn read_segment(buf: &[u8]) -> (Vec<(u64, Entry)>, u64) {
 
 fn create_segment(dir: &Path, base: u64) -> std::io::Result<Segment> {
     let path = dir.join(format!("log-{base:020}"));
-    let file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
     let mut hdr = SEGMENT_MAGIC.to_vec();
     hdr.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
     file.write_all_at(&hdr, 0)?;
     file.sync_all()?;
     sync_dir(dir)?;
-    Ok(Segment { path, file: Arc::new(file), len: HEADER_BYTES })
+    Ok(Segment {
+        path,
+        file: Arc::new(file),
+        len: HEADER_BYTES,
+    })
 }
 
 impl Inner {
@@ -235,7 +251,14 @@ impl Inner {
                 file.sync_all()?;
                 cut = true;
             }
-            inner.segments.insert(base, Segment { path, file: Arc::new(file), len: keep.max(HEADER_BYTES) });
+            inner.segments.insert(
+                base,
+                Segment {
+                    path,
+                    file: Arc::new(file),
+                    len: keep.max(HEADER_BYTES),
+                },
+            );
         }
         tracing::info!(
             dir = %dir.display(),
@@ -249,7 +272,11 @@ impl Inner {
     }
 
     fn last_log_id(&self) -> Option<LogId> {
-        self.entries.values().next_back().map(|e| e.log_id).or(self.purged)
+        self.entries
+            .values()
+            .next_back()
+            .map(|e| e.log_id)
+            .or(self.purged)
     }
 
     fn append(&mut self, entry: &Entry) -> std::io::Result<Arc<File>> {
@@ -267,7 +294,11 @@ impl Inner {
             let seg = create_segment(&self.dir, idx)?;
             self.segments.insert(idx, seg);
         }
-        let (&base, seg) = self.segments.iter_mut().next_back().expect("an active segment");
+        let (&base, seg) = self
+            .segments
+            .iter_mut()
+            .next_back()
+            .expect("an active segment");
         seg.file.write_all_at(&rec, seg.len)?;
         self.positions.insert(idx, (base, seg.len));
         seg.len += rec.len() as u64;
@@ -286,7 +317,10 @@ impl Inner {
             let seg = self.segments.remove(&b).expect("listed segment");
             fs::remove_file(&seg.path)?;
         }
-        let seg = self.segments.get_mut(&base).expect("segment of a stored entry");
+        let seg = self
+            .segments
+            .get_mut(&base)
+            .expect("segment of a stored entry");
         seg.file.set_len(off)?;
         seg.file.sync_all()?;
         seg.len = off;
@@ -352,8 +386,13 @@ impl LogStore {
     pub fn open_with(dir: &Path, segment_bytes_max: u64) -> std::io::Result<LogStore> {
         let inner = Inner::recover(dir, segment_bytes_max)?;
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new().name("raft-log-flush".into()).spawn(move || flusher(rx))?;
-        Ok(LogStore { inner: Arc::new(Mutex::new(inner)), flusher: tx })
+        std::thread::Builder::new()
+            .name("raft-log-flush".into())
+            .spawn(move || flusher(rx))?;
+        Ok(LogStore {
+            inner: Arc::new(Mutex::new(inner)),
+            flusher: tx,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -367,13 +406,19 @@ fn read_range<RB: RangeBounds<u64>>(inner: &Mutex<Inner>, range: RB) -> Vec<Entr
 }
 
 impl RaftLogReader<TypeConfig> for LogReader {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(&mut self, range: RB) -> StoreResult<Vec<Entry>> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> StoreResult<Vec<Entry>> {
         Ok(read_range(&self.inner, range))
     }
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(&mut self, range: RB) -> StoreResult<Vec<Entry>> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> StoreResult<Vec<Entry>> {
         Ok(read_range(&self.inner, range))
     }
 }
@@ -383,11 +428,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> StoreResult<LogState<TypeConfig>> {
         let inner = self.lock();
-        Ok(LogState { last_purged_log_id: inner.purged, last_log_id: inner.last_log_id() })
+        Ok(LogState {
+            last_purged_log_id: inner.purged,
+            last_log_id: inner.last_log_id(),
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
-        LogReader { inner: self.inner.clone() }
+        LogReader {
+            inner: self.inner.clone(),
+        }
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StoreResult<()> {
@@ -403,7 +453,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> StoreResult<()> {
         let mut inner = self.lock();
-        write_atomic(&inner.dir, "committed", &committed, false).map_err(|e| StorageIOError::write(&e))?;
+        write_atomic(&inner.dir, "committed", &committed, false)
+            .map_err(|e| StorageIOError::write(&e))?;
         inner.committed = committed;
         Ok(())
     }
@@ -422,16 +473,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut inner = self.lock();
             for entry in entries {
                 if let Some(prev) = inner.entries.keys().next_back() {
-                    assert_eq!(entry.log_id.index, prev + 1, "raft log indexes must be contiguous");
+                    assert_eq!(
+                        entry.log_id.index,
+                        prev + 1,
+                        "raft log indexes must be contiguous"
+                    );
                 }
-                let f = inner.append(&entry).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
+                let f = inner
+                    .append(&entry)
+                    .map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
                 last_file = Some(f);
             }
         }
         match last_file {
             Some(file) => {
-                if let Err(mpsc::SendError(job)) = self.flusher.send(Flush { file, done: callback }) {
-                    job.done.log_io_completed(Err(std::io::Error::other("raft log flusher stopped")));
+                if let Err(mpsc::SendError(job)) = self.flusher.send(Flush {
+                    file,
+                    done: callback,
+                }) {
+                    job.done
+                        .log_io_completed(Err(std::io::Error::other("raft log flusher stopped")));
                 }
             }
             None => callback.log_io_completed(Ok(())),
@@ -441,13 +502,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> StoreResult<()> {
         tracing::debug!(from = %log_id, "truncating raft log");
-        self.lock().truncate(log_id.index).map_err(|e| StorageIOError::write_logs(&e))?;
+        self.lock()
+            .truncate(log_id.index)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> StoreResult<()> {
         tracing::debug!(upto = %log_id, "purging raft log");
-        self.lock().purge(log_id).map_err(|e| StorageIOError::write_logs(&e))?;
+        self.lock()
+            .purge(log_id)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
 }
@@ -459,8 +524,17 @@ mod tests {
     use openraft::{CommittedLeaderId, EntryPayload};
 
     fn entry(term: u64, index: u64) -> Entry {
-        let cmd = Command { session_id: 1, cxid: index as i32, time_ms: 0, auth: vec![], kind: CommandKind::CloseSession };
-        Entry { log_id: LogId::new(CommittedLeaderId::new(term, 1), index), payload: EntryPayload::Normal(cmd) }
+        let cmd = Command {
+            session_id: 1,
+            cxid: index as i32,
+            time_ms: 0,
+            auth: vec![],
+            kind: CommandKind::CloseSession,
+        };
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Normal(cmd),
+        }
     }
 
     /// Appends without openraft: write and fsync directly.
@@ -505,7 +579,10 @@ mod tests {
         let store = LogStore::open_with(dir.path(), 512).unwrap();
         put(&store, 1, 40);
         let before = store.lock().segments.len();
-        store.lock().purge(LogId::new(CommittedLeaderId::new(1, 1), 30)).unwrap();
+        store
+            .lock()
+            .purge(LogId::new(CommittedLeaderId::new(1, 1), 30))
+            .unwrap();
         assert!(store.lock().segments.len() < before);
         assert_eq!(indexes(&store), (31..=40).collect::<Vec<_>>());
         drop(store);
@@ -541,7 +618,10 @@ mod tests {
         put(&store, 1, 5);
         let (path, off) = {
             let inner = store.lock();
-            (inner.segments.values().next().unwrap().path.clone(), inner.positions[&4].1)
+            (
+                inner.segments.values().next().unwrap().path.clone(),
+                inner.positions[&4].1,
+            )
         };
         drop(store);
         let f = OpenOptions::new().write(true).open(&path).unwrap();
@@ -552,11 +632,25 @@ mod tests {
 
     struct Builder;
 
-    impl openraft::testing::StoreBuilder<TypeConfig, LogStore, crate::cluster::state_machine::StateMachine, tempfile::TempDir> for Builder {
-        async fn build(&self) -> StoreResult<(tempfile::TempDir, LogStore, crate::cluster::state_machine::StateMachine)> {
+    impl
+        openraft::testing::StoreBuilder<
+            TypeConfig,
+            LogStore,
+            crate::cluster::state_machine::StateMachine,
+            tempfile::TempDir,
+        > for Builder
+    {
+        async fn build(
+            &self,
+        ) -> StoreResult<(
+            tempfile::TempDir,
+            LogStore,
+            crate::cluster::state_machine::StateMachine,
+        )> {
             let dir = tempfile::tempdir().expect("tempdir");
             let log = LogStore::open(&dir.path().join("raft")).expect("open log");
-            let sm = crate::cluster::state_machine::StateMachine::for_tests(&dir.path().join("raft"));
+            let sm =
+                crate::cluster::state_machine::StateMachine::for_tests(&dir.path().join("raft"));
             Ok((dir, log, sm))
         }
     }

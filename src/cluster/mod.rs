@@ -49,7 +49,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 pub use config::ClusterConfig;
-use network::{CallError, ForwardError, Network, PeerPool, PeerRequest, PeerResponse, PREAMBLE_KAFKA};
+use network::{
+    CallError, ForwardError, Network, PeerPool, PeerRequest, PeerResponse, PREAMBLE_KAFKA,
+};
 use state_machine::{Applier, StateMachine};
 use types::{Command, CommandResult, NodeId, Raft};
 
@@ -76,11 +78,25 @@ pub type TouchHandler = Arc<dyn Fn(&[i64]) + Send + Sync>;
 pub trait LocalZk: Send + Sync {
     /// Creates a persistent node (or an ephemeral one owned by the server's own session,
     /// which ends, and takes its ephemerals with it, when this node stops or loses touch).
-    fn create(&self, path: &str, data: &[u8], ephemeral: bool) -> impl std::future::Future<Output = Result<String, crate::coordinator::ErrorCode>> + Send;
+    fn create(
+        &self,
+        path: &str,
+        data: &[u8],
+        ephemeral: bool,
+    ) -> impl std::future::Future<Output = Result<String, crate::coordinator::ErrorCode>> + Send;
     /// Replaces a node's data (`version` -1 = any); the new version.
-    fn set(&self, path: &str, data: &[u8], version: i32) -> impl std::future::Future<Output = Result<i32, crate::coordinator::ErrorCode>> + Send;
+    fn set(
+        &self,
+        path: &str,
+        data: &[u8],
+        version: i32,
+    ) -> impl std::future::Future<Output = Result<i32, crate::coordinator::ErrorCode>> + Send;
     /// Deletes a node (`version` -1 = any).
-    fn delete(&self, path: &str, version: i32) -> impl std::future::Future<Output = Result<(), crate::coordinator::ErrorCode>> + Send;
+    fn delete(
+        &self,
+        path: &str,
+        version: i32,
+    ) -> impl std::future::Future<Output = Result<(), crate::coordinator::ErrorCode>> + Send;
     /// Reads a node's data and stat from this node's tree.
     fn get(&self, path: &str) -> Option<(Vec<u8>, crate::coordinator::Stat)>;
     /// Lists a node's children from this node's tree.
@@ -106,7 +122,10 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("id", &self.id).field("members", &self.members).finish()
+        f.debug_struct("Cluster")
+            .field("id", &self.id)
+            .field("members", &self.members)
+            .finish()
     }
 }
 
@@ -117,7 +136,12 @@ const BRKF_QUEUE: usize = 16;
 impl Cluster {
     /// Opens the Raft log and state machine under `<data_dir>/raft/`, starts Raft, and
     /// bootstraps the membership if this is the lowest-id member of a brand-new cluster.
-    pub async fn start(config: &ClusterConfig, id: NodeId, data_dir: &Path, applier: Arc<dyn Applier>) -> anyhow::Result<Arc<Cluster>> {
+    pub async fn start(
+        config: &ClusterConfig,
+        id: NodeId,
+        data_dir: &Path,
+        applier: Arc<dyn Applier>,
+    ) -> anyhow::Result<Arc<Cluster>> {
         config.validate(id).map_err(anyhow::Error::msg)?;
         let members = config.members().map_err(anyhow::Error::msg)?;
         let dir = log_store::raft_dir(data_dir);
@@ -130,17 +154,27 @@ impl Cluster {
             election_timeout_min: config.election_timeout_min_ms,
             election_timeout_max: config.election_timeout_max_ms,
             install_snapshot_timeout: config.rpc_timeout_ms,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_logs_since_last),
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
+                config.snapshot_logs_since_last,
+            ),
             max_in_snapshot_log_to_keep: config.logs_to_keep_after_snapshot,
             ..Default::default()
         }
         .validate()?;
         let timeout = Duration::from_millis(config.rpc_timeout_ms);
-        let network = Network { connect_timeout: timeout };
+        let network = Network {
+            connect_timeout: timeout,
+        };
         let raft = Raft::new(id, Arc::new(raft_config), network, log, sm).await?;
-        let lowest = *members.keys().next().expect("validated: at least one member");
+        let lowest = *members
+            .keys()
+            .next()
+            .expect("validated: at least one member");
         if id == lowest && !raft.is_initialized().await? {
-            let nodes: BTreeMap<NodeId, BasicNode> = members.iter().map(|(k, v)| (*k, BasicNode { addr: v.clone() })).collect();
+            let nodes: BTreeMap<NodeId, BasicNode> = members
+                .iter()
+                .map(|(k, v)| (*k, BasicNode { addr: v.clone() }))
+                .collect();
             tracing::info!(node = id, members = ?members.keys().collect::<Vec<_>>(), "bootstrapping the quorum membership");
             if let Err(e) = raft.initialize(nodes).await {
                 tracing::warn!(error = %e, "bootstrap not needed");
@@ -155,7 +189,11 @@ impl Cluster {
                     (m.current_leader, m.state, m.current_term)
                 };
                 // Only a leader that has established itself counts for this node.
-                let leader = if leader == Some(id) && state != ServerState::Leader { None } else { leader };
+                let leader = if leader == Some(id) && state != ServerState::Leader {
+                    None
+                } else {
+                    leader
+                };
                 if *leader_tx.borrow() != leader {
                     tracing::info!(node = id, leader = ?leader, term, state = ?state, "quorum leader changed");
                     leader_tx.send_replace(leader);
@@ -217,7 +255,9 @@ impl Cluster {
 
     /// Opens a `BRKF` (partition replication) connection to node `target`'s peer port.
     pub async fn open_brkf(&self, target: NodeId) -> std::io::Result<TcpStream> {
-        let addr = self.members.get(&target).ok_or_else(|| std::io::Error::other(format!("node {target} is not in cluster.servers")))?;
+        let addr = self.members.get(&target).ok_or_else(|| {
+            std::io::Error::other(format!("node {target} is not in cluster.servers"))
+        })?;
         network::connect(addr, PREAMBLE_KAFKA, self.timeout).await
     }
 
@@ -228,7 +268,9 @@ impl Cluster {
 
     /// Hands an inbound `BRKF` connection to whoever took the receiver; closed otherwise.
     pub fn accept_brkf(&self, stream: TcpStream) {
-        if self.brkf_rx.lock().expect("brkf lock").is_some() || self.brkf_tx.try_send(stream).is_err() {
+        if self.brkf_rx.lock().expect("brkf lock").is_some()
+            || self.brkf_tx.try_send(stream).is_err()
+        {
             tracing::debug!("BRKF connection closed: partition replication is not running here");
         }
     }
@@ -257,15 +299,23 @@ impl Cluster {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let leader = self.wait_leader().await?;
-            let attempt = if leader == self.id { self.propose_local(cmd.clone()).await } else { self.forward(leader, PeerRequest::Propose(cmd.clone())).await };
+            let attempt = if leader == self.id {
+                self.propose_local(cmd.clone()).await
+            } else {
+                self.forward(leader, PeerRequest::Propose(cmd.clone()))
+                    .await
+            };
             match attempt {
                 Ok(PeerResponse::Propose(Ok((index, res)))) => {
                     self.wait_applied(index).await?;
                     return Ok(res);
                 }
                 // Not proposed anywhere: wait for the leader to settle and try again.
-                Ok(PeerResponse::Propose(Err(ForwardError::NotLeader(_)))) | Err(CallError::Unreachable(..)) => {}
-                Ok(PeerResponse::Propose(Err(ForwardError::Unknown(e)))) => return Err(ClusterError::Unknown(e)),
+                Ok(PeerResponse::Propose(Err(ForwardError::NotLeader(_))))
+                | Err(CallError::Unreachable(..)) => {}
+                Ok(PeerResponse::Propose(Err(ForwardError::Unknown(e)))) => {
+                    return Err(ClusterError::Unknown(e))
+                }
                 Ok(_) => return Err(ClusterError::Unknown("unexpected peer response".into())),
                 Err(e @ CallError::Failed(..)) => return Err(ClusterError::Unknown(e.to_string())),
             }
@@ -284,11 +334,15 @@ impl Cluster {
     /// always safe to retry.
     async fn propose_local(&self, cmd: Command) -> Result<PeerResponse, CallError> {
         if !self.is_leader() {
-            return Ok(PeerResponse::Propose(Err(ForwardError::NotLeader(*self.leader.borrow()))));
+            return Ok(PeerResponse::Propose(Err(ForwardError::NotLeader(
+                *self.leader.borrow(),
+            ))));
         }
         let r = match self.raft.client_write(cmd).await {
             Ok(resp) => Ok((resp.log_id.index, resp.data)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(ForwardError::Unknown(format!("leadership moved to {:?}", f.leader_id))),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(
+                ForwardError::Unknown(format!("leadership moved to {:?}", f.leader_id)),
+            ),
             Err(e) => Err(ForwardError::Unknown(e.to_string())),
         };
         Ok(PeerResponse::Propose(r))
@@ -308,7 +362,9 @@ impl Cluster {
             match answer {
                 Ok(PeerResponse::ReadIndex(Ok(index))) => return self.wait_applied(index).await,
                 // The leader is gone or moved: a barrier is safe to retry once one settles.
-                Ok(PeerResponse::ReadIndex(Err(_))) | Err(CallError::Unreachable(..)) | Err(CallError::Failed(..)) => {}
+                Ok(PeerResponse::ReadIndex(Err(_)))
+                | Err(CallError::Unreachable(..))
+                | Err(CallError::Failed(..)) => {}
                 Ok(_) => return Err(ClusterError::Unknown("unexpected peer response".into())),
             }
             if tokio::time::Instant::now() >= deadline {
@@ -327,7 +383,9 @@ impl Cluster {
 
     /// Tells the leader which sessions have live clients here (followers only).
     pub async fn send_touches(&self, sessions: Vec<i64>) {
-        let Some(leader) = *self.leader.borrow() else { return };
+        let Some(leader) = *self.leader.borrow() else {
+            return;
+        };
         if leader == self.id || sessions.is_empty() {
             return;
         }
@@ -339,9 +397,13 @@ impl Cluster {
     /// Answers one `BRFT` request from a peer (called by the peer listener).
     pub async fn handle_peer(&self, req: PeerRequest) -> PeerResponse {
         match req {
-            PeerRequest::AppendEntries(rpc) => PeerResponse::AppendEntries(self.raft.append_entries(rpc).await),
+            PeerRequest::AppendEntries(rpc) => {
+                PeerResponse::AppendEntries(self.raft.append_entries(rpc).await)
+            }
             PeerRequest::Vote(rpc) => PeerResponse::Vote(self.raft.vote(rpc).await),
-            PeerRequest::InstallSnapshot(rpc) => PeerResponse::InstallSnapshot(self.raft.install_snapshot(rpc).await),
+            PeerRequest::InstallSnapshot(rpc) => {
+                PeerResponse::InstallSnapshot(self.raft.install_snapshot(rpc).await)
+            }
             PeerRequest::Propose(cmd) => match self.propose_local(cmd).await {
                 Ok(r) => r,
                 Err(e) => PeerResponse::Propose(Err(ForwardError::Unknown(e.to_string()))),
@@ -372,6 +434,10 @@ impl Cluster {
 
     /// Members other than this node.
     pub fn peers(&self) -> BTreeSet<NodeId> {
-        self.members.keys().copied().filter(|k| *k != self.id).collect()
+        self.members
+            .keys()
+            .copied()
+            .filter(|k| *k != self.id)
+            .collect()
     }
 }

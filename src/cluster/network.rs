@@ -15,9 +15,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -69,7 +74,9 @@ pub enum PeerResponse {
     /// To `Vote`.
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     /// To `InstallSnapshot`.
-    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
     /// To `Propose`: the log index the command got, and its result.
     Propose(Result<(u64, CommandResult), ForwardError>),
     /// To `Touch`.
@@ -79,10 +86,16 @@ pub enum PeerResponse {
 }
 
 /// Writes one frame.
-pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T) -> std::io::Result<()> {
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+    w: &mut W,
+    msg: &T,
+) -> std::io::Result<()> {
     let body = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
     if body.len() as u64 > FRAME_BYTES_MAX as u64 {
-        return Err(std::io::Error::other(format!("peer frame of {} bytes exceeds {FRAME_BYTES_MAX}", body.len())));
+        return Err(std::io::Error::other(format!(
+            "peer frame of {} bytes exceeds {FRAME_BYTES_MAX}",
+            body.len()
+        )));
     }
     let mut buf = Vec::with_capacity(body.len() + 4);
     buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -92,7 +105,9 @@ pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T
 }
 
 /// Reads one frame; `Ok(None)` at a clean end of stream.
-pub async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(r: &mut R) -> std::io::Result<Option<T>> {
+pub async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
+    r: &mut R,
+) -> std::io::Result<Option<T>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -101,18 +116,31 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(r: &
     }
     let len = u32::from_be_bytes(len);
     if len > FRAME_BYTES_MAX {
-        return Err(std::io::Error::other(format!("peer frame of {len} bytes exceeds {FRAME_BYTES_MAX}")));
+        return Err(std::io::Error::other(format!(
+            "peer frame of {len} bytes exceeds {FRAME_BYTES_MAX}"
+        )));
     }
     let mut body = vec![0u8; len as usize];
     r.read_exact(&mut body).await?;
-    serde_json::from_slice(&body).map(Some).map_err(std::io::Error::other)
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(std::io::Error::other)
 }
 
 /// Connects to a peer and sends the preamble.
-pub async fn connect(addr: &str, preamble: [u8; 4], timeout: Duration) -> std::io::Result<TcpStream> {
+pub async fn connect(
+    addr: &str,
+    preamble: [u8; 4],
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
     let mut s = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connecting to {addr} timed out")))??;
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connecting to {addr} timed out"),
+            )
+        })??;
     s.set_nodelay(true)?;
     s.write_all(&preamble).await?;
     Ok(s)
@@ -127,16 +155,29 @@ pub struct PeerConn {
 impl PeerConn {
     /// Opens a connection.
     pub async fn open(addr: &str, timeout: Duration) -> std::io::Result<PeerConn> {
-        Ok(PeerConn { stream: connect(addr, PREAMBLE_RAFT, timeout).await? })
+        Ok(PeerConn {
+            stream: connect(addr, PREAMBLE_RAFT, timeout).await?,
+        })
     }
 
     /// One request, one response, within `timeout`.
-    pub async fn call(&mut self, req: &PeerRequest, timeout: Duration) -> std::io::Result<PeerResponse> {
+    pub async fn call(
+        &mut self,
+        req: &PeerRequest,
+        timeout: Duration,
+    ) -> std::io::Result<PeerResponse> {
         let fut = async {
             write_frame(&mut self.stream, req).await?;
-            read_frame(&mut self.stream).await?.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "peer closed the connection"))
+            read_frame(&mut self.stream).await?.ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "peer closed the connection",
+                )
+            })
         };
-        tokio::time::timeout(timeout, fut).await.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "peer call timed out"))?
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "peer call timed out"))?
     }
 }
 
@@ -166,7 +207,11 @@ pub enum CallError {
 impl PeerPool {
     /// A pool over the members' peer addresses.
     pub fn new(addrs: BTreeMap<NodeId, String>, timeout: Duration) -> Self {
-        PeerPool { addrs, idle: Mutex::new(HashMap::new()), timeout }
+        PeerPool {
+            addrs,
+            idle: Mutex::new(HashMap::new()),
+            timeout,
+        }
     }
 
     /// The per-call timeout.
@@ -176,15 +221,27 @@ impl PeerPool {
 
     /// Sends one request to `target` and waits for its answer.
     pub async fn call(&self, target: NodeId, req: &PeerRequest) -> Result<PeerResponse, CallError> {
-        let pooled = self.idle.lock().expect("pool lock").get_mut(&target).and_then(|v| v.pop());
+        let pooled = self
+            .idle
+            .lock()
+            .expect("pool lock")
+            .get_mut(&target)
+            .and_then(|v| v.pop());
         let mut conn = match pooled {
             Some(c) => c,
             None => {
-                let addr = self.addrs.get(&target).ok_or_else(|| CallError::Unreachable(target, std::io::Error::other("not a member")))?;
-                PeerConn::open(addr, self.timeout).await.map_err(|e| CallError::Unreachable(target, e))?
+                let addr = self.addrs.get(&target).ok_or_else(|| {
+                    CallError::Unreachable(target, std::io::Error::other("not a member"))
+                })?;
+                PeerConn::open(addr, self.timeout)
+                    .await
+                    .map_err(|e| CallError::Unreachable(target, e))?
             }
         };
-        let resp = conn.call(req, self.timeout).await.map_err(|e| CallError::Failed(target, e))?;
+        let resp = conn
+            .call(req, self.timeout)
+            .await
+            .map_err(|e| CallError::Failed(target, e))?;
         let mut idle = self.idle.lock().expect("pool lock");
         let v = idle.entry(target).or_default();
         if v.len() < POOL_IDLE_MAX {
@@ -214,16 +271,27 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = RaftClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> RaftClient {
-        RaftClient { target, addr: node.addr.clone(), conn: None, connect_timeout: self.connect_timeout }
+        RaftClient {
+            target,
+            addr: node.addr.clone(),
+            conn: None,
+            connect_timeout: self.connect_timeout,
+        }
     }
 }
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
 
 impl RaftClient {
-    async fn call<E: std::error::Error>(&mut self, req: PeerRequest, option: &RPCOption) -> Result<PeerResponse, RpcErr<E>> {
+    async fn call<E: std::error::Error>(
+        &mut self,
+        req: PeerRequest,
+        option: &RPCOption,
+    ) -> Result<PeerResponse, RpcErr<E>> {
         if self.conn.is_none() {
-            let c = PeerConn::open(&self.addr, self.connect_timeout.min(option.hard_ttl())).await.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+            let c = PeerConn::open(&self.addr, self.connect_timeout.min(option.hard_ttl()))
+                .await
+                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
             self.conn = Some(c);
         }
         let conn = self.conn.as_mut().expect("connected above");
@@ -238,14 +306,22 @@ impl RaftClient {
     }
 
     fn unexpected<E: std::error::Error>(&self) -> RpcErr<E> {
-        RPCError::Network(NetworkError::new(&std::io::Error::other("unexpected peer response")))
+        RPCError::Network(NetworkError::new(&std::io::Error::other(
+            "unexpected peer response",
+        )))
     }
 }
 
 impl RaftNetwork<TypeConfig> for RaftClient {
-    async fn append_entries(&mut self, rpc: AppendEntriesRequest<TypeConfig>, option: RPCOption) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
         match self.call(PeerRequest::AppendEntries(rpc), &option).await? {
-            PeerResponse::AppendEntries(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            PeerResponse::AppendEntries(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
             _ => Err(self.unexpected()),
         }
     }
@@ -255,15 +331,26 @@ impl RaftNetwork<TypeConfig> for RaftClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        match self.call(PeerRequest::InstallSnapshot(rpc), &option).await? {
-            PeerResponse::InstallSnapshot(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+        match self
+            .call(PeerRequest::InstallSnapshot(rpc), &option)
+            .await?
+        {
+            PeerResponse::InstallSnapshot(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
             _ => Err(self.unexpected()),
         }
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> Result<VoteResponse<NodeId>, RpcErr> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr> {
         match self.call(PeerRequest::Vote(rpc), &option).await? {
-            PeerResponse::Vote(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            PeerResponse::Vote(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
             _ => Err(self.unexpected()),
         }
     }

@@ -18,7 +18,9 @@ use openraft::{BasicNode, EntryPayload, StorageError, StorageIOError, StoredMemb
 use tokio::sync::watch;
 
 use super::log_store::{read_json, write_atomic};
-use super::types::{zxid_of, Command, CommandKind, CommandResult, Entry, LogId, NodeId, TypeConfig};
+use super::types::{
+    zxid_of, Command, CommandKind, CommandResult, Entry, LogId, NodeId, TypeConfig,
+};
 use crate::coordinator::{Caller, Coordinator, Outcome, TxnResult};
 
 type StoreResult<T> = Result<T, StorageError<NodeId>>;
@@ -36,15 +38,33 @@ pub trait Applier: Send + Sync + 'static {
 }
 
 /// Applies a command to a coordinator (shared by every [`Applier`]).
-pub fn apply_command(coord: &mut Coordinator, cmd: &Command, zxid: i64, now_mono_ms: i64) -> Outcome {
-    let caller = Caller { session_id: cmd.session_id, auth: &cmd.auth };
+pub fn apply_command(
+    coord: &mut Coordinator,
+    cmd: &Command,
+    zxid: i64,
+    now_mono_ms: i64,
+) -> Outcome {
+    let caller = Caller {
+        session_id: cmd.session_id,
+        auth: &cmd.auth,
+    };
     match &cmd.kind {
         CommandKind::Write(op) => coord.write_at(caller, cmd.cxid, op, zxid, cmd.time_ms),
         CommandKind::Multi(ops) => coord.multi_at(caller, cmd.cxid, ops, zxid, cmd.time_ms),
-        CommandKind::CreateSession { timeout_ms, password } => {
-            coord.create_session_at(cmd.session_id, *timeout_ms, password.clone(), zxid, cmd.time_ms, now_mono_ms)
+        CommandKind::CreateSession {
+            timeout_ms,
+            password,
+        } => coord.create_session_at(
+            cmd.session_id,
+            *timeout_ms,
+            password.clone(),
+            zxid,
+            cmd.time_ms,
+            now_mono_ms,
+        ),
+        CommandKind::CloseSession | CommandKind::ExpireSession => {
+            coord.close_session_at(cmd.session_id, cmd.cxid, zxid, cmd.time_ms)
         }
-        CommandKind::CloseSession | CommandKind::ExpireSession => coord.close_session_at(cmd.session_id, cmd.cxid, zxid, cmd.time_ms),
         CommandKind::Reap { path } => coord.reap_at(path, zxid, cmd.time_ms),
     }
 }
@@ -58,7 +78,8 @@ impl Applier for Mutex<Coordinator> {
         crate::coordinator::persist::encode_snapshot(self.lock().expect("coordinator lock").tree())
     }
     fn install(&self, bytes: &[u8]) -> Result<(), String> {
-        let tree = crate::coordinator::persist::decode_snapshot(bytes).ok_or("corrupt coordinator snapshot")?;
+        let tree = crate::coordinator::persist::decode_snapshot(bytes)
+            .ok_or("corrupt coordinator snapshot")?;
         self.lock().expect("coordinator lock").replace_tree(tree, 0);
         Ok(())
     }
@@ -83,7 +104,9 @@ pub struct StateMachine {
 
 impl std::fmt::Debug for StateMachine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateMachine").field("last_applied", &self.last_applied).finish()
+        f.debug_struct("StateMachine")
+            .field("last_applied", &self.last_applied)
+            .finish()
     }
 }
 
@@ -115,7 +138,10 @@ fn decode_file(buf: &[u8]) -> Option<Stored> {
     }
     let len = u32::from_be_bytes([body[0], body[1], body[2], body[3]]) as usize;
     let meta: Meta = serde_json::from_slice(body.get(4..4 + len)?).ok()?;
-    Some(Stored { meta, data: body[4 + len..].to_vec() })
+    Some(Stored {
+        meta,
+        data: body[4 + len..].to_vec(),
+    })
 }
 
 fn save(dir: &Path, s: &Stored) -> std::io::Result<()> {
@@ -144,11 +170,19 @@ impl StateMachine {
         };
         match std::fs::read(dir.join("snapshot")) {
             Ok(buf) => {
-                let stored = decode_file(&buf).ok_or_else(|| std::io::Error::other(format!("{}: corrupt raft snapshot", dir.join("snapshot").display())))?;
-                sm.applier.install(&stored.data).map_err(std::io::Error::other)?;
+                let stored = decode_file(&buf).ok_or_else(|| {
+                    std::io::Error::other(format!(
+                        "{}: corrupt raft snapshot",
+                        dir.join("snapshot").display()
+                    ))
+                })?;
+                sm.applier
+                    .install(&stored.data)
+                    .map_err(std::io::Error::other)?;
                 sm.last_applied = stored.meta.last_log_id;
                 sm.membership = stored.meta.last_membership.clone();
-                sm.applied_tx.send_replace(sm.last_applied.map(|l| l.index).unwrap_or(0));
+                sm.applied_tx
+                    .send_replace(sm.last_applied.map(|l| l.index).unwrap_or(0));
                 tracing::info!(last_applied = ?sm.last_applied, bytes = stored.data.len(), "raft snapshot loaded");
                 *sm.current.lock().expect("snapshot lock") = Some(stored);
             }
@@ -181,14 +215,19 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .map_err(|e| StorageIOError::write_snapshot(Some(sig), &e))?;
         tracing::info!(last_log = ?s.meta.last_log_id, bytes = s.data.len(), "raft snapshot written");
         *self.current.lock().expect("snapshot lock") = Some(s.clone());
-        Ok(Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) })
+        Ok(Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(&mut self) -> StoreResult<(Option<LogId>, StoredMembership<NodeId, BasicNode>)> {
+    async fn applied_state(
+        &mut self,
+    ) -> StoreResult<(Option<LogId>, StoredMembership<NodeId, BasicNode>)> {
         Ok((self.last_applied, self.membership.clone()))
     }
 
@@ -200,7 +239,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut out = Vec::new();
         for entry in entries {
             let zxid = zxid_of(&entry.log_id);
-            assert!(self.last_applied.is_none_or(|l| l.index < entry.log_id.index), "applied index must grow");
+            assert!(
+                self.last_applied
+                    .is_none_or(|l| l.index < entry.log_id.index),
+                "applied index must grow"
+            );
             self.last_applied = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Normal(cmd) => self.applier.apply(&cmd, zxid),
@@ -221,27 +264,50 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // Captured now, between two applies, so the data matches `last_applied` exactly.
         let data = self.applier.snapshot();
-        let next_id: u64 = read_json(&self.dir, "snapshot-id").ok().flatten().and_then(|s: String| s.rsplit('-').next().and_then(|n| n.parse().ok())).unwrap_or(0) + 1;
+        let next_id: u64 = read_json(&self.dir, "snapshot-id")
+            .ok()
+            .flatten()
+            .and_then(|s: String| s.rsplit('-').next().and_then(|n| n.parse().ok()))
+            .unwrap_or(0)
+            + 1;
         let snapshot_id = match self.last_applied {
             Some(l) => format!("{}-{}-{next_id}", l.leader_id, l.index),
             None => format!("none-{next_id}"),
         };
-        let meta = Meta { last_log_id: self.last_applied, last_membership: self.membership.clone(), snapshot_id };
-        SnapshotBuilder { stored: Stored { meta, data }, dir: self.dir.clone(), current: self.current.clone() }
+        let meta = Meta {
+            last_log_id: self.last_applied,
+            last_membership: self.membership.clone(),
+            snapshot_id,
+        };
+        SnapshotBuilder {
+            stored: Stored { meta, data },
+            dir: self.dir.clone(),
+            current: self.current.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> StoreResult<Box<Cursor<Vec<u8>>>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<Cursor<Vec<u8>>>) -> StoreResult<()> {
-        let stored = Stored { meta: meta.clone(), data: snapshot.into_inner() };
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StoreResult<()> {
+        let stored = Stored {
+            meta: meta.clone(),
+            data: snapshot.into_inner(),
+        };
         let sig = meta.signature();
-        self.applier.install(&stored.data).map_err(|e| StorageIOError::read_snapshot(Some(sig.clone()), &std::io::Error::other(e)))?;
+        self.applier.install(&stored.data).map_err(|e| {
+            StorageIOError::read_snapshot(Some(sig.clone()), &std::io::Error::other(e))
+        })?;
         save(&self.dir, &stored).map_err(|e| StorageIOError::write_snapshot(Some(sig), &e))?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.applied_tx.send_replace(self.last_applied.map(|l| l.index).unwrap_or(0));
+        self.applied_tx
+            .send_replace(self.last_applied.map(|l| l.index).unwrap_or(0));
         tracing::info!(last_log = ?meta.last_log_id, bytes = stored.data.len(), "raft snapshot installed");
         *self.current.lock().expect("snapshot lock") = Some(stored);
         Ok(())
@@ -249,6 +315,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> StoreResult<Option<Snapshot<TypeConfig>>> {
         let cur = self.current.lock().expect("snapshot lock").clone();
-        Ok(cur.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        Ok(cur.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
     }
 }

@@ -83,6 +83,9 @@ pub struct CommandResult {
 /// Both only grow along the log, so zxids only grow.
 pub fn zxid_of(log_id: &LogId) -> i64 {
     let term = log_id.leader_id.term;
-    assert!(term <= u32::MAX as u64 && log_id.index <= u32::MAX as u64, "zxid overflow at {log_id}");
+    assert!(
+        term <= u32::MAX as u64 && log_id.index <= u32::MAX as u64,
+        "zxid overflow at {log_id}"
+    );
     ((term << 32) | log_id.index) as i64
 }

@@ -37,9 +37,16 @@ fn ip_matches(pattern: &str, who: &str) -> bool {
         Some((a, b)) => (a, b.parse::<u32>().unwrap_or(33)),
         None => (pattern, 32),
     };
-    match (addr.parse::<std::net::Ipv4Addr>(), who.parse::<std::net::Ipv4Addr>()) {
+    match (
+        addr.parse::<std::net::Ipv4Addr>(),
+        who.parse::<std::net::Ipv4Addr>(),
+    ) {
         (Ok(p), Ok(w)) if bits <= 32 => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             u32::from(p) & mask == u32::from(w) & mask
         }
         _ => pattern == who,
@@ -58,9 +65,15 @@ pub fn fixup(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
             "world" if a.id.id == "anyone" => out.push(a.clone()),
             "auth" => {
                 let mut any = false;
-                for id in auth.iter().filter(|i| i.scheme != "ip" && i.scheme != "super") {
+                for id in auth
+                    .iter()
+                    .filter(|i| i.scheme != "ip" && i.scheme != "super")
+                {
                     any = true;
-                    out.push(Acl { perms: a.perms, id: id.clone() });
+                    out.push(Acl {
+                        perms: a.perms,
+                        id: id.clone(),
+                    });
                 }
                 if !any {
                     return Err(ErrorCode::InvalidAcl);
@@ -92,7 +105,10 @@ fn valid_ip_pattern(p: &str) -> bool {
 pub fn digest_id(user_password: &str) -> Option<Id> {
     let (user, _) = user_password.split_once(':')?;
     let hash = base64(&sha1(user_password.as_bytes()));
-    Some(Id { scheme: "digest".into(), id: format!("{user}:{hash}") })
+    Some(Id {
+        scheme: "digest".into(),
+        id: format!("{user}:{hash}"),
+    })
 }
 
 /// Standard base64 with padding.
@@ -104,8 +120,16 @@ pub fn base64(data: &[u8]) -> String {
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         s.push(T[(n >> 18) as usize & 63] as char);
         s.push(T[(n >> 12) as usize & 63] as char);
-        s.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        s.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        s.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        s.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     s
 }
@@ -123,7 +147,12 @@ pub fn sha1(data: &[u8]) -> [u8; 20] {
     for block in msg.chunks(64) {
         let mut w = [0u32; 80];
         for i in 0..16 {
-            w[i] = u32::from_be_bytes([block[4 * i], block[4 * i + 1], block[4 * i + 2], block[4 * i + 3]]);
+            w[i] = u32::from_be_bytes([
+                block[4 * i],
+                block[4 * i + 1],
+                block[4 * i + 2],
+                block[4 * i + 3],
+            ]);
         }
         for i in 16..80 {
             w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
@@ -136,7 +165,12 @@ pub fn sha1(data: &[u8]) -> [u8; 20] {
                 40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
                 _ => (b ^ c ^ d, 0xCA62C1D6),
             };
-            let t = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*wi);
             e = d;
             d = c;
             c = b.rotate_left(30);
@@ -168,12 +202,21 @@ mod tests {
     #[test]
     fn digest_id_is_zookeepers() {
         // zkCli: addauth digest user:pass -> digest:user:smGaoVKd/cQkjm7b88GyorAUz20=
-        assert_eq!(digest_id("user:pass").unwrap().id, "user:smGaoVKd/cQkjm7b88GyorAUz20=");
+        assert_eq!(
+            digest_id("user:pass").unwrap().id,
+            "user:smGaoVKd/cQkjm7b88GyorAUz20="
+        );
     }
 
     #[test]
     fn auth_scheme_needs_an_authenticated_identity() {
-        let acl = vec![Acl { perms: perms::ALL, id: Id { scheme: "auth".into(), id: "".into() } }];
+        let acl = vec![Acl {
+            perms: perms::ALL,
+            id: Id {
+                scheme: "auth".into(),
+                id: "".into(),
+            },
+        }];
         assert_eq!(fixup(&acl, &[]), Err(ErrorCode::InvalidAcl));
         let me = digest_id("u:p").unwrap();
         let fixed = fixup(&acl, std::slice::from_ref(&me)).unwrap();

@@ -65,8 +65,9 @@ impl Default for CoordinatorConfig {
 }
 
 /// The four-letter words this server knows.
-pub const FOUR_LETTER_WORDS: [&str; 11] =
-    ["ruok", "srvr", "stat", "mntr", "conf", "cons", "envi", "wchs", "dirs", "isro", "crst"];
+pub const FOUR_LETTER_WORDS: [&str; 11] = [
+    "ruok", "srvr", "stat", "mntr", "conf", "cons", "envi", "wchs", "dirs", "isro", "crst",
+];
 
 impl CoordinatorConfig {
     /// Checks every key; the error names the key and what is wrong.
@@ -75,7 +76,10 @@ impl CoordinatorConfig {
             return Err("coordinator.data_dir must not be empty".into());
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(format!("coordinator.listen: {:?} is not HOST:PORT with an IP address", self.listen));
+            return Err(format!(
+                "coordinator.listen: {:?} is not HOST:PORT with an IP address",
+                self.listen
+            ));
         }
         if self.tick_time_ms == 0 {
             return Err("coordinator.tick_time_ms must be > 0".into());
@@ -84,7 +88,10 @@ impl CoordinatorConfig {
             return Err("coordinator.jute_maxbuffer must be at least 1024 bytes".into());
         }
         if self.autopurge_snap_retain_count < 3 {
-            return Err("coordinator.autopurge_snap_retain_count must be at least 3 (as in ZooKeeper)".into());
+            return Err(
+                "coordinator.autopurge_snap_retain_count must be at least 3 (as in ZooKeeper)"
+                    .into(),
+            );
         }
         if self.snap_count < 2 {
             return Err("coordinator.snap_count must be at least 2".into());
@@ -94,7 +101,9 @@ impl CoordinatorConfig {
         }
         let (min, max) = self.session_timeout_bounds();
         if min > max {
-            return Err("coordinator.min_session_timeout_ms must not exceed max_session_timeout_ms".into());
+            return Err(
+                "coordinator.min_session_timeout_ms must not exceed max_session_timeout_ms".into(),
+            );
         }
         if self.global_outstanding_limit == 0 {
             return Err("coordinator.global_outstanding_limit must be > 0".into());
@@ -109,8 +118,16 @@ impl CoordinatorConfig {
 
     /// The timeout bounds, following ZooKeeper: unset (0) means 2x / 20x tick.
     pub fn session_timeout_bounds(&self) -> (i32, i32) {
-        let min = if self.min_session_timeout_ms == 0 { self.tick_time_ms * 2 } else { self.min_session_timeout_ms };
-        let max = if self.max_session_timeout_ms == 0 { self.tick_time_ms * 20 } else { self.max_session_timeout_ms };
+        let min = if self.min_session_timeout_ms == 0 {
+            self.tick_time_ms * 2
+        } else {
+            self.min_session_timeout_ms
+        };
+        let max = if self.max_session_timeout_ms == 0 {
+            self.tick_time_ms * 20
+        } else {
+            self.max_session_timeout_ms
+        };
         (min as i32, max as i32)
     }
 
@@ -130,7 +147,10 @@ mod tests {
         let c: CoordinatorConfig = toml::from_str("tick_time_ms = 100\n").unwrap();
         assert_eq!(c.tick_time_ms, 100);
         assert!(toml::from_str::<CoordinatorConfig>("tickTime = 100\n").is_err());
-        let bad = CoordinatorConfig { four_letter_words: vec!["kill".into()], ..Default::default() };
+        let bad = CoordinatorConfig {
+            four_letter_words: vec!["kill".into()],
+            ..Default::default()
+        };
         assert!(bad.validate().unwrap_err().contains("four_letter_words"));
     }
 }

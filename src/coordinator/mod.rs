@@ -64,7 +64,9 @@ pub const NODE_OVERHEAD_BYTES: u64 = 256;
 
 impl std::fmt::Debug for Coordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Coordinator").field("zxid", &self.tree.last_zxid()).finish()
+        f.debug_struct("Coordinator")
+            .field("zxid", &self.tree.last_zxid())
+            .finish()
     }
 }
 
@@ -89,18 +91,45 @@ pub enum Connect {
 impl Coordinator {
     /// A coordinator over a recovered tree. Sessions found in the tree are tracked afresh
     /// from `now_mono_ms`, so clients get a full timeout to come back after a restart.
-    pub fn new(tree: DataTree, sink: Box<dyn TxnSink>, limits: Limits, max_watches: usize, server_id: u8, now_wall_ms: i64, now_mono_ms: i64) -> Self {
+    pub fn new(
+        tree: DataTree,
+        sink: Box<dyn TxnSink>,
+        limits: Limits,
+        max_watches: usize,
+        server_id: u8,
+        now_wall_ms: i64,
+        now_mono_ms: i64,
+    ) -> Self {
         let mut sessions = SessionTracker::new(server_id, now_wall_ms);
         for (id, s) in tree.sessions() {
             sessions.add(*id, s.timeout_ms as i64, now_mono_ms);
         }
-        Coordinator { tree, watches: WatchManager::new(max_watches), sessions, sink, limits, auth: Default::default(), tree_bytes_max: u64::MAX }
+        Coordinator {
+            tree,
+            watches: WatchManager::new(max_watches),
+            sessions,
+            sink,
+            limits,
+            auth: Default::default(),
+            tree_bytes_max: u64::MAX,
+        }
     }
 
     /// An empty in-memory coordinator (tests).
     pub fn in_memory() -> Self {
-        let limits = Limits { max_data_bytes: 1 << 20, session_timeout_ms: (4000, 40000) };
-        Self::new(DataTree::new(), Box::new(persist::MemorySink::new()), limits, 0, 1, 0, 0)
+        let limits = Limits {
+            max_data_bytes: 1 << 20,
+            session_timeout_ms: (4000, 40000),
+        };
+        Self::new(
+            DataTree::new(),
+            Box::new(persist::MemorySink::new()),
+            limits,
+            0,
+            1,
+            0,
+            0,
+        )
     }
 
     /// The tree (reads, snapshots, four-letter words).
@@ -145,8 +174,14 @@ impl Coordinator {
         self.sink.append(txn);
         self.sink.after_apply(&self.tree);
         let auth = &self.auth;
-        let notifications = self.watches.trigger(&events, |s| auth.get(&s).map(|v| v.as_slice()).unwrap_or(&[]));
-        Outcome { zxid: txn.zxid, result, notifications }
+        let notifications = self.watches.trigger(&events, |s| {
+            auth.get(&s).map(|v| v.as_slice()).unwrap_or(&[])
+        });
+        Outcome {
+            zxid: txn.zxid,
+            result,
+            notifications,
+        }
     }
 
     /// Replays recovered txns without logging them again.
@@ -171,7 +206,9 @@ impl Coordinator {
         let growth: u64 = ops
             .iter()
             .map(|op| match op {
-                WriteOp::Create { path, data, .. } => data.len() as u64 + path.len() as u64 + NODE_OVERHEAD_BYTES,
+                WriteOp::Create { path, data, .. } => {
+                    data.len() as u64 + path.len() as u64 + NODE_OVERHEAD_BYTES
+                }
                 WriteOp::SetData { data, .. } => data.len() as u64,
                 _ => 0,
             })
@@ -182,8 +219,16 @@ impl Coordinator {
     /// Executes one write for a caller at wall time `time_ms`.
     pub fn write(&mut self, caller: Caller, cxid: i32, op: &WriteOp, time_ms: i64) -> Outcome {
         if self.over_budget(&[op]) {
-            let body = TxnBody::Error { err: ErrorCode::QuotaExceeded.code() };
-            let txn = Txn { session_id: caller.session_id, cxid, zxid: self.next_zxid(), time_ms, body };
+            let body = TxnBody::Error {
+                err: ErrorCode::QuotaExceeded.code(),
+            };
+            let txn = Txn {
+                session_id: caller.session_id,
+                cxid,
+                zxid: self.next_zxid(),
+                time_ms,
+                body,
+            };
             return self.apply(&txn);
         }
         let zxid = self.next_zxid();
@@ -194,12 +239,25 @@ impl Coordinator {
     /// cluster, where validation happens as the entry is applied, on every node alike).
     /// The memory cap is not checked here: it depends on each node's own budget, and
     /// replicated entries must apply the same everywhere.
-    pub fn write_at(&mut self, caller: Caller, cxid: i32, op: &WriteOp, zxid: i64, time_ms: i64) -> Outcome {
+    pub fn write_at(
+        &mut self,
+        caller: Caller,
+        cxid: i32,
+        op: &WriteOp,
+        zxid: i64,
+        time_ms: i64,
+    ) -> Outcome {
         let body = match self.tree.prepare(caller, op, self.limits.max_data_bytes) {
             Ok(b) => b,
             Err(e) => TxnBody::Error { err: e.code() },
         };
-        let txn = Txn { session_id: caller.session_id, cxid, zxid, time_ms, body };
+        let txn = Txn {
+            session_id: caller.session_id,
+            cxid,
+            zxid,
+            time_ms,
+            body,
+        };
         self.apply(&txn)
     }
 
@@ -211,21 +269,46 @@ impl Coordinator {
             let body = TxnBody::Multi(
                 (0..ops.len())
                     .map(|i| {
-                        let err = if i == 0 { ErrorCode::QuotaExceeded } else { ErrorCode::RuntimeInconsistency };
+                        let err = if i == 0 {
+                            ErrorCode::QuotaExceeded
+                        } else {
+                            ErrorCode::RuntimeInconsistency
+                        };
                         TxnBody::Error { err: err.code() }
                     })
                     .collect(),
             );
-            let txn = Txn { session_id: caller.session_id, cxid, zxid, time_ms, body };
+            let txn = Txn {
+                session_id: caller.session_id,
+                cxid,
+                zxid,
+                time_ms,
+                body,
+            };
             return self.apply(&txn);
         }
         self.multi_at(caller, cxid, ops, zxid, time_ms)
     }
 
     /// Executes a multi with a zxid chosen by the caller (see [`Coordinator::write_at`]).
-    pub fn multi_at(&mut self, caller: Caller, cxid: i32, ops: &[WriteOp], zxid: i64, time_ms: i64) -> Outcome {
-        let body = self.tree.prepare_multi(caller, ops, self.limits.max_data_bytes, zxid, time_ms);
-        let txn = Txn { session_id: caller.session_id, cxid, zxid, time_ms, body };
+    pub fn multi_at(
+        &mut self,
+        caller: Caller,
+        cxid: i32,
+        ops: &[WriteOp],
+        zxid: i64,
+        time_ms: i64,
+    ) -> Outcome {
+        let body = self
+            .tree
+            .prepare_multi(caller, ops, self.limits.max_data_bytes, zxid, time_ms);
+        let txn = Txn {
+            session_id: caller.session_id,
+            cxid,
+            zxid,
+            time_ms,
+            body,
+        };
         self.apply(&txn)
     }
 
@@ -243,13 +326,38 @@ impl Coordinator {
     /// Creates a session whose id, timeout and password were chosen by the node the client
     /// connected to (cluster mode: the entry is applied on every node). The session is
     /// tracked from `now_mono_ms`.
-    pub fn create_session_at(&mut self, id: i64, timeout_ms: i32, password: Vec<u8>, zxid: i64, time_ms: i64, now_mono_ms: i64) -> Outcome {
+    pub fn create_session_at(
+        &mut self,
+        id: i64,
+        timeout_ms: i32,
+        password: Vec<u8>,
+        zxid: i64,
+        time_ms: i64,
+        now_mono_ms: i64,
+    ) -> Outcome {
         if self.tree.sessions().contains_key(&id) {
             // A retried proposal: the session exists already; do not reset it.
-            let txn = Txn { session_id: id, cxid: 0, zxid, time_ms, body: TxnBody::Error { err: ErrorCode::SystemError.code() } };
+            let txn = Txn {
+                session_id: id,
+                cxid: 0,
+                zxid,
+                time_ms,
+                body: TxnBody::Error {
+                    err: ErrorCode::SystemError.code(),
+                },
+            };
             return self.apply(&txn);
         }
-        let txn = Txn { session_id: id, cxid: 0, zxid, time_ms, body: TxnBody::CreateSession { timeout_ms, password } };
+        let txn = Txn {
+            session_id: id,
+            cxid: 0,
+            zxid,
+            time_ms,
+            body: TxnBody::CreateSession {
+                timeout_ms,
+                password,
+            },
+        };
         let out = self.apply(&txn);
         self.sessions.add(id, timeout_ms as i64, now_mono_ms);
         out
@@ -257,12 +365,30 @@ impl Coordinator {
 
     /// Closes a session with a zxid chosen by the caller; a session that is already gone
     /// gives an error txn (an expiry racing the client's own close).
-    pub fn close_session_at(&mut self, session_id: i64, cxid: i32, zxid: i64, time_ms: i64) -> Outcome {
+    pub fn close_session_at(
+        &mut self,
+        session_id: i64,
+        cxid: i32,
+        zxid: i64,
+        time_ms: i64,
+    ) -> Outcome {
         self.sessions.remove(session_id);
         self.watches.remove_session(session_id);
         self.auth.remove(&session_id);
-        let body = if self.tree.sessions().contains_key(&session_id) { TxnBody::CloseSession } else { TxnBody::Error { err: ErrorCode::SessionExpired.code() } };
-        let txn = Txn { session_id, cxid, zxid, time_ms, body };
+        let body = if self.tree.sessions().contains_key(&session_id) {
+            TxnBody::CloseSession
+        } else {
+            TxnBody::Error {
+                err: ErrorCode::SessionExpired.code(),
+            }
+        };
+        let txn = Txn {
+            session_id,
+            cxid,
+            zxid,
+            time_ms,
+            body,
+        };
         self.apply(&txn)
     }
 
@@ -284,7 +410,12 @@ impl Coordinator {
     /// Restarts every session's deadline from `now_mono_ms`: a new quorum leader gives each
     /// session a full timeout, since it did not hear the pings the old leader heard.
     pub fn touch_all(&mut self, now_mono_ms: i64) {
-        let ids: Vec<(i64, i32)> = self.tree.sessions().iter().map(|(id, s)| (*id, s.timeout_ms)).collect();
+        let ids: Vec<(i64, i32)> = self
+            .tree
+            .sessions()
+            .iter()
+            .map(|(id, s)| (*id, s.timeout_ms))
+            .collect();
         for (id, timeout) in ids {
             self.sessions.add(id, timeout as i64, now_mono_ms);
         }
@@ -294,14 +425,37 @@ impl Coordinator {
     /// leader proposes the paths, every node re-checks them as the entry is applied).
     pub fn reap_at(&mut self, path: &str, zxid: i64, time_ms: i64) -> Outcome {
         let still = self.tree.reap_candidates(time_ms).iter().any(|p| p == path);
-        let superuser = [Id { scheme: "super".into(), id: String::new() }];
+        let superuser = [Id {
+            scheme: "super".into(),
+            id: String::new(),
+        }];
         let body = if still {
-            let op = WriteOp::Delete { path: path.to_string(), version: -1 };
-            self.tree.prepare(Caller { session_id: 0, auth: &superuser }, &op, usize::MAX).unwrap_or_else(|e| TxnBody::Error { err: e.code() })
+            let op = WriteOp::Delete {
+                path: path.to_string(),
+                version: -1,
+            };
+            self.tree
+                .prepare(
+                    Caller {
+                        session_id: 0,
+                        auth: &superuser,
+                    },
+                    &op,
+                    usize::MAX,
+                )
+                .unwrap_or_else(|e| TxnBody::Error { err: e.code() })
         } else {
-            TxnBody::Error { err: ErrorCode::NoNode.code() }
+            TxnBody::Error {
+                err: ErrorCode::NoNode.code(),
+            }
         };
-        let txn = Txn { session_id: 0, cxid: 0, zxid, time_ms, body };
+        let txn = Txn {
+            session_id: 0,
+            cxid: 0,
+            zxid,
+            time_ms,
+            body,
+        };
         self.apply(&txn)
     }
 
@@ -320,7 +474,15 @@ impl Coordinator {
     }
 
     /// Handles a ConnectRequest's session part: new session (id 0) or reattach.
-    pub fn connect(&mut self, session_id: i64, password: &[u8], requested_timeout_ms: i32, new_password: [u8; 16], time_ms: i64, now_mono_ms: i64) -> Connect {
+    pub fn connect(
+        &mut self,
+        session_id: i64,
+        password: &[u8],
+        requested_timeout_ms: i32,
+        new_password: [u8; 16],
+        time_ms: i64,
+        now_mono_ms: i64,
+    ) -> Connect {
         let (lo, hi) = self.limits.session_timeout_ms;
         let timeout_ms = requested_timeout_ms.clamp(lo, hi);
         if session_id != 0 {
@@ -328,7 +490,12 @@ impl Coordinator {
                 Some(s) if s.password == password && self.sessions.contains(session_id) => {
                     let timeout_ms = s.timeout_ms;
                     self.sessions.touch(session_id, now_mono_ms);
-                    Connect::Session { id: session_id, timeout_ms, password: s.password.clone(), outcome: None }
+                    Connect::Session {
+                        id: session_id,
+                        timeout_ms,
+                        password: s.password.clone(),
+                        outcome: None,
+                    }
                 }
                 _ => Connect::Expired,
             };
@@ -339,11 +506,19 @@ impl Coordinator {
             cxid: 0,
             zxid: self.next_zxid(),
             time_ms,
-            body: TxnBody::CreateSession { timeout_ms, password: new_password.to_vec() },
+            body: TxnBody::CreateSession {
+                timeout_ms,
+                password: new_password.to_vec(),
+            },
         };
         let outcome = self.apply(&txn);
         self.sessions.add(id, timeout_ms as i64, now_mono_ms);
-        Connect::Session { id, timeout_ms, password: new_password.to_vec(), outcome: Some(outcome) }
+        Connect::Session {
+            id,
+            timeout_ms,
+            password: new_password.to_vec(),
+            outcome: Some(outcome),
+        }
     }
 
     /// The client of a session was heard from.
@@ -361,7 +536,13 @@ impl Coordinator {
         self.sessions.remove(session_id);
         self.watches.remove_session(session_id);
         self.auth.remove(&session_id);
-        let txn = Txn { session_id, cxid, zxid: self.next_zxid(), time_ms, body: TxnBody::CloseSession };
+        let txn = Txn {
+            session_id,
+            cxid,
+            zxid: self.next_zxid(),
+            time_ms,
+            body: TxnBody::CloseSession,
+        };
         self.apply(&txn)
     }
 
@@ -381,13 +562,32 @@ impl Coordinator {
         let mut out = Vec::new();
         for path in self.tree.reap_candidates(time_ms) {
             let op = WriteOp::Delete { path, version: -1 };
-            let caller = Caller { session_id: 0, auth: &[] };
+            let caller = Caller {
+                session_id: 0,
+                auth: &[],
+            };
             // Reaping is the server's own act: ACLs do not apply, only emptiness.
-            let body = match self.tree.prepare(Caller { auth: &[Id { scheme: "super".into(), id: String::new() }], ..caller }, &op, usize::MAX) {
+            let body = match self.tree.prepare(
+                Caller {
+                    auth: &[Id {
+                        scheme: "super".into(),
+                        id: String::new(),
+                    }],
+                    ..caller
+                },
+                &op,
+                usize::MAX,
+            ) {
                 Ok(b) => b,
                 Err(_) => continue,
             };
-            let txn = Txn { session_id: 0, cxid: 0, zxid: self.next_zxid(), time_ms, body };
+            let txn = Txn {
+                session_id: 0,
+                cxid: 0,
+                zxid: self.next_zxid(),
+                time_ms,
+                body,
+            };
             out.push(self.apply(&txn));
         }
         out
@@ -409,11 +609,19 @@ impl Coordinator {
         if watch {
             self.watches.add(caller.session_id, WatchKind::Data, path)?;
         }
-        self.tree.get(path).map(|n| n.client_stat()).ok_or(ErrorCode::NoNode)
+        self.tree
+            .get(path)
+            .map(|n| n.client_stat())
+            .ok_or(ErrorCode::NoNode)
     }
 
     /// getData.
-    pub fn get_data(&mut self, caller: Caller, path: &str, watch: bool) -> Result<(Vec<u8>, Stat), ErrorCode> {
+    pub fn get_data(
+        &mut self,
+        caller: Caller,
+        path: &str,
+        watch: bool,
+    ) -> Result<(Vec<u8>, Stat), ErrorCode> {
         let n = self.readable(caller, path)?;
         let r = (n.data.clone(), n.client_stat());
         if watch {
@@ -423,11 +631,17 @@ impl Coordinator {
     }
 
     /// getChildren / getChildren2.
-    pub fn get_children(&mut self, caller: Caller, path: &str, watch: bool) -> Result<(Vec<String>, Stat), ErrorCode> {
+    pub fn get_children(
+        &mut self,
+        caller: Caller,
+        path: &str,
+        watch: bool,
+    ) -> Result<(Vec<String>, Stat), ErrorCode> {
         let n = self.readable(caller, path)?;
         let r = (n.children.iter().cloned().collect(), n.client_stat());
         if watch {
-            self.watches.add(caller.session_id, WatchKind::Child, path)?;
+            self.watches
+                .add(caller.session_id, WatchKind::Child, path)?;
         }
         Ok(r)
     }
@@ -448,7 +662,11 @@ impl Coordinator {
             if let Some(n) = self.tree.get(&p) {
                 for c in &n.children {
                     count += 1;
-                    stack.push(if p == "/" { format!("/{c}") } else { format!("{p}/{c}") });
+                    stack.push(if p == "/" {
+                        format!("/{c}")
+                    } else {
+                        format!("{p}/{c}")
+                    });
                 }
             }
         }
@@ -479,7 +697,13 @@ impl Coordinator {
 
     /// checkWatches (remove = false) / removeWatches (remove = true). WatcherType:
     /// 1 children, 2 data, 3 any.
-    pub fn remove_watches(&mut self, caller: Caller, path: &str, watcher_type: i32, remove: bool) -> Result<(), ErrorCode> {
+    pub fn remove_watches(
+        &mut self,
+        caller: Caller,
+        path: &str,
+        watcher_type: i32,
+        remove: bool,
+    ) -> Result<(), ErrorCode> {
         if !(1..=3).contains(&watcher_type) {
             return Err(ErrorCode::BadArguments);
         }
@@ -499,9 +723,24 @@ impl Coordinator {
     /// since `relative_zxid` fire now; the rest are registered. (The lists are the wire
     /// record's fields, hence the argument count.)
     #[allow(clippy::too_many_arguments)]
-    pub fn set_watches(&mut self, session_id: i64, relative_zxid: i64, data: &[String], exist: &[String], child: &[String], persistent: &[String], recursive: &[String]) -> Vec<WatchEvent> {
+    pub fn set_watches(
+        &mut self,
+        session_id: i64,
+        relative_zxid: i64,
+        data: &[String],
+        exist: &[String],
+        child: &[String],
+        persistent: &[String],
+        recursive: &[String],
+    ) -> Vec<WatchEvent> {
         let mut fire = Vec::new();
-        let mut ev = |kind, path: &String| fire.push(WatchEvent { session_id, kind, path: path.clone() });
+        let mut ev = |kind, path: &String| {
+            fire.push(WatchEvent {
+                session_id,
+                kind,
+                path: path.clone(),
+            })
+        };
         for p in data {
             match self.tree.get(p) {
                 None => ev(EventType::NodeDeleted, p),
@@ -533,7 +772,9 @@ impl Coordinator {
         }
         // (ZooKeeper adds these without checking the node; so do we.)
         for p in recursive {
-            let _ = self.watches.add(session_id, WatchKind::PersistentRecursive, p);
+            let _ = self
+                .watches
+                .add(session_id, WatchKind::PersistentRecursive, p);
         }
         fire
     }

@@ -38,7 +38,9 @@ pub struct MemorySink {
 impl MemorySink {
     /// A new in-memory sink.
     pub fn new() -> Self {
-        MemorySink { tx: watch::channel(0).0 }
+        MemorySink {
+            tx: watch::channel(0).0,
+        }
     }
 }
 
@@ -105,7 +107,11 @@ pub fn encode_snapshot(tree: &DataTree) -> Vec<u8> {
         w.string(p).buffer(&n.data);
         write_acl(&mut w, &n.acl);
         w.i64(s.czxid).i64(s.mzxid).i64(s.ctime).i64(s.mtime);
-        w.i32(s.version).i32(s.cversion).i32(s.aversion).i64(s.ephemeral_owner).i64(s.pzxid);
+        w.i32(s.version)
+            .i32(s.cversion)
+            .i32(s.aversion)
+            .i64(s.ephemeral_owner)
+            .i64(s.pzxid);
     }
     let crc = crc32c::crc32c(&w.buf);
     w.buf.extend_from_slice(&crc.to_be_bytes());
@@ -133,7 +139,13 @@ pub fn decode_snapshot(buf: &[u8]) -> Option<DataTree> {
             let id = r.i64()?;
             let timeout_ms = r.i32()?;
             let password = r.buffer()?;
-            sessions.insert(id, SessionInfo { timeout_ms, password });
+            sessions.insert(
+                id,
+                SessionInfo {
+                    timeout_ms,
+                    password,
+                },
+            );
         }
         let mut tree = DataTree::new();
         let n = r.i32()?;
@@ -273,7 +285,9 @@ pub struct FileLog {
 
 impl std::fmt::Debug for FileLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileLog").field("since_snapshot", &self.since_snapshot).finish()
+        f.debug_struct("FileLog")
+            .field("since_snapshot", &self.since_snapshot)
+            .finish()
     }
 }
 
@@ -287,16 +301,32 @@ struct LogFile {
 }
 
 impl LogFile {
-    fn create(dir: &Path, first_zxid: i64, prealloc: u64, force_sync: bool) -> std::io::Result<LogFile> {
+    fn create(
+        dir: &Path,
+        first_zxid: i64,
+        prealloc: u64,
+        force_sync: bool,
+    ) -> std::io::Result<LogFile> {
         let path = dir.join(format!("log.{:016x}", first_zxid as u64));
-        let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(&path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)?;
         let mut hdr = LOG_MAGIC.to_vec();
         hdr.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
         file.write_all(&hdr)?;
         file.set_len(prealloc.max(8))?;
         file.sync_all()?;
         sync_dir(dir)?;
-        Ok(LogFile { dir: dir.to_path_buf(), file, written: 8, allocated: prealloc.max(8), prealloc, force_sync })
+        Ok(LogFile {
+            dir: dir.to_path_buf(),
+            file,
+            written: 8,
+            allocated: prealloc.max(8),
+            prealloc,
+            force_sync,
+        })
     }
 
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -306,7 +336,7 @@ impl LogFile {
         let need = self.written + bytes.len() as u64;
         if need > self.allocated {
             // Grow in preallocation steps so fdatasync rarely has metadata to flush.
-            let steps = (need - self.allocated).div_ceil(self.prealloc) ;
+            let steps = (need - self.allocated).div_ceil(self.prealloc);
             self.allocated += steps * self.prealloc;
             self.file.set_len(self.allocated)?;
         }
@@ -323,7 +353,13 @@ impl LogFile {
 
 impl FileLog {
     /// Opens a new log starting after `last_zxid` (recovery has already run).
-    pub fn open(data_dir: &Path, last_zxid: i64, snap_count: u32, preallocate_bytes: u32, force_sync: bool) -> std::io::Result<FileLog> {
+    pub fn open(
+        data_dir: &Path,
+        last_zxid: i64,
+        snap_count: u32,
+        preallocate_bytes: u32,
+        force_sync: bool,
+    ) -> std::io::Result<FileLog> {
         let dir = store_dir(data_dir);
         fs::create_dir_all(&dir)?;
         let mut log = LogFile::create(&dir, last_zxid + 1, preallocate_bytes as u64, force_sync)?;
@@ -365,7 +401,13 @@ impl FileLog {
                 }
             }
         })?;
-        Ok(FileLog { shared, durable: rx, since_snapshot: 0, snap_count, thread: Some(thread) })
+        Ok(FileLog {
+            shared,
+            durable: rx,
+            since_snapshot: 0,
+            snap_count,
+            thread: Some(thread),
+        })
     }
 
     /// Asks the writer to flush what it has and stop; waits for it.
@@ -448,7 +490,13 @@ pub fn snapshot_now(data_dir: &Path, tree: &DataTree) -> std::io::Result<()> {
 pub fn read_myid(data_dir: &Path) -> Result<Option<u8>, String> {
     let p = data_dir.join("myid");
     match fs::read_to_string(&p) {
-        Ok(s) => s.trim().parse::<u8>().map(Some).map_err(|_| format!("{}: expected a number 1..=255, got {:?}", p.display(), s.trim())),
+        Ok(s) => s.trim().parse::<u8>().map(Some).map_err(|_| {
+            format!(
+                "{}: expected a number 1..=255, got {:?}",
+                p.display(),
+                s.trim()
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("{}: {e}", p.display())),
     }

@@ -17,7 +17,10 @@ impl SessionTracker {
     /// wall-clock millis below it, so ids do not repeat across restarts.
     pub fn new(server_id: u8, now_wall_ms: i64) -> Self {
         let base = ((now_wall_ms << 24) as u64 >> 8) as i64;
-        SessionTracker { next_id: base | ((server_id as i64) << 56), ..Default::default() }
+        SessionTracker {
+            next_id: base | ((server_id as i64) << 56),
+            ..Default::default()
+        }
     }
 
     /// A fresh session id.
@@ -37,7 +40,9 @@ impl SessionTracker {
 
     /// The client was heard from: push its deadline out. False if the session is unknown.
     pub fn touch(&mut self, id: i64, now_ms: i64) -> bool {
-        let Some(&(timeout, old)) = self.deadlines.get(&id) else { return false };
+        let Some(&(timeout, old)) = self.deadlines.get(&id) else {
+            return false;
+        };
         let deadline = now_ms + timeout;
         if deadline != old {
             self.by_deadline.remove(&(old, id));
@@ -76,7 +81,11 @@ impl SessionTracker {
 
     /// Sessions whose deadline has passed at `now_ms` (they stay tracked until removed).
     pub fn expired(&self, now_ms: i64) -> Vec<i64> {
-        self.by_deadline.iter().take_while(|(d, _)| *d <= now_ms).map(|(_, id)| *id).collect()
+        self.by_deadline
+            .iter()
+            .take_while(|(d, _)| *d <= now_ms)
+            .map(|(_, id)| *id)
+            .collect()
     }
 }
 

@@ -6,11 +6,21 @@ use super::*;
 const T: i64 = 1_700_000_000_000;
 
 fn anyone(session_id: i64) -> Caller<'static> {
-    Caller { session_id, auth: &[] }
+    Caller {
+        session_id,
+        auth: &[],
+    }
 }
 
 fn create(c: &mut Coordinator, s: i64, path: &str, flags: i32) -> TxnResult {
-    let op = WriteOp::Create { path: path.into(), data: b"d".to_vec(), acl: Acl::open(), flags, ttl_ms: -1, op: 1 };
+    let op = WriteOp::Create {
+        path: path.into(),
+        data: b"d".to_vec(),
+        acl: Acl::open(),
+        flags,
+        ttl_ms: -1,
+        op: 1,
+    };
     c.write(anyone(s), 0, &op, T).result
 }
 
@@ -26,9 +36,21 @@ fn sequential_names_count_child_creations_per_parent() {
     let mut c = Coordinator::in_memory();
     let s = session(&mut c);
     create(&mut c, s, "/q", 0);
-    assert!(matches!(create(&mut c, s, "/q/x-", 2), TxnResult::Created { ref path, .. } if path == "/q/x-0000000000"));
-    c.write(anyone(s), 0, &WriteOp::Delete { path: "/q/x-0000000000".into(), version: -1 }, T);
-    assert!(matches!(create(&mut c, s, "/q/x-", 2), TxnResult::Created { ref path, .. } if path == "/q/x-0000000001"));
+    assert!(
+        matches!(create(&mut c, s, "/q/x-", 2), TxnResult::Created { ref path, .. } if path == "/q/x-0000000000")
+    );
+    c.write(
+        anyone(s),
+        0,
+        &WriteOp::Delete {
+            path: "/q/x-0000000000".into(),
+            version: -1,
+        },
+        T,
+    );
+    assert!(
+        matches!(create(&mut c, s, "/q/x-", 2), TxnResult::Created { ref path, .. } if path == "/q/x-0000000001")
+    );
     let stat = c.exists(anyone(s), "/q", false).unwrap();
     // Clients see creations plus deletions: 2 creates, 1 delete.
     assert_eq!((stat.cversion, stat.num_children), (3, 1));
@@ -39,7 +61,19 @@ fn versions_guard_writes() {
     let mut c = Coordinator::in_memory();
     let s = session(&mut c);
     create(&mut c, s, "/v", 0);
-    let set = |c: &mut Coordinator, v| c.write(anyone(s), 0, &WriteOp::SetData { path: "/v".into(), data: vec![], version: v }, T).result;
+    let set = |c: &mut Coordinator, v| {
+        c.write(
+            anyone(s),
+            0,
+            &WriteOp::SetData {
+                path: "/v".into(),
+                data: vec![],
+                version: v,
+            },
+            T,
+        )
+        .result
+    };
     assert!(matches!(set(&mut c, 0), TxnResult::SetData(st) if st.version == 1));
     assert_eq!(set(&mut c, 0), TxnResult::Error(ErrorCode::BadVersion));
     assert!(matches!(set(&mut c, -1), TxnResult::SetData(st) if st.version == 2));
@@ -49,18 +83,47 @@ fn versions_guard_writes() {
 fn errors_come_in_zookeepers_order() {
     let mut c = Coordinator::in_memory();
     let s = session(&mut c);
-    assert_eq!(create(&mut c, s, "/a/b", 0), TxnResult::Error(ErrorCode::NoNode));
-    assert_eq!(create(&mut c, s, "/", 0), TxnResult::Error(ErrorCode::NodeExists));
+    assert_eq!(
+        create(&mut c, s, "/a/b", 0),
+        TxnResult::Error(ErrorCode::NoNode)
+    );
+    assert_eq!(
+        create(&mut c, s, "/", 0),
+        TxnResult::Error(ErrorCode::NodeExists)
+    );
     create(&mut c, s, "/e", 1);
-    assert_eq!(create(&mut c, s, "/e/c", 0), TxnResult::Error(ErrorCode::NoChildrenForEphemerals));
+    assert_eq!(
+        create(&mut c, s, "/e/c", 0),
+        TxnResult::Error(ErrorCode::NoChildrenForEphemerals)
+    );
     create(&mut c, s, "/p", 0);
     create(&mut c, s, "/p/c", 0);
-    let del = |c: &mut Coordinator, p: &str| c.write(anyone(s), 0, &WriteOp::Delete { path: p.into(), version: -1 }, T).result;
+    let del = |c: &mut Coordinator, p: &str| {
+        c.write(
+            anyone(s),
+            0,
+            &WriteOp::Delete {
+                path: p.into(),
+                version: -1,
+            },
+            T,
+        )
+        .result
+    };
     assert_eq!(del(&mut c, "/p"), TxnResult::Error(ErrorCode::NotEmpty));
     assert_eq!(del(&mut c, "/"), TxnResult::Error(ErrorCode::BadArguments));
-    assert_eq!(del(&mut c, "/zookeeper"), TxnResult::Error(ErrorCode::BadArguments));
-    assert_eq!(create(&mut c, s, "/p/.", 0), TxnResult::Error(ErrorCode::BadArguments));
-    assert_eq!(create(&mut c, s, "/p", 9), TxnResult::Error(ErrorCode::BadArguments));
+    assert_eq!(
+        del(&mut c, "/zookeeper"),
+        TxnResult::Error(ErrorCode::BadArguments)
+    );
+    assert_eq!(
+        create(&mut c, s, "/p/.", 0),
+        TxnResult::Error(ErrorCode::BadArguments)
+    );
+    assert_eq!(
+        create(&mut c, s, "/p", 9),
+        TxnResult::Error(ErrorCode::BadArguments)
+    );
 }
 
 #[test]
@@ -77,8 +140,24 @@ fn multi_is_all_or_nothing() {
     let mut c = Coordinator::in_memory();
     let s = session(&mut c);
     create(&mut c, s, "/m", 0);
-    let mk = |p: &str| WriteOp::Create { path: p.into(), data: vec![], acl: Acl::open(), flags: 0, ttl_ms: -1, op: 1 };
-    let ops = vec![mk("/m/a"), WriteOp::SetData { path: "/m".into(), data: b"x".to_vec(), version: 0 }, mk("/m"), mk("/m/b")];
+    let mk = |p: &str| WriteOp::Create {
+        path: p.into(),
+        data: vec![],
+        acl: Acl::open(),
+        flags: 0,
+        ttl_ms: -1,
+        op: 1,
+    };
+    let ops = vec![
+        mk("/m/a"),
+        WriteOp::SetData {
+            path: "/m".into(),
+            data: b"x".to_vec(),
+            version: 0,
+        },
+        mk("/m"),
+        mk("/m/b"),
+    ];
     let out = c.multi(anyone(s), 0, &ops, T);
     assert_eq!(
         out.result,
@@ -93,8 +172,22 @@ fn multi_is_all_or_nothing() {
     assert_eq!(c.tree().get("/m").unwrap().data, b"d");
     assert_eq!(c.tree().get("/m").unwrap().client_stat().cversion, 0);
     // Later ops see earlier ones within a multi.
-    let ok = c.multi(anyone(s), 0, &[mk("/m/a"), mk("/m/a/b"), WriteOp::Check { path: "/m/a/b".into(), version: 0 }], T);
-    assert!(matches!(ok.result, TxnResult::Multi(ref v) if v.len() == 3 && !v.iter().any(|r| matches!(r, TxnResult::Error(_)))));
+    let ok = c.multi(
+        anyone(s),
+        0,
+        &[
+            mk("/m/a"),
+            mk("/m/a/b"),
+            WriteOp::Check {
+                path: "/m/a/b".into(),
+                version: 0,
+            },
+        ],
+        T,
+    );
+    assert!(
+        matches!(ok.result, TxnResult::Multi(ref v) if v.len() == 3 && !v.iter().any(|r| matches!(r, TxnResult::Error(_))))
+    );
 }
 
 #[test]
@@ -106,7 +199,14 @@ fn closing_a_session_deletes_its_ephemerals_and_tells_watchers() {
     create(&mut c, a, "/lock/n-", 3);
     c.get_children(anyone(b), "/lock", true).unwrap();
     let out = c.close_session(a, 0, T);
-    assert_eq!(out.notifications, vec![WatchEvent { session_id: b, kind: EventType::NodeChildrenChanged, path: "/lock".into() }]);
+    assert_eq!(
+        out.notifications,
+        vec![WatchEvent {
+            session_id: b,
+            kind: EventType::NodeChildrenChanged,
+            path: "/lock".into()
+        }]
+    );
     assert_eq!(c.tree().get("/lock").unwrap().children.len(), 0);
     assert!(!c.tree().sessions().contains_key(&a));
 }
@@ -115,9 +215,17 @@ fn closing_a_session_deletes_its_ephemerals_and_tells_watchers() {
 fn sessions_reattach_only_with_their_password() {
     let mut c = Coordinator::in_memory();
     let s = session(&mut c);
-    assert!(matches!(c.connect(s, &[7; 16], 10_000, [1; 16], T, 5), Connect::Session { id, .. } if id == s));
-    assert!(matches!(c.connect(s, &[8; 16], 10_000, [1; 16], T, 5), Connect::Expired));
-    assert!(matches!(c.connect(12345, &[7; 16], 10_000, [1; 16], T, 5), Connect::Expired));
+    assert!(
+        matches!(c.connect(s, &[7; 16], 10_000, [1; 16], T, 5), Connect::Session { id, .. } if id == s)
+    );
+    assert!(matches!(
+        c.connect(s, &[8; 16], 10_000, [1; 16], T, 5),
+        Connect::Expired
+    ));
+    assert!(matches!(
+        c.connect(12345, &[7; 16], 10_000, [1; 16], T, 5),
+        Connect::Expired
+    ));
 }
 
 #[test]
@@ -149,7 +257,11 @@ fn notifications_precede_nothing_for_unwatched_paths_and_fire_once() {
     let s = session(&mut c);
     create(&mut c, s, "/w", 0);
     c.get_data(anyone(s), "/w", true).unwrap();
-    let set = WriteOp::SetData { path: "/w".into(), data: vec![1], version: -1 };
+    let set = WriteOp::SetData {
+        path: "/w".into(),
+        data: vec![1],
+        version: -1,
+    };
     assert_eq!(c.write(anyone(s), 0, &set, T).notifications.len(), 1);
     assert!(c.write(anyone(s), 0, &set, T).notifications.is_empty());
 }
@@ -158,12 +270,37 @@ fn notifications_precede_nothing_for_unwatched_paths_and_fire_once() {
 fn empty_containers_and_expired_ttl_nodes_are_reaped() {
     let mut c = Coordinator::in_memory();
     let s = session(&mut c);
-    let container = WriteOp::Create { path: "/c".into(), data: vec![], acl: Acl::open(), flags: 4, ttl_ms: -1, op: 19 };
+    let container = WriteOp::Create {
+        path: "/c".into(),
+        data: vec![],
+        acl: Acl::open(),
+        flags: 4,
+        ttl_ms: -1,
+        op: 19,
+    };
     c.write(anyone(s), 0, &container, T);
-    assert!(c.reap(T).is_empty(), "a container that never had children stays");
+    assert!(
+        c.reap(T).is_empty(),
+        "a container that never had children stays"
+    );
     create(&mut c, s, "/c/x", 0);
-    c.write(anyone(s), 0, &WriteOp::Delete { path: "/c/x".into(), version: -1 }, T);
-    let ttl = WriteOp::Create { path: "/t".into(), data: vec![], acl: Acl::open(), flags: 5, ttl_ms: 1000, op: 21 };
+    c.write(
+        anyone(s),
+        0,
+        &WriteOp::Delete {
+            path: "/c/x".into(),
+            version: -1,
+        },
+        T,
+    );
+    let ttl = WriteOp::Create {
+        path: "/t".into(),
+        data: vec![],
+        acl: Acl::open(),
+        flags: 5,
+        ttl_ms: 1000,
+        op: 21,
+    };
     c.write(anyone(s), 0, &ttl, T);
     assert_eq!(c.reap(T + 10).len(), 1);
     assert!(c.tree().get("/c").is_none());
@@ -176,14 +313,20 @@ fn file_coordinator(dir: &std::path::Path, snap_count: u32) -> Coordinator {
     let (mut tree, txns) = persist::recover(dir).unwrap();
     Coordinator::replay(&mut tree, &txns);
     let log = FileLog::open(dir, tree.last_zxid(), snap_count, 4096, true).unwrap();
-    let limits = Limits { max_data_bytes: 1 << 20, session_timeout_ms: (4000, 40000) };
+    let limits = Limits {
+        max_data_bytes: 1 << 20,
+        session_timeout_ms: (4000, 40000),
+    };
     Coordinator::new(tree, Box::new(log), limits, 0, 1, T, 0)
 }
 
 fn wait_durable(c: &Coordinator) {
     let mut d = c.durable();
     let target = c.last_zxid();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async { d.wait_for(|z| *z >= target).await.unwrap() });
 }
 
@@ -202,9 +345,14 @@ fn the_tree_and_sequence_counters_survive_a_restart() {
     };
     let mut c = file_coordinator(dir.path(), 1000);
     assert_eq!(c.last_zxid(), zxid);
-    assert!(c.tree().get("/eph").is_some(), "ephemerals live until their session expires");
+    assert!(
+        c.tree().get("/eph").is_some(),
+        "ephemerals live until their session expires"
+    );
     assert!(c.tree().sessions().contains_key(&s));
-    assert!(matches!(create(&mut c, s, "/keep/n-", 2), TxnResult::Created { ref path, .. } if path == "/keep/n-0000000002"));
+    assert!(
+        matches!(create(&mut c, s, "/keep/n-", 2), TxnResult::Created { ref path, .. } if path == "/keep/n-0000000002")
+    );
     c.close_session(s, 0, T);
     assert!(c.tree().get("/eph").is_none());
 }
@@ -222,12 +370,27 @@ fn snapshots_roll_the_log_and_purge_keeps_what_recovery_needs() {
         }
     }
     let store = persist::store_dir(dir.path());
-    let snaps = std::fs::read_dir(&store).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("snapshot.")).count();
-    assert!(snaps >= 5, "expected a snapshot every 10 txns, found {snaps}");
+    let snaps = std::fs::read_dir(&store)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("snapshot.")
+        })
+        .count();
+    assert!(
+        snaps >= 5,
+        "expected a snapshot every 10 txns, found {snaps}"
+    );
     persist::purge(dir.path(), 3).unwrap();
     let c = file_coordinator(dir.path(), 10);
     for i in 0..55 {
-        assert!(c.tree().get(&format!("/n{i}")).is_some(), "/n{i} lost after purge");
+        assert!(
+            c.tree().get(&format!("/n{i}")).is_some(),
+            "/n{i} lost after purge"
+        );
     }
 }
 
@@ -243,7 +406,11 @@ fn a_torn_log_tail_is_dropped_not_trusted() {
     }
     // Corrupt the last record's payload: recovery must stop before it.
     let store = persist::store_dir(dir.path());
-    let mut logs: Vec<_> = std::fs::read_dir(&store).unwrap().map(|e| e.unwrap().path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("log.")).collect();
+    let mut logs: Vec<_> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("log."))
+        .collect();
     logs.sort();
     let log = logs.first().unwrap();
     let mut bytes = std::fs::read(log).unwrap();
@@ -258,7 +425,13 @@ fn a_torn_log_tail_is_dropped_not_trusted() {
 #[test]
 fn memory_sink_reports_everything_durable() {
     let mut sink = persist::MemorySink::new();
-    let txn = txn::Txn { session_id: 1, cxid: 0, zxid: 9, time_ms: 0, body: txn::TxnBody::CloseSession };
+    let txn = txn::Txn {
+        session_id: 1,
+        cxid: 0,
+        zxid: 9,
+        time_ms: 0,
+        body: txn::TxnBody::CloseSession,
+    };
     sink.append(&txn);
     assert_eq!(*sink.durable().borrow(), 9);
 }

@@ -218,9 +218,21 @@ fn next_version(current: i32, expected: i32) -> Result<i32, ErrorCode> {
 
 /// What to restore when a tentatively applied part of a multi is rolled back.
 enum Undo {
-    Created { path: String, parent_stat: Stat },
-    Deleted { path: String, node: Node, parent_stat: Stat },
-    Replaced { path: String, data: Vec<u8>, acl: Arc<[Acl]>, stat: Stat },
+    Created {
+        path: String,
+        parent_stat: Stat,
+    },
+    Deleted {
+        path: String,
+        node: Node,
+        parent_stat: Stat,
+    },
+    Replaced {
+        path: String,
+        data: Vec<u8>,
+        acl: Arc<[Acl]>,
+        stat: Stat,
+    },
 }
 
 impl DataTree {
@@ -237,9 +249,20 @@ impl DataTree {
             data_bytes: 0,
         };
         let open = t.intern_acl(Acl::open());
-        let read_only = t.intern_acl(vec![Acl { perms: perms::READ, id: Id { scheme: "world".into(), id: "anyone".into() } }]);
+        let read_only = t.intern_acl(vec![Acl {
+            perms: perms::READ,
+            id: Id {
+                scheme: "world".into(),
+                id: "anyone".into(),
+            },
+        }]);
         for p in SPECIAL {
-            let mut node = Node { data: Vec::new(), acl: open.clone(), stat: Stat::default(), children: BTreeSet::new() };
+            let mut node = Node {
+                data: Vec::new(),
+                acl: open.clone(),
+                stat: Stat::default(),
+                children: BTreeSet::new(),
+            };
             if p == "/zookeeper/config" {
                 // As ZooKeeper sets it up: world-readable, ACL version -1.
                 node.acl = read_only.clone();
@@ -248,7 +271,11 @@ impl DataTree {
             t.nodes.insert(p.to_string(), node);
             if p != "/" {
                 let (parent, name) = split(p);
-                t.nodes.get_mut(parent).expect("special parent").children.insert(name.to_string());
+                t.nodes
+                    .get_mut(parent)
+                    .expect("special parent")
+                    .children
+                    .insert(name.to_string());
             }
         }
         t
@@ -333,11 +360,30 @@ impl DataTree {
 
     /// Validates a write against the current tree and turns it into a txn body, exactly
     /// as ZooKeeper's PrepRequestProcessor orders its checks (so error codes match).
-    pub fn prepare(&self, caller: Caller, op: &WriteOp, max_data_bytes: usize) -> Result<TxnBody, ErrorCode> {
+    pub fn prepare(
+        &self,
+        caller: Caller,
+        op: &WriteOp,
+        max_data_bytes: usize,
+    ) -> Result<TxnBody, ErrorCode> {
         match op {
-            WriteOp::Create { path, data, acl, flags, ttl_ms, op } => {
-                self.prepare_create(caller, path, data, acl, *flags, *ttl_ms, *op, max_data_bytes)
-            }
+            WriteOp::Create {
+                path,
+                data,
+                acl,
+                flags,
+                ttl_ms,
+                op,
+            } => self.prepare_create(
+                caller,
+                path,
+                data,
+                acl,
+                *flags,
+                *ttl_ms,
+                *op,
+                max_data_bytes,
+            ),
             WriteOp::Delete { path, version } => {
                 let parent = parent_of_for_write(path, true)?;
                 let pnode = self.node(parent)?;
@@ -349,7 +395,11 @@ impl DataTree {
                 }
                 Ok(TxnBody::Delete { path: path.clone() })
             }
-            WriteOp::SetData { path, data, version } => {
+            WriteOp::SetData {
+                path,
+                data,
+                version,
+            } => {
                 validate_path(path)?;
                 let node = self.node(path)?;
                 acl::check(&node.acl, perms::WRITE, caller.auth)?;
@@ -357,15 +407,27 @@ impl DataTree {
                     return Err(ErrorCode::BadArguments);
                 }
                 let v = next_version(node.stat.version, *version)?;
-                Ok(TxnBody::SetData { path: path.clone(), data: data.clone(), version: v })
+                Ok(TxnBody::SetData {
+                    path: path.clone(),
+                    data: data.clone(),
+                    version: v,
+                })
             }
-            WriteOp::SetAcl { path, acl: new_acl, version } => {
+            WriteOp::SetAcl {
+                path,
+                acl: new_acl,
+                version,
+            } => {
                 validate_path(path)?;
                 let fixed = acl::fixup(new_acl, caller.auth)?;
                 let node = self.node(path)?;
                 acl::check(&node.acl, perms::ADMIN, caller.auth)?;
                 let v = next_version(node.stat.aversion, *version)?;
-                Ok(TxnBody::SetAcl { path: path.clone(), acl: fixed, version: v })
+                Ok(TxnBody::SetAcl {
+                    path: path.clone(),
+                    acl: fixed,
+                    version: v,
+                })
             }
             WriteOp::Check { path, version } => {
                 validate_path(path)?;
@@ -413,7 +475,10 @@ impl DataTree {
         if self.nodes.contains_key(&full) {
             return Err(ErrorCode::NodeExists);
         }
-        if matches!(OwnerKind::of(parent.stat.ephemeral_owner), OwnerKind::Session(_)) {
+        if matches!(
+            OwnerKind::of(parent.stat.ephemeral_owner),
+            OwnerKind::Session(_)
+        ) {
             return Err(ErrorCode::NoChildrenForEphemerals);
         }
         if data.len() > max_data_bytes {
@@ -440,7 +505,14 @@ impl DataTree {
     /// Validates a multi: each op is prepared against the tree as the earlier ops leave it
     /// (applied tentatively, then rolled back). If one fails, every part becomes an error:
     /// OK before it, its own code, RuntimeInconsistency after it — as ZooKeeper reports.
-    pub fn prepare_multi(&mut self, caller: Caller, ops: &[WriteOp], max_data_bytes: usize, zxid: i64, time_ms: i64) -> TxnBody {
+    pub fn prepare_multi(
+        &mut self,
+        caller: Caller,
+        ops: &[WriteOp],
+        max_data_bytes: usize,
+        zxid: i64,
+        time_ms: i64,
+    ) -> TxnBody {
         let mut undo = Vec::new();
         let mut parts = Vec::with_capacity(ops.len());
         let mut failed_at = None;
@@ -448,8 +520,18 @@ impl DataTree {
             match self.prepare(caller, op, max_data_bytes) {
                 Ok(body) => {
                     let mut ev = Vec::new();
-                    let r = self.apply_one(&body, caller.session_id, zxid, time_ms, &mut ev, Some(&mut undo));
-                    debug_assert!(!matches!(r, TxnResult::Error(_)), "prepared op failed to apply");
+                    let r = self.apply_one(
+                        &body,
+                        caller.session_id,
+                        zxid,
+                        time_ms,
+                        &mut ev,
+                        Some(&mut undo),
+                    );
+                    debug_assert!(
+                        !matches!(r, TxnResult::Error(_)),
+                        "prepared op failed to apply"
+                    );
                     parts.push(body);
                 }
                 Err(e) => {
@@ -482,7 +564,12 @@ impl DataTree {
     /// returned. A txn that no longer fits the tree (possible only if its preparation
     /// raced another write) applies as an error, never a panic.
     pub fn apply(&mut self, txn: &Txn) -> (TxnResult, Vec<TreeEvent>) {
-        assert!(txn.zxid > self.last_zxid, "zxid must grow: {} after {}", txn.zxid, self.last_zxid);
+        assert!(
+            txn.zxid > self.last_zxid,
+            "zxid must grow: {} after {}",
+            txn.zxid,
+            self.last_zxid
+        );
         self.last_zxid = txn.zxid;
         let mut events = Vec::new();
         let result = match &txn.body {
@@ -491,25 +578,46 @@ impl DataTree {
                 let mut results = Vec::with_capacity(parts.len());
                 let mut failed = false;
                 for p in parts {
-                    let r = self.apply_one(p, txn.session_id, txn.zxid, txn.time_ms, &mut events, Some(&mut undo));
-                    failed |= matches!(r, TxnResult::Error(e) if e != ErrorCode::Ok) || matches!(p, TxnBody::Error { .. });
+                    let r = self.apply_one(
+                        p,
+                        txn.session_id,
+                        txn.zxid,
+                        txn.time_ms,
+                        &mut events,
+                        Some(&mut undo),
+                    );
+                    failed |= matches!(r, TxnResult::Error(e) if e != ErrorCode::Ok)
+                        || matches!(p, TxnBody::Error { .. });
                     results.push(r);
                 }
                 if failed {
                     // All-or-nothing: drop the effects of the parts that did apply.
                     self.rollback(undo);
                     events.clear();
-                    let at = results.iter().position(|r| matches!(r, TxnResult::Error(e) if *e != ErrorCode::Ok));
+                    let at = results
+                        .iter()
+                        .position(|r| matches!(r, TxnResult::Error(e) if *e != ErrorCode::Ok));
                     for (i, r) in results.iter_mut().enumerate() {
                         if !matches!(r, TxnResult::Error(_)) {
                             let ok_before = at.is_none_or(|a| i < a);
-                            *r = TxnResult::Error(if ok_before { ErrorCode::Ok } else { ErrorCode::RuntimeInconsistency });
+                            *r = TxnResult::Error(if ok_before {
+                                ErrorCode::Ok
+                            } else {
+                                ErrorCode::RuntimeInconsistency
+                            });
                         }
                     }
                 }
                 TxnResult::Multi(results)
             }
-            body => self.apply_one(body, txn.session_id, txn.zxid, txn.time_ms, &mut events, None),
+            body => self.apply_one(
+                body,
+                txn.session_id,
+                txn.zxid,
+                txn.time_ms,
+                &mut events,
+                None,
+            ),
         };
         (result, events)
     }
@@ -524,21 +632,43 @@ impl DataTree {
         undo: Option<&mut Vec<Undo>>,
     ) -> TxnResult {
         match body {
-            TxnBody::CreateSession { timeout_ms, password } => {
-                self.sessions.insert(session_id, SessionInfo { timeout_ms: *timeout_ms, password: password.clone() });
+            TxnBody::CreateSession {
+                timeout_ms,
+                password,
+            } => {
+                self.sessions.insert(
+                    session_id,
+                    SessionInfo {
+                        timeout_ms: *timeout_ms,
+                        password: password.clone(),
+                    },
+                );
                 TxnResult::Session
             }
             TxnBody::CloseSession => {
-                let paths: Vec<String> = self.ephemerals.remove(&session_id).into_iter().flatten().collect();
+                let paths: Vec<String> = self
+                    .ephemerals
+                    .remove(&session_id)
+                    .into_iter()
+                    .flatten()
+                    .collect();
                 for p in paths.iter().rev() {
                     self.delete_node(p, zxid, events);
                 }
                 self.sessions.remove(&session_id);
                 TxnResult::Session
             }
-            TxnBody::Create { path, data, acl, ephemeral_owner, parent_cversion } => {
+            TxnBody::Create {
+                path,
+                data,
+                acl,
+                ephemeral_owner,
+                parent_cversion,
+            } => {
                 let (parent, name) = split(path);
-                let Some(pnode) = self.nodes.get(parent) else { return TxnResult::Error(ErrorCode::NoNode) };
+                let Some(pnode) = self.nodes.get(parent) else {
+                    return TxnResult::Error(ErrorCode::NoNode);
+                };
                 if self.nodes.contains_key(path) {
                     return TxnResult::Error(ErrorCode::NodeExists);
                 }
@@ -560,36 +690,72 @@ impl DataTree {
                 }
                 pnode.children.insert(name.to_string());
                 let parent_acl = pnode.acl.clone();
-                let node = Node { data: data.clone(), acl: acl.clone(), stat, children: BTreeSet::new() };
+                let node = Node {
+                    data: data.clone(),
+                    acl: acl.clone(),
+                    stat,
+                    children: BTreeSet::new(),
+                };
                 let client_stat = node.client_stat();
                 self.data_bytes += data.len() as u64;
                 self.nodes.insert(path.clone(), node);
                 self.index_owner(path, *ephemeral_owner, true);
                 if let Some(u) = undo {
-                    u.push(Undo::Created { path: path.clone(), parent_stat });
+                    u.push(Undo::Created {
+                        path: path.clone(),
+                        parent_stat,
+                    });
                 }
-                events.push(TreeEvent { kind: EventType::NodeCreated, path: path.clone(), acl });
-                events.push(TreeEvent { kind: EventType::NodeChildrenChanged, path: parent.to_string(), acl: parent_acl });
-                TxnResult::Created { path: path.clone(), stat: client_stat }
+                events.push(TreeEvent {
+                    kind: EventType::NodeCreated,
+                    path: path.clone(),
+                    acl,
+                });
+                events.push(TreeEvent {
+                    kind: EventType::NodeChildrenChanged,
+                    path: parent.to_string(),
+                    acl: parent_acl,
+                });
+                TxnResult::Created {
+                    path: path.clone(),
+                    stat: client_stat,
+                }
             }
             TxnBody::Delete { path } => {
                 let (parent, _) = split(path);
-                let Some(pnode) = self.nodes.get(parent) else { return TxnResult::Error(ErrorCode::NoNode) };
+                let Some(pnode) = self.nodes.get(parent) else {
+                    return TxnResult::Error(ErrorCode::NoNode);
+                };
                 let parent_stat = pnode.stat;
                 match self.delete_node(path, zxid, events) {
                     Some(node) => {
                         if let Some(u) = undo {
-                            u.push(Undo::Deleted { path: path.clone(), node, parent_stat });
+                            u.push(Undo::Deleted {
+                                path: path.clone(),
+                                node,
+                                parent_stat,
+                            });
                         }
                         TxnResult::Deleted
                     }
                     None => TxnResult::Error(ErrorCode::NoNode),
                 }
             }
-            TxnBody::SetData { path, data, version } => {
-                let Some(node) = self.nodes.get_mut(path) else { return TxnResult::Error(ErrorCode::NoNode) };
+            TxnBody::SetData {
+                path,
+                data,
+                version,
+            } => {
+                let Some(node) = self.nodes.get_mut(path) else {
+                    return TxnResult::Error(ErrorCode::NoNode);
+                };
                 if let Some(u) = undo {
-                    u.push(Undo::Replaced { path: path.clone(), data: node.data.clone(), acl: node.acl.clone(), stat: node.stat });
+                    u.push(Undo::Replaced {
+                        path: path.clone(),
+                        data: node.data.clone(),
+                        acl: node.acl.clone(),
+                        stat: node.stat,
+                    });
                 }
                 self.data_bytes = self.data_bytes + data.len() as u64 - node.data.len() as u64;
                 node.data = data.clone();
@@ -597,14 +763,25 @@ impl DataTree {
                 node.stat.mzxid = zxid;
                 node.stat.mtime = time_ms;
                 let stat = node.client_stat();
-                events.push(TreeEvent { kind: EventType::NodeDataChanged, path: path.clone(), acl: node.acl.clone() });
+                events.push(TreeEvent {
+                    kind: EventType::NodeDataChanged,
+                    path: path.clone(),
+                    acl: node.acl.clone(),
+                });
                 TxnResult::SetData(stat)
             }
             TxnBody::SetAcl { path, acl, version } => {
                 let acl = self.intern_acl(acl.clone());
-                let Some(node) = self.nodes.get_mut(path) else { return TxnResult::Error(ErrorCode::NoNode) };
+                let Some(node) = self.nodes.get_mut(path) else {
+                    return TxnResult::Error(ErrorCode::NoNode);
+                };
                 if let Some(u) = undo {
-                    u.push(Undo::Replaced { path: path.clone(), data: node.data.clone(), acl: node.acl.clone(), stat: node.stat });
+                    u.push(Undo::Replaced {
+                        path: path.clone(),
+                        data: node.data.clone(),
+                        acl: node.acl.clone(),
+                        stat: node.stat,
+                    });
                 }
                 node.acl = acl;
                 node.stat.aversion = *version;
@@ -657,8 +834,16 @@ impl DataTree {
         }
         self.data_bytes -= node.data.len() as u64;
         self.index_owner(path, node.stat.ephemeral_owner, false);
-        events.push(TreeEvent { kind: EventType::NodeDeleted, path: path.to_string(), acl: node.acl.clone() });
-        events.push(TreeEvent { kind: EventType::NodeChildrenChanged, path: parent.to_string(), acl: parent_acl });
+        events.push(TreeEvent {
+            kind: EventType::NodeDeleted,
+            path: path.to_string(),
+            acl: node.acl.clone(),
+        });
+        events.push(TreeEvent {
+            kind: EventType::NodeChildrenChanged,
+            path: parent.to_string(),
+            acl: parent_acl,
+        });
         Some(node)
     }
 
@@ -676,7 +861,11 @@ impl DataTree {
                         p.stat = parent_stat;
                     }
                 }
-                Undo::Deleted { path, node, parent_stat } => {
+                Undo::Deleted {
+                    path,
+                    node,
+                    parent_stat,
+                } => {
                     let (parent, name) = split(&path);
                     if let Some(p) = self.nodes.get_mut(parent) {
                         p.children.insert(name.to_string());
@@ -686,7 +875,12 @@ impl DataTree {
                     self.index_owner(&path, node.stat.ephemeral_owner, true);
                     self.nodes.insert(path, node);
                 }
-                Undo::Replaced { path, data, acl, stat } => {
+                Undo::Replaced {
+                    path,
+                    data,
+                    acl,
+                    stat,
+                } => {
                     if let Some(n) = self.nodes.get_mut(&path) {
                         self.data_bytes = self.data_bytes + data.len() as u64 - n.data.len() as u64;
                         n.data = data;
@@ -711,8 +905,20 @@ impl DataTree {
         }
         self.data_bytes += data.len() as u64;
         let owner = stat.ephemeral_owner;
-        let children = self.nodes.remove(&path).map(|n| n.children).unwrap_or_default();
-        self.nodes.insert(path.clone(), Node { data, acl, stat, children });
+        let children = self
+            .nodes
+            .remove(&path)
+            .map(|n| n.children)
+            .unwrap_or_default();
+        self.nodes.insert(
+            path.clone(),
+            Node {
+                data,
+                acl,
+                stat,
+                children,
+            },
+        );
         self.index_owner(&path, owner, true);
     }
 
@@ -729,7 +935,11 @@ impl DataTree {
         while let Some(p) = stack.pop() {
             if let Some(n) = self.nodes.get(&p) {
                 for c in n.children.iter().rev() {
-                    stack.push(if p == "/" { format!("/{c}") } else { format!("{p}/{c}") });
+                    stack.push(if p == "/" {
+                        format!("/{c}")
+                    } else {
+                        format!("{p}/{c}")
+                    });
                 }
             }
             out.push(p);

@@ -107,20 +107,32 @@ pub fn read_acl(r: &mut Reader) -> Result<Vec<Acl>, DecodeError> {
         let perms = r.i32()?;
         let scheme = r.string()?;
         let id = r.string()?;
-        Ok(Acl { perms, id: Id { scheme, id } })
+        Ok(Acl {
+            perms,
+            id: Id { scheme, id },
+        })
     })
 }
 
 impl TxnBody {
     fn encode(&self, w: &mut Writer) {
         match self {
-            TxnBody::CreateSession { timeout_ms, password } => {
+            TxnBody::CreateSession {
+                timeout_ms,
+                password,
+            } => {
                 w.i32(T_CREATE_SESSION).i32(*timeout_ms).buffer(password);
             }
             TxnBody::CloseSession => {
                 w.i32(T_CLOSE_SESSION);
             }
-            TxnBody::Create { path, data, acl, ephemeral_owner, parent_cversion } => {
+            TxnBody::Create {
+                path,
+                data,
+                acl,
+                ephemeral_owner,
+                parent_cversion,
+            } => {
                 w.i32(T_CREATE).string(path).buffer(data);
                 write_acl(w, acl);
                 w.i64(*ephemeral_owner).i32(*parent_cversion);
@@ -128,7 +140,11 @@ impl TxnBody {
             TxnBody::Delete { path } => {
                 w.i32(T_DELETE).string(path);
             }
-            TxnBody::SetData { path, data, version } => {
+            TxnBody::SetData {
+                path,
+                data,
+                version,
+            } => {
                 w.i32(T_SET_DATA).string(path).buffer(data).i32(*version);
             }
             TxnBody::SetAcl { path, acl, version } => {
@@ -153,7 +169,10 @@ impl TxnBody {
 
     fn decode(r: &mut Reader, nested: bool) -> Result<TxnBody, DecodeError> {
         Ok(match r.i32()? {
-            T_CREATE_SESSION => TxnBody::CreateSession { timeout_ms: r.i32()?, password: r.buffer()? },
+            T_CREATE_SESSION => TxnBody::CreateSession {
+                timeout_ms: r.i32()?,
+                password: r.buffer()?,
+            },
             T_CLOSE_SESSION => TxnBody::CloseSession,
             T_CREATE => TxnBody::Create {
                 path: r.string()?,
@@ -163,8 +182,16 @@ impl TxnBody {
                 parent_cversion: r.i32()?,
             },
             T_DELETE => TxnBody::Delete { path: r.string()? },
-            T_SET_DATA => TxnBody::SetData { path: r.string()?, data: r.buffer()?, version: r.i32()? },
-            T_SET_ACL => TxnBody::SetAcl { path: r.string()?, acl: read_acl(r)?, version: r.i32()? },
+            T_SET_DATA => TxnBody::SetData {
+                path: r.string()?,
+                data: r.buffer()?,
+                version: r.i32()?,
+            },
+            T_SET_ACL => TxnBody::SetAcl {
+                path: r.string()?,
+                acl: read_acl(r)?,
+                version: r.i32()?,
+            },
             T_CHECK => TxnBody::Check { path: r.string()? },
             T_ERROR => TxnBody::Error { err: r.i32()? },
             T_MULTI if !nested => TxnBody::Multi(r.vec(4, |r| TxnBody::decode(r, true))?),
@@ -177,7 +204,10 @@ impl Txn {
     /// Encodes the txn (header and body) for the log or the Raft log.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.i64(self.session_id).i32(self.cxid).i64(self.zxid).i64(self.time_ms);
+        w.i64(self.session_id)
+            .i32(self.cxid)
+            .i64(self.zxid)
+            .i64(self.time_ms);
         self.body.encode(&mut w);
         w.buf
     }
@@ -190,7 +220,13 @@ impl Txn {
         let zxid = r.i64()?;
         let time_ms = r.i64()?;
         let body = TxnBody::decode(&mut r, false)?;
-        Ok(Txn { session_id, cxid, zxid, time_ms, body })
+        Ok(Txn {
+            session_id,
+            cxid,
+            zxid,
+            time_ms,
+            body,
+        })
     }
 }
 
@@ -201,7 +237,10 @@ mod tests {
     #[test]
     fn txns_round_trip() {
         let bodies = vec![
-            TxnBody::CreateSession { timeout_ms: 4000, password: vec![7; 16] },
+            TxnBody::CreateSession {
+                timeout_ms: 4000,
+                password: vec![7; 16],
+            },
             TxnBody::CloseSession,
             TxnBody::Create {
                 path: "/a".into(),
@@ -212,14 +251,28 @@ mod tests {
             },
             TxnBody::Multi(vec![
                 TxnBody::Delete { path: "/a".into() },
-                TxnBody::SetData { path: "/b".into(), data: vec![], version: 2 },
-                TxnBody::SetAcl { path: "/b".into(), acl: Acl::open(), version: 1 },
+                TxnBody::SetData {
+                    path: "/b".into(),
+                    data: vec![],
+                    version: 2,
+                },
+                TxnBody::SetAcl {
+                    path: "/b".into(),
+                    acl: Acl::open(),
+                    version: 1,
+                },
                 TxnBody::Check { path: "/c".into() },
                 TxnBody::Error { err: -101 },
             ]),
         ];
         for (i, body) in bodies.into_iter().enumerate() {
-            let t = Txn { session_id: 9, cxid: i as i32, zxid: 100 + i as i64, time_ms: 1234, body };
+            let t = Txn {
+                session_id: 9,
+                cxid: i as i32,
+                zxid: 100 + i as i64,
+                time_ms: 1234,
+                body,
+            };
             assert_eq!(Txn::decode(&t.encode()).unwrap(), t);
         }
     }

@@ -43,8 +43,12 @@ impl Table {
     }
 
     fn remove(&mut self, session: i64, path: &str) -> bool {
-        let Some(m) = self.by_path.get_mut(path) else { return false };
-        let Some(old) = m.remove(&session) else { return false };
+        let Some(m) = self.by_path.get_mut(path) else {
+            return false;
+        };
+        let Some(old) = m.remove(&session) else {
+            return false;
+        };
         if old == Mode::PersistentRecursive {
             self.recursive -= 1;
         }
@@ -58,11 +62,18 @@ impl Table {
     /// recursive watch there.
     fn contains(&self, session: i64, path: &str) -> bool {
         let anyone_there = self.by_path.get(path).is_some_and(|m| !m.is_empty());
-        anyone_there || self.by_path.get(path).and_then(|m| m.get(&session)) == Some(&Mode::PersistentRecursive)
+        anyone_there
+            || self.by_path.get(path).and_then(|m| m.get(&session))
+                == Some(&Mode::PersistentRecursive)
     }
 
     /// ZooKeeper 3.8's triggerWatch: the sessions to notify; one-shot watches are consumed.
-    fn trigger(&mut self, path: &str, kind: EventType, removed: &mut Vec<(i64, String)>) -> BTreeSet<i64> {
+    fn trigger(
+        &mut self,
+        path: &str,
+        kind: EventType,
+        removed: &mut Vec<(i64, String)>,
+    ) -> BTreeSet<i64> {
         let mut out = BTreeSet::new();
         let mut p = path;
         let mut at_leaf = true;
@@ -122,7 +133,10 @@ pub struct WatchManager {
 impl WatchManager {
     /// A manager that refuses new watches beyond `max_total` (0 = unlimited).
     pub fn new(max_total: usize) -> Self {
-        WatchManager { max_total, ..Default::default() }
+        WatchManager {
+            max_total,
+            ..Default::default()
+        }
     }
 
     /// Number of watches registered (a persistent watch counts in both tables).
@@ -160,7 +174,19 @@ impl WatchManager {
 
     fn forget(&mut self, session: i64, path: &str) {
         if let Some(set) = self.by_session.get_mut(&session) {
-            set.retain(|(_, p)| p != path || self.data.by_path.get(p).is_some_and(|m| m.contains_key(&session)) || self.child.by_path.get(p).is_some_and(|m| m.contains_key(&session)));
+            set.retain(|(_, p)| {
+                p != path
+                    || self
+                        .data
+                        .by_path
+                        .get(p)
+                        .is_some_and(|m| m.contains_key(&session))
+                    || self
+                        .child
+                        .by_path
+                        .get(p)
+                        .is_some_and(|m| m.contains_key(&session))
+            });
             if set.is_empty() {
                 self.by_session.remove(&session);
             }
@@ -169,8 +195,16 @@ impl WatchManager {
 
     fn add_in(&mut self, session: i64, w: Which, path: &str, mode: Mode) -> Result<(), ErrorCode> {
         let exists = match w {
-            Which::Data => self.data.by_path.get(path).is_some_and(|m| m.contains_key(&session)),
-            Which::Child => self.child.by_path.get(path).is_some_and(|m| m.contains_key(&session)),
+            Which::Data => self
+                .data
+                .by_path
+                .get(path)
+                .is_some_and(|m| m.contains_key(&session)),
+            Which::Child => self
+                .child
+                .by_path
+                .get(path)
+                .is_some_and(|m| m.contains_key(&session)),
         };
         if !exists && self.max_total > 0 && self.total >= self.max_total {
             return Err(ErrorCode::Throttled);
@@ -178,7 +212,10 @@ impl WatchManager {
         if self.table(w).add(session, path, mode) {
             self.total += 1;
         }
-        self.by_session.entry(session).or_default().insert((Self::kind_of(w, mode), path.to_string()));
+        self.by_session
+            .entry(session)
+            .or_default()
+            .insert((Self::kind_of(w, mode), path.to_string()));
         Ok(())
     }
 
@@ -252,12 +289,18 @@ impl WatchManager {
     /// Turns tree events into notifications, consuming one-shot watches. Watchers that
     /// lack READ on the event's node (by `auth_of` their session) lose a one-shot watch
     /// without being told, as in ZooKeeper 3.8.
-    pub fn trigger<'a>(&mut self, events: &[TreeEvent], auth_of: impl Fn(i64) -> &'a [Id]) -> Vec<WatchEvent> {
+    pub fn trigger<'a>(
+        &mut self,
+        events: &[TreeEvent],
+        auth_of: impl Fn(i64) -> &'a [Id],
+    ) -> Vec<WatchEvent> {
         let mut out = Vec::new();
         let none = BTreeSet::new();
         for ev in events {
             let sessions = match ev.kind {
-                EventType::NodeCreated | EventType::NodeDataChanged => self.fire(Which::Data, ev, &none),
+                EventType::NodeCreated | EventType::NodeDataChanged => {
+                    self.fire(Which::Data, ev, &none)
+                }
                 EventType::NodeChildrenChanged => self.fire(Which::Child, ev, &none),
                 EventType::NodeDeleted => {
                     let mut s = self.fire(Which::Data, ev, &none);
@@ -270,7 +313,11 @@ impl WatchManager {
                 if acl::check(&ev.acl, perms::READ, auth_of(s)).is_err() {
                     continue;
                 }
-                out.push(WatchEvent { session_id: s, kind: ev.kind, path: ev.path.clone() });
+                out.push(WatchEvent {
+                    session_id: s,
+                    kind: ev.kind,
+                    path: ev.path.clone(),
+                });
             }
         }
         out
@@ -283,7 +330,11 @@ mod tests {
     use crate::coordinator::types::Acl;
 
     fn ev(kind: EventType, path: &str) -> TreeEvent {
-        TreeEvent { kind, path: path.into(), acl: Acl::open().into() }
+        TreeEvent {
+            kind,
+            path: path.into(),
+            acl: Acl::open().into(),
+        }
     }
 
     fn anyone(_: i64) -> &'static [Id] {
@@ -294,8 +345,14 @@ mod tests {
     fn one_shot_watches_fire_once() {
         let mut w = WatchManager::new(0);
         w.add(1, WatchKind::Data, "/a").unwrap();
-        assert_eq!(w.trigger(&[ev(EventType::NodeDataChanged, "/a")], anyone).len(), 1);
-        assert!(w.trigger(&[ev(EventType::NodeDataChanged, "/a")], anyone).is_empty());
+        assert_eq!(
+            w.trigger(&[ev(EventType::NodeDataChanged, "/a")], anyone)
+                .len(),
+            1
+        );
+        assert!(w
+            .trigger(&[ev(EventType::NodeDataChanged, "/a")], anyone)
+            .is_empty());
         assert_eq!(w.count(), 0);
     }
 
@@ -304,11 +361,28 @@ mod tests {
         let mut w = WatchManager::new(0);
         w.add(1, WatchKind::Persistent, "/a").unwrap();
         w.add(2, WatchKind::PersistentRecursive, "/a").unwrap();
-        let n = w.trigger(&[ev(EventType::NodeChildrenChanged, "/a"), ev(EventType::NodeCreated, "/a/b/c")], anyone);
-        assert_eq!(n, vec![
-            WatchEvent { session_id: 1, kind: EventType::NodeChildrenChanged, path: "/a".into() },
-            WatchEvent { session_id: 2, kind: EventType::NodeCreated, path: "/a/b/c".into() },
-        ]);
+        let n = w.trigger(
+            &[
+                ev(EventType::NodeChildrenChanged, "/a"),
+                ev(EventType::NodeCreated, "/a/b/c"),
+            ],
+            anyone,
+        );
+        assert_eq!(
+            n,
+            vec![
+                WatchEvent {
+                    session_id: 1,
+                    kind: EventType::NodeChildrenChanged,
+                    path: "/a".into()
+                },
+                WatchEvent {
+                    session_id: 2,
+                    kind: EventType::NodeCreated,
+                    path: "/a/b/c".into()
+                },
+            ]
+        );
         assert_eq!(w.count(), 4);
     }
 
@@ -317,7 +391,10 @@ mod tests {
         let mut w = WatchManager::new(0);
         w.add(1, WatchKind::Data, "/a").unwrap();
         w.add(1, WatchKind::Child, "/a").unwrap();
-        assert_eq!(w.trigger(&[ev(EventType::NodeDeleted, "/a")], anyone).len(), 1);
+        assert_eq!(
+            w.trigger(&[ev(EventType::NodeDeleted, "/a")], anyone).len(),
+            1
+        );
         assert_eq!(w.count(), 0);
         assert!(w.by_session().is_empty());
     }
@@ -335,8 +412,19 @@ mod tests {
     fn watchers_without_read_are_not_told_but_lose_the_watch() {
         let mut w = WatchManager::new(0);
         w.add(1, WatchKind::Data, "/s").unwrap();
-        let secret: std::sync::Arc<[Acl]> = vec![Acl { perms: perms::ALL, id: Id { scheme: "digest".into(), id: "u:h".into() } }].into();
-        let ev = TreeEvent { kind: EventType::NodeCreated, path: "/s".into(), acl: secret };
+        let secret: std::sync::Arc<[Acl]> = vec![Acl {
+            perms: perms::ALL,
+            id: Id {
+                scheme: "digest".into(),
+                id: "u:h".into(),
+            },
+        }]
+        .into();
+        let ev = TreeEvent {
+            kind: EventType::NodeCreated,
+            path: "/s".into(),
+            acl: secret,
+        };
         assert!(w.trigger(&[ev], |_| &[]).is_empty());
         assert_eq!(w.count(), 0);
     }

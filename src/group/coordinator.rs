@@ -18,7 +18,10 @@ use tokio::sync::{oneshot, Notify};
 use super::offsets::{CommittedOffset, OffsetDeleteResult};
 use super::record::{self, OffsetValue, RecordKey};
 use super::sync::SyncRequest;
-use super::{Effect, GroupConfig, GroupError, GroupState, Groups, JoinResult, Now, Outcome, SyncResult, OFFSETS_TOPIC};
+use super::{
+    Effect, GroupConfig, GroupError, GroupState, Groups, JoinResult, Now, Outcome, SyncResult,
+    OFFSETS_TOPIC,
+};
 use crate::broker::{now_ms, Broker, Partition, Topic};
 use crate::log::records::{build_batch, KeyValue};
 
@@ -103,7 +106,11 @@ impl GroupCoordinator {
         let config = GroupConfig::from_broker(&broker.config);
         GroupCoordinator {
             broker,
-            inner: Mutex::new(Inner { groups: Groups::new(config), joins: HashMap::new(), syncs: HashMap::new() }),
+            inner: Mutex::new(Inner {
+                groups: Groups::new(config),
+                joins: HashMap::new(),
+                syncs: HashMap::new(),
+            }),
             wake: Notify::new(),
             started: Instant::now(),
             offsets_topic: RwLock::new(None),
@@ -117,19 +124,27 @@ impl GroupCoordinator {
 
     /// The two clocks, read here only.
     pub fn now(&self) -> Now {
-        Now { mono_ms: self.started.elapsed().as_millis() as i64, wall_ms: now_ms() }
+        Now {
+            mono_ms: self.started.elapsed().as_millis() as i64,
+            wall_ms: now_ms(),
+        }
     }
 
     /// The `__consumer_offsets` partition that holds a group (Kafka's rule).
     pub fn partition_for(&self, group_id: &str) -> i32 {
         let partitions = self
             .current_topic()
-            .map_or(self.broker.config.offsets_topic_num_partitions, |t| t.partitions.len() as u32);
+            .map_or(self.broker.config.offsets_topic_num_partitions, |t| {
+                t.partitions.len() as u32
+            });
         record::partition_for(group_id, partitions)
     }
 
     fn current_topic(&self) -> Option<Arc<Topic>> {
-        self.offsets_topic.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.offsets_topic
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The offsets topic, created (compacted) on first use as Kafka does.
@@ -144,13 +159,28 @@ impl GroupCoordinator {
         let config = &self.broker.config;
         let configs = BTreeMap::from([
             ("cleanup.policy".to_string(), "compact".to_string()),
-            ("segment.bytes".to_string(), config.offsets_topic_segment_bytes.to_string()),
+            (
+                "segment.bytes".to_string(),
+                config.offsets_topic_segment_bytes.to_string(),
+            ),
         ]);
         let partitions = config.offsets_topic_num_partitions;
-        match self.broker.ensure_internal_topic(OFFSETS_TOPIC, partitions, config.offsets_topic_replication_factor, configs).await {
+        match self
+            .broker
+            .ensure_internal_topic(
+                OFFSETS_TOPIC,
+                partitions,
+                config.offsets_topic_replication_factor,
+                configs,
+            )
+            .await
+        {
             Ok(topic) => {
                 tracing::info!(partitions = topic.partitions.len(), "offsets topic ready");
-                *self.offsets_topic.write().unwrap_or_else(|p| p.into_inner()) = Some(topic.clone());
+                *self
+                    .offsets_topic
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(topic.clone());
                 Ok(topic)
             }
             Err(error) => {
@@ -163,8 +193,13 @@ impl GroupCoordinator {
     /// Replays `__consumer_offsets` (if it exists) into the offset cache and the groups.
     /// Called once at startup, before clients are served.
     pub fn load(&self) -> anyhow::Result<()> {
-        let Some(topic) = self.broker.topic(OFFSETS_TOPIC) else { return Ok(()) };
-        *self.offsets_topic.write().unwrap_or_else(|p| p.into_inner()) = Some(topic.clone());
+        let Some(topic) = self.broker.topic(OFFSETS_TOPIC) else {
+            return Ok(());
+        };
+        *self
+            .offsets_topic
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(topic.clone());
         let now = self.now();
         let started = Instant::now();
         let mut inner = self.lock();
@@ -173,8 +208,13 @@ impl GroupCoordinator {
             records += super::replay::replay_partition(partition, &mut inner.groups, now)?;
         }
         let offsets: usize = inner.groups.iter().map(|g| g.offsets.len()).sum();
-        tracing::info!(records, groups = inner.groups.len(), offsets, elapsed_ms = started.elapsed().as_millis() as u64,
-            "loaded consumer groups from {OFFSETS_TOPIC}");
+        tracing::info!(
+            records,
+            groups = inner.groups.len(),
+            offsets,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "loaded consumer groups from {OFFSETS_TOPIC}"
+        );
         Ok(())
     }
 
@@ -184,7 +224,9 @@ impl GroupCoordinator {
         if let Err(error) = self.offsets_topic().await {
             return JoinResult::error(error, &member_id);
         }
-        let wait_ms = u64::try_from(req.rebalance_timeout_ms.max(req.session_timeout_ms)).unwrap_or(0) + 5_000;
+        let wait_ms = u64::try_from(req.rebalance_timeout_ms.max(req.session_timeout_ms))
+            .unwrap_or(0)
+            + 5_000;
         let group_id = req.group_id.clone();
         let receiver = {
             let mut inner = self.lock();
@@ -241,17 +283,32 @@ impl GroupCoordinator {
     }
 
     /// Heartbeat.
-    pub fn heartbeat(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), GroupError> {
-        let result = self.lock().groups.heartbeat(group_id, member_id, instance_id, generation, self.now());
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), GroupError> {
+        let result =
+            self.lock()
+                .groups
+                .heartbeat(group_id, member_id, instance_id, generation, self.now());
         self.wake.notify_one();
         result
     }
 
     /// LeaveGroup.
-    pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+    pub fn leave(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
         let mut inner = self.lock();
         let mut effects = Vec::new();
-        let result = inner.groups.leave(group_id, members, self.now(), &mut effects);
+        let result = inner
+            .groups
+            .leave(group_id, members, self.now(), &mut effects);
         self.deliver(&mut inner, effects);
         drop(inner);
         self.wake.notify_one();
@@ -282,18 +339,29 @@ impl GroupCoordinator {
                 }
             })
             .collect();
-        let accepted: Vec<&OffsetCommit> = offsets.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(o, _)| o).collect();
+        let accepted: Vec<&OffsetCommit> = offsets
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(o, _)| o)
+            .collect();
         let now = self.now();
         let (partition, base) = {
             let mut inner = self.lock();
-            inner.groups.validate_commit(group_id, generation, member_id, instance_id, now)?;
+            inner
+                .groups
+                .validate_commit(group_id, generation, member_id, instance_id, now)?;
             if accepted.is_empty() {
                 return Ok(results);
             }
             let records: Vec<RawRecord> = accepted
                 .iter()
                 .map(|o| {
-                    let key = record::encode_key(&RecordKey::Offset { group: group_id.into(), topic: o.topic.clone(), partition: o.partition });
+                    let key = record::encode_key(&RecordKey::Offset {
+                        group: group_id.into(),
+                        topic: o.topic.clone(),
+                        partition: o.partition,
+                    });
                     let value = record::encode_offset(&OffsetValue {
                         offset: o.offset,
                         leader_epoch: o.leader_epoch,
@@ -305,7 +373,8 @@ impl GroupCoordinator {
                 .collect();
             self.write(&topic, group_id, &records)?
         };
-        self.wait_durable(&partition, base + accepted.len() as i64).await?;
+        self.wait_durable(&partition, base + accepted.len() as i64)
+            .await?;
         let mut inner = self.lock();
         for (i, o) in accepted.iter().enumerate() {
             let record_offset = base + i as i64;
@@ -316,7 +385,14 @@ impl GroupCoordinator {
                 commit_wall_ms: now.wall_ms,
                 record_offset,
             };
-            inner.groups.apply_offset(group_id, &o.topic, o.partition, Some(committed), record_offset, now);
+            inner.groups.apply_offset(
+                group_id,
+                &o.topic,
+                o.partition,
+                Some(committed),
+                record_offset,
+                now,
+            );
         }
         Ok(results)
     }
@@ -336,10 +412,14 @@ impl GroupCoordinator {
                 })
                 .collect(),
             None => {
-                let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> = BTreeMap::new();
+                let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> =
+                    BTreeMap::new();
                 if let Some(group) = inner.groups.get(group_id) {
                     for ((topic, partition), offset) in &group.offsets {
-                        by_topic.entry(topic.clone()).or_default().push((*partition, Some(offset.clone())));
+                        by_topic
+                            .entry(topic.clone())
+                            .or_default()
+                            .push((*partition, Some(offset.clone())));
                     }
                 }
                 by_topic.into_iter().collect()
@@ -352,7 +432,13 @@ impl GroupCoordinator {
         self.lock()
             .groups
             .iter()
-            .map(|g| (g.id.clone(), g.protocol_type.clone().unwrap_or_default(), g.state))
+            .map(|g| {
+                (
+                    g.id.clone(),
+                    g.protocol_type.clone().unwrap_or_default(),
+                    g.state,
+                )
+            })
             .collect()
     }
 
@@ -369,7 +455,11 @@ impl GroupCoordinator {
             };
         };
         let stable = group.state == GroupState::Stable;
-        let protocol = if stable { group.protocol.clone().unwrap_or_default() } else { String::new() };
+        let protocol = if stable {
+            group.protocol.clone().unwrap_or_default()
+        } else {
+            String::new()
+        };
         GroupDescription {
             group_id: group.id.clone(),
             state: group.state,
@@ -382,8 +472,16 @@ impl GroupCoordinator {
                     instance_id: m.instance_id.clone(),
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
-                    metadata: if stable { m.metadata(&protocol) } else { Bytes::new() },
-                    assignment: if stable { m.assignment.clone() } else { Bytes::new() },
+                    metadata: if stable {
+                        m.metadata(&protocol)
+                    } else {
+                        Bytes::new()
+                    },
+                    assignment: if stable {
+                        m.assignment.clone()
+                    } else {
+                        Bytes::new()
+                    },
                 })
                 .collect(),
             protocol,
@@ -399,9 +497,22 @@ impl GroupCoordinator {
             let partitions = inner.groups.delete_group(group_id, &mut effects)?;
             let tombstones: Vec<RawRecord> = partitions
                 .into_iter()
-                .map(|(topic, partition)| (record::encode_key(&RecordKey::Offset { group: group_id.into(), topic, partition }), None))
+                .map(|(topic, partition)| {
+                    (
+                        record::encode_key(&RecordKey::Offset {
+                            group: group_id.into(),
+                            topic,
+                            partition,
+                        }),
+                        None,
+                    )
+                })
                 .collect();
-            let written = if tombstones.is_empty() { None } else { Some(self.write(&topic, group_id, &tombstones)?) };
+            let written = if tombstones.is_empty() {
+                None
+            } else {
+                Some(self.write(&topic, group_id, &tombstones)?)
+            };
             self.deliver(&mut inner, effects);
             match written {
                 Some((partition, base)) => (partition, base + tombstones.len() as i64),
@@ -412,23 +523,42 @@ impl GroupCoordinator {
     }
 
     /// OffsetDelete: removes offsets of topics the group does not consume.
-    pub async fn delete_offsets(&self, group_id: &str, partitions: &[(String, i32)]) -> Result<OffsetDeleteResult, GroupError> {
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<OffsetDeleteResult, GroupError> {
         let topic = self.offsets_topic().await?;
         let now = self.now();
         let (results, written) = {
             let mut inner = self.lock();
             let results = inner.groups.check_offset_delete(group_id, partitions)?;
-            let doomed: Vec<&(String, i32)> = results.iter().filter(|(_, r)| r.is_ok()).map(|(k, _)| k).collect();
+            let doomed: Vec<&(String, i32)> = results
+                .iter()
+                .filter(|(_, r)| r.is_ok())
+                .map(|(k, _)| k)
+                .collect();
             if doomed.is_empty() {
                 return Ok(results);
             }
             let tombstones: Vec<RawRecord> = doomed
                 .iter()
-                .map(|(t, p)| (record::encode_key(&RecordKey::Offset { group: group_id.into(), topic: t.clone(), partition: *p }), None))
+                .map(|(t, p)| {
+                    (
+                        record::encode_key(&RecordKey::Offset {
+                            group: group_id.into(),
+                            topic: t.clone(),
+                            partition: *p,
+                        }),
+                        None,
+                    )
+                })
                 .collect();
             let (partition, base) = self.write(&topic, group_id, &tombstones)?;
             for (i, (t, p)) in doomed.iter().enumerate() {
-                inner.groups.apply_offset(group_id, t, *p, None, base + i as i64, now);
+                inner
+                    .groups
+                    .apply_offset(group_id, t, *p, None, base + i as i64, now);
             }
             (results.clone(), (partition, base + tombstones.len() as i64))
         };
@@ -447,7 +577,9 @@ impl GroupCoordinator {
     /// How long until a timer is due (None: nothing scheduled).
     pub fn next_timer(&self) -> Option<Duration> {
         let next = self.lock().groups.next_deadline_ms()?;
-        Some(Duration::from_millis(u64::try_from(next - self.now().mono_ms).unwrap_or(0)))
+        Some(Duration::from_millis(
+            u64::try_from(next - self.now().mono_ms).unwrap_or(0),
+        ))
     }
 
     /// Resolves when a request may have scheduled an earlier timer.
@@ -457,7 +589,9 @@ impl GroupCoordinator {
 
     /// Deletes the offsets of groups empty longer than `offsets_retention_minutes`.
     pub async fn expire_offsets(&self) {
-        let Some(topic) = self.current_topic() else { return };
+        let Some(topic) = self.current_topic() else {
+            return;
+        };
         let mut waits = Vec::new();
         {
             let mut inner = self.lock();
@@ -465,12 +599,21 @@ impl GroupCoordinator {
             let expired = inner.groups.expire_offsets(self.now(), &mut effects);
             let mut by_group: BTreeMap<&str, Vec<RawRecord>> = BTreeMap::new();
             for (group, topic_name, partition) in &expired.offsets {
-                let key = RecordKey::Offset { group: group.clone(), topic: topic_name.clone(), partition: *partition };
-                by_group.entry(group).or_default().push((record::encode_key(&key), None));
+                let key = RecordKey::Offset {
+                    group: group.clone(),
+                    topic: topic_name.clone(),
+                    partition: *partition,
+                };
+                by_group
+                    .entry(group)
+                    .or_default()
+                    .push((record::encode_key(&key), None));
             }
             for (group, tombstones) in by_group {
                 match self.write(&topic, group, &tombstones) {
-                    Ok((partition, base)) => waits.push((partition, base + tombstones.len() as i64)),
+                    Ok((partition, base)) => {
+                        waits.push((partition, base + tombstones.len() as i64))
+                    }
                     Err(error) => tracing::error!(group, %error, "cannot write offset tombstones"),
                 }
             }
@@ -483,10 +626,18 @@ impl GroupCoordinator {
 
     /// Appends records for `group_id` to its partition of the offsets topic (under the lock,
     /// so log order is state-change order); returns the partition and the first offset.
-    fn write(&self, topic: &Topic, group_id: &str, records: &[RawRecord]) -> Result<(Arc<Partition>, i64), GroupError> {
+    fn write(
+        &self,
+        topic: &Topic,
+        group_id: &str,
+        records: &[RawRecord],
+    ) -> Result<(Arc<Partition>, i64), GroupError> {
         let index = record::partition_for(group_id, topic.partitions.len() as u32);
         let partition = topic.partitions[index as usize].clone();
-        let refs: Vec<KeyValue<'_>> = records.iter().map(|(k, v)| (Some(k.as_slice()), v.as_deref())).collect();
+        let refs: Vec<KeyValue<'_>> = records
+            .iter()
+            .map(|(k, v)| (Some(k.as_slice()), v.as_deref()))
+            .collect();
         let mut batch = build_batch(&refs, now_ms());
         match partition.append(&mut batch, now_ms()) {
             Ok(info) => Ok((partition, info.base_offset)),
@@ -511,12 +662,20 @@ impl GroupCoordinator {
     fn deliver(&self, inner: &mut Inner, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::JoinDone { group, member_id, result } => {
+                Effect::JoinDone {
+                    group,
+                    member_id,
+                    result,
+                } => {
                     if let Some(tx) = inner.joins.remove(&(group, member_id)) {
                         let _ = tx.send(result);
                     }
                 }
-                Effect::SyncDone { group, member_id, result } => {
+                Effect::SyncDone {
+                    group,
+                    member_id,
+                    result,
+                } => {
                     if let Some(tx) = inner.syncs.remove(&(group, member_id)) {
                         let _ = tx.send(result);
                     }
@@ -529,9 +688,16 @@ impl GroupCoordinator {
     /// Writes a group's metadata (or its tombstone) and has it fsynced in the background: it
     /// only lets members carry on without a rebalance after a restart.
     fn persist_group(&self, inner: &Inner, group_id: &str) {
-        let Some(topic) = self.current_topic() else { return };
-        let value = inner.groups.get(group_id).map(|g| record::encode_group(&g.to_record()));
-        let key = record::encode_key(&RecordKey::Group { group: group_id.to_string() });
+        let Some(topic) = self.current_topic() else {
+            return;
+        };
+        let value = inner
+            .groups
+            .get(group_id)
+            .map(|g| record::encode_group(&g.to_record()));
+        let key = record::encode_key(&RecordKey::Group {
+            group: group_id.to_string(),
+        });
         if let Ok((partition, base)) = self.write(&topic, group_id, &[(key, value)]) {
             if self.broker.config.log_flush_on_ack {
                 tokio::spawn(async move {

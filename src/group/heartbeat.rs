@@ -8,12 +8,25 @@ use super::{Effect, GroupConfig, GroupError, Now};
 
 impl Groups {
     /// Handles a Heartbeat: keeps the member's session alive and tells it whether to rejoin.
-    pub fn heartbeat(&mut self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32, now: Now) -> Result<(), GroupError> {
-        let group = self.groups.get_mut(group_id).ok_or(GroupError::UnknownMemberId)?;
+    pub fn heartbeat(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        now: Now,
+    ) -> Result<(), GroupError> {
+        let group = self
+            .groups
+            .get_mut(group_id)
+            .ok_or(GroupError::UnknownMemberId)?;
         if group.state == GroupState::Dead {
             return Err(GroupError::CoordinatorNotAvailable);
         }
-        let member = group.members.get_mut(member_id).ok_or(GroupError::UnknownMemberId)?;
+        let member = group
+            .members
+            .get_mut(member_id)
+            .ok_or(GroupError::UnknownMemberId)?;
         if instance_id.is_some() && member.instance_id.as_deref() != instance_id {
             return Err(GroupError::FencedInstanceId);
         }
@@ -39,7 +52,10 @@ impl Groups {
 
     /// The earliest time (monotonic ms) a timer is due, if any.
     pub fn next_deadline_ms(&self) -> Option<i64> {
-        self.groups.values().filter_map(Group::next_deadline_ms).min()
+        self.groups
+            .values()
+            .filter_map(Group::next_deadline_ms)
+            .min()
     }
 }
 
@@ -51,8 +67,12 @@ impl Group {
         if let Some(deadline) = self.sync_deadline_ms {
             if deadline <= now.mono_ms {
                 self.sync_deadline_ms = None;
-                let late: Vec<String> = std::mem::take(&mut self.pending_sync).into_iter().collect();
-                if matches!(self.state, GroupState::CompletingRebalance | GroupState::Stable) {
+                let late: Vec<String> =
+                    std::mem::take(&mut self.pending_sync).into_iter().collect();
+                if matches!(
+                    self.state,
+                    GroupState::CompletingRebalance | GroupState::Stable
+                ) {
                     for id in late {
                         tracing::info!(group = %self.id, member = %id, "member sent no SyncGroup in time; removing it");
                         self.remove_member(&id, config, now, effects);
@@ -63,7 +83,9 @@ impl Group {
         let expired: Vec<String> = self
             .members
             .values()
-            .filter(|m| !m.awaiting_join && !m.awaiting_sync && m.session_deadline_ms <= now.mono_ms)
+            .filter(|m| {
+                !m.awaiting_join && !m.awaiting_sync && m.session_deadline_ms <= now.mono_ms
+            })
             .map(|m| m.id.clone())
             .collect();
         for id in expired {
@@ -71,7 +93,8 @@ impl Group {
             self.remove_member(&id, config, now, effects);
         }
         let before = self.pending_members.len();
-        self.pending_members.retain(|_, deadline| *deadline > now.mono_ms);
+        self.pending_members
+            .retain(|_, deadline| *deadline > now.mono_ms);
         if self.pending_members.len() != before {
             self.maybe_complete_join(now, effects);
         }
@@ -116,10 +139,17 @@ impl Group {
             .filter(|m| !m.awaiting_join && !m.awaiting_sync)
             .map(|m| m.session_deadline_ms)
             .min();
-        let sync = self.sync_deadline_ms.filter(|_| !self.pending_sync.is_empty());
-        [join_phase, sync, sessions, self.pending_members.values().min().copied()]
-            .into_iter()
-            .flatten()
-            .min()
+        let sync = self
+            .sync_deadline_ms
+            .filter(|_| !self.pending_sync.is_empty());
+        [
+            join_phase,
+            sync,
+            sessions,
+            self.pending_members.values().min().copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }

@@ -8,17 +8,31 @@ use super::{Effect, GroupConfig, GroupError, JoinRequest, JoinResult, Now, Outco
 
 impl Groups {
     /// Handles a JoinGroup.
-    pub fn join(&mut self, req: JoinRequest, now: Now, effects: &mut Vec<Effect>) -> Outcome<JoinResult> {
+    pub fn join(
+        &mut self,
+        req: JoinRequest,
+        now: Now,
+        effects: &mut Vec<Effect>,
+    ) -> Outcome<JoinResult> {
         match self.join_checked(req.clone(), now, effects) {
             Ok(outcome) => outcome,
             Err(error) => {
-                let member_id = if error == GroupError::MemberIdRequired { &req.new_member_id } else { &req.member_id };
+                let member_id = if error == GroupError::MemberIdRequired {
+                    &req.new_member_id
+                } else {
+                    &req.member_id
+                };
                 Outcome::Done(JoinResult::error(error, member_id))
             }
         }
     }
 
-    fn join_checked(&mut self, req: JoinRequest, now: Now, effects: &mut Vec<Effect>) -> Result<Outcome<JoinResult>, GroupError> {
+    fn join_checked(
+        &mut self,
+        req: JoinRequest,
+        now: Now,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Outcome<JoinResult>, GroupError> {
         let config = self.config.clone();
         check_request(&req, &config)?;
         if !req.member_id.is_empty() && !self.groups.contains_key(&req.group_id) {
@@ -44,14 +58,19 @@ fn check_request(req: &JoinRequest, config: &GroupConfig) -> Result<(), GroupErr
     if req.group_id.is_empty() {
         return Err(GroupError::InvalidGroupId);
     }
-    if req.session_timeout_ms < config.min_session_timeout_ms || req.session_timeout_ms > config.max_session_timeout_ms {
+    if req.session_timeout_ms < config.min_session_timeout_ms
+        || req.session_timeout_ms > config.max_session_timeout_ms
+    {
         return Err(GroupError::InvalidSessionTimeout);
     }
     if req.protocol_type.is_empty() || req.protocols.is_empty() {
         return Err(GroupError::InconsistentGroupProtocol);
     }
     if req.protocols.len() > config.max_protocols
-        || req.protocols.iter().any(|(_, m)| m.len() > config.member_metadata_max_bytes)
+        || req
+            .protocols
+            .iter()
+            .any(|(_, m)| m.len() > config.member_metadata_max_bytes)
     {
         return Err(GroupError::MetadataTooLarge);
     }
@@ -59,7 +78,13 @@ fn check_request(req: &JoinRequest, config: &GroupConfig) -> Result<(), GroupErr
 }
 
 impl Group {
-    fn join_new(&mut self, req: JoinRequest, config: &GroupConfig, now: Now, effects: &mut Vec<Effect>) -> Result<Outcome<JoinResult>, GroupError> {
+    fn join_new(
+        &mut self,
+        req: JoinRequest,
+        config: &GroupConfig,
+        now: Now,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Outcome<JoinResult>, GroupError> {
         if let Some(instance) = &req.instance_id {
             if let Some(old_id) = self.static_members.get(instance).cloned() {
                 return self.replace_static_member(&old_id, req, config, now, effects);
@@ -70,15 +95,24 @@ impl Group {
         }
         if req.require_known_member_id && req.instance_id.is_none() {
             // The member must come back with this id; until then it holds a place.
-            let deadline = now.mono_ms.saturating_add(i64::from(req.session_timeout_ms));
-            self.pending_members.insert(req.new_member_id.clone(), deadline);
+            let deadline = now
+                .mono_ms
+                .saturating_add(i64::from(req.session_timeout_ms));
+            self.pending_members
+                .insert(req.new_member_id.clone(), deadline);
             return Err(GroupError::MemberIdRequired);
         }
         let id = req.new_member_id.clone();
         Ok(self.add_member(id, req, config, now, effects))
     }
 
-    fn join_known(&mut self, req: JoinRequest, config: &GroupConfig, now: Now, effects: &mut Vec<Effect>) -> Result<Outcome<JoinResult>, GroupError> {
+    fn join_known(
+        &mut self,
+        req: JoinRequest,
+        config: &GroupConfig,
+        now: Now,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Outcome<JoinResult>, GroupError> {
         let id = req.member_id.clone();
         if self.pending_members.remove(&id).is_some() {
             return Ok(self.add_member(id, req, config, now, effects));
@@ -115,7 +149,10 @@ impl Group {
     }
 
     fn update_member(&mut self, id: &str, req: JoinRequest, now: Now) {
-        let member = self.members.get_mut(id).expect("the caller checked the member");
+        let member = self
+            .members
+            .get_mut(id)
+            .expect("the caller checked the member");
         member.protocols = req.protocols;
         member.session_timeout_ms = req.session_timeout_ms;
         member.rebalance_timeout_ms = req.rebalance_timeout_ms;
@@ -125,7 +162,14 @@ impl Group {
         member.touch(now);
     }
 
-    fn add_member(&mut self, id: String, req: JoinRequest, config: &GroupConfig, now: Now, effects: &mut Vec<Effect>) -> Outcome<JoinResult> {
+    fn add_member(
+        &mut self,
+        id: String,
+        req: JoinRequest,
+        config: &GroupConfig,
+        now: Now,
+        effects: &mut Vec<Effect>,
+    ) -> Outcome<JoinResult> {
         if self.members.is_empty() {
             self.protocol_type = Some(req.protocol_type.clone());
         }
@@ -163,14 +207,32 @@ impl Group {
 
     /// A static member joined again without its member id (it restarted): it takes its old
     /// place under a new id; requests parked under the old id are fenced.
-    fn replace_static_member(&mut self, old_id: &str, req: JoinRequest, config: &GroupConfig, now: Now, effects: &mut Vec<Effect>) -> Result<Outcome<JoinResult>, GroupError> {
+    fn replace_static_member(
+        &mut self,
+        old_id: &str,
+        req: JoinRequest,
+        config: &GroupConfig,
+        now: Now,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Outcome<JoinResult>, GroupError> {
         let new_id = req.new_member_id.clone();
-        let mut member = self.members.remove(old_id).expect("static members are members");
+        let mut member = self
+            .members
+            .remove(old_id)
+            .expect("static members are members");
         if member.awaiting_join {
-            effects.push(Effect::JoinDone { group: self.id.clone(), member_id: old_id.to_string(), result: JoinResult::error(GroupError::FencedInstanceId, old_id) });
+            effects.push(Effect::JoinDone {
+                group: self.id.clone(),
+                member_id: old_id.to_string(),
+                result: JoinResult::error(GroupError::FencedInstanceId, old_id),
+            });
         }
         if member.awaiting_sync {
-            effects.push(Effect::SyncDone { group: self.id.clone(), member_id: old_id.to_string(), result: Err(GroupError::FencedInstanceId) });
+            effects.push(Effect::SyncDone {
+                group: self.id.clone(),
+                member_id: old_id.to_string(),
+                result: Err(GroupError::FencedInstanceId),
+            });
         }
         member.awaiting_join = false;
         member.awaiting_sync = false;
@@ -186,7 +248,10 @@ impl Group {
         }
         self.members.insert(new_id.clone(), member);
         tracing::info!(group = %self.id, old = old_id, new = %new_id, "static member rejoined under a new id");
-        let req = JoinRequest { member_id: new_id, ..req };
+        let req = JoinRequest {
+            member_id: new_id,
+            ..req
+        };
         self.join_known(req, config, now, effects)
     }
 }

@@ -8,10 +8,19 @@ use super::{Effect, GroupError, Now};
 impl Groups {
     /// Handles a LeaveGroup: each (member id, instance id) gets its own result. A group that
     /// does not exist answers UNKNOWN_MEMBER_ID for each member.
-    pub fn leave(&mut self, group_id: &str, leaving: &[(String, Option<String>)], now: Now, effects: &mut Vec<Effect>) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+    pub fn leave(
+        &mut self,
+        group_id: &str,
+        leaving: &[(String, Option<String>)],
+        now: Now,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
         let config = self.config.clone();
         let Some(group) = self.groups.get_mut(group_id) else {
-            return Ok(leaving.iter().map(|_| Err(GroupError::UnknownMemberId)).collect());
+            return Ok(leaving
+                .iter()
+                .map(|_| Err(GroupError::UnknownMemberId))
+                .collect());
         };
         if group.state == GroupState::Dead {
             return Err(GroupError::CoordinatorNotAvailable);

@@ -38,7 +38,14 @@ impl Groups {
     /// Whether this commit may be written. Standalone consumers (generation -1, no member id)
     /// may commit to an empty or new group; members must name their current generation.
     /// A member's commit also counts as a heartbeat.
-    pub fn validate_commit(&mut self, group_id: &str, generation: i32, member_id: &str, instance_id: Option<&str>, now: Now) -> Result<(), GroupError> {
+    pub fn validate_commit(
+        &mut self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now: Now,
+    ) -> Result<(), GroupError> {
         if group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
@@ -54,14 +61,21 @@ impl Groups {
             return Err(GroupError::CoordinatorNotAvailable);
         }
         if let Some(instance) = instance_id {
-            if group.static_members.get(instance).is_some_and(|id| id != member_id) {
+            if group
+                .static_members
+                .get(instance)
+                .is_some_and(|id| id != member_id)
+            {
                 return Err(GroupError::FencedInstanceId);
             }
         }
         if generation < 0 && group.state == GroupState::Empty {
             return Ok(());
         }
-        let member = group.members.get_mut(member_id).ok_or(GroupError::UnknownMemberId)?;
+        let member = group
+            .members
+            .get_mut(member_id)
+            .ok_or(GroupError::UnknownMemberId)?;
         if generation != group.generation {
             return Err(GroupError::IllegalGeneration);
         }
@@ -77,11 +91,23 @@ impl Groups {
 
     /// Caches a committed offset once its record is durable (a tombstone when `offset` is
     /// None), unless a later record of the same partition got there first.
-    pub fn apply_offset(&mut self, group_id: &str, topic: &str, partition: i32, offset: Option<CommittedOffset>, record_offset: i64, now: Now) {
+    pub fn apply_offset(
+        &mut self,
+        group_id: &str,
+        topic: &str,
+        partition: i32,
+        offset: Option<CommittedOffset>,
+        record_offset: i64,
+        now: Now,
+    ) {
         let key = (topic.to_string(), partition);
         let Some(offset) = offset else {
             if let Some(group) = self.groups.get_mut(group_id) {
-                if group.offsets.get(&key).is_some_and(|o| o.record_offset < record_offset) {
+                if group
+                    .offsets
+                    .get(&key)
+                    .is_some_and(|o| o.record_offset < record_offset)
+                {
                     group.offsets.remove(&key);
                 }
             }
@@ -101,14 +127,29 @@ impl Groups {
     }
 
     /// The committed offset of a partition, if any.
-    pub fn committed(&self, group_id: &str, topic: &str, partition: i32) -> Option<&CommittedOffset> {
-        self.groups.get(group_id)?.offsets.get(&(topic.to_string(), partition))
+    pub fn committed(
+        &self,
+        group_id: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Option<&CommittedOffset> {
+        self.groups
+            .get(group_id)?
+            .offsets
+            .get(&(topic.to_string(), partition))
     }
 
     /// OffsetDelete: which partitions' offsets may go. A group with members keeps the offsets
     /// of topics it is subscribed to (GROUP_SUBSCRIBED_TO_TOPIC).
-    pub fn check_offset_delete(&self, group_id: &str, partitions: &[(String, i32)]) -> Result<OffsetDeleteResult, GroupError> {
-        let group = self.groups.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
+    pub fn check_offset_delete(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<OffsetDeleteResult, GroupError> {
+        let group = self
+            .groups
+            .get(group_id)
+            .ok_or(GroupError::GroupIdNotFound)?;
         if group.state == GroupState::Dead {
             return Err(GroupError::GroupIdNotFound);
         }
@@ -133,7 +174,11 @@ impl Groups {
         Ok(partitions
             .iter()
             .map(|(topic, partition)| {
-                let result = if subscribed.contains(topic) { Err(GroupError::GroupSubscribedToTopic) } else { Ok(()) };
+                let result = if subscribed.contains(topic) {
+                    Err(GroupError::GroupSubscribedToTopic)
+                } else {
+                    Ok(())
+                };
                 ((topic.clone(), *partition), result)
             })
             .collect())
@@ -141,8 +186,15 @@ impl Groups {
 
     /// DeleteGroups: removes an empty group; returns the partitions whose offsets it held (for
     /// tombstones).
-    pub fn delete_group(&mut self, group_id: &str, effects: &mut Vec<Effect>) -> Result<Vec<(String, i32)>, GroupError> {
-        let group = self.groups.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
+    pub fn delete_group(
+        &mut self,
+        group_id: &str,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Vec<(String, i32)>, GroupError> {
+        let group = self
+            .groups
+            .get(group_id)
+            .ok_or(GroupError::GroupIdNotFound)?;
         match group.state {
             GroupState::Dead => return Err(GroupError::GroupIdNotFound),
             GroupState::Empty => {}
@@ -150,7 +202,11 @@ impl Groups {
         }
         let group = self.groups.remove(group_id).expect("checked");
         effects.push(Effect::PersistGroup(group_id.to_string()));
-        tracing::info!(group = group_id, offsets = group.offsets.len(), "deleted group");
+        tracing::info!(
+            group = group_id,
+            offsets = group.offsets.len(),
+            "deleted group"
+        );
         Ok(group.offsets.into_keys().collect())
     }
 
@@ -160,12 +216,18 @@ impl Groups {
     pub fn expire_offsets(&mut self, now: Now, effects: &mut Vec<Effect>) -> Expired {
         let retention = self.config.offsets_retention_ms;
         let mut expired = Expired::default();
-        for group in self.groups.values_mut().filter(|g| g.state == GroupState::Empty) {
+        for group in self
+            .groups
+            .values_mut()
+            .filter(|g| g.state == GroupState::Empty)
+        {
             let since = group.state_since_wall_ms;
             let gone: Vec<(String, i32)> = group
                 .offsets
                 .iter()
-                .filter(|(_, o)| now.wall_ms.saturating_sub(o.commit_wall_ms.max(since)) >= retention)
+                .filter(|(_, o)| {
+                    now.wall_ms.saturating_sub(o.commit_wall_ms.max(since)) >= retention
+                })
                 .map(|(k, _)| k.clone())
                 .collect();
             for key in gone {
@@ -181,7 +243,11 @@ impl Groups {
             effects.push(Effect::PersistGroup(id.clone()));
         }
         if !expired.offsets.is_empty() || !expired.groups.is_empty() {
-            tracing::info!(offsets = expired.offsets.len(), groups = expired.groups.len(), "expired committed offsets");
+            tracing::info!(
+                offsets = expired.offsets.len(),
+                groups = expired.groups.len(),
+                "expired committed offsets"
+            );
         }
         expired
     }

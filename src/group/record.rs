@@ -117,7 +117,11 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 pub fn encode_key(key: &RecordKey) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     match key {
-        RecordKey::Offset { group, topic, partition } => {
+        RecordKey::Offset {
+            group,
+            topic,
+            partition,
+        } => {
             out.extend_from_slice(&OFFSET_KEY_VERSION.to_be_bytes());
             put_str(&mut out, group);
             put_str(&mut out, topic);
@@ -175,7 +179,11 @@ type Decoded<T> = Result<T, &'static str>;
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Decoded<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or("truncated")?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or("truncated")?;
         let out = &self.buf[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -199,7 +207,9 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let bytes = self.take(len as usize)?;
-        String::from_utf8(bytes.to_vec()).map(Some).map_err(|_| "string is not UTF-8")
+        String::from_utf8(bytes.to_vec())
+            .map(Some)
+            .map_err(|_| "string is not UTF-8")
     }
     fn str(&mut self) -> Decoded<String> {
         self.nullable_str()?.ok_or("null string")
@@ -243,7 +253,12 @@ fn decode_offset(value: &[u8]) -> Decoded<OffsetValue> {
     let leader_epoch = if version >= 3 { r.i32()? } else { -1 };
     let metadata = r.str()?;
     let commit_timestamp_ms = r.i64()?;
-    Ok(OffsetValue { offset, leader_epoch, metadata, commit_timestamp_ms })
+    Ok(OffsetValue {
+        offset,
+        leader_epoch,
+        metadata,
+        commit_timestamp_ms,
+    })
 }
 
 fn decode_group(value: &[u8]) -> Decoded<GroupValue> {
@@ -265,12 +280,20 @@ fn decode_group(value: &[u8]) -> Decoded<GroupValue> {
     let mut members = Vec::with_capacity(count as usize);
     for _ in 0..count {
         let member_id = r.str()?;
-        let instance_id = if version >= 3 { r.nullable_str()? } else { None };
+        let instance_id = if version >= 3 {
+            r.nullable_str()?
+        } else {
+            None
+        };
         let client_id = r.str()?;
         let client_host = r.str()?;
         let rebalance_timeout_ms = if version >= 1 { r.i32()? } else { -1 };
         let session_timeout_ms = r.i32()?;
-        let rebalance_timeout_ms = if rebalance_timeout_ms < 0 { session_timeout_ms } else { rebalance_timeout_ms };
+        let rebalance_timeout_ms = if rebalance_timeout_ms < 0 {
+            session_timeout_ms
+        } else {
+            rebalance_timeout_ms
+        };
         let subscription = r.bytes()?;
         let assignment = r.bytes()?;
         members.push(MemberValue {
@@ -284,15 +307,22 @@ fn decode_group(value: &[u8]) -> Decoded<GroupValue> {
             assignment,
         });
     }
-    Ok(GroupValue { protocol_type, generation, protocol, leader, current_state_timestamp_ms, members })
+    Ok(GroupValue {
+        protocol_type,
+        generation,
+        protocol,
+        leader,
+        current_state_timestamp_ms,
+        members,
+    })
 }
 
 /// Kafka's partition for a group: the Java `String.hashCode` of the id (over UTF-16 code
 /// units), made non-negative as Kafka's `Utils.abs` does, modulo the partition count.
 pub fn partition_for(group: &str, partitions: u32) -> i32 {
-    let hash = group
-        .encode_utf16()
-        .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
+    let hash = group.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
     let abs = if hash == i32::MIN { 0 } else { hash.abs() };
     abs % partitions.max(1) as i32
 }
@@ -315,11 +345,26 @@ mod tests {
 
     #[test]
     fn offsets_and_groups_round_trip() {
-        let key = RecordKey::Offset { group: "g".into(), topic: "t".into(), partition: 3 };
-        let value = OffsetValue { offset: 42, leader_epoch: 1, metadata: "m".into(), commit_timestamp_ms: 7 };
+        let key = RecordKey::Offset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 3,
+        };
+        let value = OffsetValue {
+            offset: 42,
+            leader_epoch: 1,
+            metadata: "m".into(),
+            commit_timestamp_ms: 7,
+        };
         let record = decode(&encode_key(&key), Some(&encode_offset(&value))).unwrap();
-        assert_eq!(record, Record::Offset("g".into(), "t".into(), 3, Some(value)));
-        assert_eq!(decode(&encode_key(&key), None).unwrap(), Record::Offset("g".into(), "t".into(), 3, None));
+        assert_eq!(
+            record,
+            Record::Offset("g".into(), "t".into(), 3, Some(value))
+        );
+        assert_eq!(
+            decode(&encode_key(&key), None).unwrap(),
+            Record::Offset("g".into(), "t".into(), 3, None)
+        );
 
         let group = GroupValue {
             protocol_type: "consumer".into(),
@@ -339,13 +384,20 @@ mod tests {
             }],
         };
         let key = RecordKey::Group { group: "g".into() };
-        assert_eq!(decode(&encode_key(&key), Some(&encode_group(&group))).unwrap(), Record::Group("g".into(), Some(group)));
+        assert_eq!(
+            decode(&encode_key(&key), Some(&encode_group(&group))).unwrap(),
+            Record::Group("g".into(), Some(group))
+        );
     }
 
     #[test]
     fn kafka_byte_layouts() {
         // OffsetCommitKey v1: version, group, topic, partition.
-        let key = encode_key(&RecordKey::Offset { group: "g".into(), topic: "t".into(), partition: 1 });
+        let key = encode_key(&RecordKey::Offset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 1,
+        });
         assert_eq!(key, [0, 1, 0, 1, b'g', 0, 1, b't', 0, 0, 0, 1]);
         // OffsetCommitValue v1 (with expire timestamp) is still read.
         let mut v1 = vec![0, 1];
@@ -354,7 +406,20 @@ mod tests {
         v1.extend_from_slice(&6i64.to_be_bytes());
         v1.extend_from_slice(&(-1i64).to_be_bytes());
         let record = decode(&key, Some(&v1)).unwrap();
-        assert!(matches!(record, Record::Offset(_, _, 1, Some(OffsetValue { offset: 5, leader_epoch: -1, commit_timestamp_ms: 6, .. }))));
+        assert!(matches!(
+            record,
+            Record::Offset(
+                _,
+                _,
+                1,
+                Some(OffsetValue {
+                    offset: 5,
+                    leader_epoch: -1,
+                    commit_timestamp_ms: 6,
+                    ..
+                })
+            )
+        ));
         assert!(decode(&[0, 9, 0, 0], None).is_err());
         assert!(decode(&key[..5], None).is_err());
     }

@@ -10,7 +10,11 @@ use crate::log::records::for_each_record;
 use crate::log::scan_valid_prefix;
 
 /// Applies every record of one offsets partition, in order; returns how many were read.
-pub(super) fn replay_partition(partition: &Partition, groups: &mut Groups, now: Now) -> anyhow::Result<u64> {
+pub(super) fn replay_partition(
+    partition: &Partition,
+    groups: &mut Groups,
+    now: Now,
+) -> anyhow::Result<u64> {
     let mut offset = partition.log_start_offset();
     let end = partition.high_watermark();
     let mut count = 0u64;
@@ -18,7 +22,10 @@ pub(super) fn replay_partition(partition: &Partition, groups: &mut Groups, now: 
         let chunk = partition.read(offset, 1 << 20)?;
         let (infos, _) = scan_valid_prefix(&chunk);
         if infos.is_empty() {
-            anyhow::bail!("{OFFSETS_TOPIC}-{} has no readable batch at offset {offset}", partition.index);
+            anyhow::bail!(
+                "{OFFSETS_TOPIC}-{} has no readable batch at offset {offset}",
+                partition.index
+            );
         }
         let mut pos = 0usize;
         for info in &infos {
@@ -43,7 +50,12 @@ pub(super) fn replay_partition(partition: &Partition, groups: &mut Groups, now: 
                         groups.apply_offset(&group, &topic, p, committed, r.offset, now);
                     }
                     Ok(Record::Group(group, value)) => groups.restore_group(&group, value, now),
-                    Err(why) => tracing::warn!(partition = partition.index, offset = r.offset, why, "skipping an unreadable record"),
+                    Err(why) => tracing::warn!(
+                        partition = partition.index,
+                        offset = r.offset,
+                        why,
+                        "skipping an unreadable record"
+                    ),
                 }
             });
             if let Err(error) = parsed {

@@ -82,7 +82,9 @@ impl Member {
     }
 
     pub(super) fn touch(&mut self, now: Now) {
-        self.session_deadline_ms = now.mono_ms.saturating_add(i64::from(self.session_timeout_ms));
+        self.session_deadline_ms = now
+            .mono_ms
+            .saturating_add(i64::from(self.session_timeout_ms));
     }
 }
 
@@ -173,12 +175,18 @@ impl Group {
     /// Protocols every member supports, in the first member's order of preference.
     fn candidate_protocols(&self) -> Vec<String> {
         let mut members = self.members.values();
-        let Some(first) = members.next() else { return Vec::new() };
+        let Some(first) = members.next() else {
+            return Vec::new();
+        };
         first
             .protocols
             .iter()
             .map(|(name, _)| name.clone())
-            .filter(|name| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == name)))
+            .filter(|name| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(n, _)| n == name))
+            })
             .collect()
     }
 
@@ -208,7 +216,10 @@ impl Group {
                 votes[i] += 1;
             }
         }
-        let best = votes.iter().enumerate().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))?;
+        let best = votes
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))?;
         candidates.get(best.0).cloned()
     }
 
@@ -221,7 +232,12 @@ impl Group {
     }
 
     /// Starts (or restarts) the join phase.
-    pub(super) fn prepare_rebalance(&mut self, config: &GroupConfig, now: Now, effects: &mut Vec<Effect>) {
+    pub(super) fn prepare_rebalance(
+        &mut self,
+        config: &GroupConfig,
+        now: Now,
+        effects: &mut Vec<Effect>,
+    ) {
         if self.state == GroupState::CompletingRebalance {
             self.fail_parked_syncs(GroupError::RebalanceInProgress, effects);
         }
@@ -235,7 +251,8 @@ impl Group {
             });
             self.new_member_added = false;
         }
-        self.rebalance_deadline_ms = Some(now.mono_ms.saturating_add(self.max_rebalance_timeout_ms()));
+        self.rebalance_deadline_ms =
+            Some(now.mono_ms.saturating_add(self.max_rebalance_timeout_ms()));
         self.transition(GroupState::PreparingRebalance, now);
         self.maybe_complete_join(now, effects);
     }
@@ -256,7 +273,11 @@ impl Group {
     /// a protocol is chosen and every parked JoinGroup is answered (the leader's with all
     /// members' metadata).
     pub(super) fn complete_join(&mut self, now: Now, effects: &mut Vec<Effect>) {
-        assert_eq!(self.state, GroupState::PreparingRebalance, "only a join phase completes");
+        assert_eq!(
+            self.state,
+            GroupState::PreparingRebalance,
+            "only a join phase completes"
+        );
         let gone: Vec<String> = self
             .members
             .values()
@@ -278,8 +299,16 @@ impl Group {
             return;
         }
         self.protocol = self.select_protocol();
-        if !self.leader.as_ref().is_some_and(|l| self.members.contains_key(l)) {
-            self.leader = self.members.values().min_by_key(|m| m.joined_seq).map(|m| m.id.clone());
+        if !self
+            .leader
+            .as_ref()
+            .is_some_and(|l| self.members.contains_key(l))
+        {
+            self.leader = self
+                .members
+                .values()
+                .min_by_key(|m| m.joined_seq)
+                .map(|m| m.id.clone());
         }
         self.transition(GroupState::CompletingRebalance, now);
         let max_rebalance = self.max_rebalance_timeout_ms();
@@ -291,7 +320,11 @@ impl Group {
             let member = self.members.get_mut(&id).expect("listed above");
             member.awaiting_join = false;
             member.touch(now);
-            effects.push(Effect::JoinDone { group: self.id.clone(), member_id: id, result });
+            effects.push(Effect::JoinDone {
+                group: self.id.clone(),
+                member_id: id,
+                result,
+            });
         }
         tracing::info!(group = %self.id, generation = self.generation, members = self.members.len(),
             protocol = ?self.protocol, leader = ?self.leader, "join phase complete");
@@ -327,7 +360,11 @@ impl Group {
     pub(super) fn fail_parked_syncs(&mut self, error: GroupError, effects: &mut Vec<Effect>) {
         for member in self.members.values_mut().filter(|m| m.awaiting_sync) {
             member.awaiting_sync = false;
-            effects.push(Effect::SyncDone { group: self.id.clone(), member_id: member.id.clone(), result: Err(error) });
+            effects.push(Effect::SyncDone {
+                group: self.id.clone(),
+                member_id: member.id.clone(),
+                result: Err(error),
+            });
         }
     }
 
@@ -349,21 +386,37 @@ impl Group {
             });
         }
         if member.awaiting_sync {
-            effects.push(Effect::SyncDone { group: self.id.clone(), member_id: id.to_string(), result: Err(GroupError::UnknownMemberId) });
+            effects.push(Effect::SyncDone {
+                group: self.id.clone(),
+                member_id: id.to_string(),
+                result: Err(GroupError::UnknownMemberId),
+            });
         }
         if self.leader.as_deref() == Some(id) {
-            self.leader = self.members.values().min_by_key(|m| m.joined_seq).map(|m| m.id.clone());
+            self.leader = self
+                .members
+                .values()
+                .min_by_key(|m| m.joined_seq)
+                .map(|m| m.id.clone());
         }
         Some(member)
     }
 
     /// Removes a member (left, or its session expired) and rebalances the rest.
-    pub(super) fn remove_member(&mut self, id: &str, config: &GroupConfig, now: Now, effects: &mut Vec<Effect>) {
+    pub(super) fn remove_member(
+        &mut self,
+        id: &str,
+        config: &GroupConfig,
+        now: Now,
+        effects: &mut Vec<Effect>,
+    ) {
         if self.drop_member(id, effects).is_none() {
             return;
         }
         match self.state {
-            GroupState::Stable | GroupState::CompletingRebalance => self.prepare_rebalance(config, now, effects),
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                self.prepare_rebalance(config, now, effects)
+            }
             GroupState::PreparingRebalance => self.maybe_complete_join(now, effects),
             GroupState::Empty | GroupState::Dead => {}
         }
@@ -413,7 +466,8 @@ impl Group {
         for m in value.members {
             let seq = self.next_seq();
             if let Some(instance) = &m.instance_id {
-                self.static_members.insert(instance.clone(), m.member_id.clone());
+                self.static_members
+                    .insert(instance.clone(), m.member_id.clone());
             }
             let mut member = Member {
                 id: m.member_id.clone(),
@@ -432,7 +486,11 @@ impl Group {
             member.touch(now);
             self.members.insert(m.member_id, member);
         }
-        self.state = if self.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+        self.state = if self.members.is_empty() {
+            GroupState::Empty
+        } else {
+            GroupState::Stable
+        };
         self.state_since_wall_ms = if value.current_state_timestamp_ms >= 0 {
             value.current_state_timestamp_ms
         } else {
@@ -452,7 +510,10 @@ pub struct Groups {
 impl Groups {
     /// No groups yet.
     pub fn new(config: GroupConfig) -> Groups {
-        Groups { config, groups: BTreeMap::new() }
+        Groups {
+            config,
+            groups: BTreeMap::new(),
+        }
     }
 
     /// A group by id.
@@ -479,7 +540,11 @@ impl Groups {
     pub(super) fn get_or_create(&mut self, id: &str, now: Now) -> Result<&mut Group, GroupError> {
         if !self.groups.contains_key(id) {
             if self.groups.len() >= self.config.max_groups {
-                tracing::warn!(group = id, max = self.config.max_groups, "broker.max_groups reached; refusing a new group");
+                tracing::warn!(
+                    group = id,
+                    max = self.config.max_groups,
+                    "broker.max_groups reached; refusing a new group"
+                );
                 return Err(GroupError::TooManyGroups);
             }
             self.groups.insert(id.to_string(), Group::new(id, now));
@@ -491,7 +556,10 @@ impl Groups {
     pub fn restore_group(&mut self, id: &str, value: Option<GroupValue>, now: Now) {
         match value {
             Some(value) => {
-                let group = self.groups.entry(id.to_string()).or_insert_with(|| Group::new(id, now));
+                let group = self
+                    .groups
+                    .entry(id.to_string())
+                    .or_insert_with(|| Group::new(id, now));
                 group.restore(value, now);
             }
             None => {

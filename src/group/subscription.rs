@@ -20,7 +20,8 @@ impl<'a> Reader<'a> {
         self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
     }
     fn i32(&mut self) -> Option<i32> {
-        self.take(4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn str(&mut self) -> Option<String> {
         let len = usize::try_from(self.i16()?).ok()?;
@@ -35,7 +36,10 @@ impl<'a> Reader<'a> {
 
 /// The topics a consumer subscribes to; None if the blob is not a consumer subscription.
 pub fn topics(subscription: &[u8]) -> Option<Vec<String>> {
-    let mut r = Reader { buf: subscription, pos: 0 };
+    let mut r = Reader {
+        buf: subscription,
+        pos: 0,
+    };
     r.i16().filter(|v| *v >= 0)?;
     let n = r.count(2)?;
     (0..n).map(|_| r.str()).collect()
@@ -47,7 +51,10 @@ pub fn assigned_partitions(assignment: &[u8]) -> Option<Vec<(String, Vec<i32>)>>
     if assignment.is_empty() {
         return Some(Vec::new());
     }
-    let mut r = Reader { buf: assignment, pos: 0 };
+    let mut r = Reader {
+        buf: assignment,
+        pos: 0,
+    };
     r.i16().filter(|v| *v >= 0)?;
     let n = r.count(6)?;
     (0..n)
@@ -70,8 +77,13 @@ mod tests {
         sub.extend_from_slice(&[0, 0, 0, 0]); // v1 user data and more: ignored
         assert_eq!(topics(&sub), Some(vec!["a".to_string(), "bc".to_string()]));
         assert_eq!(topics(&[0, 0, 0x7f, 0xff, 0xff, 0xff]), None);
-        let asg = [0, 0, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 5];
-        assert_eq!(assigned_partitions(&asg), Some(vec![("t".to_string(), vec![3, 5])]));
+        let asg = [
+            0, 0, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 5,
+        ];
+        assert_eq!(
+            assigned_partitions(&asg),
+            Some(vec![("t".to_string(), vec![3, 5])])
+        );
         assert_eq!(assigned_partitions(&[]), Some(Vec::new()));
         assert_eq!(assigned_partitions(&[0, 0, 0x7f, 0, 0, 0]), None);
     }

@@ -28,31 +28,56 @@ pub struct SyncRequest {
 
 impl Groups {
     /// Handles a SyncGroup.
-    pub fn sync(&mut self, req: SyncRequest, now: Now, effects: &mut Vec<Effect>) -> Outcome<SyncResult> {
+    pub fn sync(
+        &mut self,
+        req: SyncRequest,
+        now: Now,
+        effects: &mut Vec<Effect>,
+    ) -> Outcome<SyncResult> {
         match self.sync_checked(req, now, effects) {
             Ok(outcome) => outcome,
             Err(error) => Outcome::Done(Err(error)),
         }
     }
 
-    fn sync_checked(&mut self, req: SyncRequest, now: Now, effects: &mut Vec<Effect>) -> Result<Outcome<SyncResult>, GroupError> {
+    fn sync_checked(
+        &mut self,
+        req: SyncRequest,
+        now: Now,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Outcome<SyncResult>, GroupError> {
         let max_bytes = self.config.member_metadata_max_bytes;
-        let group = self.groups.get_mut(&req.group_id).ok_or(GroupError::UnknownMemberId)?;
+        let group = self
+            .groups
+            .get_mut(&req.group_id)
+            .ok_or(GroupError::UnknownMemberId)?;
         if group.state == GroupState::Dead {
             return Err(GroupError::CoordinatorNotAvailable);
         }
-        let member = group.members.get(&req.member_id).ok_or(GroupError::UnknownMemberId)?;
+        let member = group
+            .members
+            .get(&req.member_id)
+            .ok_or(GroupError::UnknownMemberId)?;
         if req.instance_id.is_some() && member.instance_id != req.instance_id {
             return Err(GroupError::FencedInstanceId);
         }
         if req.generation != group.generation {
             return Err(GroupError::IllegalGeneration);
         }
-        let mismatch = |asked: &Option<String>, actual: &Option<String>| asked.is_some() && asked != actual;
-        if mismatch(&req.protocol_type, &group.protocol_type) || mismatch(&req.protocol_name, &group.protocol) {
+        let mismatch =
+            |asked: &Option<String>, actual: &Option<String>| asked.is_some() && asked != actual;
+        if mismatch(&req.protocol_type, &group.protocol_type)
+            || mismatch(&req.protocol_name, &group.protocol)
+        {
             return Err(GroupError::InconsistentGroupProtocol);
         }
-        let done = |assignment: Bytes| Outcome::Done(Ok((group_protocol(&group.protocol_type), group_protocol(&group.protocol), assignment)));
+        let done = |assignment: Bytes| {
+            Outcome::Done(Ok((
+                group_protocol(&group.protocol_type),
+                group_protocol(&group.protocol),
+                assignment,
+            )))
+        };
         match group.state {
             GroupState::Empty | GroupState::Dead => Err(GroupError::UnknownMemberId),
             GroupState::PreparingRebalance => Err(GroupError::RebalanceInProgress),
@@ -67,7 +92,11 @@ impl Groups {
                     return Err(GroupError::MetadataTooLarge);
                 }
                 group.pending_sync.remove(&req.member_id);
-                group.members.get_mut(&req.member_id).expect("checked").awaiting_sync = true;
+                group
+                    .members
+                    .get_mut(&req.member_id)
+                    .expect("checked")
+                    .awaiting_sync = true;
                 if is_leader {
                     for member in group.members.values_mut() {
                         member.assignment = req
@@ -78,13 +107,18 @@ impl Groups {
                             .unwrap_or_default();
                     }
                     group.transition(GroupState::Stable, now);
-                    let (protocol_type, protocol) = (group.protocol_type.clone(), group.protocol.clone());
+                    let (protocol_type, protocol) =
+                        (group.protocol_type.clone(), group.protocol.clone());
                     for member in group.members.values_mut().filter(|m| m.awaiting_sync) {
                         member.awaiting_sync = false;
                         effects.push(Effect::SyncDone {
                             group: group.id.clone(),
                             member_id: member.id.clone(),
-                            result: Ok((protocol_type.clone(), protocol.clone(), member.assignment.clone())),
+                            result: Ok((
+                                protocol_type.clone(),
+                                protocol.clone(),
+                                member.assignment.clone(),
+                            )),
                         });
                     }
                     effects.push(Effect::PersistGroup(group.id.clone()));

@@ -159,13 +159,22 @@ impl AdminConfig {
             crate::config::parse_listener(&self.listen).map_err(|m| ("admin.listen", m))?;
         }
         if !(1..=100).contains(&self.disk_usage_degraded_percent) {
-            return Err(("admin.disk_usage_degraded_percent", "must be between 1 and 100".into()));
+            return Err((
+                "admin.disk_usage_degraded_percent",
+                "must be between 1 and 100".into(),
+            ));
         }
         if !(20.0..=150.0).contains(&self.temperature_degraded_celsius) {
-            return Err(("admin.temperature_degraded_celsius", "must be between 20 and 150".into()));
+            return Err((
+                "admin.temperature_degraded_celsius",
+                "must be between 20 and 150".into(),
+            ));
         }
         if !(100..=60_000).contains(&self.health_interval_ms) {
-            return Err(("admin.health_interval_ms", "must be between 100 and 60000".into()));
+            return Err((
+                "admin.health_interval_ms",
+                "must be between 100 and 60000".into(),
+            ));
         }
         if self.clock_jump_ms < 100 {
             return Err(("admin.clock_jump_ms", "must be at least 100".into()));
@@ -218,7 +227,8 @@ mod tests {
 
     #[test]
     fn led_and_admin_settings_parse() {
-        let text = "[led]\nbackend = \"gpio\"\nchip = \"pinctrl-rp1\"\nline = 17\nfault_line = 27\n\
+        let text =
+            "[led]\nbackend = \"gpio\"\nchip = \"pinctrl-rp1\"\nline = 17\nfault_line = 27\n\
                     [led.patterns]\nno-quorum = \"100,100\"\n[admin]\nlisten = \"0.0.0.0:9999\"\n\
                     disk_usage_degraded_percent = 80\n";
         let config = Config::parse(text).unwrap();
@@ -231,8 +241,14 @@ mod tests {
     fn bad_values_name_their_key() {
         for (text, key) in [
             ("[led]\nbackend = \"gpio\"\n", "led.line"),
-            ("[led.patterns]\nleader = \"sparkle\"\n", "led.patterns.leader"),
-            ("[admin]\ndisk_usage_degraded_percent = 0\n", "admin.disk_usage_degraded_percent"),
+            (
+                "[led.patterns]\nleader = \"sparkle\"\n",
+                "led.patterns.leader",
+            ),
+            (
+                "[admin]\ndisk_usage_degraded_percent = 0\n",
+                "admin.disk_usage_degraded_percent",
+            ),
             ("[admin]\nlisten = \"nowhere\"\n", "admin.listen"),
             ("[led]\nbrightness = 3\n", "brightness"),
         ] {

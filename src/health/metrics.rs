@@ -13,8 +13,10 @@ pub const TOPICS_TRACKED_MAX: usize = 10_000;
 /// API keys tracked (Kafka's keys are below this).
 pub const API_KEYS_MAX: usize = 96;
 /// Upper bounds of the latency buckets, in microseconds (`+Inf` is implied).
-pub const LATENCY_BUCKETS_US: [u64; 13] =
-    [500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 10_000_000];
+pub const LATENCY_BUCKETS_US: [u64; 13] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 10_000_000,
+];
 
 /// Picks one counter out of a topic's traffic.
 type TrafficField = fn(&TopicTraffic) -> u64;
@@ -43,7 +45,11 @@ struct ApiStats {
 
 impl ApiStats {
     const fn new() -> ApiStats {
-        ApiStats { count: AtomicU64::new(0), sum_us: AtomicU64::new(0), buckets: [const { AtomicU64::new(0) }; LATENCY_BUCKETS_US.len() + 1] }
+        ApiStats {
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+            buckets: [const { AtomicU64::new(0) }; LATENCY_BUCKETS_US.len() + 1],
+        }
     }
 }
 
@@ -54,7 +60,10 @@ pub struct KafkaMetrics {
     apis: [ApiStats; API_KEYS_MAX],
 }
 
-static KAFKA: KafkaMetrics = KafkaMetrics { topics: Mutex::new(BTreeMap::new()), apis: [const { ApiStats::new() }; API_KEYS_MAX] };
+static KAFKA: KafkaMetrics = KafkaMetrics {
+    topics: Mutex::new(BTreeMap::new()),
+    apis: [const { ApiStats::new() }; API_KEYS_MAX],
+};
 
 /// The process's Kafka counters.
 pub fn kafka() -> &'static KafkaMetrics {
@@ -67,7 +76,11 @@ impl KafkaMetrics {
         if let Some(traffic) = topics.get_mut(topic) {
             update(traffic);
         } else {
-            let key = if topics.len() < TOPICS_TRACKED_MAX { topic } else { "_other" };
+            let key = if topics.len() < TOPICS_TRACKED_MAX {
+                topic
+            } else {
+                "_other"
+            };
             update(topics.entry(key.to_string()).or_default());
         }
     }
@@ -94,11 +107,16 @@ impl KafkaMetrics {
 
     /// A request of API `api_key` was answered after `elapsed`.
     pub fn request(&self, api_key: i16, elapsed: Duration) {
-        let Some(stats) = usize::try_from(api_key).ok().and_then(|k| self.apis.get(k)) else { return };
+        let Some(stats) = usize::try_from(api_key).ok().and_then(|k| self.apis.get(k)) else {
+            return;
+        };
         let us = elapsed.as_micros().min(u128::from(u64::MAX)) as u64;
         stats.count.fetch_add(1, Ordering::Relaxed);
         stats.sum_us.fetch_add(us, Ordering::Relaxed);
-        let bucket = LATENCY_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(LATENCY_BUCKETS_US.len());
+        let bucket = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
         stats.buckets[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -109,25 +127,54 @@ impl KafkaMetrics {
 
     /// Requests answered, all APIs together.
     pub fn requests_total(&self) -> u64 {
-        self.apis.iter().map(|a| a.count.load(Ordering::Relaxed)).sum()
+        self.apis
+            .iter()
+            .map(|a| a.count.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Append the Prometheus text of these counters to `out`.
     pub fn render(&self, out: &mut String) {
         let topics = self.topics();
         let series: [(&str, &str, TrafficField); 4] = [
-            ("bramble_messages_in_total", "Records appended, per topic.", |t| t.messages_in),
-            ("bramble_bytes_in_total", "Record-batch bytes appended, per topic.", |t| t.bytes_in),
-            ("bramble_messages_out_total", "Records sent to fetchers, per topic.", |t| t.messages_out),
-            ("bramble_bytes_out_total", "Record-batch bytes sent to fetchers, per topic.", |t| t.bytes_out),
+            (
+                "bramble_messages_in_total",
+                "Records appended, per topic.",
+                |t| t.messages_in,
+            ),
+            (
+                "bramble_bytes_in_total",
+                "Record-batch bytes appended, per topic.",
+                |t| t.bytes_in,
+            ),
+            (
+                "bramble_messages_out_total",
+                "Records sent to fetchers, per topic.",
+                |t| t.messages_out,
+            ),
+            (
+                "bramble_bytes_out_total",
+                "Record-batch bytes sent to fetchers, per topic.",
+                |t| t.bytes_out,
+            ),
         ];
         for (name, help, value) in series {
             header(out, name, help, "counter");
             for (topic, traffic) in &topics {
-                let _ = writeln!(out, "{name}{{topic=\"{}\"}} {}", escape(topic), value(traffic));
+                let _ = writeln!(
+                    out,
+                    "{name}{{topic=\"{}\"}} {}",
+                    escape(topic),
+                    value(traffic)
+                );
             }
         }
-        header(out, "bramble_kafka_requests_total", "Kafka requests answered, per API.", "counter");
+        header(
+            out,
+            "bramble_kafka_requests_total",
+            "Kafka requests answered, per API.",
+            "counter",
+        );
         let apis: Vec<(String, &ApiStats)> = self
             .apis
             .iter()
@@ -136,19 +183,36 @@ impl KafkaMetrics {
             .map(|(key, s)| (api_name(key as i16), s))
             .collect();
         for (api, stats) in &apis {
-            let _ = writeln!(out, "bramble_kafka_requests_total{{api=\"{api}\"}} {}", stats.count.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "bramble_kafka_requests_total{{api=\"{api}\"}} {}",
+                stats.count.load(Ordering::Relaxed)
+            );
         }
-        header(out, "bramble_kafka_request_duration_seconds", "Time from request read to answer ready, per API.", "histogram");
+        header(
+            out,
+            "bramble_kafka_request_duration_seconds",
+            "Time from request read to answer ready, per API.",
+            "histogram",
+        );
         for (api, stats) in &apis {
             let mut cumulative = 0;
             for (i, bucket) in stats.buckets.iter().enumerate() {
                 cumulative += bucket.load(Ordering::Relaxed);
-                let le = LATENCY_BUCKETS_US.get(i).map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
+                let le = LATENCY_BUCKETS_US
+                    .get(i)
+                    .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
                 let _ = writeln!(out, "bramble_kafka_request_duration_seconds_bucket{{api=\"{api}\",le=\"{le}\"}} {cumulative}");
             }
             let sum = stats.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(out, "bramble_kafka_request_duration_seconds_sum{{api=\"{api}\"}} {sum}");
-            let _ = writeln!(out, "bramble_kafka_request_duration_seconds_count{{api=\"{api}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "bramble_kafka_request_duration_seconds_sum{{api=\"{api}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "bramble_kafka_request_duration_seconds_count{{api=\"{api}\"}} {cumulative}"
+            );
         }
     }
 }
@@ -160,12 +224,16 @@ pub fn header(out: &mut String, name: &str, help: &str, kind: &str) {
 
 /// A label value with `\`, `"` and newlines escaped.
 pub fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Kafka's name of an API key (`Produce`, `Fetch`), or the number.
 pub fn api_name(key: i16) -> String {
-    kafka_protocol::messages::ApiKey::try_from(key).map_or_else(|_| key.to_string(), |k| format!("{k:?}"))
+    kafka_protocol::messages::ApiKey::try_from(key)
+        .map_or_else(|_| key.to_string(), |k| format!("{k:?}"))
 }
 
 /// Records in a run of v2 record batches (a truncated last batch, as a fetch may end with,
@@ -176,7 +244,9 @@ pub fn count_records(mut bytes: &[u8]) -> u64 {
     let mut total = 0u64;
     while bytes.len() >= HEADER {
         let length = i32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        let Ok(size) = usize::try_from(length).map(|l| l + 12) else { break };
+        let Ok(size) = usize::try_from(length).map(|l| l + 12) else {
+            break;
+        };
         if size < HEADER || size > bytes.len() {
             break;
         }
@@ -211,16 +281,37 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_cumulative_and_named_by_api() {
-        let metrics = KafkaMetrics { topics: Mutex::new(BTreeMap::new()), apis: [const { ApiStats::new() }; API_KEYS_MAX] };
+        let metrics = KafkaMetrics {
+            topics: Mutex::new(BTreeMap::new()),
+            apis: [const { ApiStats::new() }; API_KEYS_MAX],
+        };
         metrics.request(0, Duration::from_micros(300));
         metrics.request(0, Duration::from_millis(20));
         metrics.request(0, Duration::from_secs(60));
         metrics.produced("t\"1", 2, 100);
         let mut out = String::new();
         metrics.render(&mut out);
-        assert!(out.contains("bramble_kafka_request_duration_seconds_bucket{api=\"Produce\",le=\"0.0005\"} 1"), "{out}");
-        assert!(out.contains("bramble_kafka_request_duration_seconds_bucket{api=\"Produce\",le=\"0.025\"} 2"), "{out}");
-        assert!(out.contains("bramble_kafka_request_duration_seconds_bucket{api=\"Produce\",le=\"+Inf\"} 3"), "{out}");
-        assert!(out.contains("bramble_messages_in_total{topic=\"t\\\"1\"} 2"), "{out}");
+        assert!(
+            out.contains(
+                "bramble_kafka_request_duration_seconds_bucket{api=\"Produce\",le=\"0.0005\"} 1"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "bramble_kafka_request_duration_seconds_bucket{api=\"Produce\",le=\"0.025\"} 2"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "bramble_kafka_request_duration_seconds_bucket{api=\"Produce\",le=\"+Inf\"} 3"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("bramble_messages_in_total{topic=\"t\\\"1\"} 2"),
+            "{out}"
+        );
     }
 }

@@ -64,7 +64,13 @@ pub struct QuorumStatus {
 impl QuorumStatus {
     /// A single node: always its own leader.
     pub fn single_node(node_id: u32) -> QuorumStatus {
-        QuorumStatus { role: Role::Leader, term: 0, leader: Some(node_id), quorum: true, voters: 1 }
+        QuorumStatus {
+            role: Role::Leader,
+            term: 0,
+            leader: Some(node_id),
+            quorum: true,
+            voters: 1,
+        }
     }
 }
 
@@ -229,7 +235,10 @@ pub struct Health {
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Health {
@@ -284,12 +293,16 @@ impl Health {
     }
 
     fn now(&self) -> Now {
-        Now { mono_ms: self.origin.elapsed().as_millis() as u64, wall_ms: unix_ms() }
+        Now {
+            mono_ms: self.origin.elapsed().as_millis() as u64,
+            wall_ms: unix_ms(),
+        }
     }
 
     /// Milliseconds since the health loop last ran (for the watchdog).
     fn tick_age_ms(&self) -> u64 {
-        (self.origin.elapsed().as_millis() as u64).saturating_sub(self.last_tick_ms.load(Ordering::Relaxed))
+        (self.origin.elapsed().as_millis() as u64)
+            .saturating_sub(self.last_tick_ms.load(Ordering::Relaxed))
     }
 }
 
@@ -318,7 +331,9 @@ pub async fn run(
         let status = Status {
             state: machine.state(),
             reason: machine.reason().to_string(),
-            since_unix_ms: now.wall_ms.saturating_sub(now.mono_ms.saturating_sub(machine.since_mono_ms())),
+            since_unix_ms: now
+                .wall_ms
+                .saturating_sub(now.mono_ms.saturating_sub(machine.since_mono_ms())),
             quorum: inputs.quorum,
             replication: inputs.replication.unwrap_or_default(),
             budget_bytes: inputs.budget_bytes,
@@ -338,12 +353,22 @@ pub async fn run(
             health.states.send_replace(t.to);
         }
         if facts.serving && !ready_sent {
-            health.notifier.ready(&format!("serving as node {}; {line}", health.node_id));
+            health
+                .notifier
+                .ready(&format!("serving as node {}; {line}", health.node_id));
             ready_sent = true;
             // The watchdog is fed from READY on, so READY=1 is the first message systemd sees.
             watchdog = notify::watchdog_interval().map(|every| {
-                tracing::info!(every_ms = every.as_millis() as u64, "feeding the systemd watchdog");
-                tokio::spawn(feed_watchdog(health.clone(), every, interval, shutdown.clone()))
+                tracing::info!(
+                    every_ms = every.as_millis() as u64,
+                    "feeding the systemd watchdog"
+                );
+                tokio::spawn(feed_watchdog(
+                    health.clone(),
+                    every,
+                    interval,
+                    shutdown.clone(),
+                ))
             });
         } else if ready_sent && (transition.is_some() || changed_reason) {
             // Before READY=1 systemd shows "activating"; the first status goes with READY.
@@ -365,13 +390,20 @@ fn facts(inputs: &InputState, readings: &Readings) -> Facts {
     Facts {
         serving: inputs.serving,
         role: inputs.quorum.map(|q| q.role),
-        quorum: inputs.quorum.is_some_and(|q| q.quorum && q.leader.is_some()),
+        quorum: inputs
+            .quorum
+            .is_some_and(|q| q.quorum && q.leader.is_some()),
         under_replicated: replication.under_replicated,
         offline: replication.offline,
         disk_bytes: readings.disk_bytes,
         temperature_celsius: readings.temperature_celsius,
         throttled: readings.throttled_now(),
-        exhausted_pools: inputs.pools.iter().filter(|p| p.exhausted).map(|p| p.name.clone()).collect(),
+        exhausted_pools: inputs
+            .pools
+            .iter()
+            .filter(|p| p.exhausted)
+            .map(|p| p.name.clone())
+            .collect(),
         storage_error: inputs.storage_error.clone(),
         config_error: inputs.config_error.clone(),
     }
@@ -379,7 +411,12 @@ fn facts(inputs: &InputState, readings: &Readings) -> Facts {
 
 /// `WATCHDOG=1` every `every`, but only while the health loop keeps ticking: a stalled
 /// event loop (or a stuck health loop) stops the feed and systemd restarts the node.
-async fn feed_watchdog(health: Arc<Health>, every: Duration, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn feed_watchdog(
+    health: Arc<Health>,
+    every: Duration,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let stale_ms = (interval.as_millis() as u64).saturating_mul(5).max(5_000);
     let mut ticks = tokio::time::interval(every);
     loop {
@@ -391,7 +428,10 @@ async fn feed_watchdog(health: Arc<Health>, every: Duration, interval: Duration,
         if age <= stale_ms {
             health.notifier.watchdog();
         } else {
-            tracing::warn!(age_ms = age, "health loop stalled; not feeding the watchdog");
+            tracing::warn!(
+                age_ms = age,
+                "health loop stalled; not feeding the watchdog"
+            );
         }
     }
 }

@@ -17,7 +17,11 @@ pub struct Notifier {
 impl Notifier {
     /// From `$NOTIFY_SOCKET`; a notifier that does nothing when it is unset or unusable.
     pub fn from_env() -> Notifier {
-        Notifier::new(std::env::var_os("NOTIFY_SOCKET").as_deref().and_then(|s| s.to_str()))
+        Notifier::new(
+            std::env::var_os("NOTIFY_SOCKET")
+                .as_deref()
+                .and_then(|s| s.to_str()),
+        )
     }
 
     /// To the socket at `path` (`@name` for the abstract namespace); `None`: do nothing.
@@ -86,7 +90,9 @@ fn abstract_addr(name: &[u8]) -> std::io::Result<SocketAddr> {
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn abstract_addr(_name: &[u8]) -> std::io::Result<SocketAddr> {
-    Err(std::io::Error::other("abstract sockets exist only on Linux"))
+    Err(std::io::Error::other(
+        "abstract sockets exist only on Linux",
+    ))
 }
 
 /// A status line has no newlines (each line of a datagram is its own assignment).
@@ -120,8 +126,14 @@ mod tests {
 
     #[test]
     fn watchdog_interval_is_half_and_only_for_us() {
-        assert_eq!(watchdog_interval_from(Some("2000000"), None, 7), Some(Duration::from_secs(1)));
-        assert_eq!(watchdog_interval_from(Some("2000000"), Some("7"), 7), Some(Duration::from_secs(1)));
+        assert_eq!(
+            watchdog_interval_from(Some("2000000"), None, 7),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            watchdog_interval_from(Some("2000000"), Some("7"), 7),
+            Some(Duration::from_secs(1))
+        );
         assert_eq!(watchdog_interval_from(Some("2000000"), Some("8"), 7), None);
         assert_eq!(watchdog_interval_from(None, None, 7), None);
         assert_eq!(watchdog_interval_from(Some("0"), None, 7), None);
@@ -147,7 +159,9 @@ mod tests {
     fn messages_arrive_on_an_abstract_socket() {
         use std::os::linux::net::SocketAddrExt;
         let name = format!("bramble-notify-test-{}", std::process::id());
-        let server = UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
+        let server =
+            UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
+                .unwrap();
         Notifier::new(Some(&format!("@{name}"))).watchdog();
         let mut buf = [0u8; 64];
         let n = server.recv(&mut buf).unwrap();

@@ -48,17 +48,37 @@ impl Pattern {
             "double-blink" => Shape::Cycle(vec![150, 150, 150, 1050]),
             "flash" => Shape::Cycle(vec![50, 950]),
             "sos" => Shape::Cycle(vec![
-                DOT, DOT, DOT, DOT, DOT, DASH, // S, letter gap
-                DASH, DOT, DASH, DOT, DASH, DASH, // O, letter gap
-                DOT, DOT, DOT, DOT, DOT, 7 * DOT, // S, word gap
+                DOT,
+                DOT,
+                DOT,
+                DOT,
+                DOT,
+                DASH, // S, letter gap
+                DASH,
+                DOT,
+                DASH,
+                DOT,
+                DASH,
+                DASH, // O, letter gap
+                DOT,
+                DOT,
+                DOT,
+                DOT,
+                DOT,
+                7 * DOT, // S, word gap
             ]),
             custom => Shape::Cycle(parse_custom(custom)?),
         };
         if let Shape::Cycle(steps) = &shape {
             // The presets' own steps are all >= 20 ms; keep this true for custom ones too.
-            debug_assert!(steps.iter().all(|s| (STEP_MIN_MS..=STEP_MAX_MS).contains(s)));
+            debug_assert!(steps
+                .iter()
+                .all(|s| (STEP_MIN_MS..=STEP_MAX_MS).contains(s)));
         }
-        Ok(Pattern { name: spec.to_string(), shape })
+        Ok(Pattern {
+            name: spec.to_string(),
+            shape,
+        })
     }
 
     /// The pattern as written in the config (`slow-blink`, `300,700`).
@@ -107,10 +127,17 @@ fn parse_custom(spec: &str) -> Result<Vec<u32>, String> {
         .map(|s| s.trim().parse::<u32>().map_err(|_| format!("`{spec}` is neither a preset (solid, off, slow-blink, fast-blink, double-blink, flash, sos) nor a list of milliseconds like \"300,700\"")))
         .collect::<Result<Vec<_>, _>>()?;
     if steps.len() % 2 != 0 || steps.len() > STEPS_MAX {
-        return Err(format!("`{spec}`: give an even number (at most {STEPS_MAX}) of on,off durations"));
+        return Err(format!(
+            "`{spec}`: give an even number (at most {STEPS_MAX}) of on,off durations"
+        ));
     }
-    if let Some(bad) = steps.iter().find(|s| !(STEP_MIN_MS..=STEP_MAX_MS).contains(s)) {
-        return Err(format!("`{spec}`: {bad} ms is outside {STEP_MIN_MS}..={STEP_MAX_MS}"));
+    if let Some(bad) = steps
+        .iter()
+        .find(|s| !(STEP_MIN_MS..=STEP_MAX_MS).contains(s))
+    {
+        return Err(format!(
+            "`{spec}`: {bad} ms is outside {STEP_MIN_MS}..={STEP_MAX_MS}"
+        ));
     }
     Ok(steps)
 }
@@ -151,7 +178,10 @@ mod tests {
         assert_eq!(Pattern::parse("off").unwrap().at(0), (false, None));
         assert_eq!(Pattern::parse("slow-blink").unwrap().period_ms(), 2000);
         assert_eq!(Pattern::parse("double-blink").unwrap().period_ms(), 1500);
-        assert_eq!(Pattern::parse("300,700").unwrap().at(350), (false, Some(1000)));
+        assert_eq!(
+            Pattern::parse("300,700").unwrap().at(350),
+            (false, Some(1000))
+        );
         assert!(Pattern::parse("sos").unwrap().period_ms() > 5000);
     }
 
@@ -165,8 +195,14 @@ mod tests {
     #[test]
     fn double_blink_levels_over_one_cycle() {
         let p = Pattern::parse("double-blink").unwrap();
-        let levels: Vec<bool> = [0, 149, 150, 299, 300, 449, 450, 1499, 1500].iter().map(|&t| p.at(t).0).collect();
-        assert_eq!(levels, [true, true, false, false, true, true, false, false, true]);
+        let levels: Vec<bool> = [0, 149, 150, 299, 300, 449, 450, 1499, 1500]
+            .iter()
+            .map(|&t| p.at(t).0)
+            .collect();
+        assert_eq!(
+            levels,
+            [true, true, false, false, true, true, false, false, true]
+        );
         assert_eq!(p.at(460).1, Some(1500));
     }
 
@@ -193,7 +229,10 @@ mod tests {
         // late by at most the largest jitter, not by the sum of all of them.
         let (last, _) = *edges.last().unwrap();
         let scheduled = start + 399 * 125;
-        assert!(last >= scheduled && last - scheduled < 50, "last edge at {last}, scheduled {scheduled}");
+        assert!(
+            last >= scheduled && last - scheduled < 50,
+            "last edge at {last}, scheduled {scheduled}"
+        );
         for (i, (t, on)) in edges.iter().enumerate() {
             let due = start + i as u64 * 125;
             assert!(*t >= due && *t - due < 50, "edge {i} at {t}, due {due}");

@@ -26,8 +26,14 @@ pub enum State {
 
 impl State {
     /// Every state, in display order.
-    pub const ALL: [State; 6] =
-        [State::Booting, State::NoQuorum, State::Follower, State::Leader, State::Degraded, State::Fault];
+    pub const ALL: [State; 6] = [
+        State::Booting,
+        State::NoQuorum,
+        State::Follower,
+        State::Leader,
+        State::Degraded,
+        State::Fault,
+    ];
 
     /// The name used everywhere the state is shown (`no-quorum`, not `NoQuorum`).
     pub fn name(self) -> &'static str {
@@ -93,7 +99,12 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { disk_usage_percent: 90, temperature_celsius: 80.0, clock_jump_ms: 2_000, clock_jump_hold_ms: 60_000 }
+        Thresholds {
+            disk_usage_percent: 90,
+            temperature_celsius: 80.0,
+            clock_jump_ms: 2_000,
+            clock_jump_hold_ms: 60_000,
+        }
     }
 }
 
@@ -198,7 +209,11 @@ impl Machine {
         let from = self.state;
         self.state = state;
         self.since_mono_ms = now.mono_ms;
-        Some(Transition { from, to: state, reason: self.reason.clone() })
+        Some(Transition {
+            from,
+            to: state,
+            reason: self.reason.clone(),
+        })
     }
 
     /// Remember a wall-clock jump: the wall clock moved differently from the monotonic one
@@ -226,7 +241,12 @@ impl Machine {
                 .storage_error
                 .as_ref()
                 .map(|e| format!("storage error: {e}"))
-                .or_else(|| facts.config_error.as_ref().map(|e| format!("config error: {e}")));
+                .or_else(|| {
+                    facts
+                        .config_error
+                        .as_ref()
+                        .map(|e| format!("config error: {e}"))
+                });
         }
         if let Some(fault) = &self.fault {
             return (State::Fault, fault.clone());
@@ -252,26 +272,41 @@ impl Machine {
         let t = &self.thresholds;
         let mut causes = Vec::new();
         if facts.under_replicated > 0 {
-            causes.push(format!("{} under-replicated partitions", facts.under_replicated));
+            causes.push(format!(
+                "{} under-replicated partitions",
+                facts.under_replicated
+            ));
         }
         if facts.offline > 0 {
             causes.push(format!("{} offline partitions", facts.offline));
         }
-        if let Some(percent) = facts.disk_bytes.and_then(|(used, total)| usage_percent(used, total)) {
+        if let Some(percent) = facts
+            .disk_bytes
+            .and_then(|(used, total)| usage_percent(used, total))
+        {
             if percent >= u64::from(t.disk_usage_percent) {
-                causes.push(format!("disk {percent}% used (threshold {}%)", t.disk_usage_percent));
+                causes.push(format!(
+                    "disk {percent}% used (threshold {}%)",
+                    t.disk_usage_percent
+                ));
             }
         }
         if let Some(celsius) = facts.temperature_celsius {
             if celsius >= t.temperature_celsius {
-                causes.push(format!("CPU at {celsius:.1}°C (threshold {:.0}°C)", t.temperature_celsius));
+                causes.push(format!(
+                    "CPU at {celsius:.1}°C (threshold {:.0}°C)",
+                    t.temperature_celsius
+                ));
             }
         }
         if facts.throttled {
             causes.push("CPU throttled or under-voltage".into());
         }
         if !facts.exhausted_pools.is_empty() {
-            causes.push(format!("memory pool exhausted: {}", facts.exhausted_pools.join(", ")));
+            causes.push(format!(
+                "memory pool exhausted: {}",
+                facts.exhausted_pools.join(", ")
+            ));
         }
         if let Some((skew, at)) = self.clock_jump {
             let ago = now.mono_ms.saturating_sub(at) / 1000;
@@ -291,11 +326,19 @@ mod tests {
     use super::*;
 
     fn at(ms: u64) -> Now {
-        Now { mono_ms: ms, wall_ms: 1_700_000_000_000 + ms }
+        Now {
+            mono_ms: ms,
+            wall_ms: 1_700_000_000_000 + ms,
+        }
     }
 
     fn healthy(role: Role) -> Facts {
-        Facts { serving: true, role: Some(role), quorum: true, ..Facts::default() }
+        Facts {
+            serving: true,
+            role: Some(role),
+            quorum: true,
+            ..Facts::default()
+        }
     }
 
     fn machine() -> Machine {
@@ -306,7 +349,10 @@ mod tests {
     fn starts_booting_and_stays_booting_until_serving() {
         let mut m = machine();
         assert_eq!(m.state(), State::Booting);
-        let facts = Facts { serving: false, ..healthy(Role::Leader) };
+        let facts = Facts {
+            serving: false,
+            ..healthy(Role::Leader)
+        };
         assert_eq!(m.observe(&facts, at(100)), None);
         assert_eq!(m.state(), State::Booting);
     }
@@ -329,19 +375,42 @@ mod tests {
     #[test]
     fn booting_to_no_quorum_without_a_leader() {
         let mut m = machine();
-        let facts = Facts { quorum: false, ..healthy(Role::Follower) };
+        let facts = Facts {
+            quorum: false,
+            ..healthy(Role::Follower)
+        };
         assert_eq!(m.observe(&facts, at(100)).unwrap().to, State::NoQuorum);
         let mut m = machine();
-        assert_eq!(m.observe(&Facts { role: None, ..healthy(Role::Leader) }, at(100)).unwrap().to, State::NoQuorum);
+        assert_eq!(
+            m.observe(
+                &Facts {
+                    role: None,
+                    ..healthy(Role::Leader)
+                },
+                at(100)
+            )
+            .unwrap()
+            .to,
+            State::NoQuorum
+        );
         let mut m = machine();
-        assert_eq!(m.observe(&healthy(Role::Candidate), at(100)).unwrap().to, State::NoQuorum);
+        assert_eq!(
+            m.observe(&healthy(Role::Candidate), at(100)).unwrap().to,
+            State::NoQuorum
+        );
     }
 
     #[test]
     fn follower_becomes_leader_after_election() {
         let mut m = machine();
         m.observe(&healthy(Role::Follower), at(100));
-        m.observe(&Facts { quorum: false, ..healthy(Role::Candidate) }, at(200));
+        m.observe(
+            &Facts {
+                quorum: false,
+                ..healthy(Role::Candidate)
+            },
+            at(200),
+        );
         assert_eq!(m.state(), State::NoQuorum);
         let t = m.observe(&healthy(Role::Leader), at(300)).unwrap();
         assert_eq!((t.from, t.to), (State::NoQuorum, State::Leader));
@@ -351,7 +420,15 @@ mod tests {
     fn leader_to_no_quorum_when_majority_lost() {
         let mut m = machine();
         m.observe(&healthy(Role::Leader), at(100));
-        let t = m.observe(&Facts { quorum: false, ..healthy(Role::Leader) }, at(200)).unwrap();
+        let t = m
+            .observe(
+                &Facts {
+                    quorum: false,
+                    ..healthy(Role::Leader)
+                },
+                at(200),
+            )
+            .unwrap();
         assert_eq!((t.from, t.to), (State::Leader, State::NoQuorum));
     }
 
@@ -359,21 +436,51 @@ mod tests {
     fn under_replicated_or_offline_partitions_degrade() {
         let mut m = machine();
         m.observe(&healthy(Role::Leader), at(100));
-        let t = m.observe(&Facts { under_replicated: 2, ..healthy(Role::Leader) }, at(200)).unwrap();
+        let t = m
+            .observe(
+                &Facts {
+                    under_replicated: 2,
+                    ..healthy(Role::Leader)
+                },
+                at(200),
+            )
+            .unwrap();
         assert_eq!(t.to, State::Degraded);
         assert!(t.reason.contains("2 under-replicated"), "{}", t.reason);
         let t = m.observe(&healthy(Role::Leader), at(300)).unwrap();
         assert_eq!((t.from, t.to), (State::Degraded, State::Leader));
-        let t = m.observe(&Facts { offline: 1, ..healthy(Role::Follower) }, at(400)).unwrap();
+        let t = m
+            .observe(
+                &Facts {
+                    offline: 1,
+                    ..healthy(Role::Follower)
+                },
+                at(400),
+            )
+            .unwrap();
         assert!(t.reason.contains("1 offline"), "{}", t.reason);
     }
 
     #[test]
     fn full_disk_degrades_at_the_threshold() {
         let mut m = machine();
-        m.observe(&Facts { disk_bytes: Some((89, 100)), ..healthy(Role::Leader) }, at(100));
+        m.observe(
+            &Facts {
+                disk_bytes: Some((89, 100)),
+                ..healthy(Role::Leader)
+            },
+            at(100),
+        );
         assert_eq!(m.state(), State::Leader);
-        let t = m.observe(&Facts { disk_bytes: Some((90, 100)), ..healthy(Role::Leader) }, at(200)).unwrap();
+        let t = m
+            .observe(
+                &Facts {
+                    disk_bytes: Some((90, 100)),
+                    ..healthy(Role::Leader)
+                },
+                at(200),
+            )
+            .unwrap();
         assert_eq!(t.to, State::Degraded);
         assert!(t.reason.contains("disk 90%"), "{}", t.reason);
     }
@@ -381,12 +488,34 @@ mod tests {
     #[test]
     fn heat_or_throttling_degrades() {
         let mut m = machine();
-        m.observe(&Facts { temperature_celsius: Some(79.9), ..healthy(Role::Leader) }, at(100));
+        m.observe(
+            &Facts {
+                temperature_celsius: Some(79.9),
+                ..healthy(Role::Leader)
+            },
+            at(100),
+        );
         assert_eq!(m.state(), State::Leader);
-        let t = m.observe(&Facts { temperature_celsius: Some(81.0), ..healthy(Role::Leader) }, at(200)).unwrap();
+        let t = m
+            .observe(
+                &Facts {
+                    temperature_celsius: Some(81.0),
+                    ..healthy(Role::Leader)
+                },
+                at(200),
+            )
+            .unwrap();
         assert!(t.reason.contains("CPU at 81.0"), "{}", t.reason);
         let mut m = machine();
-        let t = m.observe(&Facts { throttled: true, ..healthy(Role::Follower) }, at(100)).unwrap();
+        let t = m
+            .observe(
+                &Facts {
+                    throttled: true,
+                    ..healthy(Role::Follower)
+                },
+                at(100),
+            )
+            .unwrap();
         assert_eq!(t.to, State::Degraded);
         assert!(t.reason.contains("throttled"));
     }
@@ -394,7 +523,10 @@ mod tests {
     #[test]
     fn exhausted_memory_pool_degrades_and_names_the_pool() {
         let mut m = machine();
-        let facts = Facts { exhausted_pools: vec!["fetch".into()], ..healthy(Role::Leader) };
+        let facts = Facts {
+            exhausted_pools: vec!["fetch".into()],
+            ..healthy(Role::Leader)
+        };
         let t = m.observe(&facts, at(100)).unwrap();
         assert_eq!(t.to, State::Degraded);
         assert!(t.reason.contains("fetch"));
@@ -405,11 +537,17 @@ mod tests {
         let mut m = machine();
         m.observe(&healthy(Role::Leader), at(1_000));
         // One second passes on the monotonic clock, an hour on the wall clock.
-        let jumped = Now { mono_ms: 2_000, wall_ms: at(2_000).wall_ms + 3_600_000 };
+        let jumped = Now {
+            mono_ms: 2_000,
+            wall_ms: at(2_000).wall_ms + 3_600_000,
+        };
         let t = m.observe(&healthy(Role::Leader), jumped).unwrap();
         assert_eq!(t.to, State::Degraded);
         assert!(t.reason.contains("clock jumped +3600000"), "{}", t.reason);
-        let later = |mono: u64| Now { mono_ms: mono, wall_ms: jumped.wall_ms + (mono - 2_000) };
+        let later = |mono: u64| Now {
+            mono_ms: mono,
+            wall_ms: jumped.wall_ms + (mono - 2_000),
+        };
         assert_eq!(m.observe(&healthy(Role::Leader), later(30_000)), None);
         let t = m.observe(&healthy(Role::Leader), later(62_000)).unwrap();
         assert_eq!((t.from, t.to), (State::Degraded, State::Leader));
@@ -419,7 +557,10 @@ mod tests {
     fn small_clock_drift_is_not_a_jump() {
         let mut m = machine();
         m.observe(&healthy(Role::Leader), at(1_000));
-        let drift = Now { mono_ms: 2_000, wall_ms: at(2_000).wall_ms + 500 };
+        let drift = Now {
+            mono_ms: 2_000,
+            wall_ms: at(2_000).wall_ms + 500,
+        };
         assert_eq!(m.observe(&healthy(Role::Leader), drift), None);
     }
 
@@ -427,7 +568,15 @@ mod tests {
     fn storage_error_is_a_sticky_fault() {
         let mut m = machine();
         m.observe(&healthy(Role::Leader), at(100));
-        let t = m.observe(&Facts { storage_error: Some("fsync failed".into()), ..healthy(Role::Leader) }, at(200)).unwrap();
+        let t = m
+            .observe(
+                &Facts {
+                    storage_error: Some("fsync failed".into()),
+                    ..healthy(Role::Leader)
+                },
+                at(200),
+            )
+            .unwrap();
         assert_eq!((t.from, t.to), (State::Leader, State::Fault));
         assert!(t.reason.contains("fsync failed"));
         assert_eq!(m.observe(&healthy(Role::Leader), at(300)), None);
@@ -437,29 +586,55 @@ mod tests {
     #[test]
     fn config_error_after_start_is_a_fault_even_while_booting() {
         let mut m = machine();
-        let t = m.observe(&Facts { config_error: Some("bad reload".into()), ..Facts::default() }, at(100)).unwrap();
+        let t = m
+            .observe(
+                &Facts {
+                    config_error: Some("bad reload".into()),
+                    ..Facts::default()
+                },
+                at(100),
+            )
+            .unwrap();
         assert_eq!((t.from, t.to), (State::Booting, State::Fault));
     }
 
     #[test]
     fn no_quorum_outranks_degraded() {
         let mut m = machine();
-        let facts = Facts { quorum: false, under_replicated: 3, ..healthy(Role::Follower) };
+        let facts = Facts {
+            quorum: false,
+            under_replicated: 3,
+            ..healthy(Role::Follower)
+        };
         assert_eq!(m.observe(&facts, at(100)).unwrap().to, State::NoQuorum);
     }
 
     #[test]
     fn second_cause_updates_reason_without_a_transition() {
         let mut m = machine();
-        m.observe(&Facts { throttled: true, ..healthy(Role::Leader) }, at(100));
-        let both = Facts { throttled: true, under_replicated: 1, ..healthy(Role::Leader) };
+        m.observe(
+            &Facts {
+                throttled: true,
+                ..healthy(Role::Leader)
+            },
+            at(100),
+        );
+        let both = Facts {
+            throttled: true,
+            under_replicated: 1,
+            ..healthy(Role::Leader)
+        };
         assert_eq!(m.observe(&both, at(200)), None);
         assert!(m.reason().contains("under-replicated") && m.reason().contains("throttled"));
     }
 
     #[test]
     fn only_serving_states_answer_200() {
-        let serving: Vec<_> = State::ALL.iter().filter(|s| s.is_serving()).map(|s| s.name()).collect();
+        let serving: Vec<_> = State::ALL
+            .iter()
+            .filter(|s| s.is_serving())
+            .map(|s| s.name())
+            .collect();
         assert_eq!(serving, ["follower", "leader", "degraded"]);
     }
 }

@@ -43,7 +43,11 @@ impl Sensors {
 
     /// Sensors reading a `/sys` tree at `sys` (tests give a fake one).
     pub fn with_sys_root(log_dir: &Path, sys: &Path) -> Sensors {
-        Sensors { sys: sys.to_path_buf(), log_dir: log_dir.to_path_buf(), disks: sysinfo::Disks::new() }
+        Sensors {
+            sys: sys.to_path_buf(),
+            log_dir: log_dir.to_path_buf(),
+            disks: sysinfo::Disks::new(),
+        }
     }
 
     /// Take every reading now.
@@ -53,7 +57,8 @@ impl Sensors {
             throttled_flags: throttled_flags(&self.sys.join("devices/platform")),
             disk_bytes: self.disk_bytes(),
             resident_bytes: Some(crate::memory::stats::resident_bytes().0).filter(|&b| b > 0),
-            jemalloc: Some(crate::memory::stats::allocator_bytes()).filter(|&(allocated, _)| allocated > 0),
+            jemalloc: Some(crate::memory::stats::allocator_bytes())
+                .filter(|&(allocated, _)| allocated > 0),
         }
     }
 
@@ -79,10 +84,16 @@ impl Sensors {
 fn cpu_temperature(thermal: &Path) -> Option<f32> {
     let mut hottest: Option<f32> = None;
     for entry in std::fs::read_dir(thermal).ok()?.flatten() {
-        if !entry.file_name().to_string_lossy().starts_with("thermal_zone") {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("thermal_zone")
+        {
             continue;
         }
-        let Some(milli) = read_trimmed(&entry.path().join("temp")).and_then(|t| t.parse::<i64>().ok()) else {
+        let Some(milli) =
+            read_trimmed(&entry.path().join("temp")).and_then(|t| t.parse::<i64>().ok())
+        else {
             continue;
         };
         let celsius = milli as f32 / 1000.0;
@@ -98,13 +109,17 @@ fn cpu_temperature(thermal: &Path) -> Option<f32> {
 /// The Raspberry Pi firmware's `get_throttled` (hex), under any `…firmware` platform device
 /// (its parent differs between Pi 4 and Pi 5 device trees).
 fn throttled_flags(platform: &Path) -> Option<u32> {
-    let parse = |p: &Path| read_trimmed(p).and_then(|t| u32::from_str_radix(t.trim_start_matches("0x"), 16).ok());
+    let parse = |p: &Path| {
+        read_trimmed(p).and_then(|t| u32::from_str_radix(t.trim_start_matches("0x"), 16).ok())
+    };
     for soc in std::fs::read_dir(platform).ok()?.flatten() {
         let direct = soc.path().join("get_throttled");
         if let Some(flags) = parse(&direct) {
             return Some(flags);
         }
-        let Ok(children) = std::fs::read_dir(soc.path()) else { continue };
+        let Ok(children) = std::fs::read_dir(soc.path()) else {
+            continue;
+        };
         for child in children.flatten() {
             if child.file_name().to_string_lossy().ends_with("firmware") {
                 if let Some(flags) = parse(&child.path().join("get_throttled")) {
@@ -117,7 +132,9 @@ fn throttled_flags(platform: &Path) -> Option<u32> {
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 #[cfg(test)]
@@ -148,7 +165,10 @@ mod tests {
 
     #[test]
     fn past_throttling_alone_is_not_throttled_now() {
-        let readings = Readings { throttled_flags: Some(0x50000), ..Readings::default() };
+        let readings = Readings {
+            throttled_flags: Some(0x50000),
+            ..Readings::default()
+        };
         assert!(!readings.throttled_now());
     }
 
@@ -157,10 +177,16 @@ mod tests {
         let sys = tempfile::tempdir().unwrap();
         zone(sys.path(), 0, "acpitz", 40_000);
         zone(sys.path(), 1, "x86_pkg_temp", 55_000);
-        assert_eq!(cpu_temperature(&sys.path().join("class/thermal")), Some(55.0));
+        assert_eq!(
+            cpu_temperature(&sys.path().join("class/thermal")),
+            Some(55.0)
+        );
         let empty = tempfile::tempdir().unwrap();
         let readings = Sensors::with_sys_root(empty.path(), empty.path()).read();
-        assert_eq!((readings.temperature_celsius, readings.throttled_flags), (None, None));
+        assert_eq!(
+            (readings.temperature_celsius, readings.throttled_flags),
+            (None, None)
+        );
     }
 
     #[test]

@@ -17,10 +17,25 @@ pub async fn handle(ctx: &Context, request: AlterConfigsRequest) -> AlterConfigs
         let overrides: BTreeMap<String, String> = resource
             .configs
             .iter()
-            .filter_map(|c| c.value.as_ref().map(|v| (c.name.as_str().to_string(), v.as_str().to_string())))
+            .filter_map(|c| {
+                c.value
+                    .as_ref()
+                    .map(|v| (c.name.as_str().to_string(), v.as_str().to_string()))
+            })
             .collect();
-        let result = alter(ctx, resource.resource_type, resource.resource_name.as_str(), overrides, request.validate_only).await;
-        responses.push(response(resource.resource_type, resource.resource_name, result));
+        let result = alter(
+            ctx,
+            resource.resource_type,
+            resource.resource_name.as_str(),
+            overrides,
+            request.validate_only,
+        )
+        .await;
+        responses.push(response(
+            resource.resource_type,
+            resource.resource_name,
+            result,
+        ));
     }
     AlterConfigsResponse::default().with_responses(responses)
 }
@@ -41,20 +56,32 @@ pub async fn alter(
             .map_err(|e| (errors::from_topic_error(&e), e.to_string())),
         RESOURCE_BROKER => Err((
             errors::INVALID_REQUEST,
-            "broker settings are static in bramble: edit [broker] in bramble.toml and restart".into(),
+            "broker settings are static in bramble: edit [broker] in bramble.toml and restart"
+                .into(),
         )),
-        other => Err((errors::INVALID_REQUEST, format!("resource type {other} is not served"))),
+        other => Err((
+            errors::INVALID_REQUEST,
+            format!("resource type {other} is not served"),
+        )),
     }
 }
 
 /// A per-resource answer.
-pub fn response(resource_type: i8, name: StrBytes, result: Result<(), (i16, String)>) -> AlterConfigsResourceResponse {
-    let response = AlterConfigsResourceResponse::default().with_resource_type(resource_type).with_resource_name(name);
+pub fn response(
+    resource_type: i8,
+    name: StrBytes,
+    result: Result<(), (i16, String)>,
+) -> AlterConfigsResourceResponse {
+    let response = AlterConfigsResourceResponse::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(name);
     match result {
         Ok(()) => response,
         Err((code, message)) => {
             tracing::debug!(code, %message, "config change refused");
-            response.with_error_code(code).with_error_message(Some(StrBytes::from_string(message)))
+            response
+                .with_error_code(code)
+                .with_error_message(Some(StrBytes::from_string(message)))
         }
     }
 }

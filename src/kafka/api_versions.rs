@@ -70,7 +70,10 @@ mod tests {
                 let covered = super::super::wire_guard::covered()
                     .iter()
                     .any(|&(k, lo, hi)| k == key && lo <= version && version <= hi);
-                assert!(covered, "{key:?} v{version} is served but the wire guard has no layout for it");
+                assert!(
+                    covered,
+                    "{key:?} v{version} is served but the wire guard has no layout for it"
+                );
             }
         }
     }

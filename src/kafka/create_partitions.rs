@@ -13,7 +13,8 @@ pub async fn handle(ctx: &Context, request: CreatePartitionsRequest) -> CreatePa
         let mut result = CreatePartitionsTopicResult::default().with_name(wanted.name.clone());
         let node = ctx.broker.node_id;
         let assignments_ok = wanted.assignments.as_ref().is_none_or(|list| {
-            list.iter().all(|a| a.broker_ids.iter().map(|b| b.0).eq([node]))
+            list.iter()
+                .all(|a| a.broker_ids.iter().map(|b| b.0).eq([node]))
         });
         let outcome = if assignments_ok {
             ctx.broker
@@ -21,7 +22,10 @@ pub async fn handle(ctx: &Context, request: CreatePartitionsRequest) -> CreatePa
                 .await
                 .map_err(|error| (errors::from_topic_error(&error), error.to_string()))
         } else {
-            Err((errors::INVALID_REPLICA_ASSIGNMENT, format!("new partitions must be placed on broker {node}")))
+            Err((
+                errors::INVALID_REPLICA_ASSIGNMENT,
+                format!("new partitions must be placed on broker {node}"),
+            ))
         };
         if let Err((code, message)) = outcome {
             result.error_code = code;

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
@@ -18,7 +20,11 @@ pub const SOURCE_STATIC_BROKER: i8 = 4;
 pub const SOURCE_DEFAULT: i8 = 5;
 
 /// Handle a CreateTopics request.
-pub async fn handle(ctx: &Context, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub async fn handle(
+    ctx: &Context,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for wanted in request.topics {
         let name = wanted.name.0.as_str().to_string();
@@ -52,19 +58,44 @@ pub async fn handle(ctx: &Context, request: CreateTopicsRequest, version: i16) -
             (wanted.assignments.len() as i32, 1)
         };
         let created = match &ctx.replication {
-            Some(r) => r.create_topic(&name, partitions, replication_factor, configs, request.validate_only).await,
-            None => ctx.broker.create_topic(&name, partitions, replication_factor, configs, request.validate_only).await,
+            Some(r) => {
+                r.create_topic(
+                    &name,
+                    partitions,
+                    replication_factor,
+                    configs,
+                    request.validate_only,
+                )
+                .await
+            }
+            None => {
+                ctx.broker
+                    .create_topic(
+                        &name,
+                        partitions,
+                        replication_factor,
+                        configs,
+                        request.validate_only,
+                    )
+                    .await
+            }
         };
         match created {
             Ok(topic) => {
                 result.topic_id = topic_response_id(&topic);
                 result.num_partitions = if request.validate_only {
-                    if partitions == -1 { ctx.broker.config.num_partitions as i32 } else { partitions }
+                    if partitions == -1 {
+                        ctx.broker.config.num_partitions as i32
+                    } else {
+                        partitions
+                    }
                 } else {
                     topic.partitions.len() as i32
                 };
                 result.replication_factor = match &ctx.replication {
-                    Some(r) => r.describe(&name, 0).map_or(1, |(_, _, replicas, _)| replicas.len() as i16),
+                    Some(r) => r
+                        .describe(&name, 0)
+                        .map_or(1, |(_, _, replicas, _)| replicas.len() as i16),
                     None => 1,
                 };
                 if version >= 5 {
@@ -76,7 +107,11 @@ pub async fn handle(ctx: &Context, request: CreateTopicsRequest, version: i16) -
                             CreatableTopicConfigs::default()
                                 .with_name(StrBytes::from_string(key))
                                 .with_value(Some(StrBytes::from_string(value)))
-                                .with_config_source(if is_default { SOURCE_DEFAULT } else { SOURCE_DYNAMIC_TOPIC })
+                                .with_config_source(if is_default {
+                                    SOURCE_DEFAULT
+                                } else {
+                                    SOURCE_DYNAMIC_TOPIC
+                                })
                         })
                         .collect();
                     result.configs = Some(configs);

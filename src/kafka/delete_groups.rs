@@ -13,7 +13,11 @@ pub async fn handle(ctx: &Context, request: DeleteGroupsRequest) -> DeleteGroups
             Ok(()) => errors::NONE,
             Err(error) => errors::from_group_error(error),
         };
-        results.push(DeletableGroupResult::default().with_group_id(id).with_error_code(code));
+        results.push(
+            DeletableGroupResult::default()
+                .with_group_id(id)
+                .with_error_code(code),
+        );
     }
     DeleteGroupsResponse::default().with_results(results)
 }

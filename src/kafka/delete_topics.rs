@@ -8,9 +8,20 @@ use super::{errors, Context};
 use crate::ids::Uuid;
 
 /// Handle a DeleteTopics request.
-pub async fn handle(ctx: &Context, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
-    let wanted: Vec<(Option<TopicName>, kafka_protocol::messages::delete_topics_request::DeleteTopicState)> = if version >= 6 {
-        request.topics.into_iter().map(|t| (t.name.clone(), t)).collect()
+pub async fn handle(
+    ctx: &Context,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
+    let wanted: Vec<(
+        Option<TopicName>,
+        kafka_protocol::messages::delete_topics_request::DeleteTopicState,
+    )> = if version >= 6 {
+        request
+            .topics
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect()
     } else {
         request
             .topic_names
@@ -20,7 +31,9 @@ pub async fn handle(ctx: &Context, request: DeleteTopicsRequest, version: i16) -
     };
     let mut responses = Vec::with_capacity(wanted.len());
     for (name, state) in wanted {
-        let mut result = DeletableTopicResult::default().with_name(name.clone()).with_topic_id(state.topic_id);
+        let mut result = DeletableTopicResult::default()
+            .with_name(name.clone())
+            .with_topic_id(state.topic_id);
         let name = match name {
             Some(name) => Some(name.0.as_str().to_string()),
             None => ctx
@@ -36,7 +49,9 @@ pub async fn handle(ctx: &Context, request: DeleteTopicsRequest, version: i16) -
         result.name = Some(TopicName(StrBytes::from_string(name.clone())));
         if name.starts_with("__") {
             result.error_code = errors::POLICY_VIOLATION;
-            result.error_message = Some(StrBytes::from_string(format!("{name} is an internal topic")));
+            result.error_message = Some(StrBytes::from_string(format!(
+                "{name} is an internal topic"
+            )));
             responses.push(result);
             continue;
         }

@@ -100,7 +100,9 @@ pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 pub fn from_append_error(error: &AppendError) -> i16 {
     match error {
         AppendError::Log(error) => from_log_error(error),
-        AppendError::Producer(ProducerError::OutOfOrderSequence { .. }) => OUT_OF_ORDER_SEQUENCE_NUMBER,
+        AppendError::Producer(ProducerError::OutOfOrderSequence { .. }) => {
+            OUT_OF_ORDER_SEQUENCE_NUMBER
+        }
         AppendError::Producer(ProducerError::InvalidEpoch { .. }) => INVALID_PRODUCER_EPOCH,
         AppendError::Producer(ProducerError::UnknownProducer { .. }) => UNKNOWN_PRODUCER_ID,
         AppendError::Producer(ProducerError::InvalidRecord(_)) => INVALID_RECORD,

@@ -15,16 +15,25 @@ use crate::memory::Grant;
 /// consumer gets smaller responses, and waits for at least one batch's worth.
 pub async fn handle(ctx: &Context, request: FetchRequest) -> (FetchResponse, Grant) {
     let config = &ctx.broker.config;
-    let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, config.fetch_max_wait_ms as i32) as u64);
+    let max_wait = Duration::from_millis(
+        request
+            .max_wait_ms
+            .clamp(0, config.fetch_max_wait_ms as i32) as u64,
+    );
     let deadline = tokio::time::Instant::now() + max_wait;
     let wanted = (request.max_bytes.max(0) as u32).min(config.fetch_max_bytes);
     // Twice the bytes: the records read from the log, then their copy in the encoded response.
     let grant = ctx
         .memory
         .fetch_responses
-        .acquire_up_to(2 * u64::from(wanted), 2 * u64::from(config.message_max_bytes))
+        .acquire_up_to(
+            2 * u64::from(wanted),
+            2 * u64::from(config.message_max_bytes),
+        )
         .await;
-    let max_bytes = u32::try_from(grant.bytes() / 2).unwrap_or(u32::MAX).min(wanted.max(1));
+    let max_bytes = u32::try_from(grant.bytes() / 2)
+        .unwrap_or(u32::MAX)
+        .min(wanted.max(1));
     let response = long_poll(ctx, &request, max_bytes, min_bytes(&request), deadline).await;
     (response, grant)
 }
@@ -49,7 +58,10 @@ async fn long_poll(
             count_out(ctx, &responses);
             return FetchResponse::default().with_responses(responses);
         }
-        if tokio::time::timeout_at(deadline, arrivals.changed()).await.is_err() {
+        if tokio::time::timeout_at(deadline, arrivals.changed())
+            .await
+            .is_err()
+        {
             let (responses, _, _) = read_all(ctx, request, max_bytes);
             count_out(ctx, &responses);
             return FetchResponse::default().with_responses(responses);
@@ -63,7 +75,9 @@ fn count_out(ctx: &Context, responses: &[FetchableTopicResponse]) {
     for topic in responses {
         let by_id;
         let name = if topic.topic.0.is_empty() {
-            by_id = ctx.broker.topic_by_id(crate::ids::Uuid(*topic.topic_id.as_bytes()));
+            by_id = ctx
+                .broker
+                .topic_by_id(crate::ids::Uuid(*topic.topic_id.as_bytes()));
             match &by_id {
                 Some(t) => t.name.as_str(),
                 None => continue,
@@ -80,7 +94,11 @@ fn count_out(ctx: &Context, responses: &[FetchableTopicResponse]) {
 }
 
 /// One pass over every requested partition: (responses, bytes of records, any error).
-fn read_all(ctx: &Context, request: &FetchRequest, max_bytes: u32) -> (Vec<FetchableTopicResponse>, usize, bool) {
+fn read_all(
+    ctx: &Context,
+    request: &FetchRequest,
+    max_bytes: u32,
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let mut remaining = max_bytes;
     let mut total = 0usize;
     let mut any_error = false;
@@ -108,7 +126,12 @@ fn read_all(ctx: &Context, request: &FetchRequest, max_bytes: u32) -> (Vec<Fetch
                 continue;
             };
             if let Some(r) = &ctx.replication {
-                if let Err(code) = r.check_fetch(fetch_topic.topic.0.as_str(), &partition, request.replica_id.0, wanted.fetch_offset) {
+                if let Err(code) = r.check_fetch(
+                    fetch_topic.topic.0.as_str(),
+                    &partition,
+                    request.replica_id.0,
+                    wanted.fetch_offset,
+                ) {
                     data.error_code = code;
                     any_error = true;
                     partitions.push(data);
@@ -119,7 +142,9 @@ fn read_all(ctx: &Context, request: &FetchRequest, max_bytes: u32) -> (Vec<Fetch
             data.high_watermark = high_watermark;
             data.last_stable_offset = high_watermark;
             data.log_start_offset = partition.log_start_offset();
-            if let Err(code) = check_leader_epoch(wanted.current_leader_epoch, partition.leader_epoch()) {
+            if let Err(code) =
+                check_leader_epoch(wanted.current_leader_epoch, partition.leader_epoch())
+            {
                 data.error_code = code;
                 any_error = true;
                 partitions.push(data);

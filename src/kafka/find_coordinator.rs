@@ -15,8 +15,16 @@ const KEY_GROUP: i8 = 0;
 const KEY_TRANSACTION: i8 = 1;
 
 /// Handle a FindCoordinator request.
-pub async fn handle(ctx: &Context, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
-    let keys: Vec<StrBytes> = if version >= 4 { request.coordinator_keys.clone() } else { vec![request.key.clone()] };
+pub async fn handle(
+    ctx: &Context,
+    request: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let keys: Vec<StrBytes> = if version >= 4 {
+        request.coordinator_keys.clone()
+    } else {
+        vec![request.key.clone()]
+    };
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
         coordinators.push(find(ctx, request.key_type, key).await);
@@ -45,8 +53,18 @@ async fn find(ctx: &Context, key_type: i8, key: StrBytes) -> Coordinator {
     };
     match key_type {
         KEY_GROUP => {}
-        KEY_TRANSACTION => return refuse(errors::INVALID_REQUEST, "transactions are not supported by bramble"),
-        other => return refuse(errors::INVALID_REQUEST, &format!("unknown coordinator key type {other}")),
+        KEY_TRANSACTION => {
+            return refuse(
+                errors::INVALID_REQUEST,
+                "transactions are not supported by bramble",
+            )
+        }
+        other => {
+            return refuse(
+                errors::INVALID_REQUEST,
+                &format!("unknown coordinator key type {other}"),
+            )
+        }
     }
     // Kafka creates the offsets topic here, so the first commit does not wait for it.
     if let Err(error) = ctx.groups.offsets_topic().await {

@@ -41,19 +41,25 @@ pub enum FrameError {
 /// Decode one frame (without its 4-byte length prefix).
 pub fn decode_request(mut frame: Bytes) -> Result<Request, FrameError> {
     if frame.len() < 8 {
-        return Err(FrameError::Close(format!("frame of {} bytes is too short", frame.len())));
+        return Err(FrameError::Close(format!(
+            "frame of {} bytes is too short",
+            frame.len()
+        )));
     }
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let api_key = ApiKey::try_from(key)
-        .map_err(|_| FrameError::Close(format!("unknown API key {key}")))?;
+    let api_key =
+        ApiKey::try_from(key).map_err(|_| FrameError::Close(format!("unknown API key {key}")))?;
     let Some((min, max)) = api_versions::supported(api_key) else {
         return Err(FrameError::Close(format!("API {api_key:?} is not served")));
     };
     if version < min || version > max {
         if api_key == ApiKey::ApiVersions {
-            return Err(FrameError::ApiVersionsUnsupported { correlation_id, version });
+            return Err(FrameError::ApiVersionsUnsupported {
+                correlation_id,
+                version,
+            });
         }
         return Err(FrameError::Close(format!(
             "{api_key:?} v{version} is not served (versions {min}..={max})"
@@ -66,7 +72,11 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, FrameError> {
         .map_err(|e| FrameError::Close(format!("malformed {api_key:?} v{version}: {e}")))?;
     let body = RequestKind::decode(api_key, &mut frame, version)
         .map_err(|e| FrameError::Close(format!("malformed {api_key:?} v{version}: {e}")))?;
-    Ok(Request { header, api_key, body })
+    Ok(Request {
+        header,
+        api_key,
+        body,
+    })
 }
 
 /// Encode a response with its header and 4-byte length prefix.

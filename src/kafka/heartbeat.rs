@@ -12,5 +12,6 @@ pub fn handle(ctx: &Context, request: HeartbeatRequest) -> HeartbeatResponse {
         request.group_instance_id.as_ref().map(|s| s.as_str()),
         request.generation_id,
     );
-    HeartbeatResponse::default().with_error_code(result.err().map_or(errors::NONE, errors::from_group_error))
+    HeartbeatResponse::default()
+        .with_error_code(result.err().map_or(errors::NONE, errors::from_group_error))
 }

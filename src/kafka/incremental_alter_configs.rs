@@ -16,7 +16,10 @@ const OP_SUBTRACT: i8 = 3;
 const LIST_KEYS: &[&str] = &["cleanup.policy"];
 
 /// Handle an IncrementalAlterConfigs request.
-pub async fn handle(ctx: &Context, request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub async fn handle(
+    ctx: &Context,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
         let name = resource.resource_name.as_str().to_string();
@@ -24,19 +27,38 @@ pub async fn handle(ctx: &Context, request: IncrementalAlterConfigsRequest) -> I
             Some(topic) if resource.resource_type == RESOURCE_TOPIC => {
                 let mut overrides = topic.config.overrides.clone();
                 let applied = resource.configs.iter().try_for_each(|c| {
-                    apply(&mut overrides, c.name.as_str(), c.config_operation, c.value.as_ref().map(|v| v.as_str()))
+                    apply(
+                        &mut overrides,
+                        c.name.as_str(),
+                        c.config_operation,
+                        c.value.as_ref().map(|v| v.as_str()),
+                    )
                 });
                 match applied {
-                    Ok(()) => alter_configs::alter(ctx, RESOURCE_TOPIC, &name, overrides, request.validate_only).await,
+                    Ok(()) => {
+                        alter_configs::alter(
+                            ctx,
+                            RESOURCE_TOPIC,
+                            &name,
+                            overrides,
+                            request.validate_only,
+                        )
+                        .await
+                    }
                     Err(message) => Err((errors::INVALID_CONFIG, message)),
                 }
             }
-            None if resource.resource_type == RESOURCE_TOPIC => {
-                Err((errors::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {name} does not exist")))
+            None if resource.resource_type == RESOURCE_TOPIC => Err((
+                errors::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("topic {name} does not exist"),
+            )),
+            _ => {
+                alter_configs::alter(ctx, resource.resource_type, &name, Default::default(), true)
+                    .await
             }
-            _ => alter_configs::alter(ctx, resource.resource_type, &name, Default::default(), true).await,
         };
-        let legacy = alter_configs::response(resource.resource_type, resource.resource_name, result);
+        let legacy =
+            alter_configs::response(resource.resource_type, resource.resource_name, result);
         responses.push(
             AlterConfigsResourceResponse::default()
                 .with_resource_type(legacy.resource_type)
@@ -49,10 +71,21 @@ pub async fn handle(ctx: &Context, request: IncrementalAlterConfigsRequest) -> I
 }
 
 /// Applies one operation to a topic's overrides.
-fn apply(overrides: &mut std::collections::BTreeMap<String, String>, key: &str, op: i8, value: Option<&str>) -> Result<(), String> {
+fn apply(
+    overrides: &mut std::collections::BTreeMap<String, String>,
+    key: &str,
+    op: i8,
+    value: Option<&str>,
+) -> Result<(), String> {
     let list = |v: Option<&String>| -> Vec<String> {
-        v.map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
-            .unwrap_or_default()
+        v.map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
     };
     match op {
         OP_SET => {
@@ -64,7 +97,10 @@ fn apply(overrides: &mut std::collections::BTreeMap<String, String>, key: &str, 
         }
         OP_APPEND | OP_SUBTRACT => {
             if !LIST_KEYS.contains(&key) {
-                return Err(format!("{key} is not a list setting; APPEND and SUBTRACT apply to {}", LIST_KEYS.join(", ")));
+                return Err(format!(
+                    "{key} is not a list setting; APPEND and SUBTRACT apply to {}",
+                    LIST_KEYS.join(", ")
+                ));
             }
             let value = value.ok_or_else(|| format!("APPEND/SUBTRACT of {key} needs a value"))?;
             let mut items = list(overrides.get(key));

@@ -22,7 +22,9 @@ pub fn handle(ctx: &Context, request: InitProducerIdRequest) -> InitProducerIdRe
     match tokio::task::block_in_place(|| allocator.allocate()) {
         Ok(id) => {
             tracing::debug!(producer_id = id, "allocated a producer id");
-            InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0)
+            InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(0)
         }
         Err(error) => {
             tracing::error!(%error, "cannot persist a producer id block");

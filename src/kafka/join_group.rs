@@ -10,24 +10,42 @@ use super::{errors, Context};
 use crate::group::JoinRequest;
 
 /// Handle a JoinGroup request.
-pub async fn handle(ctx: &Context, request: JoinGroupRequest, header: &RequestHeader, version: i16) -> JoinGroupResponse {
-    let client_id = header.client_id.as_ref().map(|c| c.as_str().to_string()).unwrap_or_default();
+pub async fn handle(
+    ctx: &Context,
+    request: JoinGroupRequest,
+    header: &RequestHeader,
+    version: i16,
+) -> JoinGroupResponse {
+    let client_id = header
+        .client_id
+        .as_ref()
+        .map(|c| c.as_str().to_string())
+        .unwrap_or_default();
     let new_member_id = match crate::ids::Uuid::random() {
         Ok(uuid) => format!("{client_id}-{}", uuid_text(uuid.0)),
         Err(error) => {
             tracing::error!(%error, "no randomness for a member id");
-            return JoinGroupResponse::default().with_error_code(errors::COORDINATOR_NOT_AVAILABLE).with_generation_id(-1);
+            return JoinGroupResponse::default()
+                .with_error_code(errors::COORDINATOR_NOT_AVAILABLE)
+                .with_generation_id(-1);
         }
     };
     let req = JoinRequest {
         group_id: request.group_id.0.as_str().to_string(),
         member_id: request.member_id.as_str().to_string(),
-        instance_id: request.group_instance_id.as_ref().map(|s| s.as_str().to_string()),
+        instance_id: request
+            .group_instance_id
+            .as_ref()
+            .map(|s| s.as_str().to_string()),
         client_id,
         client_host: ctx.client_host(),
         session_timeout_ms: request.session_timeout_ms,
         // v0 has no rebalance timeout: the session timeout serves, as in Kafka.
-        rebalance_timeout_ms: if version == 0 { request.session_timeout_ms } else { request.rebalance_timeout_ms },
+        rebalance_timeout_ms: if version == 0 {
+            request.session_timeout_ms
+        } else {
+            request.rebalance_timeout_ms
+        },
         protocol_type: request.protocol_type.as_str().to_string(),
         protocols: request
             .protocols
@@ -69,5 +87,12 @@ pub async fn handle(ctx: &Context, request: JoinGroupRequest, header: &RequestHe
 /// A UUID in its usual text form (what Kafka puts after the client id in member ids).
 fn uuid_text(b: [u8; 16]) -> String {
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }

@@ -12,17 +12,27 @@ pub fn handle(ctx: &Context, request: LeaveGroupRequest, version: i16) -> LeaveG
         request
             .members
             .iter()
-            .map(|m| (m.member_id.as_str().to_string(), m.group_instance_id.as_ref().map(|s| s.as_str().to_string())))
+            .map(|m| {
+                (
+                    m.member_id.as_str().to_string(),
+                    m.group_instance_id.as_ref().map(|s| s.as_str().to_string()),
+                )
+            })
             .collect()
     } else {
         vec![(request.member_id.as_str().to_string(), None)]
     };
     let results = match ctx.groups.leave(request.group_id.0.as_str(), &leaving) {
         Ok(results) => results,
-        Err(error) => return LeaveGroupResponse::default().with_error_code(errors::from_group_error(error)),
+        Err(error) => {
+            return LeaveGroupResponse::default().with_error_code(errors::from_group_error(error))
+        }
     };
     if version < 3 {
-        let code = results.first().and_then(|r| r.err()).map_or(errors::NONE, errors::from_group_error);
+        let code = results
+            .first()
+            .and_then(|r| r.err())
+            .map_or(errors::NONE, errors::from_group_error);
         return LeaveGroupResponse::default().with_error_code(code);
     }
     let members = leaving

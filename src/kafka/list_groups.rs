@@ -8,8 +8,16 @@ use super::Context;
 
 /// Handle a ListGroups request.
 pub fn handle(ctx: &Context, request: ListGroupsRequest) -> ListGroupsResponse {
-    let states: Vec<String> = request.states_filter.iter().map(|s| s.as_str().to_lowercase()).collect();
-    let types: Vec<String> = request.types_filter.iter().map(|s| s.as_str().to_lowercase()).collect();
+    let states: Vec<String> = request
+        .states_filter
+        .iter()
+        .map(|s| s.as_str().to_lowercase())
+        .collect();
+    let types: Vec<String> = request
+        .types_filter
+        .iter()
+        .map(|s| s.as_str().to_lowercase())
+        .collect();
     let groups = ctx
         .groups
         .list()

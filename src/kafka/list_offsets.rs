@@ -1,7 +1,9 @@
 //! ListOffsets: earliest (-2), latest (-1), the newest timestamp (-3), or the first offset
 //! at or after a timestamp.
 
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{check_leader_epoch, errors, Context};
@@ -35,7 +37,9 @@ pub fn handle(ctx: &Context, request: ListOffsetsRequest, version: i16) -> ListO
                         response.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
                         return response;
                     };
-                    if let Err(code) = check_leader_epoch(p.current_leader_epoch, partition.leader_epoch()) {
+                    if let Err(code) =
+                        check_leader_epoch(p.current_leader_epoch, partition.leader_epoch())
+                    {
                         response.error_code = code;
                         return response;
                     }

@@ -27,19 +27,22 @@ pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> Me
             })
             .collect(),
         None => broker
-        .config
-        .advertised()
-        .into_iter()
-        .take(1)
-        .map(|(host, port)| {
-            MetadataResponseBroker::default()
-                .with_node_id(node)
-                .with_host(StrBytes::from_string(host))
-                .with_port(i32::from(port))
-        })
-        .collect(),
+            .config
+            .advertised()
+            .into_iter()
+            .take(1)
+            .map(|(host, port)| {
+                MetadataResponseBroker::default()
+                    .with_node_id(node)
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(i32::from(port))
+            })
+            .collect(),
     };
-    let controller = ctx.replication.as_ref().map_or(node, |r| BrokerId(r.controller()));
+    let controller = ctx
+        .replication
+        .as_ref()
+        .map_or(node, |r| BrokerId(r.controller()));
     // v0: an empty list means every topic; v1+: null means every topic.
     let wanted = match request.topics {
         None => None,
@@ -47,7 +50,11 @@ pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> Me
         Some(list) => Some(list),
     };
     let topics = match wanted {
-        None => broker.topics().iter().map(|t| describe_topic(ctx, t)).collect(),
+        None => broker
+            .topics()
+            .iter()
+            .map(|t| describe_topic(ctx, t))
+            .collect(),
         Some(list) => {
             let allow_create = broker.config.auto_create_topics_enable
                 && (version < 4 || request.allow_auto_topic_creation);
@@ -83,9 +90,17 @@ fn describe_topic(ctx: &Context, topic: &Topic) -> MetadataResponseTopic {
         .partitions
         .iter()
         .map(|partition| {
-            if let Some((leader, epoch, replicas, isr)) = ctx.replication.as_ref().and_then(|r| r.describe(&topic.name, partition.index)) {
+            if let Some((leader, epoch, replicas, isr)) = ctx
+                .replication
+                .as_ref()
+                .and_then(|r| r.describe(&topic.name, partition.index))
+            {
                 return MetadataResponsePartition::default()
-                    .with_error_code(if leader < 0 { errors::LEADER_NOT_AVAILABLE } else { 0 })
+                    .with_error_code(if leader < 0 {
+                        errors::LEADER_NOT_AVAILABLE
+                    } else {
+                        0
+                    })
                     .with_partition_index(partition.index)
                     .with_leader_id(BrokerId(leader))
                     .with_leader_epoch(epoch)

@@ -58,7 +58,8 @@ pub struct Context {
 impl Context {
     /// The client's host as Kafka shows it (`/127.0.0.1`).
     pub fn client_host(&self) -> String {
-        self.peer.map_or_else(|| "/unknown".to_string(), |p| format!("/{}", p.ip()))
+        self.peer
+            .map_or_else(|| "/unknown".to_string(), |p| format!("/{}", p.ip()))
     }
 }
 
@@ -89,7 +90,9 @@ impl std::fmt::Debug for Reply {
             Reply::Now(response) => f.debug_tuple("Now").field(response).finish(),
             Reply::Later(_) => f.write_str("Later"),
             Reply::Nothing => f.write_str("Nothing"),
-            Reply::Held(response, grant) => f.debug_tuple("Held").field(response).field(grant).finish(),
+            Reply::Held(response, grant) => {
+                f.debug_tuple("Held").field(response).field(grant).finish()
+            }
         }
     }
 }
@@ -105,27 +108,57 @@ pub async fn handle(ctx: &Context, request: frame::Request) -> Reply {
             let (response, grant) = fetch::handle(ctx, r).await;
             return Reply::Held(ResponseKind::Fetch(response), grant);
         }
-        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r, version)),
-        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(ctx, r, version).await),
-        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(ctx, r, version).await),
-        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(create_partitions::handle(ctx, r).await),
-        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs::handle(ctx, r)),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle(ctx, r, version))
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(create_topics::handle(ctx, r, version).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(ctx, r, version).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(ctx, r).await)
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(describe_configs::handle(ctx, r))
+        }
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, r))
         }
-        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator::handle(ctx, r, version).await),
-        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(join_group::handle(ctx, r, &request.header, version).await),
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(ctx, r, version).await)
+        }
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(join_group::handle(ctx, r, &request.header, version).await)
+        }
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(ctx, r).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(ctx, r)),
-        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(ctx, r, version)),
-        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit::handle(ctx, r, version).await),
-        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(ctx, r, version)),
-        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(ctx, r).await),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(leave_group::handle(ctx, r, version))
+        }
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(offset_commit::handle(ctx, r, version).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(offset_fetch::handle(ctx, r, version))
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(offset_delete::handle(ctx, r).await)
+        }
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(ctx, r)),
-        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(ctx, r)),
-        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(ctx, r).await),
-        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(ctx, r)),
-        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs::handle(ctx, r).await),
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(describe_groups::handle(ctx, r))
+        }
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(delete_groups::handle(ctx, r).await)
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(ctx, r))
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(alter_configs::handle(ctx, r).await)
+        }
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(ctx, r).await)
         }
@@ -139,7 +172,11 @@ pub async fn handle(ctx: &Context, request: frame::Request) -> Reply {
 
 /// Find a topic, creating it with the broker defaults when allowed. The error is the
 /// Kafka code to answer with.
-pub async fn resolve_topic(ctx: &Context, name: &str, allow_create: bool) -> Result<Arc<Topic>, i16> {
+pub async fn resolve_topic(
+    ctx: &Context,
+    name: &str,
+    allow_create: bool,
+) -> Result<Arc<Topic>, i16> {
     if let Some(topic) = ctx.broker.topic(name) {
         return Ok(topic);
     }
@@ -151,15 +188,23 @@ pub async fn resolve_topic(ctx: &Context, name: &str, allow_create: bool) -> Res
         return Err(errors::UNKNOWN_TOPIC_OR_PARTITION);
     }
     let created = match &ctx.replication {
-        Some(r) => r.create_topic(name, -1, -1, Default::default(), false).await,
-        None => ctx.broker.create_topic(name, -1, -1, Default::default(), false).await,
+        Some(r) => {
+            r.create_topic(name, -1, -1, Default::default(), false)
+                .await
+        }
+        None => {
+            ctx.broker
+                .create_topic(name, -1, -1, Default::default(), false)
+                .await
+        }
     };
     match created {
         Ok(topic) => Ok(topic),
         // Another request created it first.
-        Err(crate::broker::TopicError::AlreadyExists(_)) => {
-            ctx.broker.topic(name).ok_or(errors::UNKNOWN_TOPIC_OR_PARTITION)
-        }
+        Err(crate::broker::TopicError::AlreadyExists(_)) => ctx
+            .broker
+            .topic(name)
+            .ok_or(errors::UNKNOWN_TOPIC_OR_PARTITION),
         Err(error) => {
             tracing::warn!(topic = name, %error, "auto-create failed");
             Err(errors::from_topic_error(&error))

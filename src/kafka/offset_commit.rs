@@ -1,14 +1,20 @@
 //! OffsetCommit: a group's consumed positions, answered once they are durable in
 //! `__consumer_offsets`.
 
-use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::{errors, Context};
 use crate::group::coordinator::OffsetCommit;
 
 /// Handle an OffsetCommit request.
-pub async fn handle(ctx: &Context, request: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+pub async fn handle(
+    ctx: &Context,
+    request: OffsetCommitRequest,
+    version: i16,
+) -> OffsetCommitResponse {
     let offsets: Vec<OffsetCommit> = request
         .topics
         .iter()
@@ -17,8 +23,16 @@ pub async fn handle(ctx: &Context, request: OffsetCommitRequest, version: i16) -
                 topic: t.name.0.as_str().to_string(),
                 partition: p.partition_index,
                 offset: p.committed_offset,
-                leader_epoch: if version >= 6 { p.committed_leader_epoch } else { -1 },
-                metadata: p.committed_metadata.as_ref().map(|m| m.as_str().to_string()).unwrap_or_default(),
+                leader_epoch: if version >= 6 {
+                    p.committed_leader_epoch
+                } else {
+                    -1
+                },
+                metadata: p
+                    .committed_metadata
+                    .as_ref()
+                    .map(|m| m.as_str().to_string())
+                    .unwrap_or_default(),
             })
         })
         .collect();
@@ -34,7 +48,10 @@ pub async fn handle(ctx: &Context, request: OffsetCommitRequest, version: i16) -
         )
         .await;
     let codes: Vec<i16> = match results {
-        Ok(results) => results.into_iter().map(|r| r.err().map_or(errors::NONE, errors::from_group_error)).collect(),
+        Ok(results) => results
+            .into_iter()
+            .map(|r| r.err().map_or(errors::NONE, errors::from_group_error))
+            .collect(),
         Err(error) => vec![errors::from_group_error(error); count],
     };
     let mut codes = codes.into_iter();
@@ -51,7 +68,9 @@ pub async fn handle(ctx: &Context, request: OffsetCommitRequest, version: i16) -
                         .with_error_code(codes.next().unwrap_or(errors::UNKNOWN_SERVER_ERROR))
                 })
                 .collect();
-            OffsetCommitResponseTopic::default().with_name(t.name).with_partitions(partitions)
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)

@@ -2,8 +2,8 @@
 //! committed. `require_stable` needs nothing here: without transactions no commit is pending.
 
 use kafka_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
-    OffsetFetchResponseTopics,
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -19,18 +19,26 @@ pub fn handle(ctx: &Context, request: OffsetFetchRequest, version: i16) -> Offse
             .groups
             .into_iter()
             .map(|g| {
-                let wanted = g
-                    .topics
-                    .map(|topics| topics.into_iter().map(|t| (t.name.0.as_str().to_string(), t.partition_indexes)).collect());
+                let wanted = g.topics.map(|topics| {
+                    topics
+                        .into_iter()
+                        .map(|t| (t.name.0.as_str().to_string(), t.partition_indexes))
+                        .collect()
+                });
                 let found = ctx.groups.fetch(g.group_id.0.as_str(), wanted);
-                OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_topics(group_topics(found))
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_topics(group_topics(found))
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let wanted = request
-        .topics
-        .map(|topics| topics.into_iter().map(|t| (t.name.0.as_str().to_string(), t.partition_indexes)).collect());
+    let wanted = request.topics.map(|topics| {
+        topics
+            .into_iter()
+            .map(|t| (t.name.0.as_str().to_string(), t.partition_indexes))
+            .collect()
+    });
     let found = ctx.groups.fetch(request.group_id.0.as_str(), wanted);
     let topics = found
         .into_iter()
@@ -46,7 +54,9 @@ pub fn handle(ctx: &Context, request: OffsetFetchRequest, version: i16) -> Offse
                         .with_metadata(Some(metadata))
                 })
                 .collect();
-            OffsetFetchResponseTopic::default().with_name(TopicName(StrBytes::from_string(topic))).with_partitions(partitions)
+            OffsetFetchResponseTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic)))
+                .with_partitions(partitions)
         })
         .collect();
     OffsetFetchResponse::default().with_topics(topics)
@@ -67,7 +77,9 @@ fn group_topics(found: Found) -> Vec<OffsetFetchResponseTopics> {
                         .with_metadata(Some(metadata))
                 })
                 .collect();
-            OffsetFetchResponseTopics::default().with_name(TopicName(StrBytes::from_string(topic))).with_partitions(partitions)
+            OffsetFetchResponseTopics::default()
+                .with_name(TopicName(StrBytes::from_string(topic)))
+                .with_partitions(partitions)
         })
         .collect()
 }

@@ -45,11 +45,17 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Reply {
                 continue;
             }
             if !matches!(acks, -1..=1) {
-                partition_responses.push(refuse(errors::INVALID_REQUIRED_ACKS, format!("acks={acks}")));
+                partition_responses.push(refuse(
+                    errors::INVALID_REQUIRED_ACKS,
+                    format!("acks={acks}"),
+                ));
                 continue;
             }
             if matches!(&topic, Ok(t) if t.is_internal()) {
-                partition_responses.push(refuse(errors::INVALID_TOPIC_EXCEPTION, format!("{name} is internal")));
+                partition_responses.push(refuse(
+                    errors::INVALID_TOPIC_EXCEPTION,
+                    format!("{name} is internal"),
+                ));
                 continue;
             }
             let partition = match &topic {
@@ -70,7 +76,10 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Reply {
             };
             if let Some(r) = &ctx.replication {
                 if let Err(code) = r.check_produce(&name, data.index, acks) {
-                    partition_responses.push(refuse(code, format!("{name}-{} on node {}", data.index, ctx.broker.node_id)));
+                    partition_responses.push(refuse(
+                        code,
+                        format!("{name}-{} on node {}", data.index, ctx.broker.node_id),
+                    ));
                     continue;
                 }
             }
@@ -82,18 +91,27 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Reply {
             let mut batches = records.to_vec();
             match partition.append(&mut batches, now_ms()) {
                 Ok(info) => {
-                    let messages = u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
+                    let messages =
+                        u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
                     crate::health::metrics::kafka().produced(&name, messages, batches.len() as u64);
                     response.base_offset = info.base_offset;
                     response.log_start_offset = partition.log_start_offset();
-                    waits.push((responses.len(), partition_responses.len(), partition, info.last_offset + 1));
+                    waits.push((
+                        responses.len(),
+                        partition_responses.len(),
+                        partition,
+                        info.last_offset + 1,
+                    ));
                     partition_responses.push(response);
                 }
                 Err(error) => {
                     let code = errors::from_append_error(&error);
                     if code == errors::KAFKA_STORAGE_ERROR {
                         tracing::error!(topic = %name, partition = data.index, %error, "append failed");
-                        crate::health::report_storage_error(format_args!("append to {name}-{}: {error}", data.index));
+                        crate::health::report_storage_error(format_args!(
+                            "append to {name}-{}: {error}",
+                            data.index
+                        ));
                     }
                     partition_responses.push(refuse(code, error.to_string()));
                 }
@@ -133,8 +151,12 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Reply {
                     if partition.high_watermark() >= end_offset {
                         break;
                     }
-                    if replication.check_produce(&partition.topic, partition.index, -1).is_err()
-                        || tokio::time::timeout_at(deadline, arrivals.changed()).await.is_err()
+                    if replication
+                        .check_produce(&partition.topic, partition.index, -1)
+                        .is_err()
+                        || tokio::time::timeout_at(deadline, arrivals.changed())
+                            .await
+                            .is_err()
                     {
                         tracing::debug!(topic = %partition.topic, partition = partition.index, end_offset, "acks=all not reached");
                         response.error_code = errors::REQUEST_TIMED_OUT;
@@ -147,7 +169,9 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Reply {
         }));
     }
     if !ctx.broker.config.log_flush_on_ack || waits.is_empty() {
-        return Reply::Now(ResponseKind::Produce(ProduceResponse::default().with_responses(responses)));
+        return Reply::Now(ResponseKind::Produce(
+            ProduceResponse::default().with_responses(responses),
+        ));
     }
     // The same wait as MQTT ingest's: what acks=all needs (see Broker::wait_committed).
     let broker = ctx.broker.clone();
@@ -155,11 +179,15 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Reply {
         for (topic_index, partition_index, partition, end_offset) in waits {
             if let Err(error) = broker.wait_committed(&partition, end_offset).await {
                 tracing::error!(topic = %partition.topic, partition = partition.index, %error, "fsync failed");
-                crate::health::report_storage_error(format_args!("fsync of {}-{}: {error}", partition.topic, partition.index));
+                crate::health::report_storage_error(format_args!(
+                    "fsync of {}-{}: {error}",
+                    partition.topic, partition.index
+                ));
                 let response = &mut responses[topic_index].partition_responses[partition_index];
                 response.error_code = errors::KAFKA_STORAGE_ERROR;
                 response.base_offset = -1;
-                response.error_message = Some(StrBytes::from_string(format!("fsync failed: {error}")));
+                response.error_message =
+                    Some(StrBytes::from_string(format!("fsync failed: {error}")));
             }
         }
         ResponseKind::Produce(ProduceResponse::default().with_responses(responses))

@@ -12,14 +12,28 @@ pub async fn handle(ctx: &Context, request: SyncGroupRequest) -> SyncGroupRespon
     let req = SyncRequest {
         group_id: request.group_id.0.as_str().to_string(),
         member_id: request.member_id.as_str().to_string(),
-        instance_id: request.group_instance_id.as_ref().map(|s| s.as_str().to_string()),
+        instance_id: request
+            .group_instance_id
+            .as_ref()
+            .map(|s| s.as_str().to_string()),
         generation: request.generation_id,
-        protocol_type: request.protocol_type.as_ref().map(|s| s.as_str().to_string()),
-        protocol_name: request.protocol_name.as_ref().map(|s| s.as_str().to_string()),
+        protocol_type: request
+            .protocol_type
+            .as_ref()
+            .map(|s| s.as_str().to_string()),
+        protocol_name: request
+            .protocol_name
+            .as_ref()
+            .map(|s| s.as_str().to_string()),
         assignments: request
             .assignments
             .iter()
-            .map(|a| (a.member_id.as_str().to_string(), Bytes::clone(&a.assignment)))
+            .map(|a| {
+                (
+                    a.member_id.as_str().to_string(),
+                    Bytes::clone(&a.assignment),
+                )
+            })
             .collect(),
     };
     // A parked sync is answered by the leader's sync or, at the latest, by the group's sync

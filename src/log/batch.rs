@@ -60,7 +60,11 @@ pub(crate) fn read_i64(b: &[u8], at: usize) -> i64 {
 /// Checks what the header alone can tell, given `available` bytes from the batch start
 /// onward, and returns the batch's full size. `header` must hold at least [`HEADER_BYTES`]
 /// bytes or the whole of `available` if that is less.
-pub(crate) fn check_header(header: &[u8], available: u64, max_batch_bytes: u32) -> Result<u32, LogError> {
+pub(crate) fn check_header(
+    header: &[u8],
+    available: u64,
+    max_batch_bytes: u32,
+) -> Result<u32, LogError> {
     if header.len() <= field::MAGIC {
         return Err(LogError::CorruptBatch(format!(
             "truncated batch: {available} bytes left, too few to hold a header"
@@ -88,7 +92,10 @@ pub(crate) fn check_header(header: &[u8], available: u64, max_batch_bytes: u32) 
     // Fits u32: length is a positive i32.
     let size = LOG_OVERHEAD as u64 + length as u64;
     if size > u64::from(max_batch_bytes) {
-        return Err(LogError::BatchTooLarge { size, max: max_batch_bytes });
+        return Err(LogError::BatchTooLarge {
+            size,
+            max: max_batch_bytes,
+        });
     }
     if size > available {
         return Err(LogError::CorruptBatch(format!(
@@ -151,7 +158,11 @@ pub(crate) fn stored_crc(batch: &[u8]) -> u32 {
 }
 
 /// Checks one whole batch at the start of `rest`, returning its info.
-fn check_batch(rest: &[u8], max_batch_bytes: u32, strictness: Strictness) -> Result<BatchInfo, LogError> {
+fn check_batch(
+    rest: &[u8],
+    max_batch_bytes: u32,
+    strictness: Strictness,
+) -> Result<BatchInfo, LogError> {
     let header = &rest[..rest.len().min(HEADER_BYTES)];
     let size = check_header(header, rest.len() as u64, max_batch_bytes)?;
     let batch = &rest[..size as usize];
@@ -176,15 +187,23 @@ pub fn validate_batches(buf: &[u8], max_batch_bytes: u32) -> Result<Vec<BatchInf
 
 /// Like [`validate_batches`] with structural checks only, for batches a leader already
 /// accepted (their offsets may come from a log with different rules).
-pub(crate) fn validate_stored_batches(buf: &[u8], max_batch_bytes: u32) -> Result<Vec<BatchInfo>, LogError> {
+pub(crate) fn validate_stored_batches(
+    buf: &[u8],
+    max_batch_bytes: u32,
+) -> Result<Vec<BatchInfo>, LogError> {
     walk(buf, max_batch_bytes, Strictness::Stored)
 }
 
-fn walk(buf: &[u8], max_batch_bytes: u32, strictness: Strictness) -> Result<Vec<BatchInfo>, LogError> {
+fn walk(
+    buf: &[u8],
+    max_batch_bytes: u32,
+    strictness: Strictness,
+) -> Result<Vec<BatchInfo>, LogError> {
     let mut infos = Vec::new();
     let mut pos = 0usize;
     while pos < buf.len() {
-        let info = check_batch(&buf[pos..], max_batch_bytes, strictness).map_err(|e| at_batch(e, infos.len(), pos))?;
+        let info = check_batch(&buf[pos..], max_batch_bytes, strictness)
+            .map_err(|e| at_batch(e, infos.len(), pos))?;
         pos += info.size_bytes as usize;
         infos.push(info);
     }
@@ -199,8 +218,12 @@ pub fn peek_headers(buf: &[u8]) -> Result<Vec<BatchInfo>, LogError> {
     let mut pos = 0usize;
     while pos < buf.len() {
         let rest = &buf[pos..];
-        let size = check_header(&rest[..rest.len().min(HEADER_BYTES)], rest.len() as u64, u32::MAX)
-            .map_err(|e| at_batch(e, infos.len(), pos))?;
+        let size = check_header(
+            &rest[..rest.len().min(HEADER_BYTES)],
+            rest.len() as u64,
+            u32::MAX,
+        )
+        .map_err(|e| at_batch(e, infos.len(), pos))?;
         let info = parse_info(rest, size);
         pos += size as usize;
         infos.push(info);
@@ -211,8 +234,12 @@ pub fn peek_headers(buf: &[u8]) -> Result<Vec<BatchInfo>, LogError> {
 /// Adds the batch's place in the request to a corruption message.
 fn at_batch(err: LogError, index: usize, pos: usize) -> LogError {
     match err {
-        LogError::CorruptBatch(m) => LogError::CorruptBatch(format!("batch #{index} at byte {pos}: {m}")),
-        LogError::InvalidRecord(m) => LogError::InvalidRecord(format!("batch #{index} at byte {pos}: {m}")),
+        LogError::CorruptBatch(m) => {
+            LogError::CorruptBatch(format!("batch #{index} at byte {pos}: {m}"))
+        }
+        LogError::InvalidRecord(m) => {
+            LogError::InvalidRecord(format!("batch #{index} at byte {pos}: {m}"))
+        }
         other => other,
     }
 }
@@ -260,7 +287,10 @@ mod tests {
         assert_eq!(infos[0].max_timestamp, 1_001);
         assert_eq!(infos[1].record_count, 1);
         assert_eq!(infos[1].max_timestamp, 2_000);
-        assert_eq!(infos[0].size_bytes as usize + infos[1].size_bytes as usize, buf.len());
+        assert_eq!(
+            infos[0].size_bytes as usize + infos[1].size_bytes as usize,
+            buf.len()
+        );
         assert_eq!(infos[0].compression, 0);
         assert!(!infos[0].is_control && !infos[0].is_transactional);
     }
@@ -275,14 +305,18 @@ mod tests {
         let mut buf = testing::batch(&[(b"k", b"value")], 1);
         let last = buf.len() - 1;
         buf[last] ^= 0xff;
-        assert!(matches!(validate_batches(&buf, 1 << 20), Err(LogError::CorruptBatch(m)) if m.contains("CRC")));
+        assert!(
+            matches!(validate_batches(&buf, 1 << 20), Err(LogError::CorruptBatch(m)) if m.contains("CRC"))
+        );
     }
 
     #[test]
     fn bad_magic_is_corrupt() {
         let mut buf = testing::batch(&[(b"k", b"value")], 1);
         buf[field::MAGIC] = 1;
-        assert!(matches!(validate_batches(&buf, 1 << 20), Err(LogError::CorruptBatch(m)) if m.contains("magic")));
+        assert!(
+            matches!(validate_batches(&buf, 1 << 20), Err(LogError::CorruptBatch(m)) if m.contains("magic"))
+        );
     }
 
     #[test]
@@ -290,7 +324,10 @@ mod tests {
         let buf = testing::batch(&[(b"k", b"value")], 1);
         for cut in [1, 16, 17, 40, buf.len() - 1] {
             assert!(
-                matches!(validate_batches(&buf[..cut], 1 << 20), Err(LogError::CorruptBatch(_))),
+                matches!(
+                    validate_batches(&buf[..cut], 1 << 20),
+                    Err(LogError::CorruptBatch(_))
+                ),
                 "cut at {cut}"
             );
         }
@@ -300,30 +337,42 @@ mod tests {
     fn short_length_field_is_corrupt() {
         let mut buf = testing::batch(&[(b"k", b"value")], 1);
         buf[field::LENGTH..field::LENGTH + 4].copy_from_slice(&10i32.to_be_bytes());
-        assert!(matches!(validate_batches(&buf, 1 << 20), Err(LogError::CorruptBatch(m)) if m.contains("minimum")));
+        assert!(
+            matches!(validate_batches(&buf, 1 << 20), Err(LogError::CorruptBatch(m)) if m.contains("minimum"))
+        );
     }
 
     #[test]
     fn oversized_batch_is_too_large() {
         let buf = testing::batch(&[(b"k", &[7u8; 500][..])], 1);
         let err = validate_batches(&buf, 100).unwrap_err();
-        assert!(matches!(err, LogError::BatchTooLarge { size, max: 100 } if size == buf.len() as u64));
+        assert!(
+            matches!(err, LogError::BatchTooLarge { size, max: 100 } if size == buf.len() as u64)
+        );
     }
 
     #[test]
     fn mismatched_record_count_is_invalid_for_producers_only() {
         let buf = testing::batch_with(&[(b"k", b"v"), (b"k", b"v")], 5, |b| {
-            b[field::LAST_OFFSET_DELTA..field::LAST_OFFSET_DELTA + 4].copy_from_slice(&5i32.to_be_bytes());
+            b[field::LAST_OFFSET_DELTA..field::LAST_OFFSET_DELTA + 4]
+                .copy_from_slice(&5i32.to_be_bytes());
         });
-        assert!(matches!(validate_batches(&buf, 1 << 20), Err(LogError::InvalidRecord(_))));
-        assert_eq!(validate_stored_batches(&buf, 1 << 20).unwrap()[0].last_offset_delta, 5);
+        assert!(matches!(
+            validate_batches(&buf, 1 << 20),
+            Err(LogError::InvalidRecord(_))
+        ));
+        assert_eq!(
+            validate_stored_batches(&buf, 1 << 20).unwrap()[0].last_offset_delta,
+            5
+        );
     }
 
     #[test]
     fn zero_records_is_invalid() {
         let buf = testing::batch_with(&[(b"k", b"v")], 5, |b| {
             b[field::RECORD_COUNT..field::RECORD_COUNT + 4].copy_from_slice(&0i32.to_be_bytes());
-            b[field::LAST_OFFSET_DELTA..field::LAST_OFFSET_DELTA + 4].copy_from_slice(&(-1i32).to_be_bytes());
+            b[field::LAST_OFFSET_DELTA..field::LAST_OFFSET_DELTA + 4]
+                .copy_from_slice(&(-1i32).to_be_bytes());
         });
         assert!(validate_batches(&buf, 1 << 20).is_err());
     }

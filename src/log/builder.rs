@@ -42,19 +42,36 @@ impl BatchBuilder {
 
     /// Bytes one record will take in the batch (length prefix included); lets a caller
     /// decide whether it still fits under a size limit before pushing it.
-    pub fn record_bytes(offset_delta: u32, timestamp_delta: i64, key: Option<&[u8]>, value: &[u8], headers: &[Header<'_>]) -> usize {
+    pub fn record_bytes(
+        offset_delta: u32,
+        timestamp_delta: i64,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &[Header<'_>],
+    ) -> usize {
         let body = Self::body_bytes(offset_delta, timestamp_delta, key, value, headers);
         varint_len(body as i64) + body
     }
 
-    fn body_bytes(offset_delta: u32, timestamp_delta: i64, key: Option<&[u8]>, value: &[u8], headers: &[Header<'_>]) -> usize {
+    fn body_bytes(
+        offset_delta: u32,
+        timestamp_delta: i64,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &[Header<'_>],
+    ) -> usize {
         let key_bytes = match key {
             Some(key) => varint_len(key.len() as i64) + key.len(),
             None => varint_len(-1),
         };
         let header_bytes: usize = headers
             .iter()
-            .map(|h| varint_len(h.key.len() as i64) + h.key.len() + varint_len(h.value.len() as i64) + h.value.len())
+            .map(|h| {
+                varint_len(h.key.len() as i64)
+                    + h.key.len()
+                    + varint_len(h.value.len() as i64)
+                    + h.value.len()
+            })
             .sum();
         1 + varint_len(timestamp_delta)
             + varint_len(i64::from(offset_delta))
@@ -66,7 +83,13 @@ impl BatchBuilder {
     }
 
     /// Append one record.
-    pub fn push(&mut self, timestamp_ms: i64, key: Option<&[u8]>, value: &[u8], headers: &[Header<'_>]) {
+    pub fn push(
+        &mut self,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &[Header<'_>],
+    ) {
         let offset_delta = self.count;
         let timestamp_delta = timestamp_ms - self.base_timestamp_ms;
         let body = Self::body_bytes(offset_delta, timestamp_delta, key, value, headers);
@@ -93,7 +116,11 @@ impl BatchBuilder {
             put_varint(out, header.value.len() as i64);
             out.extend_from_slice(header.value);
         }
-        debug_assert_eq!(out.len() - body_start, body, "computed record size must match the encoding");
+        debug_assert_eq!(
+            out.len() - body_start,
+            body,
+            "computed record size must match the encoding"
+        );
         debug_assert!(out.len() > start);
         self.count += 1;
         self.max_timestamp_ms = self.max_timestamp_ms.max(timestamp_ms);
@@ -127,10 +154,13 @@ impl BatchBuilder {
         b[field::MAGIC] = MAGIC_V2 as u8;
         // attributes: no compression, create time, not transactional, not control
         b[field::ATTRIBUTES..field::ATTRIBUTES + 2].copy_from_slice(&0i16.to_be_bytes());
-        b[field::LAST_OFFSET_DELTA..field::LAST_OFFSET_DELTA + 4].copy_from_slice(&(count - 1).to_be_bytes());
+        b[field::LAST_OFFSET_DELTA..field::LAST_OFFSET_DELTA + 4]
+            .copy_from_slice(&(count - 1).to_be_bytes());
         let base_timestamp = field::LAST_OFFSET_DELTA + 4;
-        b[base_timestamp..base_timestamp + 8].copy_from_slice(&self.base_timestamp_ms.to_be_bytes());
-        b[field::MAX_TIMESTAMP..field::MAX_TIMESTAMP + 8].copy_from_slice(&self.max_timestamp_ms.to_be_bytes());
+        b[base_timestamp..base_timestamp + 8]
+            .copy_from_slice(&self.base_timestamp_ms.to_be_bytes());
+        b[field::MAX_TIMESTAMP..field::MAX_TIMESTAMP + 8]
+            .copy_from_slice(&self.max_timestamp_ms.to_be_bytes());
         b[field::PRODUCER_ID..field::PRODUCER_ID + 8].copy_from_slice(&(-1i64).to_be_bytes());
         b[field::PRODUCER_EPOCH..field::PRODUCER_EPOCH + 2].copy_from_slice(&(-1i16).to_be_bytes());
         b[field::BASE_SEQUENCE..field::BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
@@ -166,7 +196,20 @@ mod tests {
 
     #[test]
     fn varint_lengths_match_encoding() {
-        for v in [0i64, 1, -1, 63, -64, 64, -65, 8191, 8192, i64::from(i32::MAX), i64::MIN, i64::MAX] {
+        for v in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            -65,
+            8191,
+            8192,
+            i64::from(i32::MAX),
+            i64::MIN,
+            i64::MAX,
+        ] {
             let mut out = Vec::new();
             put_varint(&mut out, v);
             assert_eq!(varint_len(v), out.len(), "{v}");
@@ -177,8 +220,14 @@ mod tests {
     fn built_batch_passes_log_validation_and_decodes_with_headers() {
         let mut builder = BatchBuilder::new(1_000, 0);
         let headers = [
-            Header { key: "mqtt.topic", value: b"sensors/a" },
-            Header { key: "unit", value: "°C".as_bytes() },
+            Header {
+                key: "mqtt.topic",
+                value: b"sensors/a",
+            },
+            Header {
+                key: "unit",
+                value: "°C".as_bytes(),
+            },
         ];
         let expected = BatchBuilder::record_bytes(0, 0, Some(b"sensors/a"), b"21.5", &headers);
         builder.push(1_000, Some(b"sensors/a"), b"21.5", &headers);
@@ -201,7 +250,11 @@ mod tests {
         assert_eq!(records[0].value.as_deref(), Some(&b"21.5"[..]));
         assert_eq!(records[0].timestamp, 1_000);
         assert_eq!(records[0].headers.len(), 2);
-        let unit = records[0].headers.iter().find(|(k, _)| k.as_str() == "unit").and_then(|(_, v)| v.clone());
+        let unit = records[0]
+            .headers
+            .iter()
+            .find(|(k, _)| k.as_str() == "unit")
+            .and_then(|(_, v)| v.clone());
         assert_eq!(unit.as_deref(), Some("°C".as_bytes()));
         assert_eq!(records[1].key, None);
         assert_eq!(records[1].offset, 1);

@@ -30,7 +30,8 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), LogError> {
     tmp_name.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp_name);
     let mut file = File::create(&tmp).map_err(io_context("creating", &tmp))?;
-    file.write_all(contents).map_err(io_context("writing", &tmp))?;
+    file.write_all(contents)
+        .map_err(io_context("writing", &tmp))?;
     file.sync_all().map_err(io_context("syncing", &tmp))?;
     drop(file);
     std::fs::rename(&tmp, path).map_err(io_context("renaming a new version over", path))?;
@@ -70,11 +71,15 @@ pub(crate) fn parse_checkpoint<T>(
     // The count is only compared, never used to size anything: it came from disk.
     let mut out = Vec::new();
     for line in lines.filter(|l| !l.trim().is_empty()) {
-        let value = entry(line.trim()).ok_or_else(|| invalid(path, format!("malformed entry {line:?}")))?;
+        let value =
+            entry(line.trim()).ok_or_else(|| invalid(path, format!("malformed entry {line:?}")))?;
         out.push(value);
     }
     if out.len() as u64 != count {
-        return Err(invalid(path, format!("says {count} entries but holds {}", out.len())));
+        return Err(invalid(
+            path,
+            format!("says {count} entries but holds {}", out.len()),
+        ));
     }
     Ok(out)
 }
@@ -91,13 +96,18 @@ pub(crate) fn render_checkpoint(entries: &[String]) -> String {
 
 /// Reads a `<topic> <partition> <offset>` checkpoint; a missing file is empty.
 pub fn read_offset_checkpoint(path: &Path) -> Result<PartitionOffsets, LogError> {
-    let Some(text) = read_optional(path)? else { return Ok(PartitionOffsets::new()) };
+    let Some(text) = read_optional(path)? else {
+        return Ok(PartitionOffsets::new());
+    };
     let entries = parse_checkpoint(path, &text, |line| {
         let mut parts = line.split_whitespace();
         let topic = parts.next()?.to_string();
         let partition = parts.next()?.parse().ok()?;
         let offset = parts.next()?.parse().ok()?;
-        parts.next().is_none().then_some(((topic, partition), offset))
+        parts
+            .next()
+            .is_none()
+            .then_some(((topic, partition), offset))
     })?;
     Ok(entries.into_iter().collect())
 }
@@ -106,9 +116,15 @@ pub fn read_offset_checkpoint(path: &Path) -> Result<PartitionOffsets, LogError>
 pub fn write_offset_checkpoint(path: &Path, offsets: &PartitionOffsets) -> Result<(), LogError> {
     for (topic, _) in offsets.keys() {
         // Kafka topic names never hold whitespace; one that did would corrupt the file.
-        assert!(!topic.is_empty() && !topic.contains(char::is_whitespace), "bad topic name {topic:?}");
+        assert!(
+            !topic.is_empty() && !topic.contains(char::is_whitespace),
+            "bad topic name {topic:?}"
+        );
     }
-    let lines: Vec<String> = offsets.iter().map(|((t, p), o)| format!("{t} {p} {o}")).collect();
+    let lines: Vec<String> = offsets
+        .iter()
+        .map(|((t, p), o)| format!("{t} {p} {o}"))
+        .collect();
     write_atomically(path, render_checkpoint(&lines).as_bytes())
 }
 
@@ -126,21 +142,40 @@ pub struct MetaProperties {
 /// Reads `meta.properties` (Java properties: `key=value` lines, `#`/`!` comments); None if
 /// the file does not exist.
 pub fn read_meta_properties(path: &Path) -> Result<Option<MetaProperties>, LogError> {
-    let Some(text) = read_optional(path)? else { return Ok(None) };
+    let Some(text) = read_optional(path)? else {
+        return Ok(None);
+    };
     let mut props = BTreeMap::new();
     for line in text.lines().map(str::trim) {
         if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
             continue;
         }
-        let (key, value) = line.split_once('=').ok_or_else(|| invalid(path, format!("line {line:?} has no '='")))?;
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| invalid(path, format!("line {line:?} has no '='")))?;
         props.insert(key.trim().to_string(), value.trim().to_string());
     }
-    let get = |key: &str| props.get(key).ok_or_else(|| invalid(path, format!("missing {key}")));
-    let version = get("version")?.parse().map_err(|_| invalid(path, "version is not a number"))?;
-    let id = props.get("broker.id").or_else(|| props.get("node.id")).ok_or_else(|| invalid(path, "missing broker.id"))?;
-    let broker_id = id.parse().map_err(|_| invalid(path, "broker.id is not a number"))?;
+    let get = |key: &str| {
+        props
+            .get(key)
+            .ok_or_else(|| invalid(path, format!("missing {key}")))
+    };
+    let version = get("version")?
+        .parse()
+        .map_err(|_| invalid(path, "version is not a number"))?;
+    let id = props
+        .get("broker.id")
+        .or_else(|| props.get("node.id"))
+        .ok_or_else(|| invalid(path, "missing broker.id"))?;
+    let broker_id = id
+        .parse()
+        .map_err(|_| invalid(path, "broker.id is not a number"))?;
     let cluster_id = get("cluster.id")?.clone();
-    Ok(Some(MetaProperties { version, broker_id, cluster_id }))
+    Ok(Some(MetaProperties {
+        version,
+        broker_id,
+        cluster_id,
+    }))
 }
 
 /// Atomically writes `meta.properties`.
@@ -167,16 +202,28 @@ mod tests {
         offsets.insert(("__consumer_offsets".into(), 13), 0);
         write_offset_checkpoint(&path, &offsets).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text, "0\n3\n__consumer_offsets 13 0\nsensors 0 42\nsensors 2 7\n");
+        assert_eq!(
+            text,
+            "0\n3\n__consumer_offsets 13 0\nsensors 0 42\nsensors 2 7\n"
+        );
         assert_eq!(read_offset_checkpoint(&path).unwrap(), offsets);
-        assert!(!dir.path().join("recovery-point-offset-checkpoint.tmp").exists());
+        assert!(!dir
+            .path()
+            .join("recovery-point-offset-checkpoint.tmp")
+            .exists());
     }
 
     #[test]
     fn malformed_checkpoints_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cp");
-        for bad in ["1\n0\n", "0\n2\nt 0 1\n", "0\n1\nt x 1\n", "0\nmany\n", "0\n1\nt 0 1 9\n"] {
+        for bad in [
+            "1\n0\n",
+            "0\n2\nt 0 1\n",
+            "0\n1\nt x 1\n",
+            "0\nmany\n",
+            "0\n1\nt 0 1 9\n",
+        ] {
             std::fs::write(&path, bad).unwrap();
             assert!(read_offset_checkpoint(&path).is_err(), "{bad:?}");
         }
@@ -187,11 +234,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.properties");
         assert_eq!(read_meta_properties(&path).unwrap(), None);
-        let meta = MetaProperties { version: 1, broker_id: 3, cluster_id: "q1Sh-9_ISia5gxAWaxLHwg".into() };
+        let meta = MetaProperties {
+            version: 1,
+            broker_id: 3,
+            cluster_id: "q1Sh-9_ISia5gxAWaxLHwg".into(),
+        };
         write_meta_properties(&path, &meta).unwrap();
         assert_eq!(read_meta_properties(&path).unwrap(), Some(meta));
 
-        std::fs::write(&path, "#Tue Mar 05 10:00:00 UTC 2024\ncluster.id=abc\nnode.id=2\nversion=1\n").unwrap();
+        std::fs::write(
+            &path,
+            "#Tue Mar 05 10:00:00 UTC 2024\ncluster.id=abc\nnode.id=2\nversion=1\n",
+        )
+        .unwrap();
         let read = read_meta_properties(&path).unwrap().unwrap();
         assert_eq!((read.broker_id, read.cluster_id.as_str()), (2, "abc"));
 

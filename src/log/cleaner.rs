@@ -28,7 +28,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::batch::{check_fields, check_header, field, parse_info, read_i32, stored_crc, Strictness, HEADER_BYTES};
+use super::batch::{
+    check_fields, check_header, field, parse_info, read_i32, stored_crc, Strictness, HEADER_BYTES,
+};
 use super::checkpoint::sync_dir;
 use super::partition::Log;
 use super::records::{finish_batch, for_each_record};
@@ -138,7 +140,10 @@ impl Log {
             .filter(|s| s.next_offset() > self.cleaner.cleaned_until)
             .map(|s| u64::from(s.size()))
             .sum();
-        let tombstones_due = self.cleaner.tombstone_due_ms.is_some_and(|due| due <= now_ms);
+        let tombstones_due = self
+            .cleaner
+            .tombstone_due_ms
+            .is_some_and(|due| due <= now_ms);
         if total == 0 || (dirty == 0 && !tombstones_due) {
             return None;
         }
@@ -168,7 +173,10 @@ impl Log {
     /// Swaps in the output of a pass, if the closed segments it read are still there
     /// unchanged (retention or truncation may have run meanwhile: then the output is dropped).
     pub fn finish_clean(&mut self, outcome: CleanOutcome) -> Result<Option<CleanReport>, LogError> {
-        assert_eq!(outcome.dir, self.dir, "a pass is finished on the log it read");
+        assert_eq!(
+            outcome.dir, self.dir,
+            "a pass is finished on the log it read"
+        );
         let count: usize = outcome.groups.iter().map(|g| g.inputs.len()).sum();
         let unchanged = count < self.segments.len()
             && outcome
@@ -210,7 +218,10 @@ impl Log {
         }
         self.cleaner.cleaned_until = outcome.map_end;
         self.cleaner.tombstone_due_ms = outcome.tombstone_due_ms;
-        let report = CleanReport { segments_after: self.segments.len() - 1, ..outcome.report };
+        let report = CleanReport {
+            segments_after: self.segments.len() - 1,
+            ..outcome.report
+        };
         tracing::info!(dir = %self.dir.display(), segments_before = report.segments_before,
             segments_after = report.segments_after, bytes_before = report.bytes_before,
             bytes_after = report.bytes_after, records_removed = report.records_removed, "compacted log");
@@ -227,10 +238,16 @@ impl Log {
         for ext in ["index", "timeindex"] {
             remove_if_present(&segment_path(&self.dir, base, ext))?;
         }
-        rename(&segment_path(&tmp, base, "log"), &segment_path(&self.dir, base, "log"))?;
+        rename(
+            &segment_path(&tmp, base, "log"),
+            &segment_path(&self.dir, base, "log"),
+        )?;
         sync_dir(&self.dir)?;
         for ext in ["index", "timeindex"] {
-            rename(&segment_path(&tmp, base, ext), &segment_path(&self.dir, base, ext))?;
+            rename(
+                &segment_path(&tmp, base, ext),
+                &segment_path(&self.dir, base, ext),
+            )?;
         }
         for segment in inputs {
             segment.delete_files(&self.dir)?;
@@ -245,7 +262,9 @@ impl Log {
         for entry in std::fs::read_dir(&self.dir).map_err(io_context("listing", &self.dir))? {
             let entry = entry.map_err(io_context("listing", &self.dir))?;
             let name = entry.file_name();
-            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else { continue };
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+                continue;
+            };
             if let Ok(base) = stem.parse::<i64>() {
                 if base >= from && base < end {
                     bases.push(base);
@@ -255,7 +274,14 @@ impl Log {
         bases.sort_unstable();
         bases.push(end);
         (0..bases.len() - 1)
-            .map(|i| Segment::open_closed(&self.dir, bases[i], bases[i + 1], self.config.index_interval_bytes))
+            .map(|i| {
+                Segment::open_closed(
+                    &self.dir,
+                    bases[i],
+                    bases[i + 1],
+                    self.config.index_interval_bytes,
+                )
+            })
             .collect()
     }
 }
@@ -269,7 +295,12 @@ fn remove_if_present(path: &Path) -> Result<(), LogError> {
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), LogError> {
-    std::fs::rename(from, to).map_err(|e| LogError::io(format!("renaming {} to {}", from.display(), to.display()), e))
+    std::fs::rename(from, to).map_err(|e| {
+        LogError::io(
+            format!("renaming {} to {}", from.display(), to.display()),
+            e,
+        )
+    })
 }
 
 /// Reads the whole batch at `position` of a segment file of `size` bytes, CRC checked; None
@@ -285,7 +316,9 @@ fn batch_at(input: &Input, position: u32) -> Result<Option<(BatchInfo, Vec<u8>)>
         .file
         .read_exact_at(&mut header[..n], u64::from(position))
         .map_err(io_context("reading a batch header of", &input.path))?;
-    let corrupt = |e: LogError| LogError::CorruptBatch(format!("{} at byte {position}: {e}", input.path.display()));
+    let corrupt = |e: LogError| {
+        LogError::CorruptBatch(format!("{} at byte {position}: {e}", input.path.display()))
+    };
     let size = check_header(&header[..n], u64::from(available), u32::MAX).map_err(corrupt)?;
     let info = parse_info(&header, size);
     check_fields(&info, Strictness::Stored).map_err(corrupt)?;
@@ -301,7 +334,10 @@ fn batch_at(input: &Input, position: u32) -> Result<Option<(BatchInfo, Vec<u8>)>
 }
 
 /// Calls `f` with every batch of `input`, in order.
-fn for_each_batch(input: &Input, mut f: impl FnMut(BatchInfo, Vec<u8>) -> Result<bool, LogError>) -> Result<(), LogError> {
+fn for_each_batch(
+    input: &Input,
+    mut f: impl FnMut(BatchInfo, Vec<u8>) -> Result<bool, LogError>,
+) -> Result<(), LogError> {
     let mut position = 0u32;
     while let Some((info, batch)) = batch_at(input, position)? {
         position += info.size_bytes;
@@ -344,9 +380,18 @@ impl CleanJob {
             for input in group {
                 report.bytes_before += u64::from(input.size);
                 for_each_batch(input, |info, batch| {
-                    let kept = filter_batch(&info, &batch, &map, horizon, &mut tombstone_due_ms, self.delete_retention_ms);
+                    let kept = filter_batch(
+                        &info,
+                        &batch,
+                        &map,
+                        horizon,
+                        &mut tombstone_due_ms,
+                        self.delete_retention_ms,
+                    );
                     match kept {
-                        Kept::Whole => output.append_compacted(&batch, &[info], self.index_interval)?,
+                        Kept::Whole => {
+                            output.append_compacted(&batch, &[info], self.index_interval)?
+                        }
                         Kept::Nothing(removed) => {
                             changed = true;
                             report.records_removed += removed;
@@ -354,7 +399,11 @@ impl CleanJob {
                         Kept::Some(smaller, removed) => {
                             changed = true;
                             report.records_removed += removed;
-                            let info = BatchInfo { size_bytes: smaller.len() as u32, record_count: read_i32(&smaller, field::RECORD_COUNT), ..info };
+                            let info = BatchInfo {
+                                size_bytes: smaller.len() as u32,
+                                record_count: read_i32(&smaller, field::RECORD_COUNT),
+                                ..info
+                            };
                             output.append_compacted(&smaller, &[info], self.index_interval)?;
                         }
                     }
@@ -371,7 +420,13 @@ impl CleanJob {
             start = end;
         }
         report.segments_before = self.inputs.len();
-        Ok(CleanOutcome { dir: self.dir, groups, map_end, tombstone_due_ms, report })
+        Ok(CleanOutcome {
+            dir: self.dir,
+            groups,
+            map_end,
+            tombstone_due_ms,
+            report,
+        })
     }
 
     /// Maps each key of the dirty part to its latest offset, stopping (at a batch boundary)
@@ -496,7 +551,8 @@ fn filter_batch(
     for raw in &kept {
         out.extend_from_slice(raw);
     }
-    out[field::RECORD_COUNT..field::RECORD_COUNT + 4].copy_from_slice(&(kept.len() as i32).to_be_bytes());
+    out[field::RECORD_COUNT..field::RECORD_COUNT + 4]
+        .copy_from_slice(&(kept.len() as i32).to_be_bytes());
     finish_batch(&mut out);
     Kept::Some(out, removed)
 }

@@ -7,7 +7,11 @@ use super::test_support::*;
 use super::{Log, LogConfig};
 
 fn compact_config() -> LogConfig {
-    LogConfig { compact: true, delete_retention_ms: 1_000, ..small_config(400) }
+    LogConfig {
+        compact: true,
+        delete_retention_ms: 1_000,
+        ..small_config(400)
+    }
 }
 
 /// Appends one record per call: key `k{key}`, value `v{n}` (None: a tombstone).
@@ -63,7 +67,10 @@ fn compaction_keeps_the_latest_value_of_each_key_at_its_offset() {
     updated(&mut log);
     assert!(log.segment_count() > 4, "{}", log.segment_count());
     let report = clean(&mut log, 20_000).expect("a first pass has work");
-    assert!(report.records_removed > 0 && report.bytes_after < report.bytes_before, "{report:?}");
+    assert!(
+        report.records_removed > 0 && report.bytes_after < report.bytes_before,
+        "{report:?}"
+    );
     // The next pass merges the now small cleaned segments (grouped by their current size).
     let more = log.log_end_offset() as u32;
     for n in more..more + 40 {
@@ -71,7 +78,10 @@ fn compaction_keeps_the_latest_value_of_each_key_at_its_offset() {
     }
     let segments_before = log.segment_count();
     clean(&mut log, 20_000).expect("new dirty segments");
-    assert!(log.segment_count() < segments_before, "small cleaned segments are merged");
+    assert!(
+        log.segment_count() < segments_before,
+        "small cleaned segments are merged"
+    );
     let end = log.log_end_offset();
     let active_base = *log.segment_base_offsets().last().unwrap();
     assert_eq!(log.log_end_offset(), end, "the log end never moves");
@@ -82,11 +92,22 @@ fn compaction_keeps_the_latest_value_of_each_key_at_its_offset() {
     let mut keys: Vec<&String> = closed.iter().map(|r| &r.1).collect();
     keys.sort();
     keys.dedup();
-    assert_eq!(keys.len(), closed.len(), "one record per key in cleaned segments: {closed:?}");
+    assert_eq!(
+        keys.len(),
+        closed.len(),
+        "one record per key in cleaned segments: {closed:?}"
+    );
     for (offset, _, value) in &records {
-        assert_eq!(value.as_deref(), Some(format!("v{offset}").as_str()), "offsets keep their records");
+        assert_eq!(
+            value.as_deref(),
+            Some(format!("v{offset}").as_str()),
+            "offsets keep their records"
+        );
     }
-    assert!(records.iter().any(|r| r.0 == end - 1), "the newest record is there");
+    assert!(
+        records.iter().any(|r| r.0 == end - 1),
+        "the newest record is there"
+    );
     // Nothing more to do until more data arrives.
     assert!(log.clean_job(20_000).is_none());
     // Reopening finds the same records.
@@ -112,7 +133,10 @@ fn newer_values_in_later_segments_win_over_cleaned_ones() {
     }
     clean(&mut log, 20_000).expect("new dirty segments");
     let active_base = *log.segment_base_offsets().last().unwrap();
-    let closed: Vec<_> = contents(&log).into_iter().filter(|r| r.0 < active_base).collect();
+    let closed: Vec<_> = contents(&log)
+        .into_iter()
+        .filter(|r| r.0 < active_base)
+        .collect();
     for key in 0..4 {
         let name = format!("k{key}");
         let hits: Vec<_> = closed.iter().filter(|r| r.1 == name).collect();
@@ -131,8 +155,14 @@ fn tombstones_are_kept_for_delete_retention_then_dropped() {
     updated(&mut log);
     clean(&mut log, 2_500).unwrap();
     let records = contents(&log);
-    assert!(!records.iter().any(|r| r.1 == "k7" && r.2.is_some()), "the deleted value is gone");
-    assert!(records.iter().any(|r| r.1 == "k7" && r.2.is_none()), "the tombstone stays for a while");
+    assert!(
+        !records.iter().any(|r| r.1 == "k7" && r.2.is_some()),
+        "the deleted value is gone"
+    );
+    assert!(
+        records.iter().any(|r| r.1 == "k7" && r.2.is_none()),
+        "the tombstone stays for a while"
+    );
     // Past delete_retention_ms the tombstone goes too, even with nothing else dirty.
     clean(&mut log, 3_001).expect("a due tombstone makes a pass");
     assert!(!contents(&log).iter().any(|r| r.1 == "k7"));
@@ -173,14 +203,20 @@ fn a_swap_interrupted_before_the_old_segments_went_is_repaired_at_open() {
     drop(log);
     let log = Log::open(&dir, compact_config(), 0).unwrap();
     assert!(!tmp.exists(), "the unfinished output is removed");
-    assert!(log.segment_count() < bases.len(), "segments covered by the merged output are gone");
+    assert!(
+        log.segment_count() < bases.len(),
+        "segments covered by the merged output are gone"
+    );
     assert_eq!(log.log_end_offset(), expected_end);
     let records = contents(&log);
     let offsets: Vec<i64> = records.iter().map(|r| r.0).collect();
     let mut sorted = offsets.clone();
     sorted.sort_unstable();
     sorted.dedup();
-    assert_eq!(offsets, sorted, "offsets strictly grow, no duplicates: {offsets:?}");
+    assert_eq!(
+        offsets, sorted,
+        "offsets strictly grow, no duplicates: {offsets:?}"
+    );
     for (offset, _, value) in &records {
         assert_eq!(value.as_deref(), Some(format!("v{offset}").as_str()));
     }

@@ -32,7 +32,10 @@ impl EpochCache {
                 let mut parts = line.split_whitespace();
                 let epoch = parts.next()?.parse().ok()?;
                 let start_offset = parts.next()?.parse().ok()?;
-                parts.next().is_none().then_some(EpochEntry { epoch, start_offset })
+                parts.next().is_none().then_some(EpochEntry {
+                    epoch,
+                    start_offset,
+                })
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io_context("reading", &path)(e)),
@@ -43,7 +46,10 @@ impl EpochCache {
         if !increasing {
             return Err(LogError::io(
                 format!("reading {}", path.display()),
-                std::io::Error::new(std::io::ErrorKind::InvalidData, "epochs or start offsets do not increase"),
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "epochs or start offsets do not increase",
+                ),
             ));
         }
         Ok(EpochCache { path, entries })
@@ -80,13 +86,18 @@ impl EpochCache {
                 self.entries.pop();
             }
         }
-        self.entries.push(EpochEntry { epoch, start_offset });
+        self.entries.push(EpochEntry {
+            epoch,
+            start_offset,
+        });
         self.persist()
     }
 
     /// Drops epochs that start at or after `end_offset` (the log was truncated there).
     pub fn truncate_from_end(&mut self, end_offset: i64) -> Result<(), LogError> {
-        let keep = self.entries.partition_point(|e| e.start_offset < end_offset);
+        let keep = self
+            .entries
+            .partition_point(|e| e.start_offset < end_offset);
         if keep < self.entries.len() {
             self.entries.truncate(keep);
             self.persist()?;
@@ -96,7 +107,9 @@ impl EpochCache {
 
     /// Forgets epochs wholly below `start_offset`; the epoch in force there now starts there.
     pub fn truncate_from_start(&mut self, start_offset: i64) -> Result<(), LogError> {
-        let below = self.entries.partition_point(|e| e.start_offset <= start_offset);
+        let below = self
+            .entries
+            .partition_point(|e| e.start_offset <= start_offset);
         if below == 0 || (below == 1 && self.entries[0].start_offset == start_offset) {
             return Ok(());
         }
@@ -115,13 +128,20 @@ impl EpochCache {
             return None;
         }
         let found = self.entries[upto - 1];
-        let end = self.entries.get(upto).map_or(log_end, |next| next.start_offset);
+        let end = self
+            .entries
+            .get(upto)
+            .map_or(log_end, |next| next.start_offset);
         Some((found.epoch, end))
     }
 
     /// Writes the checkpoint atomically.
     pub fn persist(&self) -> Result<(), LogError> {
-        let lines: Vec<String> = self.entries.iter().map(|e| format!("{} {}", e.epoch, e.start_offset)).collect();
+        let lines: Vec<String> = self
+            .entries
+            .iter()
+            .map(|e| format!("{} {}", e.epoch, e.start_offset))
+            .collect();
         write_atomically(&self.path, render_checkpoint(&lines).as_bytes())
     }
 }
@@ -160,10 +180,31 @@ mod tests {
             cache.assign(epoch, start).unwrap();
         }
         cache.truncate_from_start(15).unwrap();
-        assert_eq!(cache.entries(), &[EpochEntry { epoch: 2, start_offset: 15 }, EpochEntry { epoch: 4, start_offset: 20 }]);
+        assert_eq!(
+            cache.entries(),
+            &[
+                EpochEntry {
+                    epoch: 2,
+                    start_offset: 15
+                },
+                EpochEntry {
+                    epoch: 4,
+                    start_offset: 20
+                }
+            ]
+        );
         cache.truncate_from_end(20).unwrap();
-        assert_eq!(cache.latest(), Some(EpochEntry { epoch: 2, start_offset: 15 }));
-        assert_eq!(EpochCache::load(dir.path()).unwrap().entries(), cache.entries());
+        assert_eq!(
+            cache.latest(),
+            Some(EpochEntry {
+                epoch: 2,
+                start_offset: 15
+            })
+        );
+        assert_eq!(
+            EpochCache::load(dir.path()).unwrap().entries(),
+            cache.entries()
+        );
     }
 
     #[test]

@@ -28,7 +28,10 @@ impl<const N: usize> IndexFile<N> {
             .truncate(false)
             .open(path)
             .map_err(io_context("opening index", path))?;
-        let len = file.metadata().map_err(io_context("reading the size of", path))?.len();
+        let len = file
+            .metadata()
+            .map_err(io_context("reading the size of", path))?
+            .len();
         let whole = len / N as u64;
         let entries = u32::try_from(whole).map_err(|_| {
             LogError::io(
@@ -38,9 +41,14 @@ impl<const N: usize> IndexFile<N> {
         })?;
         if len % N as u64 != 0 {
             tracing::warn!(path = %path.display(), len, "cutting a torn entry off the end of an index");
-            file.set_len(whole * N as u64).map_err(io_context("cutting a torn entry off", path))?;
+            file.set_len(whole * N as u64)
+                .map_err(io_context("cutting a torn entry off", path))?;
         }
-        Ok(IndexFile { file, path: path.to_path_buf(), entries })
+        Ok(IndexFile {
+            file,
+            path: path.to_path_buf(),
+            entries,
+        })
     }
 
     /// Number of whole entries.
@@ -102,7 +110,9 @@ impl<const N: usize> IndexFile<N> {
 
     /// Pushes written entries to stable storage.
     pub fn sync(&self) -> Result<(), LogError> {
-        self.file.sync_data().map_err(io_context("syncing", &self.path))
+        self.file
+            .sync_data()
+            .map_err(io_context("syncing", &self.path))
     }
 }
 
@@ -124,8 +134,15 @@ mod tests {
         let idx = IndexFile::<4>::open(&path).unwrap();
         assert_eq!(idx.len(), 4);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 16);
-        assert_eq!(idx.partition_point(|e| u32::from_be_bytes(*e) <= 9).unwrap(), 3);
-        assert_eq!(idx.partition_point(|e| u32::from_be_bytes(*e) < 1).unwrap(), 0);
+        assert_eq!(
+            idx.partition_point(|e| u32::from_be_bytes(*e) <= 9)
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            idx.partition_point(|e| u32::from_be_bytes(*e) < 1).unwrap(),
+            0
+        );
         assert_eq!(idx.last().unwrap(), Some(20u32.to_be_bytes()));
     }
 }

@@ -32,8 +32,8 @@ mod retention;
 mod scan;
 mod segment;
 mod sync;
-mod time_index;
 pub mod testing;
+mod time_index;
 
 #[cfg(test)]
 mod test_support;
@@ -92,16 +92,25 @@ impl LogConfig {
     /// this on user input, since [`Log::open`] and [`Log::set_config`] assert it.
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=MAX_SEGMENT_BYTES).contains(&self.segment_bytes) {
-            return Err(format!("segment_bytes {} must be in 1..={MAX_SEGMENT_BYTES}", self.segment_bytes));
+            return Err(format!(
+                "segment_bytes {} must be in 1..={MAX_SEGMENT_BYTES}",
+                self.segment_bytes
+            ));
         }
         if self.segment_ms < 1 {
             return Err(format!("segment_ms {} must be positive", self.segment_ms));
         }
         if self.delete_retention_ms < 0 {
-            return Err(format!("delete_retention_ms {} must not be negative", self.delete_retention_ms));
+            return Err(format!(
+                "delete_retention_ms {} must not be negative",
+                self.delete_retention_ms
+            ));
         }
         if self.max_batch_bytes < batch::HEADER_BYTES as u32 {
-            return Err(format!("max_batch_bytes {} is smaller than a batch header", self.max_batch_bytes));
+            return Err(format!(
+                "max_batch_bytes {} is smaller than a batch header",
+                self.max_batch_bytes
+            ));
         }
         Ok(())
     }
@@ -154,7 +163,10 @@ pub enum LogError {
 impl LogError {
     /// Wraps an I/O error with what was being done and where.
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> LogError {
-        LogError::Io { context: context.into(), source }
+        LogError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 
@@ -222,10 +234,10 @@ pub struct AppendInfo {
 }
 
 #[cfg(test)]
+mod cleaner_tests;
+#[cfg(test)]
 mod partition_tests;
 #[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]
 mod retention_tests;
-#[cfg(test)]
-mod cleaner_tests;

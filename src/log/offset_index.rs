@@ -28,7 +28,11 @@ impl OffsetIndex {
     /// Opens or creates the index of the segment starting at `base_offset`.
     pub fn open(path: &Path, base_offset: i64) -> Result<Self, LogError> {
         let file = IndexFile::open(path)?;
-        let mut index = OffsetIndex { file, base_offset, last: None };
+        let mut index = OffsetIndex {
+            file,
+            base_offset,
+            last: None,
+        };
         index.last = index.file.last()?.map(|e| index.decode(&e));
         Ok(index)
     }
@@ -36,7 +40,10 @@ impl OffsetIndex {
     fn decode(&self, e: &[u8; 8]) -> IndexEntry {
         let relative = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
         let position = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
-        IndexEntry { offset: self.base_offset + i64::from(relative), position }
+        IndexEntry {
+            offset: self.base_offset + i64::from(relative),
+            position,
+        }
     }
 
     /// Number of entries.
@@ -51,7 +58,8 @@ impl OffsetIndex {
 
     /// Records that the batch ending at `offset` starts at `position`.
     pub fn append(&mut self, offset: i64, position: u32) -> Result<(), LogError> {
-        let relative = u32::try_from(offset - self.base_offset).expect("relative offset fits u32 (roll guarantees it)");
+        let relative = u32::try_from(offset - self.base_offset)
+            .expect("relative offset fits u32 (roll guarantees it)");
         if let Some(last) = self.last {
             assert!(
                 offset > last.offset && position > last.position,
@@ -70,7 +78,9 @@ impl OffsetIndex {
 
     /// The greatest entry whose offset is <= `offset`, if any.
     pub fn lookup(&self, offset: i64) -> Result<Option<IndexEntry>, LogError> {
-        let n = self.file.partition_point(|e| self.decode(e).offset <= offset)?;
+        let n = self
+            .file
+            .partition_point(|e| self.decode(e).offset <= offset)?;
         if n == 0 {
             return Ok(None);
         }
@@ -79,7 +89,9 @@ impl OffsetIndex {
 
     /// Drops every entry pointing at or past `position` (the log is being cut there).
     pub fn truncate_to_position(&mut self, position: u32) -> Result<(), LogError> {
-        let keep = self.file.partition_point(|e| self.decode(e).position < position)?;
+        let keep = self
+            .file
+            .partition_point(|e| self.decode(e).position < position)?;
         self.truncate_entries(keep)
     }
 
@@ -93,10 +105,15 @@ impl OffsetIndex {
     /// Cheap consistency check against the segment's log size: first and last entries
     /// increase and point inside the log. Returns why the index is unusable.
     pub fn sanity_check(&self, log_size: u32) -> Result<Option<String>, LogError> {
-        let Some(last) = self.last else { return Ok(None) };
+        let Some(last) = self.last else {
+            return Ok(None);
+        };
         let first = self.decode(&self.file.read(0)?);
         if last.position >= log_size {
-            return Ok(Some(format!("last entry points at byte {} of a {log_size}-byte log", last.position)));
+            return Ok(Some(format!(
+                "last entry points at byte {} of a {log_size}-byte log",
+                last.position
+            )));
         }
         if self.len() > 1 && (first.offset >= last.offset || first.position >= last.position) {
             return Ok(Some("entries do not increase".into()));

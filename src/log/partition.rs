@@ -30,7 +30,12 @@ pub struct Log {
 /// cleaner merge was interrupted after its output replaced the group's first segment: the
 /// other segments of that group are still on disk, wholly covered by the output, and are
 /// deleted here (never the last, active one: the cleaner only merges closed segments).
-fn open_closed_segment(dir: &Path, bases: &mut Vec<i64>, i: usize, interval: u32) -> Result<Segment, LogError> {
+fn open_closed_segment(
+    dir: &Path,
+    bases: &mut Vec<i64>,
+    i: usize,
+    interval: u32,
+) -> Result<Segment, LogError> {
     let segment = Segment::open_closed(dir, bases[i], bases[i + 1], interval)?;
     let end = segment.content_end()?;
     let mut covered = i + 1;
@@ -65,11 +70,15 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
         let entry = entry.map_err(io_context("listing", dir))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some((stem, ext)) = name.split_once('.') else { continue };
+        let Some((stem, ext)) = name.split_once('.') else {
+            continue;
+        };
         if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        let Ok(base) = stem.parse::<i64>() else { continue };
+        let Ok(base) = stem.parse::<i64>() else {
+            continue;
+        };
         match ext {
             "log" => logs.push(base),
             "index" | "timeindex" => indexes.push((base, entry.path())),
@@ -94,7 +103,8 @@ impl Log {
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log, LogError> {
         config.assert_valid();
         if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(io_context("creating partition directory", dir))?;
+            std::fs::create_dir_all(dir)
+                .map_err(io_context("creating partition directory", dir))?;
             if let Some(parent) = dir.parent() {
                 sync_dir(parent)?;
             }
@@ -104,7 +114,12 @@ impl Log {
         let mut segments = Vec::with_capacity(bases.len().max(1));
         let mut i = 0;
         while i + 1 < bases.len() {
-            segments.push(open_closed_segment(dir, &mut bases, i, config.index_interval_bytes)?);
+            segments.push(open_closed_segment(
+                dir,
+                &mut bases,
+                i,
+                config.index_interval_bytes,
+            )?);
             i += 1;
         }
         let (mut recovered, mut truncated_bytes) = (0u64, 0u64);
@@ -147,18 +162,27 @@ impl Log {
     }
 
     pub(super) fn active(&self) -> &Segment {
-        self.segments.last().expect("a log always has an active segment")
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
     }
 
     pub(super) fn active_mut(&mut self) -> &mut Segment {
-        self.segments.last_mut().expect("a log always has an active segment")
+        self.segments
+            .last_mut()
+            .expect("a log always has an active segment")
     }
 
     /// Validates producer batches, assigns offsets from the log end by rewriting each batch's
     /// baseOffset, stamps `partition_leader_epoch`, and appends them to the active segment
     /// (rolling first if size or age demand it). Does not fsync. All or nothing: on a
     /// validation error nothing is written and `batches` is unchanged.
-    pub fn append(&mut self, batches: &mut [u8], partition_leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, LogError> {
+    pub fn append(
+        &mut self,
+        batches: &mut [u8],
+        partition_leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
         let mut infos = validate_batches(batches, self.config.max_batch_bytes)?;
         check_request_size(batches, &infos)?;
         if let Some(latest) = self.epochs.latest() {
@@ -169,7 +193,12 @@ impl Log {
                 )));
             }
         }
-        let last_offset = self.log_end_offset() + infos.iter().map(|i| i64::from(i.last_offset_delta) + 1).sum::<i64>() - 1;
+        let last_offset = self.log_end_offset()
+            + infos
+                .iter()
+                .map(|i| i64::from(i.last_offset_delta) + 1)
+                .sum::<i64>()
+            - 1;
         self.roll_if_needed(batches.len() as u64, last_offset, now_ms)?;
         let mut next = self.log_end_offset();
         let mut pos = 0usize;
@@ -188,7 +217,11 @@ impl Log {
     /// Appends batches that already carry offsets (a follower copying its leader). They must
     /// continue exactly at the log end, else `InvalidRecord`. Checks structure and CRCs only:
     /// the leader already applied its rules.
-    pub fn append_as_follower(&mut self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+    pub fn append_as_follower(
+        &mut self,
+        batches: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
         let infos = validate_stored_batches(batches, u32::MAX)?;
         check_request_size(batches, &infos)?;
         let mut expected = self.log_end_offset();
@@ -206,18 +239,27 @@ impl Log {
     }
 
     /// Records new epochs, then writes validated, offset-assigned batches to the active segment.
-    fn write(&mut self, bytes: &[u8], infos: &[BatchInfo], now_ms: i64) -> Result<AppendInfo, LogError> {
+    fn write(
+        &mut self,
+        bytes: &[u8],
+        infos: &[BatchInfo],
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
         let start = self.log_end_offset();
         // Epoch first, as Kafka does: if the write then fails, the entry starts at the log end
         // and is harmless (dropped on reopen, or the start of the next write in that epoch).
         for info in infos {
-            self.epochs.assign(info.partition_leader_epoch, info.base_offset)?;
+            self.epochs
+                .assign(info.partition_leader_epoch, info.base_offset)?;
         }
         let interval = self.config.index_interval_bytes;
         self.active_mut().append(bytes, infos, interval)?;
         self.active_first_append_ms.get_or_insert(now_ms);
         let end = self.log_end_offset();
-        assert!(end > start, "the log end must grow on append: {start} -> {end}");
+        assert!(
+            end > start,
+            "the log end must grow on append: {start} -> {end}"
+        );
         Ok(AppendInfo {
             base_offset: start,
             last_offset: end - 1,
@@ -240,20 +282,26 @@ impl Log {
         }
         if !self.active().can_hold(len, last_offset) {
             // Only hostile lastOffsetDelta values get here: no segment can address them.
-            return Err(LogError::InvalidRecord(format!("offsets up to {last_offset} cannot fit one segment")));
+            return Err(LogError::InvalidRecord(format!(
+                "offsets up to {last_offset} cannot fit one segment"
+            )));
         }
         Ok(())
     }
 
     pub(super) fn is_active_expired(&self, now_ms: i64) -> bool {
-        self.active_first_append_ms.is_some_and(|t| now_ms.saturating_sub(t) > self.config.segment_ms)
+        self.active_first_append_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) > self.config.segment_ms)
     }
 
     /// Seals the active segment (final time index entry, fsync) and starts a new one at the
     /// log end.
     pub(super) fn roll(&mut self) -> Result<(), LogError> {
         let new_base = self.log_end_offset();
-        assert!(new_base > self.active().base_offset(), "never roll an empty segment");
+        assert!(
+            new_base > self.active().base_offset(),
+            "never roll an empty segment"
+        );
         self.active_mut().seal()?;
         self.flush.advance(new_base);
         let segment = Segment::create(&self.dir, new_base)?;
@@ -271,12 +319,20 @@ impl Log {
     pub fn read(&self, offset: i64, max_bytes: u32, max_offset: i64) -> Result<Vec<u8>, LogError> {
         let (start, end) = (self.log_start_offset, self.log_end_offset());
         if offset < start || offset > end {
-            return Err(LogError::OffsetOutOfRange { requested: offset, log_start: start, log_end: end });
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                log_start: start,
+                log_end: end,
+            });
         }
         if offset == end || offset >= max_offset {
             return Ok(Vec::new());
         }
-        let first = self.segments.partition_point(|s| s.base_offset() <= offset).max(1) - 1;
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .max(1)
+            - 1;
         for segment in &self.segments[first..] {
             if let Some((position, _)) = segment.find_batch(offset)? {
                 return segment.read(position, max_bytes, max_offset);
@@ -288,10 +344,20 @@ impl Log {
     /// Calls `f` with the header of every batch whose last offset is at or past `from`, in
     /// offset order. Reads headers only, hopping from batch to batch (rebuilding producer
     /// state at open costs one small read per batch, not a read of the data).
-    pub fn for_each_batch_header(&self, from: i64, mut f: impl FnMut(&BatchInfo)) -> Result<(), LogError> {
-        let first = self.segments.partition_point(|s| s.base_offset() <= from).max(1) - 1;
+    pub fn for_each_batch_header(
+        &self,
+        from: i64,
+        mut f: impl FnMut(&BatchInfo),
+    ) -> Result<(), LogError> {
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset() <= from)
+            .max(1)
+            - 1;
         for segment in &self.segments[first..] {
-            let Some((mut position, _)) = segment.find_batch(from)? else { continue };
+            let Some((mut position, _)) = segment.find_batch(from)? else {
+                continue;
+            };
             while let Some(info) = segment.header_at(position)? {
                 f(&info);
                 position += info.size_bytes;
@@ -329,11 +395,16 @@ impl Log {
     /// (not before the log start), with that timestamp; None if no batch is that new.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
         for segment in &self.segments {
-            if segment.next_offset() <= self.log_start_offset || segment.max_timestamp().is_none_or(|(max, _)| max < ts) {
+            if segment.next_offset() <= self.log_start_offset
+                || segment.max_timestamp().is_none_or(|(max, _)| max < ts)
+            {
                 continue;
             }
             if let Some(info) = segment.find_timestamp(ts, self.log_start_offset)? {
-                return Ok(Some((info.base_offset.max(self.log_start_offset), info.max_timestamp)));
+                return Ok(Some((
+                    info.base_offset.max(self.log_start_offset),
+                    info.max_timestamp,
+                )));
             }
         }
         Ok(None)
@@ -366,7 +437,10 @@ impl Log {
     pub fn mark_flushed(&mut self, offset: i64) {
         let end = self.log_end_offset();
         self.flush.completed(offset, end);
-        assert!(self.flush.flushed() <= end, "the recovery point never passes the log end");
+        assert!(
+            self.flush.flushed() <= end,
+            "the recovery point never passes the log end"
+        );
     }
 
     /// The recovery point: every offset below it is on disk.
@@ -399,7 +473,11 @@ impl Log {
 
     /// The leader epoch cache as (epoch, start offset) pairs, oldest first.
     pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
-        self.epochs.entries().iter().map(|e| (e.epoch, e.start_offset)).collect()
+        self.epochs
+            .entries()
+            .iter()
+            .map(|e| (e.epoch, e.start_offset))
+            .collect()
     }
 
     /// Clean shutdown: fsyncs the active segment and its indexes and the directory.
@@ -442,10 +520,15 @@ impl Log {
 /// Rejects a request too large for any segment (positions are u32) and an empty one.
 fn check_request_size(batches: &[u8], infos: &[BatchInfo]) -> Result<(), LogError> {
     if infos.is_empty() {
-        return Err(LogError::InvalidRecord("no record batches to append".into()));
+        return Err(LogError::InvalidRecord(
+            "no record batches to append".into(),
+        ));
     }
     if batches.len() as u64 > MAX_SEGMENT_BYTES {
-        return Err(LogError::BatchTooLarge { size: batches.len() as u64, max: MAX_SEGMENT_BYTES as u32 });
+        return Err(LogError::BatchTooLarge {
+            size: batches.len() as u64,
+            max: MAX_SEGMENT_BYTES as u32,
+        });
     }
     Ok(())
 }

@@ -11,7 +11,10 @@ pub fn assert_every_offset_readable(log: &Log) {
         let bytes = log.read(offset, 1, i64::MAX).unwrap();
         let infos = validate_batches(&bytes, u32::MAX).unwrap();
         assert_eq!(infos.len(), 1, "offset {offset}");
-        assert!(infos[0].base_offset <= offset && offset <= infos[0].last_offset(), "offset {offset}");
+        assert!(
+            infos[0].base_offset <= offset && offset <= infos[0].last_offset(),
+            "offset {offset}"
+        );
     }
 }
 
@@ -45,11 +48,18 @@ fn append_and_read_round_trip_across_segment_rolls() {
     let records = decode_records(&read_all(&log));
     assert_eq!(records.len(), 90);
     for (i, (offset, key, value)) in records.iter().enumerate() {
-        assert_eq!((*offset, key.as_slice(), value), (i as i64, &b"k"[..], &expected[i]));
+        assert_eq!(
+            (*offset, key.as_slice(), value),
+            (i as i64, &b"k"[..], &expected[i])
+        );
     }
     // Every closed segment respects segment_bytes; sizes add up.
     let dir = log.dir().to_path_buf();
-    let total: u64 = log.segment_base_offsets().iter().map(|&b| file_len(&log.segment_file(b, "log"))).sum();
+    let total: u64 = log
+        .segment_base_offsets()
+        .iter()
+        .map(|&b| file_len(&log.segment_file(b, "log")))
+        .sum();
     assert_eq!(total, log.size_bytes());
     for &base in &log.segment_base_offsets() {
         assert!(file_len(&log.segment_file(base, "log")) <= 1000);
@@ -66,7 +76,15 @@ fn offsets_are_assigned_consecutively_across_multi_batch_appends() {
     buf.extend(records(1, 10, 200));
     buf.extend(records(4, 10, 300));
     let info = log.append(&mut buf, 5, 0).unwrap();
-    assert_eq!((info.base_offset, info.last_offset, info.batch_count, info.max_timestamp), (0, 6, 3, 303));
+    assert_eq!(
+        (
+            info.base_offset,
+            info.last_offset,
+            info.batch_count,
+            info.max_timestamp
+        ),
+        (0, 6, 3, 303)
+    );
     // The caller's buffer now holds exactly the stored bytes.
     let stored = log.read(0, 1 << 20, i64::MAX).unwrap();
     assert_eq!(stored, buf);
@@ -76,13 +94,19 @@ fn offsets_are_assigned_consecutively_across_multi_batch_appends() {
     assert!(infos.iter().all(|i| i.partition_leader_epoch == 5));
     let info = log.append(&mut records(1, 1, 400), 5, 0).unwrap();
     assert_eq!((info.base_offset, info.last_offset), (7, 7));
-    let offsets: Vec<i64> = decode_records(&read_all(&log)).iter().map(|r| r.0).collect();
+    let offsets: Vec<i64> = decode_records(&read_all(&log))
+        .iter()
+        .map(|r| r.0)
+        .collect();
     assert_eq!(offsets, (0..8).collect::<Vec<_>>());
 }
 
 #[test]
 fn rejected_input_writes_nothing() {
-    let (_dir, mut log) = temp_log(LogConfig { max_batch_bytes: 400, ..small_config(1 << 20) });
+    let (_dir, mut log) = temp_log(LogConfig {
+        max_batch_bytes: 400,
+        ..small_config(1 << 20)
+    });
     append_n(&mut log, 2, 10, 1);
     let size = log.size_bytes();
 
@@ -95,7 +119,10 @@ fn rejected_input_writes_nothing() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         ([good.clone(), bad_crc].concat(), "corrupt"),
         ([good.clone(), bad_magic].concat(), "corrupt"),
-        ([good.clone(), good[..good.len() - 4].to_vec()].concat(), "corrupt"),
+        (
+            [good.clone(), good[..good.len() - 4].to_vec()].concat(),
+            "corrupt",
+        ),
         ([good.clone(), records(1, 500, 5)].concat(), "too large"),
         (Vec::new(), "invalid"),
     ];
@@ -111,7 +138,10 @@ fn rejected_input_writes_nothing() {
         assert_eq!(buf, before, "the input is untouched");
         assert_eq!((log.log_end_offset(), log.size_bytes()), (2, size));
     }
-    assert!(matches!(log.append_as_follower(&[], 0), Err(LogError::InvalidRecord(_))));
+    assert!(matches!(
+        log.append_as_follower(&[], 0),
+        Err(LogError::InvalidRecord(_))
+    ));
     assert_eq!(file_len(&log.segment_file(0, "log")), size);
 }
 
@@ -154,9 +184,16 @@ fn reads_stop_below_max_offset() {
     }
     let bytes = log.read(0, 1 << 20, 5).unwrap();
     let infos = validate_batches(&bytes, u32::MAX).unwrap();
-    assert_eq!(infos.len(), 1, "batch 3..=5 is not wholly below the high watermark 5");
+    assert_eq!(
+        infos.len(),
+        1,
+        "batch 3..=5 is not wholly below the high watermark 5"
+    );
     assert_eq!(log.read(0, 1 << 20, 6).unwrap().len(), bytes.len() * 2);
-    assert!(log.read(3, 1 << 20, 5).unwrap().is_empty(), "KIP-74 never passes max_offset");
+    assert!(
+        log.read(3, 1 << 20, 5).unwrap().is_empty(),
+        "KIP-74 never passes max_offset"
+    );
     assert!(log.read(6, 1 << 20, 6).unwrap().is_empty());
 }
 
@@ -167,7 +204,9 @@ fn reads_outside_the_log_are_out_of_range() {
     assert!(log.read(3, 100, i64::MAX).unwrap().is_empty());
     for offset in [-1, 4, 1000] {
         let err = log.read(offset, 100, i64::MAX).unwrap_err();
-        assert!(matches!(err, LogError::OffsetOutOfRange { requested, log_start: 0, log_end: 3 } if requested == offset));
+        assert!(
+            matches!(err, LogError::OffsetOutOfRange { requested, log_start: 0, log_end: 3 } if requested == offset)
+        );
     }
     let (_dir, empty) = temp_log(small_config(1 << 20));
     assert_eq!((empty.log_start_offset(), empty.log_end_offset()), (0, 0));
@@ -182,8 +221,15 @@ fn reopening_after_a_clean_close_keeps_everything() {
     }
     log.close().unwrap();
     let bytes = read_all(&log);
-    let (start, end, segments) = (log.log_start_offset(), log.log_end_offset(), log.segment_base_offsets());
-    let index_lens: Vec<u64> = segments.iter().map(|&b| file_len(&log.segment_file(b, "index"))).collect();
+    let (start, end, segments) = (
+        log.log_start_offset(),
+        log.log_end_offset(),
+        log.segment_base_offsets(),
+    );
+    let index_lens: Vec<u64> = segments
+        .iter()
+        .map(|&b| file_len(&log.segment_file(b, "index")))
+        .collect();
     let max_ts = log.max_timestamp_and_offset();
     drop(log);
     let mut log = Log::open(&dir.path().join("topic-0"), small_config(600), 5).unwrap();
@@ -192,7 +238,10 @@ fn reopening_after_a_clean_close_keeps_everything() {
     assert_eq!(log.flushed_offset(), end);
     assert_eq!(read_all(&log), bytes);
     assert_eq!(log.max_timestamp_and_offset(), max_ts);
-    let after: Vec<u64> = segments.iter().map(|&b| file_len(&log.segment_file(b, "index"))).collect();
+    let after: Vec<u64> = segments
+        .iter()
+        .map(|&b| file_len(&log.segment_file(b, "index")))
+        .collect();
     assert_eq!(after, index_lens, "recovery rebuilds the same sparse index");
     assert_eq!(append_n(&mut log, 1, 1, 2000), end);
     assert_every_offset_readable(&log);
@@ -209,8 +258,14 @@ fn timestamps_are_found_across_segments() {
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 1001)));
     assert_eq!(log.offset_for_timestamp(1001).unwrap(), Some((0, 1001)));
     assert_eq!(log.offset_for_timestamp(1002).unwrap(), Some((2, 2001)));
-    assert_eq!(log.offset_for_timestamp(15_500).unwrap(), Some((30, 16_001)));
-    assert_eq!(log.offset_for_timestamp(20_001).unwrap(), Some((38, 20_001)));
+    assert_eq!(
+        log.offset_for_timestamp(15_500).unwrap(),
+        Some((30, 16_001))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(20_001).unwrap(),
+        Some((38, 20_001))
+    );
     assert_eq!(log.offset_for_timestamp(20_002).unwrap(), None);
     assert_eq!(log.max_timestamp_and_offset(), Some((20_001, 39)));
     // An out-of-order older timestamp never moves the maximum.
@@ -224,7 +279,10 @@ fn timestamps_are_found_across_segments() {
 #[test]
 fn leader_epochs_are_recorded_answered_and_persisted() {
     let (dir, mut log) = temp_log(small_config(1 << 20));
-    assert_eq!((log.latest_epoch(), log.end_offset_for_epoch(0)), (None, None));
+    assert_eq!(
+        (log.latest_epoch(), log.end_offset_for_epoch(0)),
+        (None, None)
+    );
     log.append(&mut records(3, 1, 1), 1, 0).unwrap();
     log.append(&mut records(2, 1, 1), 1, 0).unwrap();
     log.append(&mut records(2, 1, 1), 4, 0).unwrap();
@@ -233,7 +291,10 @@ fn leader_epochs_are_recorded_answered_and_persisted() {
     assert_eq!(log.end_offset_for_epoch(1), Some((1, 5)));
     assert_eq!(log.end_offset_for_epoch(3), Some((1, 5)));
     assert_eq!(log.end_offset_for_epoch(4), Some((4, 7)));
-    assert!(matches!(log.append(&mut records(1, 1, 1), 2, 0), Err(LogError::InvalidRecord(_))));
+    assert!(matches!(
+        log.append(&mut records(1, 1, 1), 2, 0),
+        Err(LogError::InvalidRecord(_))
+    ));
     assert_eq!(log.log_end_offset(), 7);
     let text = std::fs::read_to_string(log.epoch_checkpoint_path()).unwrap();
     assert_eq!(text, "0\n2\n1 0\n4 5\n");
@@ -249,15 +310,24 @@ fn follower_appends_keep_the_leaders_offsets_and_epochs() {
     let mut leader = build_test_batch(0, 2, &[(b"a", b"1"), (b"b", b"2")], 10, |_| {});
     leader.extend(build_test_batch(2, 3, &[(b"c", b"3")], 11, |_| {}));
     let info = log.append_as_follower(&leader, 0).unwrap();
-    assert_eq!((info.base_offset, info.last_offset, info.batch_count), (0, 2, 2));
+    assert_eq!(
+        (info.base_offset, info.last_offset, info.batch_count),
+        (0, 2, 2)
+    );
     assert_eq!(log.epoch_entries(), [(2, 0), (3, 2)]);
     assert_eq!(log.read(0, 1 << 20, i64::MAX).unwrap(), leader);
     let gap = build_test_batch(5, 3, &[(b"d", b"4")], 12, |_| {});
-    assert!(matches!(log.append_as_follower(&gap, 0), Err(LogError::InvalidRecord(_))));
+    assert!(matches!(
+        log.append_as_follower(&gap, 0),
+        Err(LogError::InvalidRecord(_))
+    ));
     let mut corrupt = build_test_batch(3, 3, &[(b"d", b"4")], 12, |_| {});
     let last = corrupt.len() - 1;
     corrupt[last] ^= 1;
-    assert!(matches!(log.append_as_follower(&corrupt, 0), Err(LogError::CorruptBatch(_))));
+    assert!(matches!(
+        log.append_as_follower(&corrupt, 0),
+        Err(LogError::CorruptBatch(_))
+    ));
     assert_eq!(log.log_end_offset(), 3);
 }
 
@@ -298,7 +368,10 @@ fn a_roll_syncs_the_closed_segment() {
 
 #[test]
 fn segments_roll_by_age() {
-    let config = LogConfig { segment_ms: 100, ..small_config(1 << 20) };
+    let config = LogConfig {
+        segment_ms: 100,
+        ..small_config(1 << 20)
+    };
     let (_dir, mut log) = temp_log(config);
     log.append(&mut records(1, 1, 0), 0, 1_000).unwrap();
     log.append(&mut records(1, 1, 0), 0, 1_050).unwrap();
@@ -343,7 +416,11 @@ fn index_files_hold_kafkas_entries() {
     for entry in index.chunks(8) {
         let relative = i64::from(u32::from_be_bytes(entry[..4].try_into().unwrap()));
         let position = u32::from_be_bytes(entry[4..].try_into().unwrap());
-        assert_eq!(starts.get(&position), Some(&relative), "entry names a batch's last offset and start");
+        assert_eq!(
+            starts.get(&position),
+            Some(&relative),
+            "entry names a batch's last offset and start"
+        );
         assert!(position > last_position);
         last_position = position;
     }
@@ -371,7 +448,22 @@ fn a_log_can_move_between_threads() {
 fn configs_are_validated() {
     assert_eq!(LogConfig::default().validate(), Ok(()));
     assert_eq!(LogConfig::default().segment_bytes, 1 << 30);
-    assert!(LogConfig { segment_bytes: 1 << 31, ..LogConfig::default() }.validate().is_err());
-    assert!(LogConfig { segment_bytes: 0, ..LogConfig::default() }.validate().is_err());
-    assert!(LogConfig { segment_ms: 0, ..LogConfig::default() }.validate().is_err());
+    assert!(LogConfig {
+        segment_bytes: 1 << 31,
+        ..LogConfig::default()
+    }
+    .validate()
+    .is_err());
+    assert!(LogConfig {
+        segment_bytes: 0,
+        ..LogConfig::default()
+    }
+    .validate()
+    .is_err());
+    assert!(LogConfig {
+        segment_ms: 0,
+        ..LogConfig::default()
+    }
+    .validate()
+    .is_err());
 }

@@ -35,7 +35,9 @@ pub enum RecordsError {
 fn varint(buf: &[u8], pos: &mut usize) -> Result<i64, RecordsError> {
     let mut raw = 0u64;
     for shift in (0..70).step_by(7) {
-        let byte = *buf.get(*pos).ok_or(RecordsError::Malformed("varint runs past the batch"))?;
+        let byte = *buf
+            .get(*pos)
+            .ok_or(RecordsError::Malformed("varint runs past the batch"))?;
         *pos += 1;
         raw |= u64::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
@@ -176,11 +178,33 @@ mod tests {
 
     #[test]
     fn built_batches_validate_and_read_back() {
-        let batch = build_batch(&[(Some(b"k1"), Some(b"v1")), (Some(b"k2"), None), (None, Some(b""))], 1234);
+        let batch = build_batch(
+            &[
+                (Some(b"k1"), Some(b"v1")),
+                (Some(b"k2"), None),
+                (None, Some(b"")),
+            ],
+            1234,
+        );
         let info = validate_batches(&batch, 1 << 20).unwrap()[0];
-        assert_eq!((info.record_count, info.last_offset_delta, info.max_timestamp), (3, 2, 1234));
+        assert_eq!(
+            (
+                info.record_count,
+                info.last_offset_delta,
+                info.max_timestamp
+            ),
+            (3, 2, 1234)
+        );
         let mut seen = Vec::new();
-        for_each_record(&batch, |r| seen.push((r.offset, r.timestamp, r.key.map(<[u8]>::to_vec), r.value.map(<[u8]>::to_vec)))).unwrap();
+        for_each_record(&batch, |r| {
+            seen.push((
+                r.offset,
+                r.timestamp,
+                r.key.map(<[u8]>::to_vec),
+                r.value.map(<[u8]>::to_vec),
+            ))
+        })
+        .unwrap();
         assert_eq!(
             seen,
             vec![
@@ -208,9 +232,15 @@ mod tests {
     #[test]
     fn compressed_and_truncated_batches_are_refused() {
         let gz = testing::batch_with(&[(b"a", b"1")], 5, |b| b[field::ATTRIBUTES + 1] |= 1);
-        assert_eq!(for_each_record(&gz, |_| {}), Err(RecordsError::Compressed(1)));
+        assert_eq!(
+            for_each_record(&gz, |_| {}),
+            Err(RecordsError::Compressed(1))
+        );
         let batch = testing::batch(&[(b"a", b"12345")], 5);
         let cut = &batch[..batch.len() - 3];
-        assert!(matches!(for_each_record(cut, |_| {}), Err(RecordsError::Malformed(_))));
+        assert!(matches!(
+            for_each_record(cut, |_| {}),
+            Err(RecordsError::Malformed(_))
+        ));
     }
 }

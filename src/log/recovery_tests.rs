@@ -54,7 +54,10 @@ fn a_corrupt_last_batch_is_cut() {
     let (dir, active, _) = crashed_log();
     let log_path = segment_file(&dir, active, "log");
     let len = file_len(&log_path);
-    let f = std::fs::OpenOptions::new().write(true).open(&log_path).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log_path)
+        .unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, &[0xFF], len - 3).unwrap();
     let mut log = reopen(&dir);
     assert_eq!(log.log_end_offset(), 18);
@@ -68,7 +71,10 @@ fn a_batch_with_the_wrong_offset_ends_recovery() {
     let log_path = segment_file(&dir, active, "log");
     let len = file_len(&log_path);
     // A whole, CRC-valid batch whose offset does not continue the log (stale bytes).
-    append_raw(&log_path, &super::testing::build_test_batch(3, 0, &[(b"k", b"v")], 1, |_| {}));
+    append_raw(
+        &log_path,
+        &super::testing::build_test_batch(3, 0, &[(b"k", b"v")], 1, |_| {}),
+    );
     let log = reopen(&dir);
     assert_eq!((log.log_end_offset(), file_len(&log_path)), (20, len));
 }
@@ -145,7 +151,10 @@ fn epochs_past_the_recovered_end_are_forgotten() {
     log.append(&mut records(2, 1, 1), 2, 0).unwrap();
     let cut = file_len(&log.segment_file(0, "log")) - 1;
     drop(log);
-    let f = std::fs::OpenOptions::new().write(true).open(segment_file(&dir, 0, "log")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(segment_file(&dir, 0, "log"))
+        .unwrap();
     f.set_len(cut).unwrap();
     let log = Log::open(&dir.path().join("topic-0"), small_config(1 << 20), 0).unwrap();
     assert_eq!(log.log_end_offset(), 2);

@@ -46,7 +46,11 @@ impl Log {
     pub fn delete_records_before(&mut self, offset: i64) -> Result<(), LogError> {
         let end = self.log_end_offset();
         if offset < 0 || offset > end {
-            return Err(LogError::OffsetOutOfRange { requested: offset, log_start: self.log_start_offset, log_end: end });
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                log_start: self.log_start_offset,
+                log_end: end,
+            });
         }
         if offset <= self.log_start_offset {
             return Ok(());
@@ -62,14 +66,24 @@ impl Log {
     }
 
     /// Removes the `n` oldest segments (the active one excluded) and moves the log start up.
-    fn delete_oldest_segments(&mut self, n: usize, reason: &'static str) -> Result<usize, LogError> {
+    fn delete_oldest_segments(
+        &mut self,
+        n: usize,
+        reason: &'static str,
+    ) -> Result<usize, LogError> {
         if n == 0 {
             return Ok(0);
         }
-        assert!(n < self.segments.len(), "the active segment is never deleted");
+        assert!(
+            n < self.segments.len(),
+            "the active segment is never deleted"
+        );
         let removed: Vec<Segment> = self.segments.drain(..n).collect();
         let new_start = self.segments[0].base_offset();
-        assert!(new_start <= self.log_end_offset(), "segments never start past the log end");
+        assert!(
+            new_start <= self.log_end_offset(),
+            "segments never start past the log end"
+        );
         self.log_start_offset = self.log_start_offset.max(new_start);
         self.epochs.truncate_from_start(self.log_start_offset)?;
         let bytes: u64 = removed.iter().map(|s| u64::from(s.size())).sum();
@@ -96,7 +110,10 @@ impl Log {
     /// end; at or below the log start the log is emptied and restarted at `offset`. Fixes
     /// indexes, the epoch cache and the recovery point.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
-        assert!(offset >= 0, "truncation offset {offset} must not be negative");
+        assert!(
+            offset >= 0,
+            "truncation offset {offset} must not be negative"
+        );
         if offset >= self.log_end_offset() {
             return Ok(());
         }
@@ -108,7 +125,10 @@ impl Log {
             segment.delete_files(&self.dir)?;
         }
         let new_end = self.active_mut().truncate_to(offset)?;
-        assert!(new_end <= offset, "truncation never keeps offsets at or past its target");
+        assert!(
+            new_end <= offset,
+            "truncation never keeps offsets at or past its target"
+        );
         // A batch straddling the log start took the start with it: the log is now empty there.
         self.log_start_offset = self.log_start_offset.min(new_end);
         if self.active().size() == 0 {
@@ -123,7 +143,10 @@ impl Log {
     /// Deletes every segment and restarts the log empty at `offset` (a follower whose log is
     /// entirely behind or diverged from its leader's log start). Clears the epoch cache.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), LogError> {
-        assert!(offset >= 0, "log start offset {offset} must not be negative");
+        assert!(
+            offset >= 0,
+            "log start offset {offset} must not be negative"
+        );
         let old: Vec<Segment> = self.segments.drain(..).collect();
         let mut deleted = Ok(());
         for segment in old {

@@ -16,10 +16,17 @@ fn filled(config: LogConfig) -> (tempfile::TempDir, Log) {
 
 #[test]
 fn retention_by_time_deletes_old_segments_but_never_the_active_one() {
-    let (_dir, mut log) = filled(LogConfig { retention_ms: Some(5_000), ..small_config(700) });
+    let (_dir, mut log) = filled(LogConfig {
+        retention_ms: Some(5_000),
+        ..small_config(700)
+    });
     let bases = log.segment_base_offsets();
     assert!(bases.len() >= 4, "{bases:?}");
-    assert_eq!(log.apply_retention(5_000).unwrap(), 0, "nothing is older than now - 5s");
+    assert_eq!(
+        log.apply_retention(5_000).unwrap(),
+        0,
+        "nothing is older than now - 5s"
+    );
     // Segments whose newest record is older than 8_000 go.
     let deleted = log.apply_retention(13_000).unwrap();
     assert!(deleted >= 1);
@@ -27,7 +34,9 @@ fn retention_by_time_deletes_old_segments_but_never_the_active_one() {
     assert_eq!(start, log.segment_base_offsets()[0]);
     assert!(start > 0);
     assert!(!log.segment_file(0, "log").exists() && !log.segment_file(0, "index").exists());
-    assert!(matches!(log.read(0, 100, i64::MAX), Err(LogError::OffsetOutOfRange { log_start, .. }) if log_start == start));
+    assert!(
+        matches!(log.read(0, 100, i64::MAX), Err(LogError::OffsetOutOfRange { log_start, .. }) if log_start == start)
+    );
     assert_every_offset_readable(&log);
     // Far in the future everything but the active segment goes.
     log.apply_retention(1_000_000).unwrap();
@@ -38,7 +47,10 @@ fn retention_by_time_deletes_old_segments_but_never_the_active_one() {
 
 #[test]
 fn retention_by_size_keeps_at_least_the_limit() {
-    let (_dir, mut log) = filled(LogConfig { retention_bytes: Some(1_500), ..small_config(700) });
+    let (_dir, mut log) = filled(LogConfig {
+        retention_bytes: Some(1_500),
+        ..small_config(700)
+    });
     let before = log.segment_count();
     let deleted = log.apply_retention(0).unwrap();
     assert!(deleted > 0 && log.segment_count() == before - deleted);
@@ -46,7 +58,10 @@ fn retention_by_size_keeps_at_least_the_limit() {
     let oldest = log.segment_base_offsets()[0];
     assert_eq!(log.log_start_offset(), oldest);
     assert_eq!(log.apply_retention(0).unwrap(), 0);
-    let mut tiny = LogConfig { retention_bytes: Some(0), ..small_config(700) };
+    let mut tiny = LogConfig {
+        retention_bytes: Some(0),
+        ..small_config(700)
+    };
     tiny.retention_ms = None;
     log.set_config(tiny);
     log.apply_retention(0).unwrap();
@@ -85,9 +100,20 @@ fn truncating_to_a_segment_base_or_the_log_start() {
     assert_eq!(log.log_end_offset(), second);
     assert_eq!(log.segment_base_offsets(), [0]);
     log.truncate_to(100).unwrap();
-    assert_eq!(log.log_end_offset(), second, "truncating past the end changes nothing");
+    assert_eq!(
+        log.log_end_offset(),
+        second,
+        "truncating past the end changes nothing"
+    );
     log.truncate_to(0).unwrap();
-    assert_eq!((log.log_start_offset(), log.log_end_offset(), log.size_bytes()), (0, 0, 0));
+    assert_eq!(
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.size_bytes()
+        ),
+        (0, 0, 0)
+    );
     assert_eq!(log.epoch_entries(), []);
     assert_eq!(append_n(&mut log, 1, 1, 1), 0);
 }
@@ -110,15 +136,26 @@ fn delete_records_advances_the_start_and_drops_whole_segments() {
     log.delete_records_before(target).unwrap();
     assert_eq!(log.log_start_offset(), target);
     assert_eq!(log.segment_base_offsets(), bases[2..]);
-    assert!(matches!(log.read(target - 1, 100, i64::MAX), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(target - 1, 100, i64::MAX),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     // The batch holding the new start is served whole; the consumer skips what it must.
-    let info = super::batch::validate_batches(&log.read(target, 1, i64::MAX).unwrap(), u32::MAX).unwrap()[0];
+    let info = super::batch::validate_batches(&log.read(target, 1, i64::MAX).unwrap(), u32::MAX)
+        .unwrap()[0];
     assert!(info.base_offset < target && target <= info.last_offset());
     assert_eq!(log.offset_for_timestamp(0).unwrap().unwrap().0, target);
     assert_eq!(log.epoch_entries(), [(0, target)]);
     log.delete_records_before(2).unwrap();
-    assert_eq!(log.log_start_offset(), target, "the log start never moves back");
-    assert!(matches!(log.delete_records_before(25), Err(LogError::OffsetOutOfRange { .. })));
+    assert_eq!(
+        log.log_start_offset(),
+        target,
+        "the log start never moves back"
+    );
+    assert!(matches!(
+        log.delete_records_before(25),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     log.delete_records_before(24).unwrap();
     assert_eq!(log.segment_count(), 1, "the active segment stays");
     assert!(log.read(24, 100, i64::MAX).unwrap().is_empty());

@@ -6,7 +6,9 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::batch::{check_fields, check_header, field, parse_info, stored_crc, Strictness, HEADER_BYTES};
+use super::batch::{
+    check_fields, check_header, field, parse_info, stored_crc, Strictness, HEADER_BYTES,
+};
 use super::{io_context, BatchInfo, LogError};
 
 /// Window size: large enough that small batches cost one read per many batches.
@@ -60,11 +62,14 @@ impl<'a> Scanner<'a> {
     /// window when they are not all in it.
     fn bytes(&mut self, pos: u64, len: usize) -> Result<&[u8], LogError> {
         debug_assert!(len <= WINDOW_BYTES && pos + len as u64 <= self.end);
-        let in_window = pos >= self.window_start && pos + len as u64 <= self.window_start + self.window.len() as u64;
+        let in_window = pos >= self.window_start
+            && pos + len as u64 <= self.window_start + self.window.len() as u64;
         if !in_window {
             let fill = (self.end - pos).min(WINDOW_BYTES as u64) as usize;
             self.window.resize(fill, 0);
-            self.file.read_exact_at(&mut self.window, pos).map_err(io_context("scanning", self.path))?;
+            self.file
+                .read_exact_at(&mut self.window, pos)
+                .map_err(io_context("scanning", self.path))?;
             self.window_start = pos;
         }
         let from = (pos - self.window_start) as usize;
@@ -101,7 +106,10 @@ impl<'a> Scanner<'a> {
             return self.stop(e);
         }
         if self.verify_crc {
-            let computed = self.crc_of(self.pos + field::ATTRIBUTES as u64, self.pos + u64::from(size))?;
+            let computed = self.crc_of(
+                self.pos + field::ATTRIBUTES as u64,
+                self.pos + u64::from(size),
+            )?;
             if computed != stored_crc(&header) {
                 return self.stop(LogError::CorruptBatch(format!(
                     "CRC-32C mismatch: stored {:#010x}, computed {computed:#010x}",
@@ -109,7 +117,10 @@ impl<'a> Scanner<'a> {
                 )));
             }
         }
-        let found = Found { position: self.pos as u32, info };
+        let found = Found {
+            position: self.pos as u32,
+            info,
+        };
         self.pos += u64::from(size);
         Ok(Some(found))
     }

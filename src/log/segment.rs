@@ -53,11 +53,17 @@ fn open_log(path: &Path) -> Result<(File, u32), LogError> {
         .truncate(false)
         .open(path)
         .map_err(io_context("opening segment", path))?;
-    let len = file.metadata().map_err(io_context("reading the size of", path))?.len();
+    let len = file
+        .metadata()
+        .map_err(io_context("reading the size of", path))?
+        .len();
     let size = u32::try_from(len).map_err(|_| {
         LogError::io(
             format!("opening segment {}", path.display()),
-            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{len} bytes is too large for a segment")),
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{len} bytes is too large for a segment"),
+            ),
         )
     })?;
     Ok((file, size))
@@ -80,7 +86,10 @@ impl Segment {
 
     /// Creates a new, empty segment, replacing any leftover files of the same name.
     pub fn create(dir: &Path, base_offset: i64) -> Result<Self, LogError> {
-        assert!(base_offset >= 0, "segment base offset {base_offset} must not be negative");
+        assert!(
+            base_offset >= 0,
+            "segment base offset {base_offset} must not be negative"
+        );
         for ext in ["log", "index", "timeindex"] {
             let path = segment_path(dir, base_offset, ext);
             File::create(&path).map_err(io_context("creating", &path))?;
@@ -92,7 +101,11 @@ impl Segment {
 
     /// Recovers the active segment: verifies every batch's CRC and offset continuity, cuts a
     /// torn or corrupt tail, and rebuilds both indexes from the scan.
-    pub fn recover(dir: &Path, base_offset: i64, index_interval: u32) -> Result<(Self, Recovery), LogError> {
+    pub fn recover(
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u32,
+    ) -> Result<(Self, Recovery), LogError> {
         let (file, size) = open_log(&segment_path(dir, base_offset, "log"))?;
         let mut seg = Self::from_parts(dir, base_offset, file, size)?;
         seg.index.truncate_entries(0)?;
@@ -100,16 +113,32 @@ impl Segment {
         let (batches, valid_end, reason) = seg.reindex(true, index_interval)?;
         let truncated_bytes = u64::from(size - valid_end);
         if valid_end < size {
-            seg.log.set_len(u64::from(valid_end)).map_err(io_context("cutting the torn tail of", &seg.log_path))?;
+            seg.log
+                .set_len(u64::from(valid_end))
+                .map_err(io_context("cutting the torn tail of", &seg.log_path))?;
         }
         seg.size = valid_end;
-        Ok((seg, Recovery { batches, truncated_bytes, reason }))
+        Ok((
+            seg,
+            Recovery {
+                batches,
+                truncated_bytes,
+                reason,
+            },
+        ))
     }
 
     /// Opens a closed (older) segment that ends at `end_offset`, rebuilding its indexes from
     /// batch headers if they are missing or fail a sanity check.
-    pub fn open_closed(dir: &Path, base_offset: i64, end_offset: i64, index_interval: u32) -> Result<Self, LogError> {
-        let missing = ["index", "timeindex"].iter().any(|ext| !segment_path(dir, base_offset, ext).exists());
+    pub fn open_closed(
+        dir: &Path,
+        base_offset: i64,
+        end_offset: i64,
+        index_interval: u32,
+    ) -> Result<Self, LogError> {
+        let missing = ["index", "timeindex"]
+            .iter()
+            .any(|ext| !segment_path(dir, base_offset, ext).exists());
         let (file, size) = open_log(&segment_path(dir, base_offset, "log"))?;
         let mut seg = Self::from_parts(dir, base_offset, file, size)?;
         seg.next_offset = end_offset;
@@ -153,13 +182,20 @@ impl Segment {
         let last = self.index.last()?;
         match self.header_at(last.position) {
             Ok(Some(info)) if info.last_offset() == last.offset => None,
-            _ => Some(format!("last entry ({}, {}) does not name a batch", last.offset, last.position)),
+            _ => Some(format!(
+                "last entry ({}, {}) does not name a batch",
+                last.offset, last.position
+            )),
         }
     }
 
     /// Scans the whole log, appending index entries as an append would; returns the batch
     /// count, the end of the valid prefix and why the scan stopped early.
-    fn reindex(&mut self, verify_crc: bool, index_interval: u32) -> Result<(u64, u32, Option<String>), LogError> {
+    fn reindex(
+        &mut self,
+        verify_crc: bool,
+        index_interval: u32,
+    ) -> Result<(u64, u32, Option<String>), LogError> {
         let log = Arc::clone(&self.log);
         let path = self.log_path.clone();
         let mut scanner = Scanner::new(&log, &path, 0, self.size, verify_crc);
@@ -170,7 +206,10 @@ impl Segment {
         while let Some(found) = scanner.next_batch()? {
             // Offsets only grow; a forward gap is normal in a compacted segment.
             if found.info.base_offset < self.next_offset {
-                let reason = format!("batch at offset {} where {} or more was expected", found.info.base_offset, self.next_offset);
+                let reason = format!(
+                    "batch at offset {} where {} or more was expected",
+                    found.info.base_offset, self.next_offset
+                );
                 scanner.reject(&found, reason);
                 break;
             }
@@ -224,8 +263,17 @@ impl Segment {
 
     /// Updates indexes and timestamps for a batch written at `position` (Kafka's rule: an
     /// index entry once more than `index_interval` bytes have passed since the last one).
-    fn index_batch(&mut self, position: u32, info: &BatchInfo, index_interval: u32) -> Result<(), LogError> {
-        if info.max_timestamp >= 0 && self.max_timestamp.is_none_or(|(ts, _)| info.max_timestamp > ts) {
+    fn index_batch(
+        &mut self,
+        position: u32,
+        info: &BatchInfo,
+        index_interval: u32,
+    ) -> Result<(), LogError> {
+        if info.max_timestamp >= 0
+            && self
+                .max_timestamp
+                .is_none_or(|(ts, _)| info.max_timestamp > ts)
+        {
             self.max_timestamp = Some((info.max_timestamp, info.last_offset()));
         }
         if self.bytes_since_index > index_interval {
@@ -241,25 +289,55 @@ impl Segment {
 
     /// Appends whole batches (offsets already assigned, described by `infos`) at the end of
     /// the log. On error the segment is put back as it was, as far as the disk allows.
-    pub fn append(&mut self, bytes: &[u8], infos: &[BatchInfo], index_interval: u32) -> Result<(), LogError> {
+    pub fn append(
+        &mut self,
+        bytes: &[u8],
+        infos: &[BatchInfo],
+        index_interval: u32,
+    ) -> Result<(), LogError> {
         self.append_checked(bytes, infos, index_interval, false)
     }
 
     /// Like [`Segment::append`], for the cleaner: batches keep their original offsets, so
     /// forward gaps between them are allowed (offsets still only grow).
-    pub fn append_compacted(&mut self, bytes: &[u8], infos: &[BatchInfo], index_interval: u32) -> Result<(), LogError> {
+    pub fn append_compacted(
+        &mut self,
+        bytes: &[u8],
+        infos: &[BatchInfo],
+        index_interval: u32,
+    ) -> Result<(), LogError> {
         self.append_checked(bytes, infos, index_interval, true)
     }
 
-    fn append_checked(&mut self, bytes: &[u8], infos: &[BatchInfo], index_interval: u32, gaps: bool) -> Result<(), LogError> {
-        assert!(self.can_hold(bytes.len() as u64, infos.last().map_or(0, |i| i.last_offset())));
+    fn append_checked(
+        &mut self,
+        bytes: &[u8],
+        infos: &[BatchInfo],
+        index_interval: u32,
+        gaps: bool,
+    ) -> Result<(), LogError> {
+        assert!(self.can_hold(
+            bytes.len() as u64,
+            infos.last().map_or(0, |i| i.last_offset())
+        ));
         let first = infos.first().expect("append of at least one batch");
         if gaps {
-            assert!(first.base_offset >= self.next_offset, "segment offsets must grow");
+            assert!(
+                first.base_offset >= self.next_offset,
+                "segment offsets must grow"
+            );
         } else {
-            assert_eq!(first.base_offset, self.next_offset, "segment offsets must continue");
+            assert_eq!(
+                first.base_offset, self.next_offset,
+                "segment offsets must continue"
+            );
         }
-        let before = (self.size, self.next_offset, self.bytes_since_index, self.max_timestamp);
+        let before = (
+            self.size,
+            self.next_offset,
+            self.bytes_since_index,
+            self.max_timestamp,
+        );
         let index_len = (self.index.len(), self.time_index.len());
         let result = self.write_and_index(bytes, infos, index_interval, gaps);
         if result.is_err() {
@@ -267,27 +345,48 @@ impl Segment {
             let _ = self.log.set_len(u64::from(before.0));
             let _ = self.index.truncate_entries(index_len.0);
             let _ = self.time_index.truncate_entries(index_len.1);
-            (self.size, self.next_offset, self.bytes_since_index, self.max_timestamp) = before;
+            (
+                self.size,
+                self.next_offset,
+                self.bytes_since_index,
+                self.max_timestamp,
+            ) = before;
         }
         result
     }
 
-    fn write_and_index(&mut self, bytes: &[u8], infos: &[BatchInfo], index_interval: u32, gaps: bool) -> Result<(), LogError> {
+    fn write_and_index(
+        &mut self,
+        bytes: &[u8],
+        infos: &[BatchInfo],
+        index_interval: u32,
+        gaps: bool,
+    ) -> Result<(), LogError> {
         self.log
             .write_all_at(bytes, u64::from(self.size))
             .map_err(io_context("appending to", &self.log_path))?;
         let mut position = self.size;
         for info in infos {
             if gaps {
-                assert!(info.base_offset >= self.next_offset, "offsets must grow batch to batch");
+                assert!(
+                    info.base_offset >= self.next_offset,
+                    "offsets must grow batch to batch"
+                );
             } else {
-                assert_eq!(info.base_offset, self.next_offset, "offsets must continue batch to batch");
+                assert_eq!(
+                    info.base_offset, self.next_offset,
+                    "offsets must continue batch to batch"
+                );
             }
             self.index_batch(position, info, index_interval)?;
             position += info.size_bytes;
             self.next_offset = info.next_offset();
         }
-        assert_eq!(u64::from(position - self.size), bytes.len() as u64, "infos must describe the bytes");
+        assert_eq!(
+            u64::from(position - self.size),
+            bytes.len() as u64,
+            "infos must describe the bytes"
+        );
         self.size = position;
         Ok(())
     }
@@ -304,7 +403,10 @@ impl Segment {
             .read_exact_at(&mut header[..n], u64::from(position))
             .map_err(io_context("reading a batch header of", &self.log_path))?;
         let corrupt = |e: LogError| {
-            LogError::CorruptBatch(format!("{} at byte {position}: {e}", self.log_path.display()))
+            LogError::CorruptBatch(format!(
+                "{} at byte {position}: {e}",
+                self.log_path.display()
+            ))
         };
         let size = check_header(&header[..n], u64::from(available), u32::MAX).map_err(corrupt)?;
         let info = parse_info(&header, size);
@@ -339,7 +441,11 @@ impl Segment {
 
     /// The first batch whose max timestamp is >= `timestamp`, skipping batches wholly
     /// below `min_offset` (the log start).
-    pub fn find_timestamp(&self, timestamp: i64, min_offset: i64) -> Result<Option<BatchInfo>, LogError> {
+    pub fn find_timestamp(
+        &self,
+        timestamp: i64,
+        min_offset: i64,
+    ) -> Result<Option<BatchInfo>, LogError> {
         // Every batch before the one that first reached an indexed timestamp is older than it.
         let mut position = match self.time_index.lookup(timestamp)? {
             Some(entry) => self.index.lookup(entry.offset)?.map_or(0, |e| e.position),
@@ -356,8 +462,15 @@ impl Segment {
 
     /// Whole batches from `position` whose last offset is below `max_offset`, up to
     /// `max_bytes`, but the first such batch whole even if it is larger (KIP-74).
-    pub fn read(&self, position: u32, max_bytes: u32, max_offset: i64) -> Result<Vec<u8>, LogError> {
-        let Some(first) = self.header_at(position)? else { return Ok(Vec::new()) };
+    pub fn read(
+        &self,
+        position: u32,
+        max_bytes: u32,
+        max_offset: i64,
+    ) -> Result<Vec<u8>, LogError> {
+        let Some(first) = self.header_at(position)? else {
+            return Ok(Vec::new());
+        };
         if first.last_offset() >= max_offset {
             return Ok(Vec::new());
         }
@@ -376,18 +489,30 @@ impl Segment {
             .read_exact_at(&mut buf, u64::from(position))
             .map_err(io_context("reading", &self.log_path))?;
         let end = self.whole_batches_below(&buf, max_offset, position)?;
-        assert!(end >= first.size_bytes as usize, "the first batch fits max_bytes here");
+        assert!(
+            end >= first.size_bytes as usize,
+            "the first batch fits max_bytes here"
+        );
         buf.truncate(end);
         Ok(buf)
     }
 
     /// Length of the leading whole batches in `buf` whose last offset is below `max_offset`.
-    fn whole_batches_below(&self, buf: &[u8], max_offset: i64, position: u32) -> Result<usize, LogError> {
+    fn whole_batches_below(
+        &self,
+        buf: &[u8],
+        max_offset: i64,
+        position: u32,
+    ) -> Result<usize, LogError> {
         let mut pos = 0usize;
         while buf.len() - pos >= HEADER_BYTES {
             let header = &buf[pos..pos + HEADER_BYTES];
             let size = check_header(header, u64::MAX, u32::MAX).map_err(|e| {
-                LogError::CorruptBatch(format!("{} at byte {}: {e}", self.log_path.display(), position as usize + pos))
+                LogError::CorruptBatch(format!(
+                    "{} at byte {}: {e}",
+                    self.log_path.display(),
+                    position as usize + pos
+                ))
             })? as usize;
             let info = parse_info(header, size as u32);
             if buf.len() - pos < size || info.last_offset() >= max_offset {
@@ -400,8 +525,12 @@ impl Segment {
 
     /// Removes the batch holding `offset` and everything after it; returns the new end offset.
     pub fn truncate_to(&mut self, offset: i64) -> Result<i64, LogError> {
-        let Some((position, info)) = self.find_batch(offset)? else { return Ok(self.next_offset) };
-        self.log.set_len(u64::from(position)).map_err(io_context("truncating", &self.log_path))?;
+        let Some((position, info)) = self.find_batch(offset)? else {
+            return Ok(self.next_offset);
+        };
+        self.log
+            .set_len(u64::from(position))
+            .map_err(io_context("truncating", &self.log_path))?;
         self.size = position;
         self.next_offset = info.base_offset;
         self.index.truncate_to_position(position)?;
@@ -418,7 +547,11 @@ impl Segment {
         self.max_timestamp = self.time_index.last().map(|e| (e.timestamp, e.offset));
         let mut position = from;
         while let Some(info) = self.header_at(position)? {
-            if info.max_timestamp >= 0 && self.max_timestamp.is_none_or(|(ts, _)| info.max_timestamp > ts) {
+            if info.max_timestamp >= 0
+                && self
+                    .max_timestamp
+                    .is_none_or(|(ts, _)| info.max_timestamp > ts)
+            {
                 self.max_timestamp = Some((info.max_timestamp, info.last_offset()));
             }
             position += info.size_bytes;
@@ -437,7 +570,9 @@ impl Segment {
 
     /// Syncs the log and both indexes.
     pub fn sync_all(&self) -> Result<(), LogError> {
-        self.log.sync_data().map_err(io_context("syncing", &self.log_path))?;
+        self.log
+            .sync_data()
+            .map_err(io_context("syncing", &self.log_path))?;
         self.index.sync()?;
         self.time_index.sync()
     }
@@ -452,7 +587,10 @@ impl Segment {
             .log
             .metadata()
             .and_then(|m| m.modified())
-            .map_err(io_context("reading the modification time of", &self.log_path))?;
+            .map_err(io_context(
+                "reading the modification time of",
+                &self.log_path,
+            ))?;
         Ok(modified
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))

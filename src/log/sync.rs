@@ -46,7 +46,11 @@ pub(crate) struct FlushTracker {
 impl FlushTracker {
     /// Everything below `flushed` is on disk.
     pub fn new(flushed: i64) -> Self {
-        FlushTracker { flushed, generation: 0, outstanding: VecDeque::new() }
+        FlushTracker {
+            flushed,
+            generation: 0,
+            outstanding: VecDeque::new(),
+        }
     }
 
     /// The recovery point.
@@ -67,8 +71,14 @@ impl FlushTracker {
     pub fn completed(&mut self, offset: i64, log_end: i64) {
         // If a stale and a current hand-out share this offset, consume the stale one: if the
         // current one is the one that finished, its later twin's report will advance us.
-        let stale = self.outstanding.iter().position(|&(o, g)| o == offset && g < self.generation);
-        let current = self.outstanding.iter().position(|&(o, g)| o == offset && g == self.generation);
+        let stale = self
+            .outstanding
+            .iter()
+            .position(|&(o, g)| o == offset && g < self.generation);
+        let current = self
+            .outstanding
+            .iter()
+            .position(|&(o, g)| o == offset && g == self.generation);
         match (stale, current) {
             (Some(i), _) => {
                 self.outstanding.remove(i);
@@ -78,7 +88,10 @@ impl FlushTracker {
                 self.advance(offset.min(log_end));
             }
             (None, None) => {
-                tracing::warn!(offset, "mark_flushed for an offset no prepare_sync handed out; ignored");
+                tracing::warn!(
+                    offset,
+                    "mark_flushed for an offset no prepare_sync handed out; ignored"
+                );
             }
         }
     }

@@ -90,7 +90,11 @@ pub fn batch(records: &[(&[u8], &[u8])], timestamp_ms: i64) -> Vec<u8> {
 }
 
 /// Like [`batch`], with `tweak` applied before the CRC is computed.
-pub fn batch_with(records: &[(&[u8], &[u8])], timestamp_ms: i64, tweak: impl FnOnce(&mut [u8])) -> Vec<u8> {
+pub fn batch_with(
+    records: &[(&[u8], &[u8])],
+    timestamp_ms: i64,
+    tweak: impl FnOnce(&mut [u8]),
+) -> Vec<u8> {
     build_test_batch(0, -1, records, timestamp_ms, tweak)
 }
 
@@ -121,7 +125,11 @@ pub fn decode_records(buf: &[u8]) -> Vec<TestRecord> {
             get_varint(b, &mut p); // timestamp delta
             let offset_delta = get_varint(b, &mut p);
             let key_len = get_varint(b, &mut p);
-            let key = if key_len < 0 { Vec::new() } else { b[p..p + key_len as usize].to_vec() };
+            let key = if key_len < 0 {
+                Vec::new()
+            } else {
+                b[p..p + key_len as usize].to_vec()
+            };
             p += key_len.max(0) as usize;
             let value_len = get_varint(b, &mut p);
             let value = b[p..p + value_len.max(0) as usize].to_vec();
@@ -150,7 +158,18 @@ mod tests {
 
     #[test]
     fn varints_round_trip() {
-        for v in [0i64, 1, -1, 63, -64, 64, 300, -300, i64::from(i32::MAX), i64::MIN / 2] {
+        for v in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            -300,
+            i64::from(i32::MAX),
+            i64::MIN / 2,
+        ] {
             let mut out = Vec::new();
             put_varint(&mut out, v);
             let mut pos = 0;

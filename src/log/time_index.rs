@@ -29,7 +29,11 @@ impl TimeIndex {
     /// Opens or creates the time index of the segment starting at `base_offset`.
     pub fn open(path: &Path, base_offset: i64) -> Result<Self, LogError> {
         let file = IndexFile::open(path)?;
-        let mut index = TimeIndex { file, base_offset, last: None };
+        let mut index = TimeIndex {
+            file,
+            base_offset,
+            last: None,
+        };
         index.last = index.file.last()?.map(|e| index.decode(&e));
         Ok(index)
     }
@@ -38,7 +42,10 @@ impl TimeIndex {
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&e[..8]);
         let relative = u32::from_be_bytes([e[8], e[9], e[10], e[11]]);
-        TimeEntry { timestamp: i64::from_be_bytes(ts), offset: self.base_offset + i64::from(relative) }
+        TimeEntry {
+            timestamp: i64::from_be_bytes(ts),
+            offset: self.base_offset + i64::from(relative),
+        }
     }
 
     /// The newest entry.
@@ -52,9 +59,14 @@ impl TimeIndex {
             if timestamp <= last.timestamp {
                 return Ok(false);
             }
-            assert!(offset > last.offset, "time index offsets must grow: {offset} after {}", last.offset);
+            assert!(
+                offset > last.offset,
+                "time index offsets must grow: {offset} after {}",
+                last.offset
+            );
         }
-        let relative = u32::try_from(offset - self.base_offset).expect("relative offset fits u32 (roll guarantees it)");
+        let relative = u32::try_from(offset - self.base_offset)
+            .expect("relative offset fits u32 (roll guarantees it)");
         let mut e = [0u8; 12];
         e[..8].copy_from_slice(&timestamp.to_be_bytes());
         e[8..].copy_from_slice(&relative.to_be_bytes());
@@ -65,7 +77,9 @@ impl TimeIndex {
 
     /// The greatest entry whose timestamp is <= `timestamp`, if any.
     pub fn lookup(&self, timestamp: i64) -> Result<Option<TimeEntry>, LogError> {
-        let n = self.file.partition_point(|e| self.decode(e).timestamp <= timestamp)?;
+        let n = self
+            .file
+            .partition_point(|e| self.decode(e).timestamp <= timestamp)?;
         if n == 0 {
             return Ok(None);
         }
@@ -74,7 +88,9 @@ impl TimeIndex {
 
     /// Drops every entry naming an offset at or past `offset`.
     pub fn truncate_to_offset(&mut self, offset: i64) -> Result<(), LogError> {
-        let keep = self.file.partition_point(|e| self.decode(e).offset < offset)?;
+        let keep = self
+            .file
+            .partition_point(|e| self.decode(e).offset < offset)?;
         self.truncate_entries(keep)
     }
 
@@ -93,9 +109,14 @@ impl TimeIndex {
     /// Cheap consistency check: the last entry names an offset inside the segment
     /// (`end_offset` exclusive) and entries increase. Returns why the index is unusable.
     pub fn sanity_check(&self, end_offset: i64) -> Result<Option<String>, LogError> {
-        let Some(last) = self.last else { return Ok(None) };
+        let Some(last) = self.last else {
+            return Ok(None);
+        };
         if last.offset >= end_offset {
-            return Ok(Some(format!("last entry names offset {} past the segment end {end_offset}", last.offset)));
+            return Ok(Some(format!(
+                "last entry names offset {} past the segment end {end_offset}",
+                last.offset
+            )));
         }
         let first = self.decode(&self.file.read(0)?);
         if self.len() > 1 && (first.timestamp >= last.timestamp || first.offset >= last.offset) {

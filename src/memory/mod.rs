@@ -18,7 +18,11 @@ pub use pool::{Grant, Pool};
 /// Resident memory the pools do not cover: code, runtime, thread stacks, connection state.
 /// Measured under the 64 MiB load test: about 24-30 MiB for a debug build (health,
 /// 200 connections); a release build idles at 6-8 MiB. Each is rounded up with room to spare.
-pub const FIXED_OVERHEAD_BYTES: u64 = if cfg!(debug_assertions) { 32 << 20 } else { 16 << 20 };
+pub const FIXED_OVERHEAD_BYTES: u64 = if cfg!(debug_assertions) {
+    32 << 20
+} else {
+    16 << 20
+};
 
 /// Share of what remains after the fixed overhead that the pools hand out; the rest is
 /// headroom for the allocator (freed buffers it has not yet returned to the OS) and for
@@ -53,14 +57,18 @@ pub struct MemoryConfig {
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        MemoryConfig { budget: "192MiB".into() }
+        MemoryConfig {
+            budget: "192MiB".into(),
+        }
     }
 }
 
 /// Parse "192MiB", "64MB", "1GiB", "65536KiB" or a plain number of bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number
         .parse()
@@ -70,7 +78,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "K" | "KB" | "KiB" | "k" => 1 << 10,
         "M" | "MB" | "MiB" => 1 << 20,
         "G" | "GB" | "GiB" => 1 << 30,
-        other => return Err(format!("unknown size unit '{other}' in '{text}'; use KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' in '{text}'; use KiB, MiB or GiB"
+            ))
+        }
     };
     number
         .checked_mul(multiplier)
@@ -124,7 +136,8 @@ impl Budget {
     pub fn new(config: &MemoryConfig, needs: Needs) -> Result<Budget, String> {
         let total = match config.budget.trim() {
             "auto" => {
-                let ram = machine_memory_bytes().ok_or("cannot read MemTotal from /proc/meminfo for budget = \"auto\"")?;
+                let ram = machine_memory_bytes()
+                    .ok_or("cannot read MemTotal from /proc/meminfo for budget = \"auto\"")?;
                 (ram * AUTO_SHARE_PERCENT / 100).max(MIN_BUDGET_BYTES)
             }
             text => parse_size(text)?,
@@ -138,20 +151,41 @@ impl Budget {
         }
         let usable = (total - FIXED_OVERHEAD_BYTES) * POOLED_PERCENT / 100;
         let share = |name: &str| {
-            let percent = SHARES.iter().find(|(n, _)| *n == name).map(|(_, p)| *p).unwrap_or(0);
+            let percent = SHARES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, p)| *p)
+                .unwrap_or(0);
             usable * percent / 100
         };
         // A request is held while decoded: count twice its frame (see server::kafka).
         let checks = [
-            ("kafka_requests", 2 * needs.request_max_bytes, "broker.socket_request_max_bytes"),
-            ("fetch_responses", 2 * needs.message_max_bytes, "broker.message_max_bytes"),
-            ("znodes", 4 * needs.jute_maxbuffer, "coordinator.jute_maxbuffer"),
+            (
+                "kafka_requests",
+                2 * needs.request_max_bytes,
+                "broker.socket_request_max_bytes",
+            ),
+            (
+                "fetch_responses",
+                2 * needs.message_max_bytes,
+                "broker.message_max_bytes",
+            ),
+            (
+                "znodes",
+                4 * needs.jute_maxbuffer,
+                "coordinator.jute_maxbuffer",
+            ),
         ];
         for (pool, needed, key) in checks {
             let have = share(pool);
             if have < needed {
-                let percent = SHARES.iter().find(|(n, _)| *n == pool).map(|(_, p)| *p).unwrap_or(1);
-                let budget_needed = FIXED_OVERHEAD_BYTES + needed * 100 / percent * 100 / POOLED_PERCENT;
+                let percent = SHARES
+                    .iter()
+                    .find(|(n, _)| *n == pool)
+                    .map(|(_, p)| *p)
+                    .unwrap_or(1);
+                let budget_needed =
+                    FIXED_OVERHEAD_BYTES + needed * 100 / percent * 100 / POOLED_PERCENT;
                 return Err(format!(
                     "budget {} MiB gives the {pool} pool {} KiB, but {key} needs {} KiB; \
                      raise memory.budget to at least {} MiB or lower {key}",
@@ -198,7 +232,11 @@ mod tests {
     use super::*;
 
     fn needs() -> Needs {
-        Needs { request_max_bytes: 1 << 20, message_max_bytes: 1 << 20, jute_maxbuffer: 1 << 20 }
+        Needs {
+            request_max_bytes: 1 << 20,
+            message_max_bytes: 1 << 20,
+            jute_maxbuffer: 1 << 20,
+        }
     }
 
     #[test]
@@ -213,24 +251,54 @@ mod tests {
 
     #[test]
     fn the_budget_is_split_into_pools_that_fit_it() {
-        let budget = Budget::new(&MemoryConfig { budget: "192MiB".into() }, needs()).unwrap();
+        let budget = Budget::new(
+            &MemoryConfig {
+                budget: "192MiB".into(),
+            },
+            needs(),
+        )
+        .unwrap();
         let pooled: u64 = budget.pools().iter().map(|p| p.limit_bytes()).sum();
         assert!(pooled + FIXED_OVERHEAD_BYTES <= 192 << 20);
-        assert!(pooled + FIXED_OVERHEAD_BYTES > (192 << 20) * 7 / 10, "most of the budget is usable");
+        assert!(
+            pooled + FIXED_OVERHEAD_BYTES > (192 << 20) * 7 / 10,
+            "most of the budget is usable"
+        );
     }
 
     #[test]
     fn a_budget_too_small_for_the_limits_says_what_fits() {
-        let big = Needs { request_max_bytes: 16 << 20, ..needs() };
-        let error = Budget::new(&MemoryConfig { budget: "64MiB".into() }, big).unwrap_err();
+        let big = Needs {
+            request_max_bytes: 16 << 20,
+            ..needs()
+        };
+        let error = Budget::new(
+            &MemoryConfig {
+                budget: "64MiB".into(),
+            },
+            big,
+        )
+        .unwrap_err();
         assert!(error.contains("broker.socket_request_max_bytes"), "{error}");
         assert!(error.contains("raise memory.budget to at least"), "{error}");
-        assert!(Budget::new(&MemoryConfig { budget: "16MiB".into() }, needs()).is_err());
+        assert!(Budget::new(
+            &MemoryConfig {
+                budget: "16MiB".into()
+            },
+            needs()
+        )
+        .is_err());
     }
 
     #[test]
     fn auto_takes_a_share_of_the_machine() {
-        let budget = Budget::new(&MemoryConfig { budget: "auto".into() }, needs()).unwrap();
+        let budget = Budget::new(
+            &MemoryConfig {
+                budget: "auto".into(),
+            },
+            needs(),
+        )
+        .unwrap();
         assert!(budget.total_bytes >= MIN_BUDGET_BYTES);
     }
 }

@@ -56,7 +56,9 @@ impl Pool {
         let limit_units = (limit_bytes / UNIT_BYTES).max(1);
         // tokio's semaphore holds at most usize::MAX >> 3 permits: about 512 Mi units on
         // 32-bit, i.e. 512 GiB of budget. Clamp rather than panic.
-        let permits = usize::try_from(limit_units).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
+        let permits = usize::try_from(limit_units)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
         Arc::new(Pool {
             name,
             limit_bytes: permits as u64 * UNIT_BYTES,
@@ -102,14 +104,28 @@ impl Pool {
         let bytes = u64::from(units(bytes)) * UNIT_BYTES;
         let used = self.used_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
         self.peak_bytes.fetch_max(used, Ordering::AcqRel);
-        debug_assert!(used <= self.limit_bytes, "pool {} over its limit", self.name);
-        Grant { pool: self.clone(), bytes, _permit: permit }
+        debug_assert!(
+            used <= self.limit_bytes,
+            "pool {} over its limit",
+            self.name
+        );
+        Grant {
+            pool: self.clone(),
+            bytes,
+            _permit: permit,
+        }
     }
 
     fn note_exhausted(&self, wanted: u64) {
         if !self.exhausted_now.swap(true, Ordering::AcqRel) {
             self.exhausted_episodes.fetch_add(1, Ordering::AcqRel);
-            tracing::warn!(pool = self.name, wanted, used = self.used_bytes(), limit = self.limit_bytes, "memory pool exhausted; applying backpressure");
+            tracing::warn!(
+                pool = self.name,
+                wanted,
+                used = self.used_bytes(),
+                limit = self.limit_bytes,
+                "memory pool exhausted; applying backpressure"
+            );
         }
     }
 
@@ -172,7 +188,11 @@ mod tests {
         assert!(pool.is_exhausted());
         assert_eq!(pool.exhausted_episodes(), 1);
         assert!(pool.try_acquire(1).is_none());
-        assert_eq!(pool.exhausted_episodes(), 1, "one episode until it recovers");
+        assert_eq!(
+            pool.exhausted_episodes(),
+            1,
+            "one episode until it recovers"
+        );
         drop(a);
         assert!(!pool.is_exhausted());
         assert_eq!(pool.used_bytes(), 6 * UNIT_BYTES);
@@ -202,7 +222,11 @@ mod tests {
         assert!(!waiter.is_finished());
         drop(held);
         assert_eq!(waiter.await.unwrap(), 2 * UNIT_BYTES);
-        assert_eq!(pool.used_bytes(), 0, "the waiter's grant was dropped with its task");
+        assert_eq!(
+            pool.used_bytes(),
+            0,
+            "the waiter's grant was dropped with its task"
+        );
     }
 
     #[tokio::test]
@@ -233,6 +257,9 @@ mod tests {
         let _ = waiter.await;
         drop(held);
         assert_eq!(pool.used_bytes(), 0);
-        assert!(pool.try_acquire(2 * UNIT_BYTES).is_some(), "an aborted waiter returns nothing it did not get");
+        assert!(
+            pool.try_acquire(2 * UNIT_BYTES).is_some(),
+            "an aborted waiter returns nothing it did not get"
+        );
     }
 }

@@ -19,7 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, SubscribeFilter, SubscribeReasonCode};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, SubscribeFilter,
+    SubscribeReasonCode,
+};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::codec::{Publish, QoS};
@@ -51,15 +54,22 @@ pub async fn run(ingest: Arc<Ingest>, index: usize, mut shutdown: watch::Receive
         .client_id
         .clone()
         .unwrap_or_else(|| format!("bramble-{}-{name}", ingest.node_id));
-    let only_route = config
-        .topic
-        .as_deref()
-        .map(|topic| Route::catch_all(topic, config.key.as_deref()).expect("validated with the config"));
-    let (client, mut eventloop) = connect_options(&config, &client_id, ingest.config.max_packet_bytes);
+    let only_route = config.topic.as_deref().map(|topic| {
+        Route::catch_all(topic, config.key.as_deref()).expect("validated with the config")
+    });
+    let (client, mut eventloop) =
+        connect_options(&config, &client_id, ingest.config.max_packet_bytes);
     let generation = Arc::new(AtomicU64::new(0));
     let reset = Arc::new(AtomicBool::new(false));
     let (owed_tx, owed_rx) = mpsc::channel(usize::from(config.max_inflight_messages) + 16);
-    let acker = tokio::spawn(ack_loop(client.clone(), owed_rx, ingest.clone(), generation.clone(), reset.clone(), name.clone()));
+    let acker = tokio::spawn(ack_loop(
+        client.clone(),
+        owed_rx,
+        ingest.clone(),
+        generation.clone(),
+        reset.clone(),
+        name.clone(),
+    ));
     let slots = Arc::new(Semaphore::new(usize::from(config.max_inflight_messages)));
     let metrics = &ingest.metrics.bridges[index];
     let mut bridge = Bridge {
@@ -86,12 +96,18 @@ pub async fn run(ingest: Arc<Ingest>, index: usize, mut shutdown: watch::Receive
                 bridge.connected(&client, ack.session_present, ack.code);
                 Ok(())
             }
-            Ok(Event::Incoming(Incoming::Publish(first))) => bridge.received(first, &mut eventloop, &mut shutdown).await,
+            Ok(Event::Incoming(Incoming::Publish(first))) => {
+                bridge.received(first, &mut eventloop, &mut shutdown).await
+            }
             Ok(Event::Incoming(Incoming::SubAck(ack))) => {
                 for (filter, code) in config.subscribe.iter().zip(&ack.return_codes) {
                     match code {
-                        SubscribeReasonCode::Success(qos) => tracing::info!(bridge = %name, %filter, ?qos, "subscribed"),
-                        SubscribeReasonCode::Failure => tracing::error!(bridge = %name, %filter, "the external broker refused the subscription"),
+                        SubscribeReasonCode::Success(qos) => {
+                            tracing::info!(bridge = %name, %filter, ?qos, "subscribed")
+                        }
+                        SubscribeReasonCode::Failure => {
+                            tracing::error!(bridge = %name, %filter, "the external broker refused the subscription")
+                        }
                     }
                 }
                 Ok(())
@@ -111,7 +127,8 @@ pub async fn run(ingest: Arc<Ingest>, index: usize, mut shutdown: watch::Receive
             }
             metrics.set_state(BridgeState::Disconnected);
             let delay = bridge.backoff;
-            bridge.backoff = (bridge.backoff * 2).min(Duration::from_millis(config.reconnect_max_ms));
+            bridge.backoff =
+                (bridge.backoff * 2).min(Duration::from_millis(config.reconnect_max_ms));
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = shutdown.changed() => break,
@@ -123,13 +140,19 @@ pub async fn run(ingest: Arc<Ingest>, index: usize, mut shutdown: watch::Receive
     tracing::info!(bridge = %name, "MQTT bridge stopped");
 }
 
-fn connect_options(config: &BridgeConfig, client_id: &str, max_packet_bytes: u32) -> (AsyncClient, EventLoop) {
+fn connect_options(
+    config: &BridgeConfig,
+    client_id: &str,
+    max_packet_bytes: u32,
+) -> (AsyncClient, EventLoop) {
     let (host, port) = config.host_port().expect("validated with the config");
     let mut options = MqttOptions::new(client_id, host, port);
     options
         .set_clean_session(false)
         .set_manual_acks(true)
-        .set_keep_alive(Duration::from_secs(u64::from(config.keep_alive_secs.max(5))))
+        .set_keep_alive(Duration::from_secs(u64::from(
+            config.keep_alive_secs.max(5),
+        )))
         .set_max_packet_size(max_packet_bytes as usize, max_packet_bytes as usize);
     if let Some(username) = &config.username {
         options.set_credentials(username, config.password.clone().unwrap_or_default());
@@ -163,8 +186,16 @@ impl Bridge<'_> {
         self.metrics.set_state(BridgeState::Connected);
         self.metrics.connects.fetch_add(1, Ordering::Relaxed);
         tracing::info!(bridge = %self.name, url = %self.config.url, session_present, "bridge connected");
-        let qos = if self.config.qos == 0 { rumqttc::QoS::AtMostOnce } else { rumqttc::QoS::AtLeastOnce };
-        let filters = self.config.subscribe.iter().map(|f| SubscribeFilter::new(f.clone(), qos));
+        let qos = if self.config.qos == 0 {
+            rumqttc::QoS::AtMostOnce
+        } else {
+            rumqttc::QoS::AtLeastOnce
+        };
+        let filters = self
+            .config
+            .subscribe
+            .iter()
+            .map(|f| SubscribeFilter::new(f.clone(), qos));
         // Subscribe on every connect: a resumed session keeps them, a new one needs them.
         if let Err(error) = client.try_subscribe_many(filters) {
             tracing::error!(bridge = %self.name, %error, "could not queue the subscription");
@@ -173,7 +204,12 @@ impl Bridge<'_> {
 
     /// Write `first` and whatever rumqttc already has buffered behind it, then queue the
     /// acknowledgements behind the commit.
-    async fn received(&mut self, first: rumqttc::Publish, eventloop: &mut EventLoop, shutdown: &mut watch::Receiver<bool>) -> Result<(), String> {
+    async fn received(
+        &mut self,
+        first: rumqttc::Publish,
+        eventloop: &mut EventLoop,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), String> {
         let mut messages = Vec::new();
         let mut packet_ids = Vec::new();
         let size = first.payload.len() + first.topic.len();
@@ -182,7 +218,8 @@ impl Bridge<'_> {
         };
         self.take(first, &mut messages, &mut packet_ids);
         while messages.len() < BATCH_MESSAGES_MAX {
-            let Some(Event::Incoming(Incoming::Publish(next))) = eventloop.state.events.front() else {
+            let Some(Event::Incoming(Incoming::Publish(next))) = eventloop.state.events.front()
+            else {
                 break;
             };
             let size = next.payload.len() + next.topic.len();
@@ -194,13 +231,22 @@ impl Bridge<'_> {
             };
             permits.0.merge(slot);
             permits.1.push(grant);
-            let Some(Event::Incoming(Incoming::Publish(next))) = eventloop.state.events.pop_front() else {
+            let Some(Event::Incoming(Incoming::Publish(next))) = eventloop.state.events.pop_front()
+            else {
                 unreachable!("the front event was just seen");
             };
             self.take(next, &mut messages, &mut packet_ids);
         }
-        let source = Source { client_id: self.client_id, only_route: self.only_route };
-        let commit = match self.ingest.sink.ingest(source, &messages, &mut self.routed).await {
+        let source = Source {
+            client_id: self.client_id,
+            only_route: self.only_route,
+        };
+        let commit = match self
+            .ingest
+            .sink
+            .ingest(source, &messages, &mut self.routed)
+            .await
+        {
             Ok(commit) => commit,
             Err(error) => {
                 tracing::error!(bridge = %self.name, %error, "bridge ingest failed; reconnecting so the broker resends");
@@ -209,11 +255,24 @@ impl Bridge<'_> {
             }
         };
         let generation = self.generation.load(Ordering::Acquire);
-        let owed = Owed { generation, commit, packet_ids, _permits: permits };
-        self.owed.send(owed).await.map_err(|_| "acknowledger stopped".to_string())
+        let owed = Owed {
+            generation,
+            commit,
+            packet_ids,
+            _permits: permits,
+        };
+        self.owed
+            .send(owed)
+            .await
+            .map_err(|_| "acknowledger stopped".to_string())
     }
 
-    fn take(&self, publish: rumqttc::Publish, messages: &mut Vec<Publish>, packet_ids: &mut Vec<u16>) {
+    fn take(
+        &self,
+        publish: rumqttc::Publish,
+        messages: &mut Vec<Publish>,
+        packet_ids: &mut Vec<u16>,
+    ) {
         self.metrics.received.add(publish.payload.len());
         let qos = match publish.qos {
             rumqttc::QoS::AtMostOnce => QoS::AtMostOnce,
@@ -227,7 +286,11 @@ impl Bridge<'_> {
         messages.push(sink::message(publish.topic, payload, qos, publish.retain));
     }
 
-    async fn acquire(&self, size: usize, shutdown: &mut watch::Receiver<bool>) -> Option<(OwnedSemaphorePermit, Vec<Grant>)> {
+    async fn acquire(
+        &self,
+        size: usize,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<(OwnedSemaphorePermit, Vec<Grant>)> {
         tokio::select! {
             permits = async {
                 let slot = self.slots.clone().acquire_owned().await.ok()?;
@@ -269,7 +332,12 @@ async fn ack_loop(
             reset.store(true, Ordering::Release);
             continue;
         }
-        let Owed { generation: from, packet_ids, _permits, .. } = item;
+        let Owed {
+            generation: from,
+            packet_ids,
+            _permits,
+            ..
+        } = item;
         drop(_permits);
         pending.extend(packet_ids.into_iter().map(|id| (from, id)));
         send_acks(&client, &mut pending, &generation);

@@ -300,7 +300,11 @@ pub struct Ack {
 impl Ack {
     /// A successful acknowledgement.
     pub fn new(packet_id: u16) -> Ack {
-        Ack { packet_id, reason: reason::SUCCESS, properties: Properties::default() }
+        Ack {
+            packet_id,
+            reason: reason::SUCCESS,
+            properties: Properties::default(),
+        }
     }
 }
 
@@ -360,7 +364,10 @@ pub struct Disconnect {
 impl Disconnect {
     /// A DISCONNECT with this reason and no properties.
     pub fn new(reason: u8) -> Disconnect {
-        Disconnect { reason, properties: Properties::default() }
+        Disconnect {
+            reason,
+            properties: Properties::default(),
+        }
     }
 }
 
@@ -436,7 +443,9 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
             return Ok(Some(1 + i + 1 + value));
         }
     }
-    Err(DecodeError::Malformed("remaining length longer than four bytes"))
+    Err(DecodeError::Malformed(
+        "remaining length longer than four bytes",
+    ))
 }
 
 /// Decode one whole frame (as delimited by [`frame_len`]). `version` is the connection's
@@ -445,7 +454,9 @@ pub fn decode(frame: Bytes, version: Version) -> Result<Packet, DecodeError> {
     let first = *frame.first().ok_or(DecodeError::Malformed("empty frame"))?;
     let total = frame_len(&frame)?.ok_or(DecodeError::Malformed("truncated fixed header"))?;
     if total != frame.len() {
-        return Err(DecodeError::Malformed("frame length does not match remaining length"));
+        return Err(DecodeError::Malformed(
+            "frame length does not match remaining length",
+        ));
     }
     let header_len = total - remaining_len_of(&frame);
     let mut body = frame.slice(header_len..);
@@ -471,8 +482,16 @@ pub fn decode(frame: Bytes, version: Version) -> Result<Packet, DecodeError> {
                 return Err(DecodeError::Malformed("CONNACK flags"));
             }
             let code = get_u8(&mut body)?;
-            let properties = if v5 { decode_properties(&mut body)? } else { Properties::default() };
-            Packet::ConnAck(ConnAck { session_present: ack_flags & 1 == 1, code, properties })
+            let properties = if v5 {
+                decode_properties(&mut body)?
+            } else {
+                Properties::default()
+            };
+            Packet::ConnAck(ConnAck {
+                session_present: ack_flags & 1 == 1,
+                code,
+                properties,
+            })
         }
         3 => Packet::Publish(decode_publish(flags, &mut body, v5)?),
         4 => {
@@ -494,7 +513,11 @@ pub fn decode(frame: Bytes, version: Version) -> Result<Packet, DecodeError> {
         8 => {
             expect_flags(0b0010)?;
             let packet_id = get_packet_id(&mut body)?;
-            let properties = if v5 { decode_properties(&mut body)? } else { Properties::default() };
+            let properties = if v5 {
+                decode_properties(&mut body)?
+            } else {
+                Properties::default()
+            };
             let mut filters = Vec::new();
             while body.has_remaining() {
                 let filter = get_string(&mut body)?;
@@ -504,20 +527,36 @@ pub fn decode(frame: Bytes, version: Version) -> Result<Packet, DecodeError> {
             if filters.is_empty() {
                 return Err(DecodeError::Protocol("SUBSCRIBE without a topic filter"));
             }
-            Packet::Subscribe(Subscribe { packet_id, filters, properties })
+            Packet::Subscribe(Subscribe {
+                packet_id,
+                filters,
+                properties,
+            })
         }
         9 => {
             expect_flags(0)?;
             let packet_id = get_packet_id(&mut body)?;
-            let properties = if v5 { decode_properties(&mut body)? } else { Properties::default() };
+            let properties = if v5 {
+                decode_properties(&mut body)?
+            } else {
+                Properties::default()
+            };
             let codes = body.to_vec();
             body.advance(codes.len());
-            Packet::SubAck(SubAck { packet_id, codes, properties })
+            Packet::SubAck(SubAck {
+                packet_id,
+                codes,
+                properties,
+            })
         }
         10 => {
             expect_flags(0b0010)?;
             let packet_id = get_packet_id(&mut body)?;
-            let properties = if v5 { decode_properties(&mut body)? } else { Properties::default() };
+            let properties = if v5 {
+                decode_properties(&mut body)?
+            } else {
+                Properties::default()
+            };
             let mut filters = Vec::new();
             while body.has_remaining() {
                 filters.push(get_string(&mut body)?);
@@ -525,7 +564,11 @@ pub fn decode(frame: Bytes, version: Version) -> Result<Packet, DecodeError> {
             if filters.is_empty() {
                 return Err(DecodeError::Protocol("UNSUBSCRIBE without a topic filter"));
             }
-            Packet::Unsubscribe(Unsubscribe { packet_id, filters, properties })
+            Packet::Unsubscribe(Unsubscribe {
+                packet_id,
+                filters,
+                properties,
+            })
         }
         11 => {
             expect_flags(0)?;
@@ -538,7 +581,11 @@ pub fn decode(frame: Bytes, version: Version) -> Result<Packet, DecodeError> {
             } else {
                 (Properties::default(), Vec::new())
             };
-            Packet::UnsubAck(UnsubAck { packet_id, codes, properties })
+            Packet::UnsubAck(UnsubAck {
+                packet_id,
+                codes,
+                properties,
+            })
         }
         12 => {
             expect_flags(0)?;
@@ -603,21 +650,45 @@ fn decode_connect(body: &mut Bytes) -> Result<Connect, DecodeError> {
     }
     let keep_alive_secs = get_u16(body)?;
     let v5 = version == Version::V5;
-    let properties = if v5 { decode_properties(body)? } else { Properties::default() };
+    let properties = if v5 {
+        decode_properties(body)?
+    } else {
+        Properties::default()
+    };
     let client_id = get_string(body)?;
     let will = if will_flag {
-        let properties = if v5 { decode_properties(body)? } else { Properties::default() };
+        let properties = if v5 {
+            decode_properties(body)?
+        } else {
+            Properties::default()
+        };
         let topic = get_string(body)?;
         if topic.is_empty() || topic.contains(['+', '#']) {
-            return Err(DecodeError::Malformed("will topic empty or with a wildcard"));
+            return Err(DecodeError::Malformed(
+                "will topic empty or with a wildcard",
+            ));
         }
         let payload = get_binary(body)?;
-        Some(Will { topic, payload, qos: will_qos, retain: will_retain, properties })
+        Some(Will {
+            topic,
+            payload,
+            qos: will_qos,
+            retain: will_retain,
+            properties,
+        })
     } else {
         None
     };
-    let username = if has_username { Some(get_string(body)?) } else { None };
-    let password = if has_password { Some(get_binary(body)?) } else { None };
+    let username = if has_username {
+        Some(get_string(body)?)
+    } else {
+        None
+    };
+    let password = if has_password {
+        Some(get_binary(body)?)
+    } else {
+        None
+    };
     Ok(Connect {
         version,
         bridge,
@@ -642,25 +713,49 @@ fn decode_publish(flags: u8, body: &mut Bytes, v5: bool) -> Result<Publish, Deco
     if topic.contains(['+', '#']) {
         return Err(DecodeError::Malformed("wildcard in a PUBLISH topic"));
     }
-    let packet_id = if qos == QoS::AtMostOnce { 0 } else { get_packet_id(body)? };
-    let properties = if v5 { decode_properties(body)? } else { Properties::default() };
+    let packet_id = if qos == QoS::AtMostOnce {
+        0
+    } else {
+        get_packet_id(body)?
+    };
+    let properties = if v5 {
+        decode_properties(body)?
+    } else {
+        Properties::default()
+    };
     if topic.is_empty() && properties.topic_alias.is_none() {
         return Err(DecodeError::Protocol("empty PUBLISH topic"));
     }
     let payload = body.split_to(body.len());
-    Ok(Publish { dup, qos, retain, topic, packet_id, properties, payload })
+    Ok(Publish {
+        dup,
+        qos,
+        retain,
+        topic,
+        packet_id,
+        properties,
+        payload,
+    })
 }
 
 fn decode_ack(body: &mut Bytes, v5: bool) -> Result<Ack, DecodeError> {
     let packet_id = get_packet_id(body)?;
     let (reason, properties) = if v5 && body.has_remaining() {
         let reason = get_u8(body)?;
-        let properties = if body.has_remaining() { decode_properties(body)? } else { Properties::default() };
+        let properties = if body.has_remaining() {
+            decode_properties(body)?
+        } else {
+            Properties::default()
+        };
         (reason, properties)
     } else {
         (reason::SUCCESS, Properties::default())
     };
-    Ok(Ack { packet_id, reason, properties })
+    Ok(Ack {
+        packet_id,
+        reason,
+        properties,
+    })
 }
 
 fn decode_reason_and_properties(body: &mut Bytes, v5: bool) -> Result<Disconnect, DecodeError> {
@@ -668,7 +763,11 @@ fn decode_reason_and_properties(body: &mut Bytes, v5: bool) -> Result<Disconnect
         return Ok(Disconnect::new(reason::SUCCESS));
     }
     let reason = get_u8(body)?;
-    let properties = if body.has_remaining() { decode_properties(body)? } else { Properties::default() };
+    let properties = if body.has_remaining() {
+        decode_properties(body)?
+    } else {
+        Properties::default()
+    };
     Ok(Disconnect { reason, properties })
 }
 
@@ -703,14 +802,17 @@ fn get_packet_id(body: &mut Bytes) -> Result<u16, DecodeError> {
 fn get_binary(body: &mut Bytes) -> Result<Bytes, DecodeError> {
     let len = usize::from(get_u16(body)?);
     if body.remaining() < len {
-        return Err(DecodeError::Malformed("string or binary longer than the packet"));
+        return Err(DecodeError::Malformed(
+            "string or binary longer than the packet",
+        ));
     }
     Ok(body.split_to(len))
 }
 
 fn get_string(body: &mut Bytes) -> Result<String, DecodeError> {
     let bytes = get_binary(body)?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| DecodeError::Malformed("string is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| DecodeError::Malformed("string is not UTF-8"))?;
     if text.contains('\0') {
         return Err(DecodeError::Malformed("string contains U+0000"));
     }
@@ -726,7 +828,9 @@ fn get_varint(body: &mut Bytes) -> Result<u32, DecodeError> {
             return Ok(value);
         }
     }
-    Err(DecodeError::Malformed("variable byte integer longer than four bytes"))
+    Err(DecodeError::Malformed(
+        "variable byte integer longer than four bytes",
+    ))
 }
 
 fn set_once<T>(slot: &mut Option<T>, value: T) -> Result<(), DecodeError> {
@@ -831,7 +935,9 @@ pub fn encode(packet: &Packet, version: Version, out: &mut Vec<u8>) {
                 put_properties(&publish.properties, out);
             }
             out.extend_from_slice(&publish.payload);
-            0x30 | (u8::from(publish.dup) << 3) | ((publish.qos as u8) << 1) | u8::from(publish.retain)
+            0x30 | (u8::from(publish.dup) << 3)
+                | ((publish.qos as u8) << 1)
+                | u8::from(publish.retain)
         }
         Packet::PubAck(ack) => encode_ack(0x40, ack, v5, out),
         Packet::PubRec(ack) => encode_ack(0x50, ack, v5, out),
@@ -886,7 +992,10 @@ pub fn encode(packet: &Packet, version: Version, out: &mut Vec<u8>) {
         }
     };
     let remaining = out.len() - start - 5;
-    assert!(remaining <= MAX_REMAINING_LENGTH, "packet too large to encode");
+    assert!(
+        remaining <= MAX_REMAINING_LENGTH,
+        "packet too large to encode"
+    );
     let mut header = [0u8; 5];
     header[0] = first;
     let mut header_len = 1;
@@ -1076,7 +1185,8 @@ mod tests {
         let mut out = Vec::new();
         encode(&packet, version, &mut out);
         assert_eq!(frame_len(&out).unwrap(), Some(out.len()), "{packet:?}");
-        let decoded = decode(Bytes::from(out), version).unwrap_or_else(|e| panic!("{packet:?}: {e}"));
+        let decoded =
+            decode(Bytes::from(out), version).unwrap_or_else(|e| panic!("{packet:?}: {e}"));
         assert_eq!(decoded, packet);
     }
 
@@ -1108,7 +1218,10 @@ mod tests {
                     payload: Bytes::from_static(b"gone"),
                     qos: QoS::AtLeastOnce,
                     retain: true,
-                    properties: props(Properties { will_delay_interval: Some(5), ..Properties::default() }),
+                    properties: props(Properties {
+                        will_delay_interval: Some(5),
+                        ..Properties::default()
+                    }),
                 }),
                 username: Some("user".into()),
                 password: Some(Bytes::from_static(b"secret")),
@@ -1149,8 +1262,15 @@ mod tests {
             }
             let ack = Ack {
                 packet_id: 7,
-                reason: if v5 { reason::NO_MATCHING_SUBSCRIBERS } else { 0 },
-                properties: props(Properties { reason_string: Some("no route".into()), ..Properties::default() }),
+                reason: if v5 {
+                    reason::NO_MATCHING_SUBSCRIBERS
+                } else {
+                    0
+                },
+                properties: props(Properties {
+                    reason_string: Some("no route".into()),
+                    ..Properties::default()
+                }),
             };
             round_trip(Packet::PubAck(ack.clone()), version);
             round_trip(Packet::PubAck(Ack::new(65535)), version);
@@ -1161,22 +1281,37 @@ mod tests {
                 Packet::Subscribe(Subscribe {
                     packet_id: 3,
                     filters: vec![("a/+".into(), 1), ("b/#".into(), 2)],
-                    properties: props(Properties { subscription_identifiers: vec![300], ..Properties::default() }),
+                    properties: props(Properties {
+                        subscription_identifiers: vec![300],
+                        ..Properties::default()
+                    }),
                 }),
                 version,
             );
             round_trip(
-                Packet::SubAck(SubAck { packet_id: 3, codes: vec![0x80, 0x80], properties: Properties::default() }),
+                Packet::SubAck(SubAck {
+                    packet_id: 3,
+                    codes: vec![0x80, 0x80],
+                    properties: Properties::default(),
+                }),
                 version,
             );
             round_trip(
-                Packet::Unsubscribe(Unsubscribe { packet_id: 4, filters: vec!["a/+".into()], properties: Properties::default() }),
+                Packet::Unsubscribe(Unsubscribe {
+                    packet_id: 4,
+                    filters: vec!["a/+".into()],
+                    properties: Properties::default(),
+                }),
                 version,
             );
             round_trip(
                 Packet::UnsubAck(UnsubAck {
                     packet_id: 4,
-                    codes: if v5 { vec![reason::NO_SUBSCRIPTION_EXISTED] } else { Vec::new() },
+                    codes: if v5 {
+                        vec![reason::NO_SUBSCRIPTION_EXISTED]
+                    } else {
+                        Vec::new()
+                    },
                     properties: Properties::default(),
                 }),
                 version,
@@ -1188,7 +1323,10 @@ mod tests {
         round_trip(
             Packet::Disconnect(Disconnect {
                 reason: reason::SESSION_TAKEN_OVER,
-                properties: Properties { reason_string: Some("taken over".into()), ..Properties::default() },
+                properties: Properties {
+                    reason_string: Some("taken over".into()),
+                    ..Properties::default()
+                },
             }),
             Version::V5,
         );
@@ -1197,8 +1335,17 @@ mod tests {
 
     #[test]
     fn mqtt31_and_bridge_levels_are_recognised() {
-        for (level, version, bridge) in [(3u8, Version::V31, false), (0x83, Version::V31, true), (0x84, Version::V311, true), (0x85, Version::V5, true)] {
-            let name: &[u8] = if version == Version::V31 { b"MQIsdp" } else { b"MQTT" };
+        for (level, version, bridge) in [
+            (3u8, Version::V31, false),
+            (0x83, Version::V31, true),
+            (0x84, Version::V311, true),
+            (0x85, Version::V5, true),
+        ] {
+            let name: &[u8] = if version == Version::V31 {
+                b"MQIsdp"
+            } else {
+                b"MQTT"
+            };
             let mut body = vec![0, name.len() as u8];
             body.extend_from_slice(name);
             body.extend_from_slice(&[level, 0x02, 0, 60]);
@@ -1208,10 +1355,15 @@ mod tests {
             body.extend_from_slice(&[0, 1, b'c']);
             let mut frame = vec![0x10, body.len() as u8];
             frame.extend_from_slice(&body);
-            let Packet::Connect(connect) = decode(Bytes::from(frame), Version::V311).unwrap() else {
+            let Packet::Connect(connect) = decode(Bytes::from(frame), Version::V311).unwrap()
+            else {
                 panic!("not a CONNECT");
             };
-            assert_eq!((connect.version, connect.bridge), (version, bridge), "level {level:#x}");
+            assert_eq!(
+                (connect.version, connect.bridge),
+                (version, bridge),
+                "level {level:#x}"
+            );
         }
     }
 
@@ -1244,11 +1396,11 @@ mod tests {
         let cases: &[&[u8]] = &[
             &[0x00, 0x00],                         // reserved type 0
             &[0x32, 0x02, 0x00, 0x01],             // QoS 1 publish cut short
-            &[0x36, 0x03, 0x00, 0x01, b'a'],        // QoS 3
-            &[0x38, 0x03, 0x00, 0x01, b'a'],        // DUP on QoS 0
-            &[0x30, 0x03, 0x00, 0x01, b'#'],        // wildcard in topic
-            &[0x30, 0x04, 0x00, 0x02, 0xc3, 0x28],  // invalid UTF-8
-            &[0x30, 0x03, 0x00, 0x01, 0x00],        // NUL in topic
+            &[0x36, 0x03, 0x00, 0x01, b'a'],       // QoS 3
+            &[0x38, 0x03, 0x00, 0x01, b'a'],       // DUP on QoS 0
+            &[0x30, 0x03, 0x00, 0x01, b'#'],       // wildcard in topic
+            &[0x30, 0x04, 0x00, 0x02, 0xc3, 0x28], // invalid UTF-8
+            &[0x30, 0x03, 0x00, 0x01, 0x00],       // NUL in topic
             &[0x40, 0x02, 0x00, 0x00],             // packet id 0
             &[0x60, 0x02, 0x00, 0x01],             // PUBREL without its flag bits
             &[0x82, 0x02, 0x00, 0x01],             // SUBSCRIBE without filters
@@ -1257,15 +1409,25 @@ mod tests {
             &[0xF0, 0x00],                         // AUTH before v5
         ];
         for case in cases {
-            assert!(decode(Bytes::copy_from_slice(case), Version::V311).is_err(), "{case:?} decoded");
+            assert!(
+                decode(Bytes::copy_from_slice(case), Version::V311).is_err(),
+                "{case:?} decoded"
+            );
         }
         // v5: a property given twice, and an unknown property.
-        let twice = [0x40, 0x0b, 0x00, 0x01, 0x00, 0x07, 0x1f, 0x00, 0x01, b'a', 0x1f, 0x00, 0x00];
-        assert_eq!(decode(Bytes::copy_from_slice(&twice[..]), Version::V5), Err(DecodeError::Protocol("property given twice")));
+        let twice = [
+            0x40, 0x0b, 0x00, 0x01, 0x00, 0x07, 0x1f, 0x00, 0x01, b'a', 0x1f, 0x00, 0x00,
+        ];
+        assert_eq!(
+            decode(Bytes::copy_from_slice(&twice[..]), Version::V5),
+            Err(DecodeError::Protocol("property given twice"))
+        );
         let unknown = [0x40, 0x05, 0x00, 0x01, 0x00, 0x01, 0x7f];
         assert!(decode(Bytes::copy_from_slice(&unknown[..]), Version::V5).is_err());
         // CONNECT for a protocol we do not speak.
-        let amqp = [0x10, 0x0a, 0x00, 0x04, b'A', b'M', b'Q', b'P', 0x04, 0x02, 0x00, 0x3c];
+        let amqp = [
+            0x10, 0x0a, 0x00, 0x04, b'A', b'M', b'Q', b'P', 0x04, 0x02, 0x00, 0x3c,
+        ];
         assert!(matches!(
             decode(Bytes::copy_from_slice(&amqp[..]), Version::V311),
             Err(DecodeError::UnsupportedProtocol { .. })

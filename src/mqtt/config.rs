@@ -157,10 +157,17 @@ fn bridge_inflight_default() -> u16 {
 impl BridgeConfig {
     /// Host and port from `url`.
     pub fn host_port(&self) -> Result<(String, u16), String> {
-        let rest = if let Some(rest) = self.url.strip_prefix("mqtt://").or_else(|| self.url.strip_prefix("tcp://")) {
+        let rest = if let Some(rest) = self
+            .url
+            .strip_prefix("mqtt://")
+            .or_else(|| self.url.strip_prefix("tcp://"))
+        {
             rest
         } else if self.url.starts_with("mqtts://") || self.url.starts_with("ssl://") {
-            return Err(format!("`{}`: TLS bridges are not built in yet; use mqtt://", self.url));
+            return Err(format!(
+                "`{}`: TLS bridges are not built in yet; use mqtt://",
+                self.url
+            ));
         } else {
             return Err(format!("`{}` must start with mqtt://", self.url));
         };
@@ -177,13 +184,18 @@ impl BridgeConfig {
 fn check_target_topic(topic: &str) -> Result<(), String> {
     crate::broker::topic::validate_topic_name(topic).map_err(|e| format!("`{topic}`: {e}"))?;
     if topic.starts_with("__") {
-        return Err(format!("`{topic}`: topics starting with `__` are the broker's own"));
+        return Err(format!(
+            "`{topic}`: topics starting with `__` are the broker's own"
+        ));
     }
     Ok(())
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, message: message.into() }
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
 }
 
 impl MqttConfig {
@@ -198,17 +210,24 @@ impl MqttConfig {
         }
         // MQTT's own ceiling is 268435455 (four length bytes); we stay far below it.
         if self.max_packet_bytes < 1024 || self.max_packet_bytes > 64 << 20 {
-            return Err(invalid("mqtt.max_packet_bytes", "must be between 1024 and 67108864"));
+            return Err(invalid(
+                "mqtt.max_packet_bytes",
+                "must be between 1024 and 67108864",
+            ));
         }
         // A record repeats the topic (key and header) next to the payload, so give it room.
         if u64::from(self.max_packet_bytes) * 2 + 4096 > u64::from(message_max_bytes) {
             return Err(invalid(
                 "mqtt.max_packet_bytes",
-                format!("at most (broker.message_max_bytes - 4096) / 2 = {}", (message_max_bytes.saturating_sub(4096)) / 2),
+                format!(
+                    "at most (broker.message_max_bytes - 4096) / 2 = {}",
+                    (message_max_bytes.saturating_sub(4096)) / 2
+                ),
             ));
         }
         let batch_bytes_max = self.batch_bytes_max(message_max_bytes);
-        if batch_bytes_max < self.max_packet_bytes * 2 + 4096 || batch_bytes_max > message_max_bytes {
+        if batch_bytes_max < self.max_packet_bytes * 2 + 4096 || batch_bytes_max > message_max_bytes
+        {
             return Err(invalid(
                 "mqtt.batch_bytes_max",
                 "must be at least 2 × mqtt.max_packet_bytes + 4096 and at most broker.message_max_bytes",
@@ -224,38 +243,56 @@ impl MqttConfig {
             return Err(invalid("mqtt.connect_timeout_ms", "must be at least 1"));
         }
         for route in &self.routes {
-            TopicFilter::parse(&route.filter)
-                .map_err(|e: FilterError| invalid("mqtt.route.filter", format!("`{}`: {e}", route.filter)))?;
+            TopicFilter::parse(&route.filter).map_err(|e: FilterError| {
+                invalid("mqtt.route.filter", format!("`{}`: {e}", route.filter))
+            })?;
             check_target_topic(&route.topic).map_err(|e| invalid("mqtt.route.topic", e))?;
             if let Some(key) = &route.key {
-                KeyTemplate::parse(key).map_err(|e| invalid("mqtt.route.key", format!("`{key}`: {e}")))?;
+                KeyTemplate::parse(key)
+                    .map_err(|e| invalid("mqtt.route.key", format!("`{key}`: {e}")))?;
             }
         }
         let mut names = std::collections::BTreeSet::new();
         for (index, bridge) in self.bridges.iter().enumerate() {
             if !names.insert(self.bridge_name(index)) {
-                return Err(invalid("mqtt.bridge.name", format!("`{}` is used twice", self.bridge_name(index))));
+                return Err(invalid(
+                    "mqtt.bridge.name",
+                    format!("`{}` is used twice", self.bridge_name(index)),
+                ));
             }
-            bridge.host_port().map_err(|e| invalid("mqtt.bridge.url", e))?;
+            bridge
+                .host_port()
+                .map_err(|e| invalid("mqtt.bridge.url", e))?;
             if bridge.subscribe.is_empty() {
-                return Err(invalid("mqtt.bridge.subscribe", "give at least one topic filter"));
+                return Err(invalid(
+                    "mqtt.bridge.subscribe",
+                    "give at least one topic filter",
+                ));
             }
             for filter in &bridge.subscribe {
-                TopicFilter::parse(filter).map_err(|e| invalid("mqtt.bridge.subscribe", format!("`{filter}`: {e}")))?;
+                TopicFilter::parse(filter)
+                    .map_err(|e| invalid("mqtt.bridge.subscribe", format!("`{filter}`: {e}")))?;
             }
             if let Some(topic) = &bridge.topic {
                 check_target_topic(topic).map_err(|e| invalid("mqtt.bridge.topic", e))?;
             } else if self.routes.is_empty() {
-                return Err(invalid("mqtt.bridge.topic", "set it, or add [[mqtt.route]] entries"));
+                return Err(invalid(
+                    "mqtt.bridge.topic",
+                    "set it, or add [[mqtt.route]] entries",
+                ));
             }
             if let Some(key) = &bridge.key {
-                KeyTemplate::parse(key).map_err(|e| invalid("mqtt.bridge.key", format!("`{key}`: {e}")))?;
+                KeyTemplate::parse(key)
+                    .map_err(|e| invalid("mqtt.bridge.key", format!("`{key}`: {e}")))?;
             }
             if bridge.qos > 1 {
                 return Err(invalid("mqtt.bridge.qos", "must be 0 or 1"));
             }
             if bridge.username.is_none() && bridge.password.is_some() {
-                return Err(invalid("mqtt.bridge.password", "needs mqtt.bridge.username"));
+                return Err(invalid(
+                    "mqtt.bridge.password",
+                    "needs mqtt.bridge.username",
+                ));
             }
             if bridge.reconnect_min_ms == 0 || bridge.reconnect_max_ms < bridge.reconnect_min_ms {
                 return Err(invalid(
@@ -264,7 +301,10 @@ impl MqttConfig {
                 ));
             }
             if bridge.max_inflight_messages == 0 {
-                return Err(invalid("mqtt.bridge.max_inflight_messages", "must be at least 1"));
+                return Err(invalid(
+                    "mqtt.bridge.max_inflight_messages",
+                    "must be at least 1",
+                ));
             }
         }
         Ok(())
@@ -272,7 +312,10 @@ impl MqttConfig {
 
     /// The name of bridge `index` (its `name`, else `bridge<index>`).
     pub fn bridge_name(&self, index: usize) -> String {
-        self.bridges[index].name.clone().unwrap_or_else(|| format!("bridge{index}"))
+        self.bridges[index]
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("bridge{index}"))
     }
 
     /// The batch size limit in force (see `batch_bytes_max`).
@@ -309,7 +352,10 @@ qos = 1
         .unwrap();
         let mqtt = config.mqtt.unwrap();
         assert_eq!(mqtt.routes.len(), 1);
-        assert_eq!(mqtt.bridges[0].host_port().unwrap(), ("localhost".to_string(), 1883));
+        assert_eq!(
+            mqtt.bridges[0].host_port().unwrap(),
+            ("localhost".to_string(), 1883)
+        );
         assert!(mqtt.routes[0].headers);
     }
 
@@ -317,17 +363,34 @@ qos = 1
     fn errors_name_the_key() {
         for (text, key) in [
             ("[mqtt]\nlisten = \"nope\"\n", "mqtt.listen"),
-            ("[mqtt]\n[[mqtt.route]]\nfilter = \"a/#/b\"\ntopic = \"t\"\n", "mqtt.route.filter"),
-            ("[mqtt]\n[[mqtt.route]]\nfilter = \"a\"\ntopic = \"t\"\nkey = \"{bogus}\"\n", "mqtt.route.key"),
+            (
+                "[mqtt]\n[[mqtt.route]]\nfilter = \"a/#/b\"\ntopic = \"t\"\n",
+                "mqtt.route.filter",
+            ),
+            (
+                "[mqtt]\n[[mqtt.route]]\nfilter = \"a\"\ntopic = \"t\"\nkey = \"{bogus}\"\n",
+                "mqtt.route.key",
+            ),
             ("[mqtt]\nmax_packet_bytes = 10\n", "mqtt.max_packet_bytes"),
-            ("[[mqtt.route]]\nfilter = \"#\"\ntopic = \"__consumer_offsets\"\n", "mqtt.route.topic"),
-            ("[[mqtt.bridge]]\nurl = \"mqtts://x\"\nsubscribe = [\"#\"]\ntopic = \"t\"\n", "mqtt.bridge.url"),
-            ("[[mqtt.bridge]]\nurl = \"mqtt://x\"\nsubscribe = [\"#\"]\n", "mqtt.bridge.topic"),
+            (
+                "[[mqtt.route]]\nfilter = \"#\"\ntopic = \"__consumer_offsets\"\n",
+                "mqtt.route.topic",
+            ),
+            (
+                "[[mqtt.bridge]]\nurl = \"mqtts://x\"\nsubscribe = [\"#\"]\ntopic = \"t\"\n",
+                "mqtt.bridge.url",
+            ),
+            (
+                "[[mqtt.bridge]]\nurl = \"mqtt://x\"\nsubscribe = [\"#\"]\n",
+                "mqtt.bridge.topic",
+            ),
         ] {
             let error = Config::parse(text).unwrap_err().to_string();
             assert!(error.contains(key), "{text}: {error}");
         }
-        let error = Config::parse("[mqtt]\nlisten_on = \"x\"\n").unwrap_err().to_string();
+        let error = Config::parse("[mqtt]\nlisten_on = \"x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("listen_on"), "{error}");
     }
 }

@@ -25,7 +25,10 @@ impl Flow {
 
     /// (messages, bytes) now.
     pub fn get(&self) -> (u64, u64) {
-        (self.messages.load(Ordering::Relaxed), self.bytes.load(Ordering::Relaxed))
+        (
+            self.messages.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -132,38 +135,119 @@ impl MqttMetrics {
     /// Append these counters as Prometheus text.
     pub fn render(&self, out: &mut String) {
         let (messages, bytes) = self.ingested.get();
-        header(out, "bramble_mqtt_messages_in_total", "MQTT messages written to the log, per route.", "counter");
+        header(
+            out,
+            "bramble_mqtt_messages_in_total",
+            "MQTT messages written to the log, per route.",
+            "counter",
+        );
         for ((filter, topic), flow) in self.route_labels.iter().zip(&self.routes) {
-            let _ = writeln!(out, "bramble_mqtt_messages_in_total{{route=\"{}\",topic=\"{}\"}} {}", escape(filter), escape(topic), flow.get().0);
+            let _ = writeln!(
+                out,
+                "bramble_mqtt_messages_in_total{{route=\"{}\",topic=\"{}\"}} {}",
+                escape(filter),
+                escape(topic),
+                flow.get().0
+            );
         }
-        header(out, "bramble_mqtt_bytes_in_total", "MQTT payload bytes written to the log, per route.", "counter");
+        header(
+            out,
+            "bramble_mqtt_bytes_in_total",
+            "MQTT payload bytes written to the log, per route.",
+            "counter",
+        );
         for ((filter, topic), flow) in self.route_labels.iter().zip(&self.routes) {
-            let _ = writeln!(out, "bramble_mqtt_bytes_in_total{{route=\"{}\",topic=\"{}\"}} {}", escape(filter), escape(topic), flow.get().1);
+            let _ = writeln!(
+                out,
+                "bramble_mqtt_bytes_in_total{{route=\"{}\",topic=\"{}\"}} {}",
+                escape(filter),
+                escape(topic),
+                flow.get().1
+            );
         }
         let counters = [
-            ("bramble_mqtt_ingested_messages_total", "MQTT messages written to the log, listener and bridges.", messages),
-            ("bramble_mqtt_ingested_bytes_total", "MQTT payload bytes written to the log.", bytes),
-            ("bramble_mqtt_unrouted_messages_total", "MQTT messages no route matched (acknowledged, dropped).", self.unrouted.get().0),
-            ("bramble_mqtt_connections_total", "MQTT connections accepted since start.", self.connections_total.load(Ordering::Relaxed)),
-            ("bramble_mqtt_protocol_errors_total", "MQTT connections closed for bad input.", self.protocol_errors.load(Ordering::Relaxed)),
+            (
+                "bramble_mqtt_ingested_messages_total",
+                "MQTT messages written to the log, listener and bridges.",
+                messages,
+            ),
+            (
+                "bramble_mqtt_ingested_bytes_total",
+                "MQTT payload bytes written to the log.",
+                bytes,
+            ),
+            (
+                "bramble_mqtt_unrouted_messages_total",
+                "MQTT messages no route matched (acknowledged, dropped).",
+                self.unrouted.get().0,
+            ),
+            (
+                "bramble_mqtt_connections_total",
+                "MQTT connections accepted since start.",
+                self.connections_total.load(Ordering::Relaxed),
+            ),
+            (
+                "bramble_mqtt_protocol_errors_total",
+                "MQTT connections closed for bad input.",
+                self.protocol_errors.load(Ordering::Relaxed),
+            ),
         ];
         for (name, help, value) in counters {
             header(out, name, help, "counter");
             let _ = writeln!(out, "{name} {value}");
         }
-        header(out, "bramble_mqtt_connected_clients", "MQTT clients connected to the listener.", "gauge");
-        let _ = writeln!(out, "bramble_mqtt_connected_clients {}", self.connected_clients.load(Ordering::Relaxed));
-        header(out, "bramble_mqtt_bridge_up", "1 while the bridge is connected.", "gauge");
+        header(
+            out,
+            "bramble_mqtt_connected_clients",
+            "MQTT clients connected to the listener.",
+            "gauge",
+        );
+        let _ = writeln!(
+            out,
+            "bramble_mqtt_connected_clients {}",
+            self.connected_clients.load(Ordering::Relaxed)
+        );
+        header(
+            out,
+            "bramble_mqtt_bridge_up",
+            "1 while the bridge is connected.",
+            "gauge",
+        );
         for bridge in &self.bridges {
-            let _ = writeln!(out, "bramble_mqtt_bridge_up{{bridge=\"{}\"}} {}", escape(&bridge.name), u8::from(bridge.state() == BridgeState::Connected));
+            let _ = writeln!(
+                out,
+                "bramble_mqtt_bridge_up{{bridge=\"{}\"}} {}",
+                escape(&bridge.name),
+                u8::from(bridge.state() == BridgeState::Connected)
+            );
         }
-        header(out, "bramble_mqtt_bridge_connects_total", "Bridge connections made (first and reconnects).", "counter");
+        header(
+            out,
+            "bramble_mqtt_bridge_connects_total",
+            "Bridge connections made (first and reconnects).",
+            "counter",
+        );
         for bridge in &self.bridges {
-            let _ = writeln!(out, "bramble_mqtt_bridge_connects_total{{bridge=\"{}\"}} {}", escape(&bridge.name), bridge.connects.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "bramble_mqtt_bridge_connects_total{{bridge=\"{}\"}} {}",
+                escape(&bridge.name),
+                bridge.connects.load(Ordering::Relaxed)
+            );
         }
-        header(out, "bramble_mqtt_bridge_messages_total", "Messages a bridge received.", "counter");
+        header(
+            out,
+            "bramble_mqtt_bridge_messages_total",
+            "Messages a bridge received.",
+            "counter",
+        );
         for bridge in &self.bridges {
-            let _ = writeln!(out, "bramble_mqtt_bridge_messages_total{{bridge=\"{}\"}} {}", escape(&bridge.name), bridge.received.get().0);
+            let _ = writeln!(
+                out,
+                "bramble_mqtt_bridge_messages_total{{bridge=\"{}\"}} {}",
+                escape(&bridge.name),
+                bridge.received.get().0
+            );
         }
     }
 }
@@ -174,15 +258,30 @@ mod tests {
 
     #[test]
     fn renders_prometheus_text() {
-        let metrics = MqttMetrics::new(vec![("sensors/#".into(), "sensors".into())], vec!["edge".into()]);
+        let metrics = MqttMetrics::new(
+            vec![("sensors/#".into(), "sensors".into())],
+            vec!["edge".into()],
+        );
         metrics.routes[0].add(10);
         metrics.ingested.add(10);
         metrics.bridges[0].set_state(BridgeState::Connected);
         let mut out = String::new();
         metrics.render(&mut out);
-        assert!(out.contains("bramble_mqtt_messages_in_total{route=\"sensors/#\",topic=\"sensors\"} 1"), "{out}");
-        assert!(out.contains("bramble_mqtt_bytes_in_total{route=\"sensors/#\",topic=\"sensors\"} 10"), "{out}");
-        assert!(out.contains("bramble_mqtt_bridge_up{bridge=\"edge\"} 1"), "{out}");
-        assert!(out.contains("# TYPE bramble_mqtt_connected_clients gauge"), "{out}");
+        assert!(
+            out.contains("bramble_mqtt_messages_in_total{route=\"sensors/#\",topic=\"sensors\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("bramble_mqtt_bytes_in_total{route=\"sensors/#\",topic=\"sensors\"} 10"),
+            "{out}"
+        );
+        assert!(
+            out.contains("bramble_mqtt_bridge_up{bridge=\"edge\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("# TYPE bramble_mqtt_connected_clients gauge"),
+            "{out}"
+        );
     }
 }

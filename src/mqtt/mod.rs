@@ -72,12 +72,23 @@ impl Ingest {
             .map(Route::from_config)
             .collect::<Result<Vec<_>, _>>()
             .map_err(anyhow::Error::msg)?;
-        let bridge_names = (0..config.bridges.len()).map(|i| config.bridge_name(i)).collect();
-        let labels = routes.iter().map(|r| (r.filter_text.clone(), r.topic.clone())).collect();
+        let bridge_names = (0..config.bridges.len())
+            .map(|i| config.bridge_name(i))
+            .collect();
+        let labels = routes
+            .iter()
+            .map(|r| (r.filter_text.clone(), r.topic.clone()))
+            .collect();
         let metrics = Arc::new(MqttMetrics::new(labels, bridge_names));
         metrics::register(metrics.clone());
         let batch_bytes_max = config.batch_bytes_max(broker.config.message_max_bytes);
-        let sink = Sink::new(broker, replication, Routes::new(routes), metrics.clone(), batch_bytes_max);
+        let sink = Sink::new(
+            broker,
+            replication,
+            Routes::new(routes),
+            metrics.clone(),
+            batch_bytes_max,
+        );
         Ok(Arc::new(Ingest {
             sessions: Sessions::new(config.max_sessions),
             pool,

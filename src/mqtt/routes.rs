@@ -122,7 +122,9 @@ pub struct KeyTemplate {
 impl Default for KeyTemplate {
     /// `{topic}`: the MQTT topic is the key.
     fn default() -> Self {
-        KeyTemplate { parts: vec![Part::Topic] }
+        KeyTemplate {
+            parts: vec![Part::Topic],
+        }
     }
 }
 
@@ -247,7 +249,10 @@ impl Routes {
 
     /// The first route matching `topic`, with its index (for per-route metrics).
     pub fn find(&self, topic: &str) -> Option<(usize, &Route)> {
-        self.routes.iter().enumerate().find(|(_, route)| route.filter.matches(topic))
+        self.routes
+            .iter()
+            .enumerate()
+            .find(|(_, route)| route.filter.matches(topic))
     }
 
     /// Every route, in order.
@@ -267,8 +272,14 @@ mod tests {
     #[test]
     fn filters_match_as_the_mqtt_spec_says() {
         assert!(matches("sport/tennis/player1/#", "sport/tennis/player1"));
-        assert!(matches("sport/tennis/player1/#", "sport/tennis/player1/ranking"));
-        assert!(matches("sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon"));
+        assert!(matches(
+            "sport/tennis/player1/#",
+            "sport/tennis/player1/ranking"
+        ));
+        assert!(matches(
+            "sport/tennis/player1/#",
+            "sport/tennis/player1/score/wimbledon"
+        ));
         assert!(matches("sport/#", "sport"));
         assert!(matches("#", "anything/at/all"));
         assert!(matches("sport/tennis/+", "sport/tennis/player1"));
@@ -299,16 +310,24 @@ mod tests {
 
     fn render(template: &str, topic: &str, client: &str) -> String {
         let mut out = Vec::new();
-        KeyTemplate::parse(template).unwrap().render(topic, client, &mut out);
+        KeyTemplate::parse(template)
+            .unwrap()
+            .render(topic, client, &mut out);
         String::from_utf8(out).unwrap()
     }
 
     #[test]
     fn key_templates_render() {
-        assert_eq!(render("{topic}", "sensors/kitchen/temp", "c1"), "sensors/kitchen/temp");
+        assert_eq!(
+            render("{topic}", "sensors/kitchen/temp", "c1"),
+            "sensors/kitchen/temp"
+        );
         assert_eq!(render("{client_id}", "a/b", "dev-7"), "dev-7");
         assert_eq!(render("{2}", "sensors/kitchen/temp", "c1"), "kitchen");
-        assert_eq!(render("{2}-{3}@{client_id}", "sensors/kitchen/temp", "c1"), "kitchen-temp@c1");
+        assert_eq!(
+            render("{2}-{3}@{client_id}", "sensors/kitchen/temp", "c1"),
+            "kitchen-temp@c1"
+        );
         assert_eq!(render("{9}", "a/b", "c"), "");
         assert_eq!(render("{{literal}}:{1}", "a/b", "c"), "{literal}:a");
         let mut out = Vec::new();
@@ -320,22 +339,44 @@ mod tests {
     fn bad_templates_are_refused() {
         assert_eq!(KeyTemplate::parse("{topic"), Err(TemplateError::Unclosed));
         assert_eq!(KeyTemplate::parse("topic}"), Err(TemplateError::Unopened));
-        assert_eq!(KeyTemplate::parse("{0}"), Err(TemplateError::Unknown("0".into())));
-        assert_eq!(KeyTemplate::parse("{host}"), Err(TemplateError::Unknown("host".into())));
+        assert_eq!(
+            KeyTemplate::parse("{0}"),
+            Err(TemplateError::Unknown("0".into()))
+        );
+        assert_eq!(
+            KeyTemplate::parse("{host}"),
+            Err(TemplateError::Unknown("host".into()))
+        );
     }
 
     #[test]
     fn first_matching_route_wins() {
-        let route = |filter: &str, topic: &str| Route::from_config(&RouteConfig {
-            filter: filter.into(),
-            topic: topic.into(),
-            key: None,
-            headers: true,
-        })
-        .unwrap();
-        let routes = Routes::new(vec![route("sensors/kitchen/#", "kitchen"), route("sensors/#", "sensors"), route("#", "everything")]);
-        assert_eq!(routes.find("sensors/kitchen/temp").map(|(i, r)| (i, r.topic.as_str())), Some((0, "kitchen")));
-        assert_eq!(routes.find("sensors/hall/temp").map(|(i, r)| (i, r.topic.as_str())), Some((1, "sensors")));
+        let route = |filter: &str, topic: &str| {
+            Route::from_config(&RouteConfig {
+                filter: filter.into(),
+                topic: topic.into(),
+                key: None,
+                headers: true,
+            })
+            .unwrap()
+        };
+        let routes = Routes::new(vec![
+            route("sensors/kitchen/#", "kitchen"),
+            route("sensors/#", "sensors"),
+            route("#", "everything"),
+        ]);
+        assert_eq!(
+            routes
+                .find("sensors/kitchen/temp")
+                .map(|(i, r)| (i, r.topic.as_str())),
+            Some((0, "kitchen"))
+        );
+        assert_eq!(
+            routes
+                .find("sensors/hall/temp")
+                .map(|(i, r)| (i, r.topic.as_str())),
+            Some((1, "sensors"))
+        );
         assert_eq!(routes.find("other").map(|(i, _)| i), Some(2));
         assert!(routes.find("$SYS/x").is_none());
     }

@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{watch, Notify};
 
-use super::codec::{reason, return_code, Ack, Connect, Disconnect, Packet, Properties, Publish, QoS, SubAck, Subscribe, UnsubAck, Unsubscribe, Version, Will};
+use super::codec::{
+    reason, return_code, Ack, Connect, Disconnect, Packet, Properties, Publish, QoS, SubAck,
+    Subscribe, UnsubAck, Unsubscribe, Version, Will,
+};
 use super::config::MqttConfig;
 use super::sink::Commit;
 
@@ -92,7 +95,11 @@ pub struct Admission {
 
 /// Decide on a CONNECT: credentials, client id, session expiry. `assign_id` makes a
 /// unique id for a client that sent an empty one.
-pub fn admit(connect: &Connect, config: &MqttConfig, assign_id: impl FnOnce() -> String) -> Result<Admission, Refusal> {
+pub fn admit(
+    connect: &Connect,
+    config: &MqttConfig,
+    assign_id: impl FnOnce() -> String,
+) -> Result<Admission, Refusal> {
     if connect.properties.authentication_method.is_some() {
         return Err(Refusal::BadAuthenticationMethod);
     }
@@ -123,9 +130,17 @@ pub fn admit(connect: &Connect, config: &MqttConfig, assign_id: impl FnOnce() ->
         if !v5 && !connect.clean_start {
             return Err(Refusal::ClientIdRejected);
         }
-        return Ok(Admission { client_id: assign_id(), assigned: true, expiry });
+        return Ok(Admission {
+            client_id: assign_id(),
+            assigned: true,
+            expiry,
+        });
     }
-    Ok(Admission { client_id: connect.client_id.clone(), assigned: false, expiry })
+    Ok(Admission {
+        client_id: connect.client_id.clone(),
+        assigned: false,
+        expiry,
+    })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -175,7 +190,9 @@ pub struct Sessions {
 
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sessions").field("max_sessions", &self.max_sessions).finish_non_exhaustive()
+        f.debug_struct("Sessions")
+            .field("max_sessions", &self.max_sessions)
+            .finish_non_exhaustive()
     }
 }
 
@@ -194,7 +211,13 @@ impl Sessions {
 
     /// Attach a new connection to `client_id`'s session: an existing connection is told
     /// to go, a clean start discards the old state, otherwise it is resumed.
-    pub fn attach(&self, client_id: &str, clean_start: bool, expiry: Expiry, now_ms: u64) -> Attached {
+    pub fn attach(
+        &self,
+        client_id: &str,
+        clean_start: bool,
+        expiry: Expiry,
+        now_ms: u64,
+    ) -> Attached {
         let mut guard = self.lock();
         let (entries, next_connection) = &mut *guard;
         *next_connection += 1;
@@ -224,7 +247,12 @@ impl Sessions {
                 disconnected_at_ms: 0,
             },
         );
-        Attached { connection, state, session_present, taken_over }
+        Attached {
+            connection,
+            state,
+            session_present,
+            taken_over,
+        }
     }
 
     /// The connection `connection` ended; keep the session if `expiry` says so.
@@ -250,7 +278,10 @@ impl Sessions {
     /// The connection holding `client_id`'s session now, if any (a delayed will checks
     /// that its client has not come back).
     pub fn owner(&self, client_id: &str) -> Option<u64> {
-        self.lock().0.get(client_id).and_then(|e| e.owner.as_ref().map(|(id, _)| *id))
+        self.lock()
+            .0
+            .get(client_id)
+            .and_then(|e| e.owner.as_ref().map(|(id, _)| *id))
     }
 
     /// Sessions remembered now (connected or not).
@@ -333,7 +364,12 @@ pub struct ClientSession {
 
 impl ClientSession {
     /// The protocol state of an accepted connection.
-    pub fn new(connect: &Connect, admission: &Admission, state: Arc<Mutex<SessionState>>, qos2_max: u16) -> ClientSession {
+    pub fn new(
+        connect: &Connect,
+        admission: &Admission,
+        state: Arc<Mutex<SessionState>>,
+        qos2_max: u16,
+    ) -> ClientSession {
         ClientSession {
             version: connect.version,
             client_id: admission.client_id.clone(),
@@ -357,14 +393,26 @@ impl ClientSession {
     pub fn on_publish(&self, publish: &Publish) -> Result<PublishAction, Violation> {
         if publish.properties.topic_alias.is_some() {
             // CONNACK allowed no aliases (Topic Alias Maximum absent means 0).
-            return Err(Violation { reason: reason::TOPIC_ALIAS_INVALID, message: "topic alias sent, none allowed" });
+            return Err(Violation {
+                reason: reason::TOPIC_ALIAS_INVALID,
+                message: "topic alias sent, none allowed",
+            });
         }
         if !publish.properties.subscription_identifiers.is_empty() {
-            return Err(Violation { reason: reason::PROTOCOL_ERROR, message: "subscription identifier in a client PUBLISH" });
+            return Err(Violation {
+                reason: reason::PROTOCOL_ERROR,
+                message: "subscription identifier in a client PUBLISH",
+            });
         }
         match publish.qos {
-            QoS::AtMostOnce => Ok(PublishAction::Ingest { ack: None, qos2: None }),
-            QoS::AtLeastOnce => Ok(PublishAction::Ingest { ack: Some(AckKind::PubAck), qos2: None }),
+            QoS::AtMostOnce => Ok(PublishAction::Ingest {
+                ack: None,
+                qos2: None,
+            }),
+            QoS::AtLeastOnce => Ok(PublishAction::Ingest {
+                ack: Some(AckKind::PubAck),
+                qos2: None,
+            }),
             QoS::ExactlyOnce => {
                 let mut state = self.state();
                 if let Some(pending) = state.qos2.get(&publish.packet_id) {
@@ -374,12 +422,16 @@ impl ClientSession {
                 if state.qos2.len() >= self.qos2_max {
                     return Err(Violation {
                         reason: reason::RECEIVE_MAXIMUM_EXCEEDED,
-                        message: "more QoS 2 publishes awaiting PUBREL than mqtt.max_inflight_messages",
+                        message:
+                            "more QoS 2 publishes awaiting PUBREL than mqtt.max_inflight_messages",
                     });
                 }
                 let (sender, receiver) = watch::channel(None);
                 state.qos2.insert(publish.packet_id, receiver);
-                Ok(PublishAction::Ingest { ack: Some(AckKind::PubRec), qos2: Some(sender) })
+                Ok(PublishAction::Ingest {
+                    ack: Some(AckKind::PubRec),
+                    qos2: Some(sender),
+                })
             }
         }
     }
@@ -402,11 +454,16 @@ impl ClientSession {
     /// bramble ingests only: every subscription is refused (3.1.1: 0x80 failure; 5: 0x83
     /// implementation specific error, with a reason string).
     pub fn on_subscribe(&self, subscribe: &Subscribe) -> Packet {
-        let code = if self.v5() { reason::IMPLEMENTATION_SPECIFIC_ERROR } else { reason::UNSPECIFIED_ERROR };
+        let code = if self.v5() {
+            reason::IMPLEMENTATION_SPECIFIC_ERROR
+        } else {
+            reason::UNSPECIFIED_ERROR
+        };
         Packet::SubAck(SubAck {
             packet_id: subscribe.packet_id,
             codes: vec![code; subscribe.filters.len()],
-            properties: self.reason_string("bramble ingests MQTT only; read the data with a Kafka consumer"),
+            properties: self
+                .reason_string("bramble ingests MQTT only; read the data with a Kafka consumer"),
         })
     }
 
@@ -414,7 +471,11 @@ impl ClientSession {
     pub fn on_unsubscribe(&self, unsubscribe: &Unsubscribe) -> Packet {
         Packet::UnsubAck(UnsubAck {
             packet_id: unsubscribe.packet_id,
-            codes: if self.v5() { vec![reason::NO_SUBSCRIPTION_EXISTED; unsubscribe.filters.len()] } else { Vec::new() },
+            codes: if self.v5() {
+                vec![reason::NO_SUBSCRIPTION_EXISTED; unsubscribe.filters.len()]
+            } else {
+                Vec::new()
+            },
             properties: Properties::default(),
         })
     }
@@ -468,7 +529,12 @@ pub fn ack_packet(version: Version, kind: AckKind, packet_id: u16, routed: bool)
 }
 
 /// The CONNACK for an accepted connection.
-pub fn connack_accepted(connect: &Connect, admission: &Admission, session_present: bool, config: &MqttConfig) -> Packet {
+pub fn connack_accepted(
+    connect: &Connect,
+    admission: &Admission,
+    session_present: bool,
+    config: &MqttConfig,
+) -> Packet {
     let mut properties = Properties::default();
     if connect.version == Version::V5 {
         properties.receive_maximum = Some(config.max_inflight_messages);
@@ -533,10 +599,16 @@ mod tests {
         let mut config = MqttConfig::default();
         config.users.insert("sensor".into(), "secret".into());
         let mut c = connect(Version::V311, "c", true);
-        assert_eq!(admit(&c, &config, || unreachable!()), Err(Refusal::NotAuthorized));
+        assert_eq!(
+            admit(&c, &config, || unreachable!()),
+            Err(Refusal::NotAuthorized)
+        );
         c.username = Some("sensor".into());
         c.password = Some(Bytes::from_static(b"wrong"));
-        assert_eq!(admit(&c, &config, || unreachable!()), Err(Refusal::BadCredentials));
+        assert_eq!(
+            admit(&c, &config, || unreachable!()),
+            Err(Refusal::BadCredentials)
+        );
         assert_eq!(Refusal::BadCredentials.code(Version::V311), 4);
         assert_eq!(Refusal::BadCredentials.code(Version::V5), 0x86);
         c.password = Some(Bytes::from_static(b"secret"));
@@ -549,9 +621,18 @@ mod tests {
     #[test]
     fn empty_client_ids_are_assigned_or_rejected() {
         let config = MqttConfig::default();
-        let admission = admit(&connect(Version::V311, "", true), &config, || "auto-1".into()).unwrap();
-        assert_eq!((admission.client_id.as_str(), admission.assigned), ("auto-1", true));
-        assert_eq!(admit(&connect(Version::V311, "", false), &config, || "x".into()), Err(Refusal::ClientIdRejected));
+        let admission = admit(&connect(Version::V311, "", true), &config, || {
+            "auto-1".into()
+        })
+        .unwrap();
+        assert_eq!(
+            (admission.client_id.as_str(), admission.assigned),
+            ("auto-1", true)
+        );
+        assert_eq!(
+            admit(&connect(Version::V311, "", false), &config, || "x".into()),
+            Err(Refusal::ClientIdRejected)
+        );
         assert!(admit(&connect(Version::V5, "", false), &config, || "x".into()).is_ok());
     }
 
@@ -576,10 +657,18 @@ mod tests {
         let sessions = Sessions::new(10);
         let a = sessions.attach("dev", false, Expiry::AfterSecs(10), 0);
         sessions.detach("dev", a.connection, Expiry::AfterSecs(10), 1_000);
-        assert!(sessions.attach("dev", false, Expiry::AfterSecs(10), 5_000).session_present);
+        assert!(
+            sessions
+                .attach("dev", false, Expiry::AfterSecs(10), 5_000)
+                .session_present
+        );
         let b = sessions.attach("dev2", false, Expiry::AfterSecs(10), 0);
         sessions.detach("dev2", b.connection, Expiry::AfterSecs(10), 1_000);
-        assert!(!sessions.attach("dev2", false, Expiry::AfterSecs(10), 11_001).session_present);
+        assert!(
+            !sessions
+                .attach("dev2", false, Expiry::AfterSecs(10), 11_001)
+                .session_present
+        );
     }
 
     #[test]
@@ -587,7 +676,10 @@ mod tests {
         let sessions = Sessions::new(10);
         let old = sessions.attach("dev", false, Expiry::Never, 0);
         let new = sessions.attach("dev", false, Expiry::Never, 1);
-        assert!(new.session_present, "the old connection's session is resumed");
+        assert!(
+            new.session_present,
+            "the old connection's session is resumed"
+        );
         // The old connection was told to go (a stored permit: notified() completes at once).
         let notified = old.taken_over.notified();
         futures_lite_ready(notified);
@@ -597,9 +689,14 @@ mod tests {
     }
 
     fn futures_lite_ready(future: impl std::future::Future<Output = ()>) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
         runtime.block_on(async {
-            tokio::time::timeout(std::time::Duration::from_millis(100), future).await.expect("notified");
+            tokio::time::timeout(std::time::Duration::from_millis(100), future)
+                .await
+                .expect("notified");
         });
     }
 
@@ -612,7 +709,11 @@ mod tests {
         sessions.detach("b", b.connection, Expiry::Never, 20);
         sessions.attach("c", false, Expiry::Never, 30);
         assert_eq!(sessions.len(), 2);
-        assert!(!sessions.attach("a", false, Expiry::Never, 40).session_present);
+        assert!(
+            !sessions
+                .attach("a", false, Expiry::Never, 40)
+                .session_present
+        );
     }
 
     #[test]
@@ -622,18 +723,35 @@ mod tests {
         let c = connect(Version::V5, "dev", false);
         let admission = admit(&c, &MqttConfig::default(), || unreachable!()).unwrap();
         let session = ClientSession::new(&c, &admission, attached.state, 2);
-        let PublishAction::Ingest { ack: Some(AckKind::PubRec), qos2: Some(sender) } = session.on_publish(&publish(QoS::ExactlyOnce, 5)).unwrap() else {
+        let PublishAction::Ingest {
+            ack: Some(AckKind::PubRec),
+            qos2: Some(sender),
+        } = session.on_publish(&publish(QoS::ExactlyOnce, 5)).unwrap()
+        else {
             panic!("first copy must be ingested");
         };
         sender.send_replace(Some(Commit::default()));
-        assert!(matches!(session.on_publish(&publish(QoS::ExactlyOnce, 5)).unwrap(), PublishAction::Duplicate(_)));
+        assert!(matches!(
+            session.on_publish(&publish(QoS::ExactlyOnce, 5)).unwrap(),
+            PublishAction::Duplicate(_)
+        ));
         assert_eq!(session.on_pubrel(5), Packet::PubComp(Ack::new(5)));
-        let Packet::PubComp(unknown) = session.on_pubrel(5) else { panic!() };
+        let Packet::PubComp(unknown) = session.on_pubrel(5) else {
+            panic!()
+        };
         assert_eq!(unknown.reason, reason::PACKET_IDENTIFIER_NOT_FOUND);
-        assert!(matches!(session.on_publish(&publish(QoS::ExactlyOnce, 5)).unwrap(), PublishAction::Ingest { .. }));
+        assert!(matches!(
+            session.on_publish(&publish(QoS::ExactlyOnce, 5)).unwrap(),
+            PublishAction::Ingest { .. }
+        ));
         // The session holds at most two unreleased ids here.
-        assert!(matches!(session.on_publish(&publish(QoS::ExactlyOnce, 6)).unwrap(), PublishAction::Ingest { .. }));
-        let error = session.on_publish(&publish(QoS::ExactlyOnce, 7)).unwrap_err();
+        assert!(matches!(
+            session.on_publish(&publish(QoS::ExactlyOnce, 6)).unwrap(),
+            PublishAction::Ingest { .. }
+        ));
+        let error = session
+            .on_publish(&publish(QoS::ExactlyOnce, 7))
+            .unwrap_err();
         assert_eq!(error.reason, reason::RECEIVE_MAXIMUM_EXCEEDED);
     }
 
@@ -642,12 +760,20 @@ mod tests {
         let c = connect(Version::V311, "dev", true);
         let admission = admit(&c, &MqttConfig::default(), || unreachable!()).unwrap();
         let session = ClientSession::new(&c, &admission, Arc::default(), 10);
-        let subscribe = Subscribe { packet_id: 1, filters: vec![("a".into(), 1), ("b".into(), 0)], properties: Properties::default() };
-        let Packet::SubAck(ack) = session.on_subscribe(&subscribe) else { panic!() };
+        let subscribe = Subscribe {
+            packet_id: 1,
+            filters: vec![("a".into(), 1), ("b".into(), 0)],
+            properties: Properties::default(),
+        };
+        let Packet::SubAck(ack) = session.on_subscribe(&subscribe) else {
+            panic!()
+        };
         assert_eq!(ack.codes, vec![0x80, 0x80]);
         let c = connect(Version::V5, "dev", true);
         let session = ClientSession::new(&c, &admission, Arc::default(), 10);
-        let Packet::SubAck(ack) = session.on_subscribe(&subscribe) else { panic!() };
+        let Packet::SubAck(ack) = session.on_subscribe(&subscribe) else {
+            panic!()
+        };
         assert_eq!(ack.codes, vec![0x83, 0x83]);
         assert!(ack.properties.reason_string.unwrap().contains("Kafka"));
     }
@@ -664,12 +790,17 @@ mod tests {
         });
         let admission = admit(&c, &MqttConfig::default(), || unreachable!()).unwrap();
         let mut session = ClientSession::new(&c, &admission, Arc::default(), 10);
-        session.on_disconnect(&Disconnect::new(reason::DISCONNECT_WITH_WILL)).unwrap();
+        session
+            .on_disconnect(&Disconnect::new(reason::DISCONNECT_WITH_WILL))
+            .unwrap();
         assert!(session.will.is_some());
         session.on_disconnect(&Disconnect::new(0)).unwrap();
         assert!(session.will.is_none());
         let mut expiring = Disconnect::new(0);
         expiring.properties.session_expiry_interval = Some(60);
-        assert!(session.on_disconnect(&expiring).is_err(), "expiry 0 at CONNECT cannot grow at DISCONNECT");
+        assert!(
+            session.on_disconnect(&expiring).is_err(),
+            "expiry 0 at CONNECT cannot grow at DISCONNECT"
+        );
     }
 }

@@ -18,10 +18,10 @@ use bytes::Bytes;
 use super::codec::{Publish, QoS};
 use super::metrics::MqttMetrics;
 use super::routes::{Route, Routes};
+use crate::broker::partition::AppendError;
 use crate::broker::produce::partition_for_key;
 use crate::broker::{now_ms, Broker, Partition, Topic, TopicError};
 use crate::log::builder::{BatchBuilder, Header};
-use crate::broker::partition::AppendError;
 use crate::replication::Replication;
 
 /// Why messages could not be written.
@@ -107,7 +107,13 @@ struct Open {
 
 impl Sink {
     /// A sink writing to `broker` by `routes`; batches stay under `batch_bytes_max`.
-    pub fn new(broker: Arc<Broker>, replication: Option<Arc<Replication>>, routes: Routes, metrics: Arc<MqttMetrics>, batch_bytes_max: u32) -> Sink {
+    pub fn new(
+        broker: Arc<Broker>,
+        replication: Option<Arc<Replication>>,
+        routes: Routes,
+        metrics: Arc<MqttMetrics>,
+        batch_bytes_max: u32,
+    ) -> Sink {
         Sink {
             broker,
             replication,
@@ -124,7 +130,12 @@ impl Sink {
 
     /// Append `messages` (in order) and return what to wait on. `routed[i]` tells whether
     /// message `i` matched a route (an unrouted message is dropped, and counted).
-    pub async fn ingest(&self, source: Source<'_>, messages: &[Publish], routed: &mut Vec<bool>) -> Result<Commit, SinkError> {
+    pub async fn ingest(
+        &self,
+        source: Source<'_>,
+        messages: &[Publish],
+        routed: &mut Vec<bool>,
+    ) -> Result<Commit, SinkError> {
         routed.clear();
         let now = now_ms();
         let mut open: Vec<Open> = Vec::new();
@@ -150,36 +161,66 @@ impl Sink {
             let mut headers: Vec<Header<'_>> = Vec::new();
             if route.headers {
                 headers.reserve(4 + message.properties.user_properties.len());
-                headers.push(Header { key: "mqtt.topic", value: message.topic.as_bytes() });
-                headers.push(Header { key: "mqtt.qos", value: qos });
+                headers.push(Header {
+                    key: "mqtt.topic",
+                    value: message.topic.as_bytes(),
+                });
+                headers.push(Header {
+                    key: "mqtt.qos",
+                    value: qos,
+                });
                 headers.push(Header {
                     key: "mqtt.retain",
                     value: if message.retain { b"true" } else { b"false" },
                 });
-                headers.push(Header { key: "mqtt.client_id", value: source.client_id.as_bytes() });
+                headers.push(Header {
+                    key: "mqtt.client_id",
+                    value: source.client_id.as_bytes(),
+                });
                 let p = &message.properties;
                 if let Some(content_type) = &p.content_type {
-                    headers.push(Header { key: "mqtt.content_type", value: content_type.as_bytes() });
+                    headers.push(Header {
+                        key: "mqtt.content_type",
+                        value: content_type.as_bytes(),
+                    });
                 }
                 if let Some(response_topic) = &p.response_topic {
-                    headers.push(Header { key: "mqtt.response_topic", value: response_topic.as_bytes() });
+                    headers.push(Header {
+                        key: "mqtt.response_topic",
+                        value: response_topic.as_bytes(),
+                    });
                 }
                 if let Some(correlation) = &p.correlation_data {
-                    headers.push(Header { key: "mqtt.correlation_data", value: correlation });
+                    headers.push(Header {
+                        key: "mqtt.correlation_data",
+                        value: correlation,
+                    });
                 }
                 for (name, value) in &p.user_properties {
-                    headers.push(Header { key: name, value: value.as_bytes() });
+                    headers.push(Header {
+                        key: name,
+                        value: value.as_bytes(),
+                    });
                 }
             }
             let entry = &mut open[slot];
-            let size = BatchBuilder::record_bytes(entry.builder.record_count(), 0, Some(&key), &message.payload, &headers);
-            if !entry.builder.is_empty() && entry.builder.size_bytes() + size > self.batch_bytes_max {
+            let size = BatchBuilder::record_bytes(
+                entry.builder.record_count(),
+                0,
+                Some(&key),
+                &message.payload,
+                &headers,
+            );
+            if !entry.builder.is_empty() && entry.builder.size_bytes() + size > self.batch_bytes_max
+            {
                 let full = std::mem::replace(&mut entry.builder, BatchBuilder::new(now, 0));
                 points.push(append(entry, full, now)?);
             }
             let entry = &mut open[slot];
             // Records of one batch are a millisecond apart at most; keep arrival order.
-            entry.builder.push(now, Some(&key), &message.payload, &headers);
+            entry
+                .builder
+                .push(now, Some(&key), &message.payload, &headers);
             self.metrics.ingested.add(message.payload.len());
             if let Some(index) = route_index {
                 self.metrics.routes[index].add(message.payload.len());
@@ -192,32 +233,60 @@ impl Sink {
             }
         }
         // One wait per partition is enough: a later offset covers the earlier ones.
-        points.sort_by(|a, b| Arc::as_ptr(&a.0).cmp(&Arc::as_ptr(&b.0)).then(b.1.cmp(&a.1)));
+        points.sort_by(|a, b| {
+            Arc::as_ptr(&a.0)
+                .cmp(&Arc::as_ptr(&b.0))
+                .then(b.1.cmp(&a.1))
+        });
         points.dedup_by(|later, earlier| Arc::ptr_eq(&later.0, &earlier.0));
         Ok(Commit {
-            points: if points.is_empty() { None } else { Some(points.into()) },
+            points: if points.is_empty() {
+                None
+            } else {
+                Some(points.into())
+            },
         })
     }
 
     /// The index in `open` of the batch for `topic`'s partition for `key`, opening it.
-    async fn open_slot(&self, open: &mut Vec<Open>, topic: &str, key: &[u8], now: i64) -> Result<usize, SinkError> {
+    async fn open_slot(
+        &self,
+        open: &mut Vec<Open>,
+        topic: &str,
+        key: &[u8],
+        now: i64,
+    ) -> Result<usize, SinkError> {
         let found = open.iter().position(|o| o.topic.name == topic);
         let topic = match found {
             Some(i) => open[i].topic.clone(),
             None => self
                 .resolve_topic(topic)
                 .await
-                .map_err(|source| SinkError::Topic { topic: topic.to_string(), source })?,
+                .map_err(|source| SinkError::Topic {
+                    topic: topic.to_string(),
+                    source,
+                })?,
         };
         let count = u32::try_from(topic.partitions.len()).unwrap_or(u32::MAX);
-        let index = if count <= 1 { 0 } else { partition_for_key(key, count) as usize };
+        let index = if count <= 1 {
+            0
+        } else {
+            partition_for_key(key, count) as usize
+        };
         let partition = topic.partitions[index].clone();
         if let Some(replication) = &self.replication {
             replication
                 .check_produce(&topic.name, partition.index, -1)
-                .map_err(|code| SinkError::NotLeader { topic: topic.name.clone(), partition: partition.index, code })?;
+                .map_err(|code| SinkError::NotLeader {
+                    topic: topic.name.clone(),
+                    partition: partition.index,
+                    code,
+                })?;
         }
-        if let Some(i) = open.iter().position(|o| Arc::ptr_eq(&o.partition, &partition)) {
+        if let Some(i) = open
+            .iter()
+            .position(|o| Arc::ptr_eq(&o.partition, &partition))
+        {
             return Ok(i);
         }
         open.push(Open {
@@ -237,9 +306,15 @@ impl Sink {
         if let Some(topic) = self.broker.topic(name) {
             return Ok(topic);
         }
-        match replication.create_topic(name, -1, -1, Default::default(), false).await {
+        match replication
+            .create_topic(name, -1, -1, Default::default(), false)
+            .await
+        {
             Ok(topic) => Ok(topic),
-            Err(TopicError::AlreadyExists(_)) => self.broker.topic(name).ok_or_else(|| TopicError::Unknown(name.to_string())),
+            Err(TopicError::AlreadyExists(_)) => self
+                .broker
+                .topic(name)
+                .ok_or_else(|| TopicError::Unknown(name.to_string())),
             Err(error) => Err(error),
         }
     }
@@ -269,14 +344,21 @@ impl Sink {
                 if partition.high_watermark() >= *end_offset {
                     break;
                 }
-                if let Err(code) = replication.check_produce(&partition.topic, partition.index, -1) {
-                    return Err(std::io::Error::other(format!("{}-{} cannot commit (Kafka error {code})", partition.topic, partition.index)));
+                if let Err(code) = replication.check_produce(&partition.topic, partition.index, -1)
+                {
+                    return Err(std::io::Error::other(format!(
+                        "{}-{} cannot commit (Kafka error {code})",
+                        partition.topic, partition.index
+                    )));
                 }
                 match tokio::time::timeout_at(deadline, arrivals.changed()).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Err(std::io::Error::other("the broker is closing")),
                     Err(_) => {
-                        let message = format!("{}-{}: the ISR did not reach offset {end_offset} in time", partition.topic, partition.index);
+                        let message = format!(
+                            "{}-{}: the ISR did not reach offset {end_offset} in time",
+                            partition.topic, partition.index
+                        );
                         return Err(std::io::Error::other(message));
                     }
                 }
@@ -288,11 +370,14 @@ impl Sink {
 
 fn append(entry: &Open, builder: BatchBuilder, now: i64) -> Result<CommitPoint, SinkError> {
     let mut batch = builder.finish();
-    let info = entry.partition.append(&mut batch, now).map_err(|source| SinkError::Append {
-        topic: entry.partition.topic.clone(),
-        partition: entry.partition.index,
-        source,
-    })?;
+    let info = entry
+        .partition
+        .append(&mut batch, now)
+        .map_err(|source| SinkError::Append {
+            topic: entry.partition.topic.clone(),
+            partition: entry.partition.index,
+            source,
+        })?;
     // The per-topic traffic counters of /metrics count MQTT records as Kafka produces do.
     let records = u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
     crate::health::metrics::kafka().produced(&entry.partition.topic, records, batch.len() as u64);

@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use serde::{Deserialize, Serialize};
@@ -96,7 +98,9 @@ pub struct Replication {
 
 impl std::fmt::Debug for Replication {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Replication").field("node_id", &self.node_id).finish_non_exhaustive()
+        f.debug_struct("Replication")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -110,7 +114,12 @@ fn state_path(topic: &str, partition: i32) -> String {
 
 impl Replication {
     /// Starts registration, metadata reconciliation, the controller and the fetchers.
-    pub fn start(broker: Arc<Broker>, zk: ZkHandle, cluster: Arc<Cluster>, mut shutdown: tokio::sync::watch::Receiver<bool>) -> Arc<Replication> {
+    pub fn start(
+        broker: Arc<Broker>,
+        zk: ZkHandle,
+        cluster: Arc<Cluster>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Arc<Replication> {
         let r = Arc::new(Replication {
             node_id: broker.node_id,
             zk,
@@ -159,10 +168,16 @@ impl Replication {
             self.ensure(path).await;
         }
         let path = format!("/brokers/ids/{}", self.node_id);
-        if self.zk.get(&path).is_some_and(|(_, stat)| stat.ephemeral_owner != 0) {
+        if self
+            .zk
+            .get(&path)
+            .is_some_and(|(_, stat)| stat.ephemeral_owner != 0)
+        {
             return;
         }
-        let Some((host, port)) = self.broker.config.advertised().into_iter().next() else { return };
+        let Some((host, port)) = self.broker.config.advertised().into_iter().next() else {
+            return;
+        };
         let data = serde_json::to_vec(&BrokerInfo { host, port }).expect("json");
         match self.zk.create(&path, &data, true).await {
             Ok(_) => tracing::info!(node = self.node_id, "broker registered"),
@@ -193,58 +208,135 @@ impl Replication {
 
     /// Creates a topic through the quorum: its assignment and partition states, then the
     /// local logs.
-    pub async fn create_topic(&self, name: &str, partitions: i32, replication_factor: i16, configs: BTreeMap<String, String>, validate_only: bool) -> Result<Arc<Topic>, TopicError> {
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
         crate::broker::topic::validate_topic_name(name).map_err(TopicError::InvalidName)?;
-        let partitions = if partitions == -1 { self.broker.config.num_partitions as i32 } else { partitions };
-        let rf = if replication_factor == -1 { self.broker.config.default_replication_factor as i16 } else { replication_factor };
+        let partitions = if partitions == -1 {
+            self.broker.config.num_partitions as i32
+        } else {
+            partitions
+        };
+        let rf = if replication_factor == -1 {
+            self.broker.config.default_replication_factor as i16
+        } else {
+            replication_factor
+        };
         let live: Vec<i32> = self.live_brokers().into_iter().map(|(id, _)| id).collect();
         if partitions <= 0 {
-            return Err(TopicError::InvalidPartitions(format!("partition count must be at least 1, got {partitions}")));
+            return Err(TopicError::InvalidPartitions(format!(
+                "partition count must be at least 1, got {partitions}"
+            )));
         }
         if rf <= 0 || rf as usize > live.len() {
-            return Err(TopicError::InvalidReplicationFactor(format!("replication factor {rf} with {} live brokers", live.len())));
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "replication factor {rf} with {} live brokers",
+                live.len()
+            )));
         }
         if self.zk.get(&topic_path(name)).is_some() {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
         if validate_only {
-            return self.broker.create_topic(name, partitions, 1, configs, true).await;
+            return self
+                .broker
+                .create_topic(name, partitions, 1, configs, true)
+                .await;
         }
         let n = live.len();
         let assignment: BTreeMap<String, Vec<i32>> = (0..partitions as usize)
-            .map(|p| (p.to_string(), (0..rf as usize).map(|k| live[(p + k) % n]).collect()))
+            .map(|p| {
+                (
+                    p.to_string(),
+                    (0..rf as usize).map(|k| live[(p + k) % n]).collect(),
+                )
+            })
             .collect();
-        let body = Assignment { version: 1, partitions: assignment.clone(), config: configs.clone() };
-        match self.zk.create(&topic_path(name), &serde_json::to_vec(&body).expect("json"), false).await {
+        let body = Assignment {
+            version: 1,
+            partitions: assignment.clone(),
+            config: configs.clone(),
+        };
+        match self
+            .zk
+            .create(
+                &topic_path(name),
+                &serde_json::to_vec(&body).expect("json"),
+                false,
+            )
+            .await
+        {
             Ok(_) => {}
             Err(ErrorCode::NodeExists) => return Err(TopicError::AlreadyExists(name.to_string())),
-            Err(e) => return Err(TopicError::Storage(format!("writing the topic znode: {e:?}"))),
+            Err(e) => {
+                return Err(TopicError::Storage(format!(
+                    "writing the topic znode: {e:?}"
+                )))
+            }
         }
-        self.ensure(&format!("{}/partitions", topic_path(name))).await;
+        self.ensure(&format!("{}/partitions", topic_path(name)))
+            .await;
         for (p, replicas) in &assignment {
-            self.ensure(&format!("{}/partitions/{p}", topic_path(name))).await;
-            let state = PartitionState { leader: replicas[0], leader_epoch: 0, isr: replicas.clone() };
-            if let Err(e) = self.zk.create(&format!("{}/partitions/{p}/state", topic_path(name)), &serde_json::to_vec(&state).expect("json"), false).await {
+            self.ensure(&format!("{}/partitions/{p}", topic_path(name)))
+                .await;
+            let state = PartitionState {
+                leader: replicas[0],
+                leader_epoch: 0,
+                isr: replicas.clone(),
+            };
+            if let Err(e) = self
+                .zk
+                .create(
+                    &format!("{}/partitions/{p}/state", topic_path(name)),
+                    &serde_json::to_vec(&state).expect("json"),
+                    false,
+                )
+                .await
+            {
                 if e != ErrorCode::NodeExists {
-                    return Err(TopicError::Storage(format!("writing the partition state: {e:?}")));
+                    return Err(TopicError::Storage(format!(
+                        "writing the partition state: {e:?}"
+                    )));
                 }
             }
         }
-        tracing::info!(topic = name, partitions, replication_factor = rf, "topic assigned");
+        tracing::info!(
+            topic = name,
+            partitions,
+            replication_factor = rf,
+            "topic assigned"
+        );
         let topic = self.local_topic(name, partitions, configs).await?;
         self.reconcile().await;
         Ok(topic)
     }
 
-    async fn local_topic(&self, name: &str, partitions: i32, configs: BTreeMap<String, String>) -> Result<Arc<Topic>, TopicError> {
-        match self.broker.create_topic(name, partitions, 1, configs, false).await {
+    async fn local_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        match self
+            .broker
+            .create_topic(name, partitions, 1, configs, false)
+            .await
+        {
             Ok(t) => {
                 for p in &t.partitions {
                     p.set_replicated();
                 }
                 Ok(t)
             }
-            Err(TopicError::AlreadyExists(_)) => self.broker.topic(name).ok_or_else(|| TopicError::Unknown(name.to_string())),
+            Err(TopicError::AlreadyExists(_)) => self
+                .broker
+                .topic(name)
+                .ok_or_else(|| TopicError::Unknown(name.to_string())),
             Err(e) => Err(e),
         }
     }
@@ -252,9 +344,20 @@ impl Replication {
     /// Reads every topic and partition state from the tree and acts on changes.
     async fn reconcile(&self) {
         for name in self.zk.children("/brokers/topics").unwrap_or_default() {
-            let Some((data, _)) = self.zk.get(&topic_path(&name)) else { continue };
-            let Ok(assignment) = serde_json::from_slice::<Assignment>(&data) else { continue };
-            let topic = match self.local_topic(&name, assignment.partitions.len() as i32, assignment.config.clone()).await {
+            let Some((data, _)) = self.zk.get(&topic_path(&name)) else {
+                continue;
+            };
+            let Ok(assignment) = serde_json::from_slice::<Assignment>(&data) else {
+                continue;
+            };
+            let topic = match self
+                .local_topic(
+                    &name,
+                    assignment.partitions.len() as i32,
+                    assignment.config.clone(),
+                )
+                .await
+            {
                 Ok(t) => t,
                 Err(error) => {
                     tracing::warn!(topic = %name, %error, "cannot open the local logs of a replicated topic");
@@ -265,13 +368,23 @@ impl Replication {
                 p.set_replicated();
             }
             for (index, replicas) in &assignment.partitions {
-                let Ok(index) = index.parse::<i32>() else { continue };
-                let Some((data, stat)) = self.zk.get(&state_path(&name, index)) else { continue };
-                let Ok(state) = serde_json::from_slice::<PartitionState>(&data) else { continue };
+                let Ok(index) = index.parse::<i32>() else {
+                    continue;
+                };
+                let Some((data, stat)) = self.zk.get(&state_path(&name, index)) else {
+                    continue;
+                };
+                let Ok(state) = serde_json::from_slice::<PartitionState>(&data) else {
+                    continue;
+                };
                 let key = (name.clone(), index);
                 let changed = {
                     let mut known = self.known.lock().expect("known");
-                    let entry = Known { replicas: replicas.clone(), state: state.clone(), version: stat.version };
+                    let entry = Known {
+                        replicas: replicas.clone(),
+                        state: state.clone(),
+                        version: stat.version,
+                    };
                     let changed = known.get(&key).is_none_or(|k| k.state != state);
                     known.insert(key.clone(), entry);
                     changed
@@ -284,7 +397,9 @@ impl Replication {
     }
 
     fn apply(&self, key: &Key, replicas: &[i32], state: &PartitionState) {
-        let Some(partition) = self.broker.partition(&key.0, key.1) else { return };
+        let Some(partition) = self.broker.partition(&key.0, key.1) else {
+            return;
+        };
         tracing::info!(topic = %key.0, partition = key.1, leader = state.leader, leader_epoch = state.leader_epoch, isr = ?state.isr, "partition state");
         partition.set_leader_epoch(state.leader_epoch);
         let mut fetchers = self.fetchers.lock().expect("fetchers");
@@ -297,21 +412,42 @@ impl Replication {
             }
             return;
         }
-        if fetchers.get(key).is_some_and(|(epoch, _)| *epoch == state.leader_epoch) {
+        if fetchers
+            .get(key)
+            .is_some_and(|(epoch, _)| *epoch == state.leader_epoch)
+        {
             return;
         }
         if let Some((_, task)) = fetchers.remove(key) {
             task.abort();
         }
-        let task = tokio::spawn(follow(self.node_id, self.zk.clone(), partition, state.leader, state.leader_epoch));
+        let task = tokio::spawn(follow(
+            self.node_id,
+            self.zk.clone(),
+            partition,
+            state.leader,
+            state.leader_epoch,
+        ));
         fetchers.insert(key.clone(), (state.leader_epoch, task));
     }
 
     /// Writes a partition state with compare-and-set on the version this node read.
     async fn write_state(&self, key: &Key, version: i32, state: &PartitionState) {
-        match self.zk.set(&state_path(&key.0, key.1), &serde_json::to_vec(state).expect("json"), version).await {
-            Ok(_) => tracing::info!(topic = %key.0, partition = key.1, leader = state.leader, leader_epoch = state.leader_epoch, isr = ?state.isr, "partition state written"),
-            Err(e) => tracing::debug!(topic = %key.0, partition = key.1, error = ?e, "partition state write lost a race"),
+        match self
+            .zk
+            .set(
+                &state_path(&key.0, key.1),
+                &serde_json::to_vec(state).expect("json"),
+                version,
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(topic = %key.0, partition = key.1, leader = state.leader, leader_epoch = state.leader_epoch, isr = ?state.isr, "partition state written")
+            }
+            Err(e) => {
+                tracing::debug!(topic = %key.0, partition = key.1, error = ?e, "partition state write lost a race")
+            }
         }
     }
 
@@ -322,13 +458,26 @@ impl Replication {
         if live.is_empty() {
             return;
         }
-        let snapshot: Vec<(Key, Known)> = self.known.lock().expect("known").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let snapshot: Vec<(Key, Known)> = self
+            .known
+            .lock()
+            .expect("known")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for (key, k) in snapshot {
-            let alive_isr: Vec<i32> = k.state.isr.iter().copied().filter(|r| live.contains(r)).collect();
+            let alive_isr: Vec<i32> = k
+                .state
+                .isr
+                .iter()
+                .copied()
+                .filter(|r| live.contains(r))
+                .collect();
             let mut next = k.state.clone();
             if k.state.leader < 0 || !live.contains(&k.state.leader) {
                 // Never an out-of-sync replica: with no live ISR member, no leader.
-                let Some(leader) = k.replicas.iter().copied().find(|r| alive_isr.contains(r)) else {
+                let Some(leader) = k.replicas.iter().copied().find(|r| alive_isr.contains(r))
+                else {
                     if k.state.leader >= 0 {
                         next.leader = -1;
                         next.leader_epoch += 1;
@@ -351,12 +500,36 @@ impl Replication {
     /// Partition leader: add caught-up live followers back to the ISR.
     async fn expand_isr(&self) {
         let live: BTreeSet<i32> = self.live_brokers().into_iter().map(|(id, _)| id).collect();
-        let led: Vec<(Key, Known)> = self.known.lock().expect("known").iter().filter(|(_, v)| v.state.leader == self.node_id).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let led: Vec<(Key, Known)> = self
+            .known
+            .lock()
+            .expect("known")
+            .iter()
+            .filter(|(_, v)| v.state.leader == self.node_id)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for (key, k) in led {
-            let Some(partition) = self.broker.partition(&key.0, key.1) else { continue };
+            let Some(partition) = self.broker.partition(&key.0, key.1) else {
+                continue;
+            };
             let hw = partition.high_watermark();
-            let ends = self.follower_ends.lock().expect("ends").get(&key).cloned().unwrap_or_default();
-            let joining: Vec<i32> = ends.iter().filter(|(r, end)| !k.state.isr.contains(r) && live.contains(r) && **end >= hw && k.replicas.contains(r)).map(|(r, _)| *r).collect();
+            let ends = self
+                .follower_ends
+                .lock()
+                .expect("ends")
+                .get(&key)
+                .cloned()
+                .unwrap_or_default();
+            let joining: Vec<i32> = ends
+                .iter()
+                .filter(|(r, end)| {
+                    !k.state.isr.contains(r)
+                        && live.contains(r)
+                        && **end >= hw
+                        && k.replicas.contains(r)
+                })
+                .map(|(r, _)| *r)
+                .collect();
             if joining.is_empty() {
                 continue;
             }
@@ -368,17 +541,25 @@ impl Replication {
     }
 
     fn state_of(&self, topic: &str, partition: i32) -> Option<Known> {
-        self.known.lock().expect("known").get(&(topic.to_string(), partition)).cloned()
+        self.known
+            .lock()
+            .expect("known")
+            .get(&(topic.to_string(), partition))
+            .cloned()
     }
 
     /// Produce: whether this node leads the partition and, for `acks=all`, whether the ISR
     /// is large enough (`min_insync_replicas`).
     pub fn check_produce(&self, topic: &str, partition: i32, acks: i16) -> Result<(), i16> {
-        let Some(k) = self.state_of(topic, partition) else { return Err(errors::NOT_LEADER_OR_FOLLOWER) };
+        let Some(k) = self.state_of(topic, partition) else {
+            return Err(errors::NOT_LEADER_OR_FOLLOWER);
+        };
         if k.state.leader != self.node_id {
             return Err(errors::NOT_LEADER_OR_FOLLOWER);
         }
-        if acks == -1 && k.state.isr.len() < usize::from(self.broker.config.min_insync_replicas.max(1)) {
+        if acks == -1
+            && k.state.isr.len() < usize::from(self.broker.config.min_insync_replicas.max(1))
+        {
             return Err(errors::NOT_ENOUGH_REPLICAS);
         }
         Ok(())
@@ -386,13 +567,26 @@ impl Replication {
 
     /// Fetch: consumers and followers fetch from the leader only. A follower's fetch offset
     /// is its log end offset: record it and move the high watermark.
-    pub fn check_fetch(&self, topic: &str, partition: &Partition, replica_id: i32, fetch_offset: i64) -> Result<(), i16> {
-        let Some(k) = self.state_of(topic, partition.index) else { return Err(errors::NOT_LEADER_OR_FOLLOWER) };
+    pub fn check_fetch(
+        &self,
+        topic: &str,
+        partition: &Partition,
+        replica_id: i32,
+        fetch_offset: i64,
+    ) -> Result<(), i16> {
+        let Some(k) = self.state_of(topic, partition.index) else {
+            return Err(errors::NOT_LEADER_OR_FOLLOWER);
+        };
         if k.state.leader != self.node_id {
             return Err(errors::NOT_LEADER_OR_FOLLOWER);
         }
         if replica_id >= 0 {
-            self.follower_ends.lock().expect("ends").entry((topic.to_string(), partition.index)).or_default().insert(replica_id, fetch_offset);
+            self.follower_ends
+                .lock()
+                .expect("ends")
+                .entry((topic.to_string(), partition.index))
+                .or_default()
+                .insert(replica_id, fetch_offset);
             self.update_high_watermark(topic, partition);
         }
         Ok(())
@@ -401,12 +595,24 @@ impl Replication {
     /// Leader: high watermark = least log end offset over the ISR (its own counted once
     /// durable when acknowledging only what is fsynced).
     pub fn update_high_watermark(&self, topic: &str, partition: &Partition) {
-        let Some(k) = self.state_of(topic, partition.index) else { return };
+        let Some(k) = self.state_of(topic, partition.index) else {
+            return;
+        };
         if k.state.leader != self.node_id {
             return;
         }
-        let mut hw = if self.broker.config.log_flush_on_ack { partition.flushed_offset() } else { partition.log_end_offset() };
-        let ends = self.follower_ends.lock().expect("ends").get(&(topic.to_string(), partition.index)).cloned().unwrap_or_default();
+        let mut hw = if self.broker.config.log_flush_on_ack {
+            partition.flushed_offset()
+        } else {
+            partition.log_end_offset()
+        };
+        let ends = self
+            .follower_ends
+            .lock()
+            .expect("ends")
+            .get(&(topic.to_string(), partition.index))
+            .cloned()
+            .unwrap_or_default();
         for r in &k.state.isr {
             if *r == self.node_id {
                 continue;
@@ -421,7 +627,14 @@ impl Replication {
 
     /// Metadata: (leader, leader epoch, replicas, ISR) of a partition as this node knows it.
     pub fn describe(&self, topic: &str, partition: i32) -> Option<(i32, i32, Vec<i32>, Vec<i32>)> {
-        self.state_of(topic, partition).map(|k| (k.state.leader, k.state.leader_epoch, k.replicas, k.state.isr))
+        self.state_of(topic, partition).map(|k| {
+            (
+                k.state.leader,
+                k.state.leader_epoch,
+                k.replicas,
+                k.state.isr,
+            )
+        })
     }
 
     /// The quorum leader, which is the controller.
@@ -435,26 +648,51 @@ async fn follow(node_id: i32, zk: ZkHandle, partition: Arc<Partition>, leader: i
     let topic = partition.topic.clone();
     let mut truncated = false;
     loop {
-        if let Err(error) = follow_once(node_id, &zk, &partition, leader, epoch, &mut truncated).await {
+        if let Err(error) =
+            follow_once(node_id, &zk, &partition, leader, epoch, &mut truncated).await
+        {
             tracing::debug!(topic = %topic, partition = partition.index, leader, %error, "follower fetch failed; retrying");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-async fn follow_once(node_id: i32, zk: &ZkHandle, partition: &Partition, leader: i32, epoch: i32, truncated: &mut bool) -> anyhow::Result<()> {
-    let (data, _) = zk.get(&format!("/brokers/ids/{leader}")).ok_or_else(|| anyhow::anyhow!("leader {leader} is not registered"))?;
+async fn follow_once(
+    node_id: i32,
+    zk: &ZkHandle,
+    partition: &Partition,
+    leader: i32,
+    epoch: i32,
+    truncated: &mut bool,
+) -> anyhow::Result<()> {
+    let (data, _) = zk
+        .get(&format!("/brokers/ids/{leader}"))
+        .ok_or_else(|| anyhow::anyhow!("leader {leader} is not registered"))?;
     let info: BrokerInfo = serde_json::from_slice(&data)?;
-    let mut client = crate::cli::client::Client::connect(&format!("{}:{}", info.host, info.port)).await?;
+    let mut client =
+        crate::cli::client::Client::connect(&format!("{}:{}", info.host, info.port)).await?;
     let name = TopicName(StrBytes::from_string(partition.topic.clone()));
     if !*truncated {
         if let Some(latest) = partition.latest_log_epoch() {
-            let request = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(node_id)).with_topics(vec![OffsetForLeaderTopic::default()
-                .with_topic(name.clone())
-                .with_partitions(vec![OffsetForLeaderPartition::default().with_partition(partition.index).with_current_leader_epoch(epoch).with_leader_epoch(latest)])]);
+            let request = OffsetForLeaderEpochRequest::default()
+                .with_replica_id(BrokerId(node_id))
+                .with_topics(vec![OffsetForLeaderTopic::default()
+                    .with_topic(name.clone())
+                    .with_partitions(vec![OffsetForLeaderPartition::default()
+                        .with_partition(partition.index)
+                        .with_current_leader_epoch(epoch)
+                        .with_leader_epoch(latest)])]);
             let response = client.send(request, 4).await?;
-            let answer = response.topics.first().and_then(|t| t.partitions.first()).ok_or_else(|| anyhow::anyhow!("empty OffsetForLeaderEpoch answer"))?;
-            anyhow::ensure!(answer.error_code == 0, "OffsetForLeaderEpoch error {}", answer.error_code);
+            let answer = response
+                .topics
+                .first()
+                .and_then(|t| t.partitions.first())
+                .ok_or_else(|| anyhow::anyhow!("empty OffsetForLeaderEpoch answer"))?;
+            anyhow::ensure!(
+                answer.error_code == 0,
+                "OffsetForLeaderEpoch error {}",
+                answer.error_code
+            );
             let end = partition.log_end_offset();
             if answer.end_offset >= 0 && answer.end_offset < end {
                 tracing::info!(topic = %partition.topic, partition = partition.index, from = end, to = answer.end_offset, latest, "follower truncating to the leader's epoch end");
@@ -471,14 +709,20 @@ async fn follow_once(node_id: i32, zk: &ZkHandle, partition: &Partition, leader:
             .with_max_wait_ms(FOLLOWER_MAX_WAIT_MS)
             .with_min_bytes(1)
             .with_max_bytes(FOLLOWER_FETCH_BYTES)
-            .with_topics(vec![FetchTopic::default().with_topic(name.clone()).with_partitions(vec![FetchPartition::default()
-                .with_partition(partition.index)
-                .with_current_leader_epoch(epoch)
-                .with_fetch_offset(offset)
-                .with_log_start_offset(-1)
-                .with_partition_max_bytes(FOLLOWER_FETCH_BYTES)])]);
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name.clone())
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(partition.index)
+                    .with_current_leader_epoch(epoch)
+                    .with_fetch_offset(offset)
+                    .with_log_start_offset(-1)
+                    .with_partition_max_bytes(FOLLOWER_FETCH_BYTES)])]);
         let response = client.send(request, 12).await?;
-        let data = response.responses.first().and_then(|t| t.partitions.first()).ok_or_else(|| anyhow::anyhow!("empty Fetch answer"))?;
+        let data = response
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| anyhow::anyhow!("empty Fetch answer"))?;
         anyhow::ensure!(data.error_code == 0, "Fetch error {}", data.error_code);
         if let Some(records) = &data.records {
             if !records.is_empty() {

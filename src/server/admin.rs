@@ -64,7 +64,9 @@ pub async fn serve(listener: TcpListener, ctx: AdminContext, mut shutdown: watch
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let ctx = ctx.clone();
         tokio::spawn(async move {
             if let Err(error) = connection(stream, &ctx).await {
@@ -118,13 +120,21 @@ struct Response {
 
 impl Response {
     fn text(code: u16, body: &str) -> Response {
-        Response { code, content_type: "text/plain; charset=utf-8", body: body.to_string() }
+        Response {
+            code,
+            content_type: "text/plain; charset=utf-8",
+            body: body.to_string(),
+        }
     }
 
     fn json(code: u16, value: &Value) -> Response {
         let mut body = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into());
         body.push('\n');
-        Response { code, content_type: "application/json", body }
+        Response {
+            code,
+            content_type: "application/json",
+            body,
+        }
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -170,7 +180,10 @@ fn answer(ctx: &AdminContext, head: &str) -> Response {
             body: metrics_text(ctx),
         },
         "/commands" | "/commands/" => {
-            let names: Vec<&str> = COMMANDS.iter().flat_map(|(long, word)| [*long, *word]).collect();
+            let names: Vec<&str> = COMMANDS
+                .iter()
+                .flat_map(|(long, word)| [*long, *word])
+                .collect();
             Response::json(200, &json!({ "commands": names }))
         }
         _ => match path.strip_prefix("/commands/") {
@@ -195,8 +208,14 @@ const COMMANDS: [(&str, &str); 10] = [
 ];
 
 fn command(ctx: &AdminContext, name: &str) -> Response {
-    let Some((long, word)) = COMMANDS.iter().find(|(long, word)| name == *long || name == *word) else {
-        return Response::json(404, &json!({ "command": name, "error": "unknown command; see /commands" }));
+    let Some((long, word)) = COMMANDS
+        .iter()
+        .find(|(long, word)| name == *long || name == *word)
+    else {
+        return Response::json(
+            404,
+            &json!({ "command": name, "error": "unknown command; see /commands" }),
+        );
     };
     let text = crate::zk::words::answer(word, &ctx.zk.word_data());
     let mut body = Map::new();
@@ -219,10 +238,17 @@ fn word_fields(word: &str, text: &str) -> Vec<(String, Value)> {
     }
     text.lines()
         .filter_map(|line| {
-            let (key, value) = line.split_once('\t').or_else(|| line.split_once('=')).or_else(|| line.split_once(": "))?;
+            let (key, value) = line
+                .split_once('\t')
+                .or_else(|| line.split_once('='))
+                .or_else(|| line.split_once(": "))?;
             let key = key.trim().to_lowercase().replace([' ', '.', '/'], "_");
             let value = value.trim();
-            let value = value.parse::<i64>().map(Value::from).or_else(|_| value.parse::<f64>().map(Value::from)).unwrap_or_else(|_| json!(value));
+            let value = value
+                .parse::<i64>()
+                .map(Value::from)
+                .or_else(|_| value.parse::<f64>().map(Value::from))
+                .unwrap_or_else(|_| json!(value));
             Some((key, value))
         })
         .collect()
@@ -230,7 +256,12 @@ fn word_fields(word: &str, text: &str) -> Vec<(String, Value)> {
 
 /// Partition counts: (total, online) — a partition is online when it has a leader.
 fn partition_counts(ctx: &AdminContext, offline: u32) -> (u64, u64) {
-    let total: u64 = ctx.broker.topics().iter().map(|t| t.partitions.len() as u64).sum();
+    let total: u64 = ctx
+        .broker
+        .topics()
+        .iter()
+        .map(|t| t.partitions.len() as u64)
+        .sum();
     (total, total.saturating_sub(u64::from(offline)))
 }
 
@@ -298,66 +329,193 @@ pub fn metrics_text(ctx: &AdminContext) -> String {
         header(out, name, help, "gauge");
         let _ = writeln!(out, "{name} {value}");
     };
-    header(&mut out, "bramble_health_state", "1 for the node's current health state.", "gauge");
+    header(
+        &mut out,
+        "bramble_health_state",
+        "1 for the node's current health state.",
+        "gauge",
+    );
     for state in State::ALL {
-        let _ = writeln!(out, "bramble_health_state{{state=\"{state}\"}} {}", u8::from(state == status.state));
+        let _ = writeln!(
+            out,
+            "bramble_health_state{{state=\"{state}\"}} {}",
+            u8::from(state == status.state)
+        );
     }
-    header(&mut out, "bramble_quorum_role", "1 for this node's quorum role.", "gauge");
+    header(
+        &mut out,
+        "bramble_quorum_role",
+        "1 for this node's quorum role.",
+        "gauge",
+    );
     if let Some(q) = status.quorum {
         let _ = writeln!(out, "bramble_quorum_role{{role=\"{}\"}} 1", q.role.name());
     }
     let q = status.quorum;
-    gauge(&mut out, "bramble_quorum_term", "The quorum's term.", q.map_or(0, |q| q.term).to_string());
-    gauge(&mut out, "bramble_quorum_leader", "The quorum leader's node id (0: none).", q.and_then(|q| q.leader).unwrap_or(0).to_string());
-    gauge(&mut out, "bramble_quorum_up", "1 when a majority and a leader are known.", u8::from(q.is_some_and(|q| q.quorum)).to_string());
+    gauge(
+        &mut out,
+        "bramble_quorum_term",
+        "The quorum's term.",
+        q.map_or(0, |q| q.term).to_string(),
+    );
+    gauge(
+        &mut out,
+        "bramble_quorum_leader",
+        "The quorum leader's node id (0: none).",
+        q.and_then(|q| q.leader).unwrap_or(0).to_string(),
+    );
+    gauge(
+        &mut out,
+        "bramble_quorum_up",
+        "1 when a majority and a leader are known.",
+        u8::from(q.is_some_and(|q| q.quorum)).to_string(),
+    );
     let repl = status.replication;
     let (total, online) = partition_counts(ctx, repl.offline);
-    header(&mut out, "bramble_partitions", "Partitions on this node, by state.", "gauge");
+    header(
+        &mut out,
+        "bramble_partitions",
+        "Partitions on this node, by state.",
+        "gauge",
+    );
     let _ = writeln!(out, "bramble_partitions{{state=\"online\"}} {online}");
-    let _ = writeln!(out, "bramble_partitions{{state=\"under_replicated\"}} {}", repl.under_replicated);
-    let _ = writeln!(out, "bramble_partitions{{state=\"offline\"}} {}", repl.offline);
-    gauge(&mut out, "bramble_partitions_total", "Partitions on this node.", total.to_string());
-    gauge(&mut out, "bramble_topics", "Topics, internal ones included.", ctx.broker.topics().len().to_string());
-    header(&mut out, "bramble_isr_shrinks_total", "ISR shrinks since start.", "counter");
+    let _ = writeln!(
+        out,
+        "bramble_partitions{{state=\"under_replicated\"}} {}",
+        repl.under_replicated
+    );
+    let _ = writeln!(
+        out,
+        "bramble_partitions{{state=\"offline\"}} {}",
+        repl.offline
+    );
+    gauge(
+        &mut out,
+        "bramble_partitions_total",
+        "Partitions on this node.",
+        total.to_string(),
+    );
+    gauge(
+        &mut out,
+        "bramble_topics",
+        "Topics, internal ones included.",
+        ctx.broker.topics().len().to_string(),
+    );
+    header(
+        &mut out,
+        "bramble_isr_shrinks_total",
+        "ISR shrinks since start.",
+        "counter",
+    );
     let _ = writeln!(out, "bramble_isr_shrinks_total {}", repl.isr_shrinks);
-    header(&mut out, "bramble_isr_expands_total", "ISR expansions since start.", "counter");
+    header(
+        &mut out,
+        "bramble_isr_expands_total",
+        "ISR expansions since start.",
+        "counter",
+    );
     let _ = writeln!(out, "bramble_isr_expands_total {}", repl.isr_expands);
-    gauge(&mut out, "bramble_consumer_groups", "Consumer groups this coordinator holds.", ctx.groups.list().len().to_string());
+    gauge(
+        &mut out,
+        "bramble_consumer_groups",
+        "Consumer groups this coordinator holds.",
+        ctx.groups.list().len().to_string(),
+    );
     metrics::kafka().render(&mut out);
     crate::mqtt::metrics::render(&mut out);
     zk_metrics(ctx, &mut out);
     memory_metrics(&status, &mut out);
     let r = &status.readings;
     if let Some((used, total)) = r.disk_bytes {
-        gauge(&mut out, "bramble_disk_used_bytes", "Used bytes of the log directory's file system.", used.to_string());
-        gauge(&mut out, "bramble_disk_total_bytes", "Size of the log directory's file system.", total.to_string());
+        gauge(
+            &mut out,
+            "bramble_disk_used_bytes",
+            "Used bytes of the log directory's file system.",
+            used.to_string(),
+        );
+        gauge(
+            &mut out,
+            "bramble_disk_total_bytes",
+            "Size of the log directory's file system.",
+            total.to_string(),
+        );
     }
     if let Some(celsius) = r.temperature_celsius {
-        gauge(&mut out, "bramble_cpu_temperature_celsius", "CPU temperature.", format!("{celsius}"));
+        gauge(
+            &mut out,
+            "bramble_cpu_temperature_celsius",
+            "CPU temperature.",
+            format!("{celsius}"),
+        );
     }
-    gauge(&mut out, "bramble_cpu_throttled", "1 while the firmware throttles or sees under-voltage.", u8::from(r.throttled_now()).to_string());
+    gauge(
+        &mut out,
+        "bramble_cpu_throttled",
+        "1 while the firmware throttles or sees under-voltage.",
+        u8::from(r.throttled_now()).to_string(),
+    );
     out
 }
 
 fn zk_metrics(ctx: &AdminContext, out: &mut String) {
     let d = ctx.zk.word_data();
     let rows: [(&str, &str, String); 8] = [
-        ("bramble_zk_znodes", "Znodes in the tree.", d.nodes.to_string()),
-        ("bramble_zk_ephemerals", "Ephemeral znodes.", d.ephemerals.to_string()),
-        ("bramble_zk_watches", "Registered watches.", d.watches.to_string()),
-        ("bramble_zk_sessions", "Live ZooKeeper sessions.", d.sessions.to_string()),
-        ("bramble_zk_connections", "Open ZooKeeper connections.", d.connections.len().to_string()),
-        ("bramble_zk_data_bytes", "Bytes of znode data.", d.data_bytes.to_string()),
-        ("bramble_zk_outstanding_requests", "ZooKeeper requests in flight.", d.outstanding.to_string()),
-        ("bramble_zk_zxid", "The last applied zxid.", d.zxid.to_string()),
+        (
+            "bramble_zk_znodes",
+            "Znodes in the tree.",
+            d.nodes.to_string(),
+        ),
+        (
+            "bramble_zk_ephemerals",
+            "Ephemeral znodes.",
+            d.ephemerals.to_string(),
+        ),
+        (
+            "bramble_zk_watches",
+            "Registered watches.",
+            d.watches.to_string(),
+        ),
+        (
+            "bramble_zk_sessions",
+            "Live ZooKeeper sessions.",
+            d.sessions.to_string(),
+        ),
+        (
+            "bramble_zk_connections",
+            "Open ZooKeeper connections.",
+            d.connections.len().to_string(),
+        ),
+        (
+            "bramble_zk_data_bytes",
+            "Bytes of znode data.",
+            d.data_bytes.to_string(),
+        ),
+        (
+            "bramble_zk_outstanding_requests",
+            "ZooKeeper requests in flight.",
+            d.outstanding.to_string(),
+        ),
+        (
+            "bramble_zk_zxid",
+            "The last applied zxid.",
+            d.zxid.to_string(),
+        ),
     ];
     for (name, help, value) in rows {
         header(out, name, help, "gauge");
         let _ = writeln!(out, "{name} {value}");
     }
     for (name, help, value) in [
-        ("bramble_zk_packets_received_total", "ZooKeeper packets received.", d.received),
-        ("bramble_zk_packets_sent_total", "ZooKeeper packets sent.", d.sent),
+        (
+            "bramble_zk_packets_received_total",
+            "ZooKeeper packets received.",
+            d.received,
+        ),
+        (
+            "bramble_zk_packets_sent_total",
+            "ZooKeeper packets sent.",
+            d.sent,
+        ),
     ] {
         header(out, name, help, "counter");
         let _ = writeln!(out, "{name} {value}");
@@ -372,18 +530,54 @@ fn memory_metrics(status: &crate::health::Status, out: &mut String) {
             let _ = writeln!(out, "{name} {value}");
         }
     };
-    gauge("bramble_memory_resident_bytes", "Resident set size of the process (VmRSS).", r.resident_bytes);
-    gauge("bramble_memory_allocated_bytes", "Bytes allocated through jemalloc.", r.jemalloc.map(|j| j.0));
-    gauge("bramble_memory_allocator_resident_bytes", "Bytes jemalloc holds resident.", r.jemalloc.map(|j| j.1));
-    gauge("bramble_memory_budget_bytes", "The memory budget.", status.budget_bytes);
+    gauge(
+        "bramble_memory_resident_bytes",
+        "Resident set size of the process (VmRSS).",
+        r.resident_bytes,
+    );
+    gauge(
+        "bramble_memory_allocated_bytes",
+        "Bytes allocated through jemalloc.",
+        r.jemalloc.map(|j| j.0),
+    );
+    gauge(
+        "bramble_memory_allocator_resident_bytes",
+        "Bytes jemalloc holds resident.",
+        r.jemalloc.map(|j| j.1),
+    );
+    gauge(
+        "bramble_memory_budget_bytes",
+        "The memory budget.",
+        status.budget_bytes,
+    );
     if !status.pools.is_empty() {
-        header(out, "bramble_memory_pool_used_bytes", "Bytes in use per memory pool.", "gauge");
+        header(
+            out,
+            "bramble_memory_pool_used_bytes",
+            "Bytes in use per memory pool.",
+            "gauge",
+        );
         for p in &status.pools {
-            let _ = writeln!(out, "bramble_memory_pool_used_bytes{{pool=\"{}\"}} {}", metrics::escape(&p.name), p.used_bytes);
+            let _ = writeln!(
+                out,
+                "bramble_memory_pool_used_bytes{{pool=\"{}\"}} {}",
+                metrics::escape(&p.name),
+                p.used_bytes
+            );
         }
-        header(out, "bramble_memory_pool_limit_bytes", "Limit per memory pool.", "gauge");
+        header(
+            out,
+            "bramble_memory_pool_limit_bytes",
+            "Limit per memory pool.",
+            "gauge",
+        );
         for p in &status.pools {
-            let _ = writeln!(out, "bramble_memory_pool_limit_bytes{{pool=\"{}\"}} {}", metrics::escape(&p.name), p.limit_bytes);
+            let _ = writeln!(
+                out,
+                "bramble_memory_pool_limit_bytes{{pool=\"{}\"}} {}",
+                metrics::escape(&p.name),
+                p.limit_bytes
+            );
         }
     }
 }
@@ -394,12 +588,18 @@ mod tests {
 
     #[test]
     fn word_answers_become_json_fields() {
-        let fields = word_fields("mntr", "zk_version\t3.8.0\nzk_znode_count\t5\nzk_avg_latency\t0.5000\n");
+        let fields = word_fields(
+            "mntr",
+            "zk_version\t3.8.0\nzk_znode_count\t5\nzk_avg_latency\t0.5000\n",
+        );
         assert_eq!(fields[1], ("zk_znode_count".to_string(), json!(5)));
         assert_eq!(fields[2].1, json!(0.5));
         let fields = word_fields("srvr", "Zxid: 0x1f\nNode count: 4\n");
         assert_eq!(fields[1], ("node_count".to_string(), json!(4)));
-        assert_eq!(word_fields("ruok", "imok"), vec![("ok".to_string(), json!(true))]);
+        assert_eq!(
+            word_fields("ruok", "imok"),
+            vec![("ok".to_string(), json!(true))]
+        );
     }
 
     #[test]

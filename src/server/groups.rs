@@ -26,7 +26,11 @@ pub async fn timers(groups: Arc<GroupCoordinator>, mut shutdown: watch::Receiver
 }
 
 /// Expires the offsets of long-empty groups every `interval_ms` until shutdown.
-pub async fn offset_expiry(groups: Arc<GroupCoordinator>, interval_ms: u64, mut shutdown: watch::Receiver<bool>) {
+pub async fn offset_expiry(
+    groups: Arc<GroupCoordinator>,
+    interval_ms: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(interval_ms)) => {}

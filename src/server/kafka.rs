@@ -54,7 +54,8 @@ pub async fn serve(
         let request_pool = request_pool.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection(socket, peer, ctx, limits, request_pool, shutdown).await {
+            if let Err(error) = connection(socket, peer, ctx, limits, request_pool, shutdown).await
+            {
                 tracing::debug!(%peer, %error, "connection closed");
             }
             drop(permit);
@@ -73,7 +74,8 @@ struct Answer {
 }
 
 /// An answer on its way.
-type PendingAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Answer>> + Send>>;
+type PendingAnswer =
+    std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Answer>> + Send>>;
 
 fn ready(bytes: anyhow::Result<BytesMut>, held: Vec<Grant>) -> PendingAnswer {
     Box::pin(async move { bytes.map(|bytes| Answer { bytes, _held: held }) })

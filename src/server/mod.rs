@@ -15,18 +15,24 @@ use tokio::sync::watch;
 
 use crate::broker::producer_ids::ProducerIdAllocator;
 use crate::broker::{now_ms, Broker};
-use crate::group::GroupCoordinator;
 use crate::config::{parse_listener, Config};
+use crate::group::GroupCoordinator;
 use crate::health::{self, Health};
 
 /// Open the broker, bind every listener, and serve until `shutdown` turns true; then close
 /// the logs cleanly.
-pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    node_id: u32,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     // Health first, so the LED says `booting` while the logs recover.
     let health = Health::new(node_id, health::notify::Notifier::from_env());
     let mut health_tasks = start_health(&config, &health, shutdown.clone());
     let broker_config = config.broker.clone();
-    let broker = Arc::new(tokio::task::block_in_place(|| Broker::open(broker_config, node_id as i32))?);
+    let broker = Arc::new(tokio::task::block_in_place(|| {
+        Broker::open(broker_config, node_id as i32)
+    })?);
     let groups = Arc::new(GroupCoordinator::new(broker.clone()));
     tokio::task::block_in_place(|| groups.load())?;
     let producer_ids = Arc::new(ProducerIdAllocator::open(&config.broker.log_dirs[0])?);
@@ -39,18 +45,27 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
     let mut zk_handle = None;
     let coordinator = {
         let coordinator = match &config.cluster {
-            None => tokio::task::block_in_place(|| zk::open(&config.coordinator, budget.znodes.limit_bytes()))?,
+            None => tokio::task::block_in_place(|| {
+                zk::open(&config.coordinator, budget.znodes.limit_bytes())
+            })?,
             Some(cc) => {
                 // The quorum replaces the txn log: open the coordinator empty, let the Raft
                 // state machine load its snapshot and replay the committed log into it.
                 let zk = zk::open_clustered(&config.coordinator, node_id)?;
-                cc.validate(u64::from(node_id)).map_err(anyhow::Error::msg)?;
+                cc.validate(u64::from(node_id))
+                    .map_err(anyhow::Error::msg)?;
                 let peer_addr = parse_listener(&cc.listen).map_err(anyhow::Error::msg)?;
-                let peer_listener = TcpListener::bind(peer_addr)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot listen on {peer_addr} (cluster.listen): {e}"))?;
+                let peer_listener = TcpListener::bind(peer_addr).await.map_err(|e| {
+                    anyhow::anyhow!("cannot listen on {peer_addr} (cluster.listen): {e}")
+                })?;
                 let applier: Arc<dyn crate::cluster::state_machine::Applier> = zk.clone();
-                let c = crate::cluster::Cluster::start(cc, u64::from(node_id), std::path::Path::new(&config.coordinator.data_dir), applier).await?;
+                let c = crate::cluster::Cluster::start(
+                    cc,
+                    u64::from(node_id),
+                    std::path::Path::new(&config.coordinator.data_dir),
+                    applier,
+                )
+                .await?;
                 zk.attach_cluster(c.clone());
                 tasks.spawn(peer::serve(peer_listener, c.clone(), shutdown.clone()));
                 cluster = Some(c);
@@ -60,7 +75,12 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
         };
         let listener = TcpListener::bind(&config.coordinator.listen)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {} (coordinator.listen): {e}", config.coordinator.listen))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {} (coordinator.listen): {e}",
+                    config.coordinator.listen
+                )
+            })?;
         let stop = shutdown.clone();
         let serving = coordinator.clone();
         tasks.spawn(async move {
@@ -72,7 +92,12 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
     };
     // Cluster mode: broker registration, topic assignment, controller and replication.
     let replication = match (&cluster, &zk_handle) {
-        (Some(c), Some(zk)) => Some(crate::replication::Replication::start(broker.clone(), zk.clone(), c.clone(), shutdown.clone())),
+        (Some(c), Some(zk)) => Some(crate::replication::Replication::start(
+            broker.clone(),
+            zk.clone(),
+            c.clone(),
+            shutdown.clone(),
+        )),
         _ => None,
     };
     let ctx = crate::kafka::Context {
@@ -93,22 +118,49 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (broker.listeners): {e}"))?;
         tracing::info!(addr = %listener.local_addr()?, "Kafka listener up");
-        tasks.spawn(kafka::serve(listener, ctx.clone(), limits, budget.kafka_requests.clone(), shutdown.clone()));
+        tasks.spawn(kafka::serve(
+            listener,
+            ctx.clone(),
+            limits,
+            budget.kafka_requests.clone(),
+            shutdown.clone(),
+        ));
     }
     if let Some(mqtt_config) = config.mqtt.clone() {
         let pool = budget.mqtt_inflight.clone();
-        start_mqtt(mqtt_config, broker.clone(), ctx.replication.clone(), node_id, pool, &mut tasks, &shutdown).await?;
+        start_mqtt(
+            mqtt_config,
+            broker.clone(),
+            ctx.replication.clone(),
+            node_id,
+            pool,
+            &mut tasks,
+            &shutdown,
+        )
+        .await?;
     }
     tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
     tasks.spawn(groups::timers(groups.clone(), shutdown.clone()));
-    tasks.spawn(groups::offset_expiry(groups.clone(), config.broker.offsets_retention_check_interval_ms, shutdown.clone()));
+    tasks.spawn(groups::offset_expiry(
+        groups.clone(),
+        config.broker.offsets_retention_check_interval_ms,
+        shutdown.clone(),
+    ));
     if config.broker.log_cleaner_enable {
         tasks.spawn(cleaner_loop(broker.clone(), shutdown.clone()));
     }
     tasks.spawn(memory_report_loop(budget.clone(), shutdown.clone()));
-    tasks.spawn(checkpoint_loop(broker.clone(), health.clone(), shutdown.clone()));
+    tasks.spawn(checkpoint_loop(
+        broker.clone(),
+        health.clone(),
+        shutdown.clone(),
+    ));
     if !config.broker.log_flush_on_ack {
-        tasks.spawn(flush_loop(broker.clone(), config.broker.log_flush_interval_ms, shutdown.clone()));
+        tasks.spawn(flush_loop(
+            broker.clone(),
+            config.broker.log_flush_interval_ms,
+            shutdown.clone(),
+        ));
     }
     let admin = admin::AdminContext {
         health: health.clone(),
@@ -116,12 +168,18 @@ pub async fn run(config: Config, node_id: u32, mut shutdown: watch::Receiver<boo
         groups: groups.clone(),
         zk: coordinator,
         log_dir: config.broker.log_dirs[0].clone(),
-        kafka: config.broker.advertised().first().map(|(host, port)| format!("{host}:{port}")),
+        kafka: config
+            .broker
+            .advertised()
+            .first()
+            .map(|(host, port)| format!("{host}:{port}")),
     };
     start_admin(&config, admin, &mut tasks, shutdown.clone()).await;
     match &cluster {
         // A single node is its own leader.
-        None => health.inputs.set_quorum(health::QuorumStatus::single_node(node_id)),
+        None => health
+            .inputs
+            .set_quorum(health::QuorumStatus::single_node(node_id)),
         Some(c) => {
             tasks.spawn(feed_quorum(c.clone(), health.clone(), shutdown.clone()));
         }
@@ -163,14 +221,22 @@ async fn start_mqtt(
         tasks.spawn(mqtt::serve(listener, ingest.clone(), shutdown.clone()));
     }
     for index in 0..ingest.config.bridges.len() {
-        tasks.spawn(crate::mqtt::bridge::run(ingest.clone(), index, shutdown.clone()));
+        tasks.spawn(crate::mqtt::bridge::run(
+            ingest.clone(),
+            index,
+            shutdown.clone(),
+        ));
     }
     Ok(())
 }
 
 /// Feed the quorum's role, term and leader into health on every change of openraft's
 /// metrics.
-async fn feed_quorum(cluster: Arc<crate::cluster::Cluster>, health: Arc<Health>, mut shutdown: watch::Receiver<bool>) {
+async fn feed_quorum(
+    cluster: Arc<crate::cluster::Cluster>,
+    health: Arc<Health>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     use openraft::ServerState;
     let mut metrics = cluster.raft().metrics();
     let mut leader = cluster.leader();
@@ -188,7 +254,13 @@ async fn feed_quorum(cluster: Arc<crate::cluster::Cluster>, health: Arc<Health>,
             ServerState::Candidate | ServerState::Shutdown => health::state::Role::Candidate,
         };
         let leader_id = known_leader.and_then(|l| u32::try_from(l).ok());
-        health.inputs.set_quorum(health::QuorumStatus { role, term, leader: leader_id, quorum: leader_id.is_some(), voters });
+        health.inputs.set_quorum(health::QuorumStatus {
+            role,
+            term,
+            leader: leader_id,
+            quorum: leader_id.is_some(),
+            voters,
+        });
         health.poke();
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { return },
@@ -199,13 +271,28 @@ async fn feed_quorum(cluster: Arc<crate::cluster::Cluster>, health: Arc<Health>,
 }
 
 /// The health loop and the LED driver; they run until `shutdown`.
-fn start_health(config: &Config, health: &std::sync::Arc<Health>, shutdown: watch::Receiver<bool>) -> tokio::task::JoinSet<()> {
+fn start_health(
+    config: &Config,
+    health: &std::sync::Arc<Health>,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinSet<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let display = tokio::task::block_in_place(|| health::led::open(&config.led));
-    tasks.spawn(health::led::drive(display, config.led.patterns.clone(), health.watch(), shutdown.clone()));
+    tasks.spawn(health::led::drive(
+        display,
+        config.led.patterns.clone(),
+        health.watch(),
+        shutdown.clone(),
+    ));
     let sensors = health::system::Sensors::new(&config.broker.log_dirs[0]);
     let interval = Duration::from_millis(u64::from(config.admin.health_interval_ms));
-    tasks.spawn(health::run(health.clone(), sensors, config.admin.thresholds(), interval, shutdown));
+    tasks.spawn(health::run(
+        health.clone(),
+        sensors,
+        config.admin.thresholds(),
+        interval,
+        shutdown,
+    ));
     tasks
 }
 
@@ -264,7 +351,10 @@ async fn cleaner_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
 /// How often memory use is logged at debug level.
 const MEMORY_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
-async fn memory_report_loop(budget: Arc<crate::memory::Budget>, mut shutdown: watch::Receiver<bool>) {
+async fn memory_report_loop(
+    budget: Arc<crate::memory::Budget>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(MEMORY_REPORT_INTERVAL) => {}
@@ -275,7 +365,14 @@ async fn memory_report_loop(budget: Arc<crate::memory::Budget>, mut shutdown: wa
         let pools: Vec<String> = budget
             .pools()
             .iter()
-            .map(|p| format!("{}={}/{}KiB", p.name(), p.used_bytes() >> 10, p.peak_bytes() >> 10))
+            .map(|p| {
+                format!(
+                    "{}={}/{}KiB",
+                    p.name(),
+                    p.used_bytes() >> 10,
+                    p.peak_bytes() >> 10
+                )
+            })
             .collect();
         tracing::debug!(rss_kib = rss >> 10, hwm_kib = hwm >> 10, allocated_kib = allocated >> 10, allocator_resident_kib = resident >> 10, pools = %pools.join(" "), "memory");
     }
@@ -284,16 +381,24 @@ async fn memory_report_loop(budget: Arc<crate::memory::Budget>, mut shutdown: wa
 /// Kafka writes its high-watermark checkpoint every 5 s; so does bramble.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
-async fn checkpoint_loop(broker: Arc<Broker>, health: Arc<Health>, mut shutdown: watch::Receiver<bool>) {
+async fn checkpoint_loop(
+    broker: Arc<Broker>,
+    health: Arc<Health>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
             _ = shutdown.changed() => return,
         }
         let broker = broker.clone();
-        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || broker.write_checkpoints()).await {
+        if let Ok(Err(error)) =
+            tokio::task::spawn_blocking(move || broker.write_checkpoints()).await
+        {
             tracing::error!(%error, "writing checkpoints failed");
-            health.inputs.storage_error(format_args!("writing checkpoints: {error}"));
+            health
+                .inputs
+                .storage_error(format_args!("writing checkpoints: {error}"));
             health.poke();
         }
     }

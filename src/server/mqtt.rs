@@ -31,7 +31,11 @@ const BATCH_BYTES_MAX: usize = 512 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Accept MQTT connections until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    ingest: Arc<Ingest>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let connections = Arc::new(Semaphore::new(ingest.config.max_connections as usize));
     loop {
         let accepted = tokio::select! {
@@ -54,7 +58,10 @@ pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, mut shutdown: wat
         let ingest = ingest.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            ingest.metrics.connections_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ingest
+                .metrics
+                .connections_total
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Err(error) = connection(socket, peer, ingest, shutdown).await {
                 tracing::debug!(%peer, %error, "MQTT connection ended");
             }
@@ -74,9 +81,16 @@ struct OwedAck {
 /// What the reader hands the writer, in order.
 enum Outgoing {
     /// Acknowledge once `commit` is committed; the permits are released then.
-    Acks { commit: Commit, acks: Vec<OwedAck>, _permits: Permits },
+    Acks {
+        commit: Commit,
+        acks: Vec<OwedAck>,
+        _permits: Permits,
+    },
     /// PUBREC for a resent QoS 2 publish, once the first copy's commit is known and done.
-    ResentQos2 { pending: Qos2Pending, packet_id: u16 },
+    ResentQos2 {
+        pending: Qos2Pending,
+        packet_id: u16,
+    },
     /// Send now (after everything before it).
     Packet(Packet),
     /// Send this last packet, if any, and close.
@@ -135,16 +149,29 @@ struct Conn {
     routed: Vec<bool>,
 }
 
-async fn connection(socket: TcpStream, peer: SocketAddr, ingest: Arc<Ingest>, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    ingest: Arc<Ingest>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let (mut reader, mut writer) = socket.into_split();
     let max_packet = ingest.config.max_packet_bytes as usize;
     let mut buf = BytesMut::with_capacity(4096);
     let connect_timeout = Duration::from_millis(ingest.config.connect_timeout_ms);
-    let first = match tokio::time::timeout(connect_timeout, read_frame(&mut reader, &mut buf, max_packet)).await {
+    let first = match tokio::time::timeout(
+        connect_timeout,
+        read_frame(&mut reader, &mut buf, max_packet),
+    )
+    .await
+    {
         Ok(Ok(Some(frame))) => frame,
         Ok(Ok(None)) => return Ok(()),
         Ok(Err(error)) => {
-            ingest.metrics.protocol_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ingest
+                .metrics
+                .protocol_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(%peer, %error, "bad first packet; closing connection");
             return Ok(());
         }
@@ -156,18 +183,28 @@ async fn connection(socket: TcpStream, peer: SocketAddr, ingest: Arc<Ingest>, sh
     let connect = match codec::decode(first, Version::V311) {
         Ok(Packet::Connect(connect)) => connect,
         Ok(other) => {
-            ingest.metrics.protocol_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ingest
+                .metrics
+                .protocol_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(%peer, packet = other.name(), "first packet is not CONNECT; closing connection");
             return Ok(());
         }
         Err(DecodeError::UnsupportedProtocol { name, level }) => {
             tracing::warn!(%peer, %name, level, "unsupported MQTT protocol; refusing");
-            let code = if level & 0x7f >= 5 { reason::UNSUPPORTED_PROTOCOL_VERSION } else { codec::return_code::UNACCEPTABLE_PROTOCOL_VERSION };
+            let code = if level & 0x7f >= 5 {
+                reason::UNSUPPORTED_PROTOCOL_VERSION
+            } else {
+                codec::return_code::UNACCEPTABLE_PROTOCOL_VERSION
+            };
             send_now(&mut writer, &session::connack_refused(code), Version::V311).await?;
             return Ok(());
         }
         Err(error) => {
-            ingest.metrics.protocol_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ingest
+                .metrics
+                .protocol_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(%peer, %error, "malformed CONNECT; closing connection");
             return Ok(());
         }
@@ -177,13 +214,38 @@ async fn connection(socket: TcpStream, peer: SocketAddr, ingest: Arc<Ingest>, sh
         Ok(admission) => admission,
         Err(refusal) => {
             tracing::warn!(%peer, client = %connect.client_id, ?refusal, "MQTT connection refused");
-            send_now(&mut writer, &session::connack_refused(refusal.code(version)), version).await?;
+            send_now(
+                &mut writer,
+                &session::connack_refused(refusal.code(version)),
+                version,
+            )
+            .await?;
             return Ok(());
         }
     };
-    let attached = ingest.sessions.attach(&admission.client_id, connect.clean_start, admission.expiry, now_ms() as u64);
-    let client = ClientSession::new(&connect, &admission, attached.state.clone(), ingest.config.max_inflight_messages);
-    send_now(&mut writer, &session::connack_accepted(&connect, &admission, attached.session_present, &ingest.config), version).await?;
+    let attached = ingest.sessions.attach(
+        &admission.client_id,
+        connect.clean_start,
+        admission.expiry,
+        now_ms() as u64,
+    );
+    let client = ClientSession::new(
+        &connect,
+        &admission,
+        attached.state.clone(),
+        ingest.config.max_inflight_messages,
+    );
+    send_now(
+        &mut writer,
+        &session::connack_accepted(
+            &connect,
+            &admission,
+            attached.session_present,
+            &ingest.config,
+        ),
+        version,
+    )
+    .await?;
     tracing::info!(
         %peer,
         client = %admission.client_id,
@@ -193,7 +255,10 @@ async fn connection(socket: TcpStream, peer: SocketAddr, ingest: Arc<Ingest>, sh
         keep_alive_secs = connect.keep_alive_secs,
         "MQTT client connected"
     );
-    ingest.metrics.connected_clients.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ingest
+        .metrics
+        .connected_clients
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
     let (out, out_rx) = mpsc::channel(usize::from(ingest.config.max_inflight_messages) + 16);
     let writer_task = tokio::spawn(write_loop(writer, out_rx, version, ingest.clone()));
@@ -202,24 +267,36 @@ async fn connection(socket: TcpStream, peer: SocketAddr, ingest: Arc<Ingest>, sh
         ingest: ingest.clone(),
         client,
         out,
-        inflight: Arc::new(Semaphore::new(usize::from(ingest.config.max_inflight_messages))),
+        inflight: Arc::new(Semaphore::new(usize::from(
+            ingest.config.max_inflight_messages,
+        ))),
         taken_over: attached.taken_over.clone(),
         shutdown,
         routed: Vec::new(),
     };
-    let keep_alive = (connect.keep_alive_secs > 0).then(|| Duration::from_millis(u64::from(connect.keep_alive_secs) * 1500));
-    let end = conn.read_loop(&mut reader, buf, max_packet, keep_alive).await;
+    let keep_alive = (connect.keep_alive_secs > 0)
+        .then(|| Duration::from_millis(u64::from(connect.keep_alive_secs) * 1500));
+    let end = conn
+        .read_loop(&mut reader, buf, max_packet, keep_alive)
+        .await;
     let publish_will = match end {
         Ok(End::Disconnected) => false,
         Ok(End::Closed) => true,
         Ok(End::Violation(violation)) => {
-            if violation.reason != reason::SESSION_TAKEN_OVER && violation.reason != reason::SERVER_SHUTTING_DOWN {
-                ingest.metrics.protocol_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if violation.reason != reason::SESSION_TAKEN_OVER
+                && violation.reason != reason::SERVER_SHUTTING_DOWN
+            {
+                ingest
+                    .metrics
+                    .protocol_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(%peer, client = %conn.client.client_id, reason = violation.reason, error = %violation, "closing MQTT connection");
             } else {
                 tracing::info!(%peer, client = %conn.client.client_id, error = %violation, "closing MQTT connection");
             }
-            let last = conn.client.server_disconnect(violation.reason, violation.message);
+            let last = conn
+                .client
+                .server_disconnect(violation.reason, violation.message);
             let _ = conn.out.send(Outgoing::Close(last)).await;
             // No wills while the logs are being closed.
             violation.reason != reason::SERVER_SHUTTING_DOWN
@@ -233,23 +310,42 @@ async fn connection(socket: TcpStream, peer: SocketAddr, ingest: Arc<Ingest>, sh
     drop(out);
     // Let the writer send what is committed; a commit that fails ends it without acks.
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, writer_task).await;
-    ingest.sessions.detach(&client.client_id, attached.connection, client.expiry, now_ms() as u64);
-    ingest.metrics.connected_clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    ingest.sessions.detach(
+        &client.client_id,
+        attached.connection,
+        client.expiry,
+        now_ms() as u64,
+    );
+    ingest
+        .metrics
+        .connected_clients
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(%peer, client = %client.client_id, "MQTT client disconnected");
     if publish_will {
         if let Some(will) = client.will.clone() {
-            tokio::spawn(publish_will_message(ingest, client.client_id.clone(), attached.connection, will));
+            tokio::spawn(publish_will_message(
+                ingest,
+                client.client_id.clone(),
+                attached.connection,
+                will,
+            ));
         }
     }
     Ok(())
 }
 
 /// Read until one whole frame is buffered; `None` at a clean end of stream.
-async fn read_frame(reader: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut BytesMut, max_packet: usize) -> anyhow::Result<Option<Bytes>> {
+async fn read_frame(
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+    max_packet: usize,
+) -> anyhow::Result<Option<Bytes>> {
     loop {
         if let Some(total) = codec::frame_len(buf)? {
             if total > max_packet {
-                anyhow::bail!("packet of {total} bytes exceeds mqtt.max_packet_bytes ({max_packet})");
+                anyhow::bail!(
+                    "packet of {total} bytes exceeds mqtt.max_packet_bytes ({max_packet})"
+                );
             }
             if buf.len() >= total {
                 return Ok(Some(buf.split_to(total).freeze()));
@@ -264,7 +360,11 @@ async fn read_frame(reader: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut Bytes
     }
 }
 
-async fn send_now(writer: &mut OwnedWriteHalf, packet: &Packet, version: Version) -> std::io::Result<()> {
+async fn send_now(
+    writer: &mut OwnedWriteHalf,
+    packet: &Packet,
+    version: Version,
+) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(64);
     codec::encode(packet, version, &mut out);
     writer.write_all(&out).await
@@ -288,7 +388,10 @@ impl Conn {
                     Err(error) => return Ok(End::Violation(malformed(&error))),
                 };
                 if total > max_packet {
-                    return Ok(End::Violation(Violation { reason: reason::PACKET_TOO_LARGE, message: "packet exceeds the maximum packet size" }));
+                    return Ok(End::Violation(Violation {
+                        reason: reason::PACKET_TOO_LARGE,
+                        message: "packet exceeds the maximum packet size",
+                    }));
                 }
                 if buf.len() < total {
                     buf.reserve(total - buf.len());
@@ -342,7 +445,12 @@ impl Conn {
     /// Take an in-flight slot (QoS 1/2) and `bytes` of the MQTT pool for the next publish.
     /// When they are not free, hand the batch over first (its acks free them) and wait.
     /// `None` when the connection must end meanwhile.
-    async fn reserve(&mut self, batch: &mut Batch, needs_slot: bool, bytes: usize) -> anyhow::Result<Option<Reserved>> {
+    async fn reserve(
+        &mut self,
+        batch: &mut Batch,
+        needs_slot: bool,
+        bytes: usize,
+    ) -> anyhow::Result<Option<Reserved>> {
         let slot = if needs_slot {
             match self.inflight.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
@@ -383,7 +491,12 @@ impl Conn {
     }
 
     /// Apply one packet. `Some` ends the connection.
-    async fn handle(&mut self, packet: Packet, permits: Option<Reserved>, batch: &mut Batch) -> anyhow::Result<Option<End>> {
+    async fn handle(
+        &mut self,
+        packet: Packet,
+        permits: Option<Reserved>,
+        batch: &mut Batch,
+    ) -> anyhow::Result<Option<End>> {
         match packet {
             Packet::Publish(publish) => {
                 let (slot, grant) = permits.expect("a publish was given permits");
@@ -392,7 +505,11 @@ impl Conn {
                     Ok(PublishAction::Duplicate(pending)) => {
                         self.flush(batch).await?;
                         drop((slot, grant));
-                        self.send(Outgoing::ResentQos2 { pending, packet_id: publish.packet_id }).await?;
+                        self.send(Outgoing::ResentQos2 {
+                            pending,
+                            packet_id: publish.packet_id,
+                        })
+                        .await?;
                     }
                     Ok(PublishAction::Ingest { ack, qos2 }) => {
                         if let Some(sender) = qos2 {
@@ -402,7 +519,9 @@ impl Conn {
                         batch.acks.push(ack);
                         batch.messages.push(publish);
                         batch.permits.add(slot, grant);
-                        if batch.messages.len() >= BATCH_MESSAGES_MAX || batch.bytes >= BATCH_BYTES_MAX {
+                        if batch.messages.len() >= BATCH_MESSAGES_MAX
+                            || batch.bytes >= BATCH_BYTES_MAX
+                        {
                             self.flush(batch).await?;
                         }
                     }
@@ -433,20 +552,36 @@ impl Conn {
                 if let Err(violation) = self.client.on_disconnect(&disconnect) {
                     return Ok(Some(End::Violation(violation)));
                 }
-                return Ok(Some(if self.client.will.is_some() { End::Closed } else { End::Disconnected }));
+                return Ok(Some(if self.client.will.is_some() {
+                    End::Closed
+                } else {
+                    End::Disconnected
+                }));
             }
             // bramble never publishes to clients, so acknowledgements from them are stray.
             Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) => {
-                return Ok(Some(End::Violation(Violation { reason: reason::PROTOCOL_ERROR, message: "acknowledgement for a publish never sent" })));
+                return Ok(Some(End::Violation(Violation {
+                    reason: reason::PROTOCOL_ERROR,
+                    message: "acknowledgement for a publish never sent",
+                })));
             }
             Packet::Connect(_) => {
-                return Ok(Some(End::Violation(Violation { reason: reason::PROTOCOL_ERROR, message: "second CONNECT" })));
+                return Ok(Some(End::Violation(Violation {
+                    reason: reason::PROTOCOL_ERROR,
+                    message: "second CONNECT",
+                })));
             }
             Packet::Auth(_) => {
-                return Ok(Some(End::Violation(Violation { reason: reason::PROTOCOL_ERROR, message: "AUTH without enhanced authentication" })));
+                return Ok(Some(End::Violation(Violation {
+                    reason: reason::PROTOCOL_ERROR,
+                    message: "AUTH without enhanced authentication",
+                })));
             }
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
-                return Ok(Some(End::Violation(Violation { reason: reason::PROTOCOL_ERROR, message: "server-to-client packet sent by a client" })));
+                return Ok(Some(End::Violation(Violation {
+                    reason: reason::PROTOCOL_ERROR,
+                    message: "server-to-client packet sent by a client",
+                })));
             }
         }
         Ok(None)
@@ -457,8 +592,15 @@ impl Conn {
         if batch.messages.is_empty() {
             return Ok(());
         }
-        let source = Source { client_id: &self.client.client_id, only_route: None };
-        let result = self.ingest.sink.ingest(source, &batch.messages, &mut self.routed).await;
+        let source = Source {
+            client_id: &self.client.client_id,
+            only_route: None,
+        };
+        let result = self
+            .ingest
+            .sink
+            .ingest(source, &batch.messages, &mut self.routed)
+            .await;
         let commit = match result {
             Ok(commit) => commit,
             Err(error) => {
@@ -466,7 +608,9 @@ impl Conn {
                     self.client.forget_qos2(packet_id);
                 }
                 tracing::error!(peer = %self.peer, client = %self.client.client_id, %error, "MQTT ingest failed; closing connection without acknowledging");
-                let last = self.client.server_disconnect(reason::UNSPECIFIED_ERROR, "the log cannot take writes");
+                let last = self
+                    .client
+                    .server_disconnect(reason::UNSPECIFIED_ERROR, "the log cannot take writes");
                 let _ = self.out.send(Outgoing::Close(last)).await;
                 anyhow::bail!("ingest failed: {error}");
             }
@@ -479,20 +623,34 @@ impl Conn {
             .iter()
             .zip(&batch.acks)
             .zip(&self.routed)
-            .filter_map(|((message, ack), routed)| ack.map(|kind| OwedAck { kind, packet_id: message.packet_id, routed: *routed }))
+            .filter_map(|((message, ack), routed)| {
+                ack.map(|kind| OwedAck {
+                    kind,
+                    packet_id: message.packet_id,
+                    routed: *routed,
+                })
+            })
             .collect();
         batch.messages.clear();
         batch.acks.clear();
         batch.bytes = 0;
         let permits = std::mem::take(&mut batch.permits);
         if !acks.is_empty() {
-            self.send(Outgoing::Acks { commit, acks, _permits: permits }).await?;
+            self.send(Outgoing::Acks {
+                commit,
+                acks,
+                _permits: permits,
+            })
+            .await?;
         }
         Ok(())
     }
 
     async fn send(&self, item: Outgoing) -> anyhow::Result<()> {
-        self.out.send(item).await.map_err(|_| anyhow::anyhow!("MQTT writer stopped"))
+        self.out
+            .send(item)
+            .await
+            .map_err(|_| anyhow::anyhow!("MQTT writer stopped"))
     }
 }
 
@@ -507,20 +665,35 @@ fn malformed(error: &DecodeError) -> Violation {
 }
 
 fn taken_over() -> Violation {
-    Violation { reason: reason::SESSION_TAKEN_OVER, message: "another connection took this client id" }
+    Violation {
+        reason: reason::SESSION_TAKEN_OVER,
+        message: "another connection took this client id",
+    }
 }
 
 fn shutting_down() -> Violation {
-    Violation { reason: reason::SERVER_SHUTTING_DOWN, message: "bramble is shutting down" }
+    Violation {
+        reason: reason::SERVER_SHUTTING_DOWN,
+        message: "bramble is shutting down",
+    }
 }
 
 /// Write acknowledgements in order, each once its commit is done. A commit that fails
 /// ends the connection without acknowledging, so the client sends the messages again.
-async fn write_loop(mut writer: OwnedWriteHalf, mut items: mpsc::Receiver<Outgoing>, version: Version, ingest: Arc<Ingest>) -> anyhow::Result<()> {
+async fn write_loop(
+    mut writer: OwnedWriteHalf,
+    mut items: mpsc::Receiver<Outgoing>,
+    version: Version,
+    ingest: Arc<Ingest>,
+) -> anyhow::Result<()> {
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     while let Some(item) = items.recv().await {
         match item {
-            Outgoing::Acks { commit, acks: owed, _permits } => {
+            Outgoing::Acks {
+                commit,
+                acks: owed,
+                _permits,
+            } => {
                 if !commit.is_empty() {
                     write_out(&mut writer, &mut out).await?;
                 }
@@ -535,14 +708,23 @@ async fn write_loop(mut writer: OwnedWriteHalf, mut items: mpsc::Receiver<Outgoi
                     codec::encode(&packet, version, &mut out);
                 }
             }
-            Outgoing::ResentQos2 { mut pending, packet_id } => {
+            Outgoing::ResentQos2 {
+                mut pending,
+                packet_id,
+            } => {
                 write_out(&mut writer, &mut out).await?;
                 let commit = match pending.wait_for(Option::is_some).await {
                     Ok(commit) => commit.clone().unwrap_or_default(),
-                    Err(_) => anyhow::bail!("the first copy of QoS 2 message {packet_id} was not written"),
+                    Err(_) => {
+                        anyhow::bail!("the first copy of QoS 2 message {packet_id} was not written")
+                    }
                 };
                 ingest.sink.wait(&commit).await?;
-                codec::encode(&Packet::PubRec(codec::Ack::new(packet_id)), version, &mut out);
+                codec::encode(
+                    &Packet::PubRec(codec::Ack::new(packet_id)),
+                    version,
+                    &mut out,
+                );
             }
             Outgoing::Packet(packet) => codec::encode(&packet, version, &mut out),
             Outgoing::Close(last) => {
@@ -571,10 +753,19 @@ async fn write_out(writer: &mut OwnedWriteHalf, out: &mut Vec<u8>) -> std::io::R
 }
 
 /// Publish a will: after its v5 delay, unless the client came back meanwhile.
-async fn publish_will_message(ingest: Arc<Ingest>, client_id: String, connection: u64, will: codec::Will) {
+async fn publish_will_message(
+    ingest: Arc<Ingest>,
+    client_id: String,
+    connection: u64,
+    will: codec::Will,
+) {
     if let Some(delay) = will.properties.will_delay_interval.filter(|d| *d > 0) {
         tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
-        if ingest.sessions.owner(&client_id).is_some_and(|owner| owner != connection) {
+        if ingest
+            .sessions
+            .owner(&client_id)
+            .is_some_and(|owner| owner != connection)
+        {
             tracing::debug!(client = %client_id, "client reconnected within the will delay; will not published");
             return;
         }
@@ -589,11 +780,22 @@ async fn publish_will_message(ingest: Arc<Ingest>, client_id: String, connection
         payload: will.payload,
     };
     let mut routed = Vec::new();
-    let source = Source { client_id: &client_id, only_route: None };
-    match ingest.sink.ingest(source, std::slice::from_ref(&message), &mut routed).await {
+    let source = Source {
+        client_id: &client_id,
+        only_route: None,
+    };
+    match ingest
+        .sink
+        .ingest(source, std::slice::from_ref(&message), &mut routed)
+        .await
+    {
         Ok(commit) => match ingest.sink.wait(&commit).await {
-            Ok(()) => tracing::info!(client = %client_id, topic = %message.topic, routed = routed.first().copied().unwrap_or(false), "will message published"),
-            Err(error) => tracing::error!(client = %client_id, %error, "will message not committed"),
+            Ok(()) => {
+                tracing::info!(client = %client_id, topic = %message.topic, routed = routed.first().copied().unwrap_or(false), "will message published")
+            }
+            Err(error) => {
+                tracing::error!(client = %client_id, %error, "will message not committed")
+            }
         },
         Err(error) => tracing::error!(client = %client_id, %error, "will message not written"),
     }

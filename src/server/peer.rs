@@ -10,7 +10,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
-use crate::cluster::network::{read_frame, write_frame, PeerRequest, PREAMBLE_KAFKA, PREAMBLE_RAFT};
+use crate::cluster::network::{
+    read_frame, write_frame, PeerRequest, PREAMBLE_KAFKA, PREAMBLE_RAFT,
+};
 use crate::cluster::Cluster;
 
 /// Most peer connections served at once (a 5-node cluster needs a few dozen).
@@ -19,7 +21,11 @@ pub const PEER_CONNECTIONS_MAX: usize = 256;
 const PREAMBLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves peers on `listener` until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    cluster: Arc<Cluster>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     tracing::info!(addr = ?listener.local_addr().ok(), node = cluster.id(), "peer listener up");
     let slots = Arc::new(Semaphore::new(PEER_CONNECTIONS_MAX));
     loop {
@@ -51,7 +57,11 @@ pub async fn serve(listener: TcpListener, cluster: Arc<Cluster>, mut shutdown: w
     }
 }
 
-async fn connection(mut stream: TcpStream, cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+async fn connection(
+    mut stream: TcpStream,
+    cluster: Arc<Cluster>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut preamble = [0u8; 4];
     tokio::time::timeout(PREAMBLE_TIMEOUT, stream.read_exact(&mut preamble))

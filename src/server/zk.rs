@@ -63,7 +63,12 @@ impl Inner {
         let mut gone = Vec::new();
         for n in notes {
             if let Some(c) = self.conns.get(&n.session_id) {
-                let _ = c.tx.send(Out { frame: encode_notification(n), zxid, _permit: None, close_after: false });
+                let _ = c.tx.send(Out {
+                    frame: encode_notification(n),
+                    zxid,
+                    _permit: None,
+                    close_after: false,
+                });
             } else if let Some(w) = self.local_watchers.get(&n.session_id) {
                 if w.send(n.clone()).is_err() {
                     gone.push(n.session_id);
@@ -132,7 +137,9 @@ pub struct ZkServer {
 
 impl std::fmt::Debug for ZkServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ZkServer").field("data_dir", &self.data_dir).finish()
+        f.debug_struct("ZkServer")
+            .field("data_dir", &self.data_dir)
+            .finish()
     }
 }
 
@@ -140,7 +147,10 @@ impl std::fmt::Debug for ZkServer {
 pub type ZkHandle = Arc<ZkServer>;
 
 fn wall_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn seed() -> u64 {
@@ -157,25 +167,58 @@ fn seed() -> u64 {
 pub fn open(config: &CoordinatorConfig, tree_bytes_max: u64) -> anyhow::Result<ZkHandle> {
     config.validate().map_err(anyhow::Error::msg)?;
     let data_dir = PathBuf::from(&config.data_dir);
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating coordinator.data_dir {}", data_dir.display()))?;
-    let server_id = persist::read_myid(&data_dir).map_err(anyhow::Error::msg)?.unwrap_or(1);
-    let (mut tree, txns) = persist::recover(&data_dir).with_context(|| format!("recovering {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating coordinator.data_dir {}", data_dir.display()))?;
+    let server_id = persist::read_myid(&data_dir)
+        .map_err(anyhow::Error::msg)?
+        .unwrap_or(1);
+    let (mut tree, txns) = persist::recover(&data_dir)
+        .with_context(|| format!("recovering {}", data_dir.display()))?;
     Coordinator::replay(&mut tree, &txns);
-    tracing::info!(zxid = tree.last_zxid(), nodes = tree.node_count(), replayed = txns.len(), sessions = tree.sessions().len(), "coordinator recovered");
+    tracing::info!(
+        zxid = tree.last_zxid(),
+        nodes = tree.node_count(),
+        replayed = txns.len(),
+        sessions = tree.sessions().len(),
+        "coordinator recovered"
+    );
     if !txns.is_empty() {
         persist::snapshot_now(&data_dir, &tree).context("writing the post-recovery snapshot")?;
     }
     if config.autopurge_purge_interval > 0 {
-        persist::purge(&data_dir, config.autopurge_snap_retain_count as usize).context("purging old snapshots")?;
+        persist::purge(&data_dir, config.autopurge_snap_retain_count as usize)
+            .context("purging old snapshots")?;
     }
-    let log = FileLog::open(&data_dir, tree.last_zxid(), config.snap_count, config.preallocate_bytes, config.force_sync)
-        .context("opening the txn log")?;
-    let limits = Limits { max_data_bytes: config.jute_maxbuffer as usize, session_timeout_ms: config.session_timeout_bounds() };
-    let mut coord = Coordinator::new(tree, Box::new(log), limits, config.max_watches as usize, server_id, wall_ms(), 0);
+    let log = FileLog::open(
+        &data_dir,
+        tree.last_zxid(),
+        config.snap_count,
+        config.preallocate_bytes,
+        config.force_sync,
+    )
+    .context("opening the txn log")?;
+    let limits = Limits {
+        max_data_bytes: config.jute_maxbuffer as usize,
+        session_timeout_ms: config.session_timeout_bounds(),
+    };
+    let mut coord = Coordinator::new(
+        tree,
+        Box::new(log),
+        limits,
+        config.max_watches as usize,
+        server_id,
+        wall_ms(),
+        0,
+    );
     coord.set_tree_bytes_max(tree_bytes_max);
     let durable = coord.durable();
     Ok(Arc::new(ZkServer {
-        inner: Mutex::new(Inner { coord, conns: HashMap::new(), local_watchers: HashMap::new(), rng: seed() }),
+        inner: Mutex::new(Inner {
+            coord,
+            conns: HashMap::new(),
+            local_watchers: HashMap::new(),
+            rng: seed(),
+        }),
         config: config.clone(),
         data_dir,
         server_id,
@@ -183,7 +226,10 @@ pub fn open(config: &CoordinatorConfig, tree_bytes_max: u64) -> anyhow::Result<Z
         outstanding: Arc::new(Semaphore::new(config.global_outstanding_limit as usize)),
         serving: AtomicBool::new(false),
         started: Instant::now(),
-        stats: Stats { latency_min_us: AtomicU64::new(u64::MAX), ..Default::default() },
+        stats: Stats {
+            latency_min_us: AtomicU64::new(u64::MAX),
+            ..Default::default()
+        },
         per_ip: Mutex::new(HashMap::new()),
         conn_info: Mutex::new(HashMap::new()),
         cluster: std::sync::OnceLock::new(),
@@ -199,15 +245,34 @@ pub fn open(config: &CoordinatorConfig, tree_bytes_max: u64) -> anyhow::Result<Z
 pub fn open_clustered(config: &CoordinatorConfig, node_id: u32) -> anyhow::Result<ZkHandle> {
     config.validate().map_err(anyhow::Error::msg)?;
     let data_dir = PathBuf::from(&config.data_dir);
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating coordinator.data_dir {}", data_dir.display()))?;
-    let server_id = u8::try_from(node_id).map_err(|_| anyhow::anyhow!("node id {node_id} must be 1..=255 in a cluster (it goes in session ids)"))?;
-    let limits = Limits { max_data_bytes: config.jute_maxbuffer as usize, session_timeout_ms: config.session_timeout_bounds() };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating coordinator.data_dir {}", data_dir.display()))?;
+    let server_id = u8::try_from(node_id).map_err(|_| {
+        anyhow::anyhow!("node id {node_id} must be 1..=255 in a cluster (it goes in session ids)")
+    })?;
+    let limits = Limits {
+        max_data_bytes: config.jute_maxbuffer as usize,
+        session_timeout_ms: config.session_timeout_bounds(),
+    };
     let sink = Box::new(persist::MemorySink::new());
-    let coord = Coordinator::new(crate::coordinator::DataTree::new(), sink, limits, config.max_watches as usize, server_id, wall_ms(), 0);
+    let coord = Coordinator::new(
+        crate::coordinator::DataTree::new(),
+        sink,
+        limits,
+        config.max_watches as usize,
+        server_id,
+        wall_ms(),
+        0,
+    );
     // Always "durable": the writer never holds a reply back.
     let durable = watch::channel(i64::MAX).1;
     Ok(Arc::new(ZkServer {
-        inner: Mutex::new(Inner { coord, conns: HashMap::new(), local_watchers: HashMap::new(), rng: seed() }),
+        inner: Mutex::new(Inner {
+            coord,
+            conns: HashMap::new(),
+            local_watchers: HashMap::new(),
+            rng: seed(),
+        }),
         config: config.clone(),
         data_dir,
         server_id,
@@ -215,7 +280,10 @@ pub fn open_clustered(config: &CoordinatorConfig, node_id: u32) -> anyhow::Resul
         outstanding: Arc::new(Semaphore::new(config.global_outstanding_limit as usize)),
         serving: AtomicBool::new(false),
         started: Instant::now(),
-        stats: Stats { latency_min_us: AtomicU64::new(u64::MAX), ..Default::default() },
+        stats: Stats {
+            latency_min_us: AtomicU64::new(u64::MAX),
+            ..Default::default()
+        },
         per_ip: Mutex::new(HashMap::new()),
         conn_info: Mutex::new(HashMap::new()),
         cluster: std::sync::OnceLock::new(),
@@ -232,11 +300,23 @@ impl Applier for ZkServer {
         let out = apply_command(&mut inner.coord, cmd, zxid, now);
         inner.route_outcome(&out);
         if cmd.kind == CommandKind::ExpireSession {
-            tracing::info!(session = format_args!("0x{:x}", cmd.session_id), zxid, "session expired");
+            tracing::info!(
+                session = format_args!("0x{:x}", cmd.session_id),
+                zxid,
+                "session expired"
+            );
             if let Some(c) = inner.conns.remove(&cmd.session_id) {
-                let _ = c.tx.send(Out { frame: Vec::new(), zxid: out.zxid, _permit: None, close_after: true });
+                let _ = c.tx.send(Out {
+                    frame: Vec::new(),
+                    zxid: out.zxid,
+                    _permit: None,
+                    close_after: true,
+                });
             }
-            self.expiring.lock().expect("expiring lock").remove(&cmd.session_id);
+            self.expiring
+                .lock()
+                .expect("expiring lock")
+                .remove(&cmd.session_id);
         }
         out.result
     }
@@ -302,7 +382,10 @@ impl ZkServer {
             // A new leader did not hear the old one's pings: every session starts afresh.
             let now = self.mono_ms();
             self.lock().coord.touch_all(now);
-            tracing::info!(node = cluster.id(), "leading the quorum: session deadlines restarted");
+            tracing::info!(
+                node = cluster.id(),
+                "leading the quorum: session deadlines restarted"
+            );
         }
         if !leading {
             self.was_leader.store(false, Ordering::SeqCst);
@@ -316,15 +399,32 @@ impl ZkServer {
         let expired: Vec<i64> = {
             let inner = self.lock();
             let mut expiring = self.expiring.lock().expect("expiring lock");
-            inner.coord.expired_sessions(now).into_iter().filter(|s| expiring.insert(*s)).collect()
+            inner
+                .coord
+                .expired_sessions(now)
+                .into_iter()
+                .filter(|s| expiring.insert(*s))
+                .collect()
         };
         let mut cmds: Vec<Command> = expired
             .into_iter()
-            .map(|sid| Command { session_id: sid, cxid: 0, time_ms: wall_ms(), auth: Vec::new(), kind: CommandKind::ExpireSession })
+            .map(|sid| Command {
+                session_id: sid,
+                cxid: 0,
+                time_ms: wall_ms(),
+                auth: Vec::new(),
+                kind: CommandKind::ExpireSession,
+            })
             .collect();
         if reap {
             let paths = self.lock().coord.tree().reap_candidates(wall_ms());
-            cmds.extend(paths.into_iter().map(|path| Command { session_id: 0, cxid: 0, time_ms: wall_ms(), auth: Vec::new(), kind: CommandKind::Reap { path } }));
+            cmds.extend(paths.into_iter().map(|path| Command {
+                session_id: 0,
+                cxid: 0,
+                time_ms: wall_ms(),
+                auth: Vec::new(),
+                kind: CommandKind::Reap { path },
+            }));
         }
         if cmds.is_empty() {
             return;
@@ -359,7 +459,12 @@ impl ZkServer {
             let out = inner.coord.close_session(sid, 0, wall_ms());
             inner.route_outcome(&out);
             if let Some(c) = inner.conns.remove(&sid) {
-                let _ = c.tx.send(Out { frame: Vec::new(), zxid: out.zxid, _permit: None, close_after: true });
+                let _ = c.tx.send(Out {
+                    frame: Vec::new(),
+                    zxid: out.zxid,
+                    _permit: None,
+                    close_after: true,
+                });
             }
         }
     }
@@ -381,7 +486,11 @@ impl ZkServer {
 }
 
 /// Serves ZooKeeper clients on `listener` until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, zk: ZkHandle, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    zk: ZkHandle,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     zk.serving.store(true, Ordering::SeqCst);
     tracing::info!(addr = %listener.local_addr()?, "zookeeper listener up");
     let bg = spawn_background(zk.clone(), shutdown.clone());
@@ -441,13 +550,20 @@ fn release(zk: &ZkServer, ip: IpAddr) {
     }
 }
 
-fn spawn_background(zk: ZkHandle, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+fn spawn_background(
+    zk: ZkHandle,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let tick = Duration::from_millis((zk.config.tick_time_ms as u64 / 2).clamp(10, 500));
         let mut expiry = tokio::time::interval(tick);
-        let mut reaper = tokio::time::interval(Duration::from_millis(zk.config.container_check_interval_ms.max(10) as u64));
-        let purge_every = Duration::from_secs(3600 * zk.config.autopurge_purge_interval.max(1) as u64);
-        let mut purge = tokio::time::interval_at(tokio::time::Instant::now() + purge_every, purge_every);
+        let mut reaper = tokio::time::interval(Duration::from_millis(
+            zk.config.container_check_interval_ms.max(10) as u64,
+        ));
+        let purge_every =
+            Duration::from_secs(3600 * zk.config.autopurge_purge_interval.max(1) as u64);
+        let mut purge =
+            tokio::time::interval_at(tokio::time::Instant::now() + purge_every, purge_every);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => if *shutdown.borrow() { return },
@@ -474,7 +590,10 @@ fn spawn_background(zk: ZkHandle, mut shutdown: watch::Receiver<bool>) -> tokio:
     })
 }
 
-async fn read_exact_or_eof(s: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut [u8]) -> std::io::Result<bool> {
+async fn read_exact_or_eof(
+    s: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut [u8],
+) -> std::io::Result<bool> {
     match s.read_exact(buf).await {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
@@ -484,7 +603,11 @@ async fn read_exact_or_eof(s: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut [u8
 
 /// Reads a frame body whose 4-byte length was already read, enforcing jute_maxbuffer
 /// before allocating.
-async fn read_body(s: &mut tokio::net::tcp::OwnedReadHalf, len: i32, max: u32) -> anyhow::Result<Vec<u8>> {
+async fn read_body(
+    s: &mut tokio::net::tcp::OwnedReadHalf,
+    len: i32,
+    max: u32,
+) -> anyhow::Result<Vec<u8>> {
     if len < 0 || len as u32 > max {
         anyhow::bail!("frame length {len} outside 0..={max} (jute_maxbuffer)");
     }
@@ -493,7 +616,12 @@ async fn read_body(s: &mut tokio::net::tcp::OwnedReadHalf, len: i32, max: u32) -
     Ok(body)
 }
 
-async fn connection(stream: TcpStream, peer: SocketAddr, zk: ZkHandle, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    zk: ZkHandle,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let (mut rd, mut wr) = stream.into_split();
     let mut first = [0u8; 4];
     if !read_exact_or_eof(&mut rd, &mut first).await? {
@@ -536,31 +664,81 @@ async fn connection(stream: TcpStream, peer: SocketAddr, zk: ZkHandle, mut shutd
         }
         let pw = inner.password();
         let now = zk.mono_ms();
-        match inner.coord.connect(req.session_id, &req.password, req.timeout_ms, pw, wall_ms(), now) {
+        match inner.coord.connect(
+            req.session_id,
+            &req.password,
+            req.timeout_ms,
+            pw,
+            wall_ms(),
+            now,
+        ) {
             Connect::Expired => None,
-            Connect::Session { id, timeout_ms, password, outcome } => {
+            Connect::Session {
+                id,
+                timeout_ms,
+                password,
+                outcome,
+            } => {
                 let zxid = outcome.as_ref().map(|o| o.zxid).unwrap_or(0);
-                if let Some(old) = inner.conns.insert(id, ConnEntry { conn_id, tx: tx.clone() }) {
+                if let Some(old) = inner.conns.insert(
+                    id,
+                    ConnEntry {
+                        conn_id,
+                        tx: tx.clone(),
+                    },
+                ) {
                     // The session moved to this connection: close the old one.
-                    let _ = old.tx.send(Out { frame: Vec::new(), zxid: 0, _permit: None, close_after: true });
+                    let _ = old.tx.send(Out {
+                        frame: Vec::new(),
+                        zxid: 0,
+                        _permit: None,
+                        close_after: true,
+                    });
                 }
-                let resp = ConnectResponse { protocol_version: 0, timeout_ms, session_id: id, password, read_only: req.read_only.map(|_| false) };
+                let resp = ConnectResponse {
+                    protocol_version: 0,
+                    timeout_ms,
+                    session_id: id,
+                    password,
+                    read_only: req.read_only.map(|_| false),
+                };
                 Some((id, resp.encode(), zxid))
             }
         }
     };
     let Some((session_id, connect_frame, connect_zxid)) = established else {
-        let resp = ConnectResponse { protocol_version: 0, timeout_ms: 0, session_id: 0, password: vec![0; 16], read_only: req.read_only.map(|_| false) };
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout_ms: 0,
+            session_id: 0,
+            password: vec![0; 16],
+            read_only: req.read_only.map(|_| false),
+        };
         wr.write_all(&resp.encode()).await?;
         return Ok(());
     };
     tracing::debug!(peer = %peer, session = format_args!("0x{session_id:x}"), "session established");
-    zk.conn_info.lock().expect("conn info").insert(conn_id, ConnInfo { peer, session_id, received: 0, sent: 0 });
-    let _ = tx.send(Out { frame: connect_frame, zxid: connect_zxid, _permit: None, close_after: false });
+    zk.conn_info.lock().expect("conn info").insert(
+        conn_id,
+        ConnInfo {
+            peer,
+            session_id,
+            received: 0,
+            sent: 0,
+        },
+    );
+    let _ = tx.send(Out {
+        frame: connect_frame,
+        zxid: connect_zxid,
+        _permit: None,
+        close_after: false,
+    });
 
     let writer = tokio::spawn(writer(wr, rx, zk.durable.clone(), zk.clone(), conn_id));
     let mut st = SessionState::new(session_id, &peer.ip().to_string());
-    zk.lock().coord.set_session_auth(session_id, st.auth.clone());
+    zk.lock()
+        .coord
+        .set_session_auth(session_id, st.auth.clone());
     let result = async {
         loop {
             let mut len = [0u8; 4];
@@ -572,11 +750,17 @@ async fn connection(stream: TcpStream, peer: SocketAddr, zk: ZkHandle, mut shutd
                 return Ok(());
             }
             let body = read_body(&mut rd, i32::from_be_bytes(len), max).await?;
-            let permit = zk.outstanding.clone().acquire_owned().await.expect("semaphore closed");
+            let permit = zk
+                .outstanding
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore closed");
             let started = Instant::now();
             zk.stats.packets_received.fetch_add(1, Ordering::Relaxed);
             if let Some(cluster) = zk.cluster.get() {
-                let rep = dispatch::decode_replicated(&body).map_err(|e| anyhow::anyhow!("malformed request: {e}"))?;
+                let rep = dispatch::decode_replicated(&body)
+                    .map_err(|e| anyhow::anyhow!("malformed request: {e}"))?;
                 if let Some(rep) = rep {
                     if !replicated(&zk, cluster, &st, conn_id, rep, &tx, permit).await {
                         return Ok(());
@@ -588,16 +772,30 @@ async fn connection(stream: TcpStream, peer: SocketAddr, zk: ZkHandle, mut shutd
             let done = {
                 let mut inner = zk.lock();
                 // A newer connection took over this session: stop.
-                if inner.conns.get(&session_id).is_none_or(|c| c.conn_id != conn_id) {
+                if inner
+                    .conns
+                    .get(&session_id)
+                    .is_none_or(|c| c.conn_id != conn_id)
+                {
                     return Ok(());
                 }
                 let h = dispatch::handle(&mut inner.coord, &mut st, &body, wall_ms(), zk.mono_ms())
                     .map_err(|e| anyhow::anyhow!("malformed request: {e}"))?;
                 inner.route(&h.notifications, h.durable_zxid);
                 if let Some(frame) = h.reply {
-                    let _ = tx.send(Out { frame, zxid: h.durable_zxid, _permit: Some(permit), close_after: h.close });
+                    let _ = tx.send(Out {
+                        frame,
+                        zxid: h.durable_zxid,
+                        _permit: Some(permit),
+                        close_after: h.close,
+                    });
                 } else if h.close {
-                    let _ = tx.send(Out { frame: Vec::new(), zxid: h.durable_zxid, _permit: None, close_after: true });
+                    let _ = tx.send(Out {
+                        frame: Vec::new(),
+                        zxid: h.durable_zxid,
+                        _permit: None,
+                        close_after: true,
+                    });
                 }
                 if h.session_closed {
                     inner.conns.remove(&session_id);
@@ -617,7 +815,11 @@ async fn connection(stream: TcpStream, peer: SocketAddr, zk: ZkHandle, mut shutd
     // The connection is gone but the session lives until it expires; its watches go.
     {
         let mut inner = zk.lock();
-        if inner.conns.get(&session_id).is_some_and(|c| c.conn_id == conn_id) {
+        if inner
+            .conns
+            .get(&session_id)
+            .is_some_and(|c| c.conn_id == conn_id)
+        {
             inner.conns.remove(&session_id);
             inner.coord.detach(session_id);
         }
@@ -638,7 +840,14 @@ enum Established {
     Session(i64, Vec<u8>, i64),
 }
 
-async fn establish_clustered(zk: &ZkHandle, cluster: &Arc<Cluster>, req: &ConnectRequest, conn_id: u64, tx: &mpsc::UnboundedSender<Out>, peer: SocketAddr) -> Established {
+async fn establish_clustered(
+    zk: &ZkHandle,
+    cluster: &Arc<Cluster>,
+    req: &ConnectRequest,
+    conn_id: u64,
+    tx: &mpsc::UnboundedSender<Out>,
+    peer: SocketAddr,
+) -> Established {
     let last = zk.lock().coord.last_zxid();
     if req.last_zxid_seen > last {
         tracing::warn!(peer = %peer, client_zxid = req.last_zxid_seen, server_zxid = last, "refusing a client that has seen a newer zxid");
@@ -654,11 +863,26 @@ async fn establish_clustered(zk: &ZkHandle, cluster: &Arc<Cluster>, req: &Connec
     } else {
         let (id, pw, t) = {
             let mut inner = zk.lock();
-            (inner.coord.new_session_id(), inner.password().to_vec(), inner.coord.negotiate_timeout(req.timeout_ms))
+            (
+                inner.coord.new_session_id(),
+                inner.password().to_vec(),
+                inner.coord.negotiate_timeout(req.timeout_ms),
+            )
         };
-        let cmd = Command { session_id: id, cxid: 0, time_ms: wall_ms(), auth: Vec::new(), kind: CommandKind::CreateSession { timeout_ms: t, password: pw.clone() } };
+        let cmd = Command {
+            session_id: id,
+            cxid: 0,
+            time_ms: wall_ms(),
+            auth: Vec::new(),
+            kind: CommandKind::CreateSession {
+                timeout_ms: t,
+                password: pw.clone(),
+            },
+        };
         match cluster.propose(cmd).await {
-            Ok(res) if !matches!(res.result, crate::coordinator::TxnResult::Error(_)) => (id, t, pw, res.zxid),
+            Ok(res) if !matches!(res.result, crate::coordinator::TxnResult::Error(_)) => {
+                (id, t, pw, res.zxid)
+            }
             Ok(res) => {
                 tracing::warn!(result = ?res.result, "session creation refused");
                 return Established::Stale;
@@ -671,42 +895,93 @@ async fn establish_clustered(zk: &ZkHandle, cluster: &Arc<Cluster>, req: &Connec
         }
     };
     let mut inner = zk.lock();
-    if let Some(old) = inner.conns.insert(id, ConnEntry { conn_id, tx: tx.clone() }) {
-        let _ = old.tx.send(Out { frame: Vec::new(), zxid: 0, _permit: None, close_after: true });
+    if let Some(old) = inner.conns.insert(
+        id,
+        ConnEntry {
+            conn_id,
+            tx: tx.clone(),
+        },
+    ) {
+        let _ = old.tx.send(Out {
+            frame: Vec::new(),
+            zxid: 0,
+            _permit: None,
+            close_after: true,
+        });
     }
-    let resp = ConnectResponse { protocol_version: 0, timeout_ms, session_id: id, password, read_only: req.read_only.map(|_| false) };
+    let resp = ConnectResponse {
+        protocol_version: 0,
+        timeout_ms,
+        session_id: id,
+        password,
+        read_only: req.read_only.map(|_| false),
+    };
     Established::Session(id, resp.encode(), zxid)
 }
 
 /// A write, closeSession or sync on a cluster node: through the quorum, answered once
 /// applied here. False when the connection must close (the outcome is unknown, so the
 /// client sees a connection loss, as with ZooKeeper when its server loses the leader).
-async fn replicated(zk: &ZkHandle, cluster: &Arc<Cluster>, st: &SessionState, conn_id: u64, rep: Replicated, tx: &mpsc::UnboundedSender<Out>, permit: OwnedSemaphorePermit) -> bool {
+async fn replicated(
+    zk: &ZkHandle,
+    cluster: &Arc<Cluster>,
+    st: &SessionState,
+    conn_id: u64,
+    rep: Replicated,
+    tx: &mpsc::UnboundedSender<Out>,
+    permit: OwnedSemaphorePermit,
+) -> bool {
     let session_id = st.session_id;
     {
         let now = zk.mono_ms();
         let mut inner = zk.lock();
-        if inner.conns.get(&session_id).is_none_or(|c| c.conn_id != conn_id) || !inner.coord.touch(session_id, now) {
+        if inner
+            .conns
+            .get(&session_id)
+            .is_none_or(|c| c.conn_id != conn_id)
+            || !inner.coord.touch(session_id, now)
+        {
             return false;
         }
     }
-    let command = |cxid: i32, kind: CommandKind| Command { session_id, cxid, time_ms: wall_ms(), auth: st.auth.clone(), kind };
+    let command = |cxid: i32, kind: CommandKind| Command {
+        session_id,
+        cxid,
+        time_ms: wall_ms(),
+        auth: st.auth.clone(),
+        kind,
+    };
     let (frame, zxid, close) = match rep {
-        Replicated::Write { xid, code, op } => match cluster.propose(command(xid, CommandKind::Write(op))).await {
-            Ok(res) => (dispatch::write_reply(xid, code, res.zxid, &res.result), res.zxid, false),
-            Err(e) => {
-                tracing::warn!(session = format_args!("0x{session_id:x}"), error = %e, "write not acknowledged; closing the connection");
-                return false;
+        Replicated::Write { xid, code, op } => {
+            match cluster.propose(command(xid, CommandKind::Write(op))).await {
+                Ok(res) => (
+                    dispatch::write_reply(xid, code, res.zxid, &res.result),
+                    res.zxid,
+                    false,
+                ),
+                Err(e) => {
+                    tracing::warn!(session = format_args!("0x{session_id:x}"), error = %e, "write not acknowledged; closing the connection");
+                    return false;
+                }
             }
-        },
-        Replicated::Multi { xid, codes, ops } => match cluster.propose(command(xid, CommandKind::Multi(ops))).await {
-            Ok(res) => (dispatch::multi_reply(xid, res.zxid, &codes, &res.result), res.zxid, false),
-            Err(e) => {
-                tracing::warn!(session = format_args!("0x{session_id:x}"), error = %e, "multi not acknowledged; closing the connection");
-                return false;
+        }
+        Replicated::Multi { xid, codes, ops } => {
+            match cluster.propose(command(xid, CommandKind::Multi(ops))).await {
+                Ok(res) => (
+                    dispatch::multi_reply(xid, res.zxid, &codes, &res.result),
+                    res.zxid,
+                    false,
+                ),
+                Err(e) => {
+                    tracing::warn!(session = format_args!("0x{session_id:x}"), error = %e, "multi not acknowledged; closing the connection");
+                    return false;
+                }
             }
-        },
-        Replicated::Close { xid } => match cluster.propose(command(xid, CommandKind::CloseSession)).await {
+        }
+        Replicated::Close { xid } => match cluster
+            .propose(command(xid, CommandKind::CloseSession))
+            .await
+        {
             Ok(res) => {
                 zk.lock().conns.remove(&session_id);
                 tracing::debug!(session = format_args!("0x{session_id:x}"), zxid = res.zxid, result = ?res.result, "session closed by its client");
@@ -728,11 +1003,22 @@ async fn replicated(zk: &ZkHandle, cluster: &Arc<Cluster>, st: &SessionState, co
             }
         },
     };
-    let _ = tx.send(Out { frame, zxid, _permit: Some(permit), close_after: close });
+    let _ = tx.send(Out {
+        frame,
+        zxid,
+        _permit: Some(permit),
+        close_after: close,
+    });
     !close
 }
 
-async fn writer(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>, mut durable: watch::Receiver<i64>, zk: ZkHandle, conn_id: u64) {
+async fn writer(
+    wr: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    mut durable: watch::Receiver<i64>,
+    zk: ZkHandle,
+    conn_id: u64,
+) {
     let mut w = BufWriter::with_capacity(64 * 1024, wr);
     while let Some(out) = rx.recv().await {
         if out.zxid > *durable.borrow() && durable.wait_for(|d| *d >= out.zxid).await.is_err() {
@@ -747,7 +1033,8 @@ async fn writer(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::UnboundedRece
         drop(out);
         // Write everything already queued and durable before flushing once.
         while let Ok(next) = rx.try_recv() {
-            if next.zxid > *durable.borrow() && durable.wait_for(|d| *d >= next.zxid).await.is_err() {
+            if next.zxid > *durable.borrow() && durable.wait_for(|d| *d >= next.zxid).await.is_err()
+            {
                 return;
             }
             if write_out(&mut w, &next).await.is_err() || next.close_after {
@@ -790,13 +1077,23 @@ impl ZkServer {
                 c.sessions().len(),
             )
         };
-        let connections = self.conn_info.lock().expect("conn info").values().map(|c| (c.peer, c.session_id, c.received, c.sent)).collect();
+        let connections = self
+            .conn_info
+            .lock()
+            .expect("conn info")
+            .values()
+            .map(|c| (c.peer, c.session_id, c.received, c.sent))
+            .collect();
         let s = &self.stats;
         let n = s.latency_count.load(Ordering::Relaxed);
         let min = s.latency_min_us.load(Ordering::Relaxed);
         let latency = (
             if n == 0 { 0 } else { min / 1000 },
-            if n == 0 { 0.0 } else { s.latency_total_us.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0 },
+            if n == 0 {
+                0.0
+            } else {
+                s.latency_total_us.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0
+            },
             s.latency_max_us.load(Ordering::Relaxed) / 1000,
         );
         let mode = match self.cluster.get() {
@@ -819,7 +1116,8 @@ impl ZkServer {
             connections,
             received: s.packets_received.load(Ordering::Relaxed),
             sent: s.packets_sent.load(Ordering::Relaxed),
-            outstanding: self.config.global_outstanding_limit as usize - self.outstanding.available_permits(),
+            outstanding: self.config.global_outstanding_limit as usize
+                - self.outstanding.available_permits(),
             latency,
             config: self.config.clone(),
             data_dir: self.data_dir.clone(),
@@ -842,7 +1140,10 @@ impl ZkServer {
 
 /// The superuser identity the node acts with in-process (ACLs do not apply to it).
 fn superuser() -> Vec<crate::coordinator::Id> {
-    vec![crate::coordinator::Id { scheme: "super".into(), id: String::new() }]
+    vec![crate::coordinator::Id {
+        scheme: "super".into(),
+        id: String::new(),
+    }]
 }
 
 /// First pseudo session id of in-process watchers (real ids carry a node id in the top
@@ -852,8 +1153,18 @@ const LOCAL_WATCHER_BASE: i64 = i64::MIN / 2;
 impl ZkServer {
     /// Carries out a command for the node itself: through the quorum in a cluster, else
     /// applied here and answered once durable.
-    async fn local_command(&self, session_id: i64, kind: CommandKind) -> Result<crate::coordinator::TxnResult, crate::coordinator::ErrorCode> {
-        let cmd = Command { session_id, cxid: 0, time_ms: wall_ms(), auth: superuser(), kind };
+    async fn local_command(
+        &self,
+        session_id: i64,
+        kind: CommandKind,
+    ) -> Result<crate::coordinator::TxnResult, crate::coordinator::ErrorCode> {
+        let cmd = Command {
+            session_id,
+            cxid: 0,
+            time_ms: wall_ms(),
+            auth: superuser(),
+            kind,
+        };
         if let Some(c) = self.cluster.get() {
             return c.propose(cmd).await.map(|r| r.result).map_err(|e| {
                 tracing::warn!(error = %e, "in-process coordinator write failed");
@@ -869,7 +1180,10 @@ impl ZkServer {
             (zxid, out)
         };
         let mut durable = self.durable.clone();
-        durable.wait_for(|d| *d >= zxid).await.map_err(|_| crate::coordinator::ErrorCode::SystemError)?;
+        durable
+            .wait_for(|d| *d >= zxid)
+            .await
+            .map_err(|_| crate::coordinator::ErrorCode::SystemError)?;
         Ok(out.result)
     }
 
@@ -882,9 +1196,22 @@ impl ZkServer {
                     // Like Kafka's zookeeper.session.timeout.ms: the broker's ephemerals must go
                     // within seconds of a crash for the controller to fail partitions over.
                     let (min, max) = inner.coord.limits().session_timeout_ms;
-                    (inner.coord.new_session_id(), inner.password().to_vec(), SERVER_SESSION_TIMEOUT_MS.clamp(min, max.max(min)))
+                    (
+                        inner.coord.new_session_id(),
+                        inner.password().to_vec(),
+                        SERVER_SESSION_TIMEOUT_MS.clamp(min, max.max(min)),
+                    )
                 };
-                match self.local_command(id, CommandKind::CreateSession { timeout_ms: timeout, password: pw }).await? {
+                match self
+                    .local_command(
+                        id,
+                        CommandKind::CreateSession {
+                            timeout_ms: timeout,
+                            password: pw,
+                        },
+                    )
+                    .await?
+                {
                     crate::coordinator::TxnResult::Error(e) => Err(e),
                     _ => Ok(id),
                 }
@@ -897,7 +1224,9 @@ impl ZkServer {
 /// The server-owned session's timeout (clamped to the negotiable range).
 const SERVER_SESSION_TIMEOUT_MS: i32 = 6_000;
 
-fn result_of(r: crate::coordinator::TxnResult) -> Result<crate::coordinator::TxnResult, crate::coordinator::ErrorCode> {
+fn result_of(
+    r: crate::coordinator::TxnResult,
+) -> Result<crate::coordinator::TxnResult, crate::coordinator::ErrorCode> {
     match r {
         crate::coordinator::TxnResult::Error(e) => Err(e),
         ok => Ok(ok),
@@ -905,20 +1234,41 @@ fn result_of(r: crate::coordinator::TxnResult) -> Result<crate::coordinator::Txn
 }
 
 impl crate::cluster::LocalZk for ZkServer {
-    async fn create(&self, path: &str, data: &[u8], ephemeral: bool) -> Result<String, crate::coordinator::ErrorCode> {
+    async fn create(
+        &self,
+        path: &str,
+        data: &[u8],
+        ephemeral: bool,
+    ) -> Result<String, crate::coordinator::ErrorCode> {
         use crate::coordinator::{Acl, TxnResult, WriteOp};
         let sid = self.server_session().await?;
-        let op = WriteOp::Create { path: path.into(), data: data.to_vec(), acl: Acl::open(), flags: i32::from(ephemeral), ttl_ms: -1, op: crate::zk::op::CREATE };
+        let op = WriteOp::Create {
+            path: path.into(),
+            data: data.to_vec(),
+            acl: Acl::open(),
+            flags: i32::from(ephemeral),
+            ttl_ms: -1,
+            op: crate::zk::op::CREATE,
+        };
         match result_of(self.local_command(sid, CommandKind::Write(op)).await?)? {
             TxnResult::Created { path, .. } => Ok(path),
             _ => Err(crate::coordinator::ErrorCode::SystemError),
         }
     }
 
-    async fn set(&self, path: &str, data: &[u8], version: i32) -> Result<i32, crate::coordinator::ErrorCode> {
+    async fn set(
+        &self,
+        path: &str,
+        data: &[u8],
+        version: i32,
+    ) -> Result<i32, crate::coordinator::ErrorCode> {
         use crate::coordinator::{TxnResult, WriteOp};
         let sid = self.server_session().await?;
-        let op = WriteOp::SetData { path: path.into(), data: data.to_vec(), version };
+        let op = WriteOp::SetData {
+            path: path.into(),
+            data: data.to_vec(),
+            version,
+        };
         match result_of(self.local_command(sid, CommandKind::Write(op)).await?)? {
             TxnResult::SetData(stat) => Ok(stat.version),
             _ => Err(crate::coordinator::ErrorCode::SystemError),
@@ -928,26 +1278,50 @@ impl crate::cluster::LocalZk for ZkServer {
     async fn delete(&self, path: &str, version: i32) -> Result<(), crate::coordinator::ErrorCode> {
         use crate::coordinator::WriteOp;
         let sid = self.server_session().await?;
-        let op = WriteOp::Delete { path: path.into(), version };
+        let op = WriteOp::Delete {
+            path: path.into(),
+            version,
+        };
         result_of(self.local_command(sid, CommandKind::Write(op)).await?).map(|_| ())
     }
 
     fn get(&self, path: &str) -> Option<(Vec<u8>, crate::coordinator::Stat)> {
-        self.lock().coord.tree().get(path).map(|n| (n.data.clone(), n.client_stat()))
+        self.lock()
+            .coord
+            .tree()
+            .get(path)
+            .map(|n| (n.data.clone(), n.client_stat()))
     }
 
     fn children(&self, path: &str) -> Option<Vec<String>> {
-        self.lock().coord.tree().get(path).map(|n| n.children.iter().cloned().collect())
+        self.lock()
+            .coord
+            .tree()
+            .get(path)
+            .map(|n| n.children.iter().cloned().collect())
     }
 
     fn watch(&self, path: &str) -> mpsc::UnboundedReceiver<WatchEvent> {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut inner = self.lock();
-        let id = LOCAL_WATCHER_BASE + inner.local_watchers.len() as i64 + self.stats.next_conn_id.fetch_add(1, Ordering::Relaxed) as i64;
+        let id = LOCAL_WATCHER_BASE
+            + inner.local_watchers.len() as i64
+            + self.stats.next_conn_id.fetch_add(1, Ordering::Relaxed) as i64;
         let auth = superuser();
         inner.coord.set_session_auth(id, auth.clone());
         // A persistent recursive watch: it fires for the path and everything below it.
-        if inner.coord.add_watch(crate::coordinator::Caller { session_id: id, auth: &auth }, path, 1).is_ok() {
+        if inner
+            .coord
+            .add_watch(
+                crate::coordinator::Caller {
+                    session_id: id,
+                    auth: &auth,
+                },
+                path,
+                1,
+            )
+            .is_ok()
+        {
             inner.local_watchers.insert(id, tx);
         }
         rx
@@ -962,12 +1336,17 @@ mod local_zk_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_node_creates_watches_and_deletes_znodes_in_process() {
         let dir = tempfile::tempdir().unwrap();
-        let config = CoordinatorConfig { data_dir: dir.path().display().to_string(), ..Default::default() };
+        let config = CoordinatorConfig {
+            data_dir: dir.path().display().to_string(),
+            ..Default::default()
+        };
         let zk = open(&config, u64::MAX).unwrap();
         zk.create("/brokers", b"", false).await.unwrap();
         zk.create("/brokers/ids", b"", false).await.unwrap();
         let mut events = zk.watch("/brokers");
-        zk.create("/brokers/ids/1", b"{\"host\":\"pi1\"}", true).await.unwrap();
+        zk.create("/brokers/ids/1", b"{\"host\":\"pi1\"}", true)
+            .await
+            .unwrap();
         let ev = events.recv().await.unwrap();
         assert_eq!(ev.path, "/brokers/ids/1");
         assert_eq!(zk.children("/brokers/ids").unwrap(), vec!["1".to_string()]);
@@ -976,6 +1355,9 @@ mod local_zk_tests {
         assert_ne!(zk.get("/brokers/ids/1").unwrap().1.ephemeral_owner, 0);
         zk.delete("/brokers/ids/1", -1).await.unwrap();
         assert!(zk.get("/brokers/ids/1").is_none());
-        assert_eq!(zk.delete("/nope", -1).await, Err(crate::coordinator::ErrorCode::NoNode));
+        assert_eq!(
+            zk.delete("/nope", -1).await,
+            Err(crate::coordinator::ErrorCode::NoNode)
+        );
     }
 }

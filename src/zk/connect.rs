@@ -29,14 +29,29 @@ impl ConnectRequest {
         let timeout_ms = r.i32()?;
         let session_id = r.i64()?;
         let password = r.buffer()?;
-        let read_only = if r.remaining() > 0 { Some(r.bool()?) } else { None };
-        Ok(ConnectRequest { protocol_version, last_zxid_seen, timeout_ms, session_id, password, read_only })
+        let read_only = if r.remaining() > 0 {
+            Some(r.bool()?)
+        } else {
+            None
+        };
+        Ok(ConnectRequest {
+            protocol_version,
+            last_zxid_seen,
+            timeout_ms,
+            session_id,
+            password,
+            read_only,
+        })
     }
 
     /// Encodes a connect frame (client side), with the readOnly byte.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::framed();
-        w.i32(self.protocol_version).i64(self.last_zxid_seen).i32(self.timeout_ms).i64(self.session_id).buffer(&self.password);
+        w.i32(self.protocol_version)
+            .i64(self.last_zxid_seen)
+            .i32(self.timeout_ms)
+            .i64(self.session_id)
+            .buffer(&self.password);
         if let Some(ro) = self.read_only {
             w.bool(ro);
         }
@@ -63,7 +78,10 @@ impl ConnectResponse {
     /// Encodes the response as a frame.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::framed();
-        w.i32(self.protocol_version).i32(self.timeout_ms).i64(self.session_id).buffer(&self.password);
+        w.i32(self.protocol_version)
+            .i32(self.timeout_ms)
+            .i64(self.session_id)
+            .buffer(&self.password);
         if let Some(ro) = self.read_only {
             w.bool(ro);
         }
@@ -77,8 +95,18 @@ impl ConnectResponse {
         let timeout_ms = r.i32()?;
         let session_id = r.i64()?;
         let password = r.buffer()?;
-        let read_only = if r.remaining() > 0 { Some(r.bool()?) } else { None };
-        Ok(ConnectResponse { protocol_version, timeout_ms, session_id, password, read_only })
+        let read_only = if r.remaining() > 0 {
+            Some(r.bool()?)
+        } else {
+            None
+        };
+        Ok(ConnectResponse {
+            protocol_version,
+            timeout_ms,
+            session_id,
+            password,
+            read_only,
+        })
     }
 }
 
@@ -89,9 +117,22 @@ mod tests {
     #[test]
     fn connect_round_trips_with_and_without_read_only() {
         for ro in [None, Some(false)] {
-            let req = ConnectRequest { protocol_version: 0, last_zxid_seen: 5, timeout_ms: 10000, session_id: 0, password: vec![0; 16], read_only: ro };
+            let req = ConnectRequest {
+                protocol_version: 0,
+                last_zxid_seen: 5,
+                timeout_ms: 10000,
+                session_id: 0,
+                password: vec![0; 16],
+                read_only: ro,
+            };
             assert_eq!(ConnectRequest::decode(&req.encode()[4..]).unwrap(), req);
-            let resp = ConnectResponse { protocol_version: 0, timeout_ms: 4000, session_id: 77, password: vec![1; 16], read_only: ro };
+            let resp = ConnectResponse {
+                protocol_version: 0,
+                timeout_ms: 4000,
+                session_id: 77,
+                password: vec![1; 16],
+                read_only: ro,
+            };
             assert_eq!(ConnectResponse::decode(&resp.encode()[4..]).unwrap(), resp);
         }
     }

@@ -5,7 +5,9 @@ use super::jute::{DecodeError, Reader, Writer};
 use super::read::{ReadOp, ReadResult};
 use super::watches::WatchOp;
 use super::{multi, op, read, session, watches, write, xid, ReplyHeader};
-use crate::coordinator::{acl, Caller, Coordinator, ErrorCode, Id, Outcome, TxnResult, WatchEvent, WriteOp};
+use crate::coordinator::{
+    acl, Caller, Coordinator, ErrorCode, Id, Outcome, TxnResult, WatchEvent, WriteOp,
+};
 
 /// Per-connection session state.
 #[derive(Debug, Clone)]
@@ -19,11 +21,20 @@ pub struct SessionState {
 impl SessionState {
     /// State for a session on a connection from `ip`.
     pub fn new(session_id: i64, ip: &str) -> Self {
-        SessionState { session_id, auth: vec![Id { scheme: "ip".into(), id: ip.to_string() }] }
+        SessionState {
+            session_id,
+            auth: vec![Id {
+                scheme: "ip".into(),
+                id: ip.to_string(),
+            }],
+        }
     }
 
     fn caller(&self) -> Caller<'_> {
-        Caller { session_id: self.session_id, auth: &self.auth }
+        Caller {
+            session_id: self.session_id,
+            auth: &self.auth,
+        }
     }
 }
 
@@ -45,7 +56,12 @@ pub struct Handled {
 }
 
 fn reply(xid: i32, zxid: i64, err: ErrorCode, body: impl FnOnce(&mut Writer)) -> Vec<u8> {
-    let mut w = ReplyHeader { xid, zxid, err: err.code() }.start();
+    let mut w = ReplyHeader {
+        xid,
+        zxid,
+        err: err.code(),
+    }
+    .start();
     if err == ErrorCode::Ok {
         body(&mut w);
     }
@@ -55,13 +71,28 @@ fn reply(xid: i32, zxid: i64, err: ErrorCode, body: impl FnOnce(&mut Writer)) ->
 fn from_outcome(out: Outcome, xid: i32, code: i32) -> Handled {
     let (err, frame) = match &out.result {
         TxnResult::Error(e) => (*e, reply(xid, out.zxid, *e, |_| {})),
-        r => (ErrorCode::Ok, reply(xid, out.zxid, ErrorCode::Ok, |w| write::encode_result(code, r, w))),
+        r => (
+            ErrorCode::Ok,
+            reply(xid, out.zxid, ErrorCode::Ok, |w| {
+                write::encode_result(code, r, w)
+            }),
+        ),
     };
     let _ = err;
-    Handled { notifications: out.notifications, reply: Some(frame), durable_zxid: out.zxid, op: code, ..Default::default() }
+    Handled {
+        notifications: out.notifications,
+        reply: Some(frame),
+        durable_zxid: out.zxid,
+        op: code,
+        ..Default::default()
+    }
 }
 
-fn do_read(coord: &mut Coordinator, st: &SessionState, rop: &ReadOp) -> Result<ReadResult, ErrorCode> {
+fn do_read(
+    coord: &mut Coordinator,
+    st: &SessionState,
+    rop: &ReadOp,
+) -> Result<ReadResult, ErrorCode> {
     let c = st.caller();
     Ok(match rop {
         ReadOp::Exists { path, watch } => ReadResult::Stat(coord.exists(c, path, *watch)?),
@@ -69,7 +100,11 @@ fn do_read(coord: &mut Coordinator, st: &SessionState, rop: &ReadOp) -> Result<R
             let (d, s) = coord.get_data(c, path, *watch)?;
             ReadResult::Data(d, s)
         }
-        ReadOp::GetChildren { path, watch, with_stat } => {
+        ReadOp::GetChildren {
+            path,
+            watch,
+            with_stat,
+        } => {
             let (ch, s) = coord.get_children(c, path, *watch)?;
             ReadResult::Children(ch, with_stat.then_some(s))
         }
@@ -77,36 +112,70 @@ fn do_read(coord: &mut Coordinator, st: &SessionState, rop: &ReadOp) -> Result<R
             let (a, s) = coord.get_acl(c, path)?;
             ReadResult::Acl(a, s)
         }
-        ReadOp::AllChildrenNumber { path } => ReadResult::Number(coord.all_children_number(c, path)?),
+        ReadOp::AllChildrenNumber { path } => {
+            ReadResult::Number(coord.all_children_number(c, path)?)
+        }
         ReadOp::Ephemerals { prefix } => ReadResult::Paths(coord.ephemerals(c, prefix)),
         ReadOp::Sync { path } => ReadResult::Path(path.clone()),
     })
 }
 
 /// Handles one request frame. A decode error means the connection must be closed.
-pub fn handle(coord: &mut Coordinator, st: &mut SessionState, frame: &[u8], time_ms: i64, now_mono_ms: i64) -> Result<Handled, DecodeError> {
+pub fn handle(
+    coord: &mut Coordinator,
+    st: &mut SessionState,
+    frame: &[u8],
+    time_ms: i64,
+    now_mono_ms: i64,
+) -> Result<Handled, DecodeError> {
     let mut r = Reader::new(frame);
     let x = r.i32()?;
     let code = r.i32()?;
     if !coord.touch(st.session_id, now_mono_ms) {
         // The session expired under a live connection: drop it; the client will learn
         // of the expiry when it reconnects.
-        return Ok(Handled { close: true, op: code, ..Default::default() });
+        return Ok(Handled {
+            close: true,
+            op: code,
+            ..Default::default()
+        });
     }
     let last = coord.last_zxid();
     let mut h = match code {
-        op::PING => Handled { reply: Some(reply(xid::PING, last, ErrorCode::Ok, |_| {})), durable_zxid: 0, ..Default::default() },
-        op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL | op::DELETE | op::SET_DATA | op::SET_ACL | op::CHECK => {
+        op::PING => Handled {
+            reply: Some(reply(xid::PING, last, ErrorCode::Ok, |_| {})),
+            durable_zxid: 0,
+            ..Default::default()
+        },
+        op::CREATE
+        | op::CREATE2
+        | op::CREATE_CONTAINER
+        | op::CREATE_TTL
+        | op::DELETE
+        | op::SET_DATA
+        | op::SET_ACL
+        | op::CHECK => {
             let wop = write::decode(code, &mut r)?;
             from_outcome(coord.write(st.caller(), x, &wop, time_ms), x, code)
         }
-        op::EXISTS | op::GET_DATA | op::GET_CHILDREN | op::GET_CHILDREN2 | op::GET_ACL | op::GET_ALL_CHILDREN_NUMBER | op::GET_EPHEMERALS | op::SYNC => {
+        op::EXISTS
+        | op::GET_DATA
+        | op::GET_CHILDREN
+        | op::GET_CHILDREN2
+        | op::GET_ACL
+        | op::GET_ALL_CHILDREN_NUMBER
+        | op::GET_EPHEMERALS
+        | op::SYNC => {
             let rop = read::decode(code, &mut r)?;
             let frame = match do_read(coord, st, &rop) {
                 Ok(res) => reply(x, last, ErrorCode::Ok, |w| res.encode(w)),
                 Err(e) => reply(x, last, e, |_| {}),
             };
-            Handled { reply: Some(frame), durable_zxid: last, ..Default::default() }
+            Handled {
+                reply: Some(frame),
+                durable_zxid: last,
+                ..Default::default()
+            }
         }
         op::MULTI => {
             let ops = multi::decode(&mut r)?;
@@ -117,38 +186,98 @@ pub fn handle(coord: &mut Coordinator, st: &mut SessionState, frame: &[u8], time
                 TxnResult::Multi(v) => v.clone(),
                 other => vec![other.clone()],
             };
-            let frame = reply(x, out.zxid, ErrorCode::Ok, |w| multi::encode_results(&codes, &results, w));
-            Handled { notifications: out.notifications, reply: Some(frame), durable_zxid: out.zxid, ..Default::default() }
+            let frame = reply(x, out.zxid, ErrorCode::Ok, |w| {
+                multi::encode_results(&codes, &results, w)
+            });
+            Handled {
+                notifications: out.notifications,
+                reply: Some(frame),
+                durable_zxid: out.zxid,
+                ..Default::default()
+            }
         }
         op::MULTI_READ => {
             let ops = multi::decode_read(&mut r)?;
             let results: Vec<(i32, _)> = ops
                 .iter()
                 .map(|o| {
-                    let c = if matches!(o, ReadOp::GetData { .. }) { op::GET_DATA } else { op::GET_CHILDREN };
+                    let c = if matches!(o, ReadOp::GetData { .. }) {
+                        op::GET_DATA
+                    } else {
+                        op::GET_CHILDREN
+                    };
                     (c, do_read(coord, st, o))
                 })
                 .collect();
-            let frame = reply(x, last, ErrorCode::Ok, |w| multi::encode_read_results(&results, w));
-            Handled { reply: Some(frame), durable_zxid: last, ..Default::default() }
+            let frame = reply(x, last, ErrorCode::Ok, |w| {
+                multi::encode_read_results(&results, w)
+            });
+            Handled {
+                reply: Some(frame),
+                durable_zxid: last,
+                ..Default::default()
+            }
         }
-        op::SET_WATCHES | op::SET_WATCHES2 | op::ADD_WATCH | op::CHECK_WATCHES | op::REMOVE_WATCHES => {
+        op::SET_WATCHES
+        | op::SET_WATCHES2
+        | op::ADD_WATCH
+        | op::CHECK_WATCHES
+        | op::REMOVE_WATCHES => {
             let wop = watches::decode(code, &mut r)?;
             let c = st.caller();
             let (err, notifications) = match wop {
-                WatchOp::SetWatches { relative_zxid, data, exist, child, persistent, recursive } => {
-                    (ErrorCode::Ok, coord.set_watches(st.session_id, relative_zxid, &data, &exist, &child, &persistent, &recursive))
-                }
-                WatchOp::Add { path, mode } => (coord.add_watch(c, &path, mode).err().unwrap_or(ErrorCode::Ok), vec![]),
-                WatchOp::Check { path, watcher_type } => {
-                    (coord.remove_watches(c, &path, watcher_type, false).err().unwrap_or(ErrorCode::Ok), vec![])
-                }
-                WatchOp::Remove { path, watcher_type } => {
-                    (coord.remove_watches(c, &path, watcher_type, true).err().unwrap_or(ErrorCode::Ok), vec![])
-                }
+                WatchOp::SetWatches {
+                    relative_zxid,
+                    data,
+                    exist,
+                    child,
+                    persistent,
+                    recursive,
+                } => (
+                    ErrorCode::Ok,
+                    coord.set_watches(
+                        st.session_id,
+                        relative_zxid,
+                        &data,
+                        &exist,
+                        &child,
+                        &persistent,
+                        &recursive,
+                    ),
+                ),
+                WatchOp::Add { path, mode } => (
+                    coord
+                        .add_watch(c, &path, mode)
+                        .err()
+                        .unwrap_or(ErrorCode::Ok),
+                    vec![],
+                ),
+                WatchOp::Check { path, watcher_type } => (
+                    coord
+                        .remove_watches(c, &path, watcher_type, false)
+                        .err()
+                        .unwrap_or(ErrorCode::Ok),
+                    vec![],
+                ),
+                WatchOp::Remove { path, watcher_type } => (
+                    coord
+                        .remove_watches(c, &path, watcher_type, true)
+                        .err()
+                        .unwrap_or(ErrorCode::Ok),
+                    vec![],
+                ),
             };
-            let rx = if code == op::SET_WATCHES || code == op::SET_WATCHES2 { xid::SET_WATCHES } else { x };
-            Handled { notifications, reply: Some(reply(rx, last, err, |_| {})), durable_zxid: last, ..Default::default() }
+            let rx = if code == op::SET_WATCHES || code == op::SET_WATCHES2 {
+                xid::SET_WATCHES
+            } else {
+                x
+            };
+            Handled {
+                notifications,
+                reply: Some(reply(rx, last, err, |_| {})),
+                durable_zxid: last,
+                ..Default::default()
+            }
         }
         op::AUTH => {
             let a = session::decode_auth(&mut r)?;
@@ -162,21 +291,44 @@ pub fn handle(coord: &mut Coordinator, st: &mut SessionState, frame: &[u8], time
                         st.auth.push(id);
                         coord.set_session_auth(st.session_id, st.auth.clone());
                     }
-                    Handled { reply: Some(reply(xid::AUTH, last, ErrorCode::Ok, |_| {})), ..Default::default() }
+                    Handled {
+                        reply: Some(reply(xid::AUTH, last, ErrorCode::Ok, |_| {})),
+                        ..Default::default()
+                    }
                 }
-                None => Handled { reply: Some(reply(xid::AUTH, last, ErrorCode::AuthFailed, |_| {})), close: true, ..Default::default() },
+                None => Handled {
+                    reply: Some(reply(xid::AUTH, last, ErrorCode::AuthFailed, |_| {})),
+                    close: true,
+                    ..Default::default()
+                },
             }
         }
         op::WHO_AM_I => {
             let ids = st.auth.clone();
-            Handled { reply: Some(reply(x, last, ErrorCode::Ok, |w| session::encode_who_am_i(&ids, w))), ..Default::default() }
+            Handled {
+                reply: Some(reply(x, last, ErrorCode::Ok, |w| {
+                    session::encode_who_am_i(&ids, w)
+                })),
+                ..Default::default()
+            }
         }
         op::CLOSE_SESSION => {
             let out = coord.close_session(st.session_id, x, time_ms);
             let frame = reply(x, out.zxid, ErrorCode::Ok, |_| {});
-            Handled { notifications: out.notifications, reply: Some(frame), durable_zxid: out.zxid, close: true, session_closed: true, ..Default::default() }
+            Handled {
+                notifications: out.notifications,
+                reply: Some(frame),
+                durable_zxid: out.zxid,
+                close: true,
+                session_closed: true,
+                ..Default::default()
+            }
         }
-        _ => Handled { reply: Some(reply(x, last, ErrorCode::Unimplemented, |_| {})), durable_zxid: last, ..Default::default() },
+        _ => Handled {
+            reply: Some(reply(x, last, ErrorCode::Unimplemented, |_| {})),
+            durable_zxid: last,
+            ..Default::default()
+        },
     };
     h.op = code;
     Ok(h)
@@ -225,9 +377,18 @@ pub fn decode_replicated(frame: &[u8]) -> Result<Option<Replicated>, DecodeError
     let xid = r.i32()?;
     let code = r.i32()?;
     Ok(Some(match code {
-        op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL | op::DELETE | op::SET_DATA | op::SET_ACL | op::CHECK => {
-            Replicated::Write { xid, code, op: write::decode(code, &mut r)? }
-        }
+        op::CREATE
+        | op::CREATE2
+        | op::CREATE_CONTAINER
+        | op::CREATE_TTL
+        | op::DELETE
+        | op::SET_DATA
+        | op::SET_ACL
+        | op::CHECK => Replicated::Write {
+            xid,
+            code,
+            op: write::decode(code, &mut r)?,
+        },
         op::MULTI => {
             let (codes, ops) = multi::decode(&mut r)?.into_iter().unzip();
             Replicated::Multi { xid, codes, ops }
@@ -245,7 +406,9 @@ pub fn decode_replicated(frame: &[u8]) -> Result<Option<Replicated>, DecodeError
 pub fn write_reply(xid: i32, code: i32, zxid: i64, result: &TxnResult) -> Vec<u8> {
     match result {
         TxnResult::Error(e) => reply(xid, zxid, *e, |_| {}),
-        r => reply(xid, zxid, ErrorCode::Ok, |w| write::encode_result(code, r, w)),
+        r => reply(xid, zxid, ErrorCode::Ok, |w| {
+            write::encode_result(code, r, w)
+        }),
     }
 }
 
@@ -255,7 +418,9 @@ pub fn multi_reply(xid: i32, zxid: i64, codes: &[i32], result: &TxnResult) -> Ve
         TxnResult::Multi(v) => v.clone(),
         other => vec![other.clone()],
     };
-    reply(xid, zxid, ErrorCode::Ok, |w| multi::encode_results(codes, &results, w))
+    reply(xid, zxid, ErrorCode::Ok, |w| {
+        multi::encode_results(codes, &results, w)
+    })
 }
 
 /// The reply to closeSession or sync (`path` is Some for sync).

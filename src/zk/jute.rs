@@ -44,7 +44,10 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.remaining() < n {
-            return Err(DecodeError::Truncated { wanted: n as u64, left: self.remaining() as u64 });
+            return Err(DecodeError::Truncated {
+                wanted: n as u64,
+                left: self.remaining() as u64,
+            });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -205,7 +208,12 @@ mod tests {
     #[test]
     fn primitives_round_trip() {
         let mut w = Writer::new();
-        w.i32(-7).i64(1 << 40).bool(true).string("/a/b").buffer(b"xyz").strings(&["p", "q"]);
+        w.i32(-7)
+            .i64(1 << 40)
+            .bool(true)
+            .string("/a/b")
+            .buffer(b"xyz")
+            .strings(&["p", "q"]);
         let mut r = Reader::new(&w.buf);
         assert_eq!(r.i32().unwrap(), -7);
         assert_eq!(r.i64().unwrap(), 1 << 40);
@@ -220,11 +228,20 @@ mod tests {
     fn huge_lengths_are_rejected_before_allocating() {
         let mut w = Writer::new();
         w.i32(i32::MAX);
-        assert_eq!(Reader::new(&w.buf).buffer(), Err(DecodeError::BadLength(i32::MAX)));
-        assert_eq!(Reader::new(&w.buf).strings(), Err(DecodeError::BadLength(i32::MAX)));
+        assert_eq!(
+            Reader::new(&w.buf).buffer(),
+            Err(DecodeError::BadLength(i32::MAX))
+        );
+        assert_eq!(
+            Reader::new(&w.buf).strings(),
+            Err(DecodeError::BadLength(i32::MAX))
+        );
         let mut w = Writer::new();
         w.i32(-5);
-        assert_eq!(Reader::new(&w.buf).string(), Err(DecodeError::BadLength(-5)));
+        assert_eq!(
+            Reader::new(&w.buf).string(),
+            Err(DecodeError::BadLength(-5))
+        );
     }
 
     #[test]
@@ -236,6 +253,9 @@ mod tests {
 
     #[test]
     fn truncation_is_an_error() {
-        assert!(matches!(Reader::new(&[0, 0]).i32(), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            Reader::new(&[0, 0]).i32(),
+            Err(DecodeError::Truncated { .. })
+        ));
     }
 }

@@ -101,7 +101,10 @@ pub mod xid {
 pub fn write_stat(w: &mut Writer, s: &Stat) {
     w.i64(s.czxid).i64(s.mzxid).i64(s.ctime).i64(s.mtime);
     w.i32(s.version).i32(s.cversion).i32(s.aversion);
-    w.i64(s.ephemeral_owner).i32(s.data_length).i32(s.num_children).i64(s.pzxid);
+    w.i64(s.ephemeral_owner)
+        .i32(s.data_length)
+        .i32(s.num_children)
+        .i64(s.pzxid);
 }
 
 /// Reads a Stat.
@@ -142,6 +145,10 @@ impl ReplyHeader {
 
     /// Reads a reply header.
     pub fn read(r: &mut Reader) -> Result<ReplyHeader, DecodeError> {
-        Ok(ReplyHeader { xid: r.i32()?, zxid: r.i64()?, err: r.i32()? })
+        Ok(ReplyHeader {
+            xid: r.i32()?,
+            zxid: r.i64()?,
+            err: r.i32()?,
+        })
     }
 }

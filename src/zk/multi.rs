@@ -19,14 +19,22 @@ pub struct MultiHeader {
 
 impl MultiHeader {
     fn read(r: &mut Reader) -> Result<MultiHeader, DecodeError> {
-        Ok(MultiHeader { kind: r.i32()?, done: r.bool()?, err: r.i32()? })
+        Ok(MultiHeader {
+            kind: r.i32()?,
+            done: r.bool()?,
+            err: r.i32()?,
+        })
     }
     fn write(&self, w: &mut Writer) {
         w.i32(self.kind).bool(self.done).i32(self.err);
     }
 }
 
-const DONE: MultiHeader = MultiHeader { kind: -1, done: true, err: -1 };
+const DONE: MultiHeader = MultiHeader {
+    kind: -1,
+    done: true,
+    err: -1,
+};
 
 /// Decodes a multi request: write ops with their op codes.
 pub fn decode(r: &mut Reader) -> Result<Vec<(i32, WriteOp)>, DecodeError> {
@@ -37,7 +45,13 @@ pub fn decode(r: &mut Reader) -> Result<Vec<(i32, WriteOp)>, DecodeError> {
             return Ok(ops);
         }
         match h.kind {
-            op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL | op::DELETE | op::SET_DATA | op::CHECK => {
+            op::CREATE
+            | op::CREATE2
+            | op::CREATE_CONTAINER
+            | op::CREATE_TTL
+            | op::DELETE
+            | op::SET_DATA
+            | op::CHECK => {
                 ops.push((h.kind, write::decode(h.kind, r)?));
             }
             other => return Err(DecodeError::UnknownOp(other)),
@@ -61,7 +75,12 @@ pub fn decode_read(r: &mut Reader) -> Result<Vec<ReadOp>, DecodeError> {
 }
 
 fn write_error(w: &mut Writer, err: i32) {
-    MultiHeader { kind: op::ERROR, done: false, err }.write(w);
+    MultiHeader {
+        kind: op::ERROR,
+        done: false,
+        err,
+    }
+    .write(w);
     w.i32(err);
 }
 
@@ -71,7 +90,12 @@ pub fn encode_results(codes: &[i32], results: &[TxnResult], w: &mut Writer) {
         match res {
             TxnResult::Error(e) => write_error(w, e.code()),
             r => {
-                MultiHeader { kind: *code, done: false, err: 0 }.write(w);
+                MultiHeader {
+                    kind: *code,
+                    done: false,
+                    err: 0,
+                }
+                .write(w);
                 write::encode_result(*code, r, w);
             }
         }
@@ -85,7 +109,12 @@ pub fn encode_read_results(results: &[(i32, Result<ReadResult, ErrorCode>)], w: 
         match res {
             Err(e) => write_error(w, e.code()),
             Ok(r) => {
-                MultiHeader { kind: *code, done: false, err: 0 }.write(w);
+                MultiHeader {
+                    kind: *code,
+                    done: false,
+                    err: 0,
+                }
+                .write(w);
                 r.encode(w);
             }
         }
@@ -96,7 +125,12 @@ pub fn encode_read_results(results: &[(i32, Result<ReadResult, ErrorCode>)], w: 
 /// Encodes a multi request (client side).
 pub fn encode(ops: &[(i32, WriteOp)], w: &mut Writer) {
     for (code, o) in ops {
-        MultiHeader { kind: *code, done: false, err: -1 }.write(w);
+        MultiHeader {
+            kind: *code,
+            done: false,
+            err: -1,
+        }
+        .write(w);
         write::encode(*code, o, w);
     }
     DONE.write(w);
@@ -110,9 +144,31 @@ mod tests {
     #[test]
     fn multi_requests_round_trip() {
         let ops = vec![
-            (op::CREATE, WriteOp::Create { path: "/m".into(), data: vec![], acl: Acl::open(), flags: 0, ttl_ms: -1, op: op::CREATE }),
-            (op::CHECK, WriteOp::Check { path: "/m".into(), version: 0 }),
-            (op::DELETE, WriteOp::Delete { path: "/m".into(), version: -1 }),
+            (
+                op::CREATE,
+                WriteOp::Create {
+                    path: "/m".into(),
+                    data: vec![],
+                    acl: Acl::open(),
+                    flags: 0,
+                    ttl_ms: -1,
+                    op: op::CREATE,
+                },
+            ),
+            (
+                op::CHECK,
+                WriteOp::Check {
+                    path: "/m".into(),
+                    version: 0,
+                },
+            ),
+            (
+                op::DELETE,
+                WriteOp::Delete {
+                    path: "/m".into(),
+                    version: -1,
+                },
+            ),
         ];
         let mut w = Writer::new();
         encode(&ops, &mut w);

@@ -14,7 +14,11 @@ pub enum ReadOp {
     /// getData(path, watch)
     GetData { path: String, watch: bool },
     /// getChildren / getChildren2 (with_stat)
-    GetChildren { path: String, watch: bool, with_stat: bool },
+    GetChildren {
+        path: String,
+        watch: bool,
+        with_stat: bool,
+    },
     /// getACL(path)
     GetAcl { path: String },
     /// getAllChildrenNumber(path)
@@ -29,13 +33,29 @@ pub enum ReadOp {
 pub fn decode(code: i32, r: &mut Reader) -> Result<ReadOp, DecodeError> {
     use super::op;
     Ok(match code {
-        op::EXISTS => ReadOp::Exists { path: r.string()?, watch: r.bool()? },
-        op::GET_DATA => ReadOp::GetData { path: r.string()?, watch: r.bool()? },
-        op::GET_CHILDREN => ReadOp::GetChildren { path: r.string()?, watch: r.bool()?, with_stat: false },
-        op::GET_CHILDREN2 => ReadOp::GetChildren { path: r.string()?, watch: r.bool()?, with_stat: true },
+        op::EXISTS => ReadOp::Exists {
+            path: r.string()?,
+            watch: r.bool()?,
+        },
+        op::GET_DATA => ReadOp::GetData {
+            path: r.string()?,
+            watch: r.bool()?,
+        },
+        op::GET_CHILDREN => ReadOp::GetChildren {
+            path: r.string()?,
+            watch: r.bool()?,
+            with_stat: false,
+        },
+        op::GET_CHILDREN2 => ReadOp::GetChildren {
+            path: r.string()?,
+            watch: r.bool()?,
+            with_stat: true,
+        },
         op::GET_ACL => ReadOp::GetAcl { path: r.string()? },
         op::GET_ALL_CHILDREN_NUMBER => ReadOp::AllChildrenNumber { path: r.string()? },
-        op::GET_EPHEMERALS => ReadOp::Ephemerals { prefix: r.string()? },
+        op::GET_EPHEMERALS => ReadOp::Ephemerals {
+            prefix: r.string()?,
+        },
         op::SYNC => ReadOp::Sync { path: r.string()? },
         other => return Err(DecodeError::UnknownOp(other)),
     })

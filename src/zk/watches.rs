@@ -39,20 +39,44 @@ pub fn decode(code: i32, r: &mut Reader) -> Result<WatchOp, DecodeError> {
             let data = r.strings()?;
             let exist = r.strings()?;
             let child = r.strings()?;
-            let (persistent, recursive) =
-                if code == op::SET_WATCHES2 { (r.strings()?, r.strings()?) } else { (Vec::new(), Vec::new()) };
-            WatchOp::SetWatches { relative_zxid, data, exist, child, persistent, recursive }
+            let (persistent, recursive) = if code == op::SET_WATCHES2 {
+                (r.strings()?, r.strings()?)
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            WatchOp::SetWatches {
+                relative_zxid,
+                data,
+                exist,
+                child,
+                persistent,
+                recursive,
+            }
         }
-        op::ADD_WATCH => WatchOp::Add { path: r.string()?, mode: r.i32()? },
-        op::CHECK_WATCHES => WatchOp::Check { path: r.string()?, watcher_type: r.i32()? },
-        op::REMOVE_WATCHES => WatchOp::Remove { path: r.string()?, watcher_type: r.i32()? },
+        op::ADD_WATCH => WatchOp::Add {
+            path: r.string()?,
+            mode: r.i32()?,
+        },
+        op::CHECK_WATCHES => WatchOp::Check {
+            path: r.string()?,
+            watcher_type: r.i32()?,
+        },
+        op::REMOVE_WATCHES => WatchOp::Remove {
+            path: r.string()?,
+            watcher_type: r.i32()?,
+        },
         other => return Err(DecodeError::UnknownOp(other)),
     })
 }
 
 /// A notification frame: xid -1, zxid -1, then WatcherEvent{type, state SyncConnected, path}.
 pub fn encode_notification(ev: &WatchEvent) -> Vec<u8> {
-    let mut w = ReplyHeader { xid: xid::NOTIFICATION, zxid: -1, err: 0 }.start();
+    let mut w = ReplyHeader {
+        xid: xid::NOTIFICATION,
+        zxid: -1,
+        err: 0,
+    }
+    .start();
     w.i32(ev.kind as i32).i32(3).string(&ev.path);
     w.finish_frame()
 }

@@ -69,13 +69,20 @@ fn dir_size(p: &std::path::Path) -> u64 {
 }
 
 fn open_fds() -> u64 {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as u64)
+        .unwrap_or(0)
 }
 
 fn max_fds() -> u64 {
     std::fs::read_to_string("/proc/self/limits")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Max open files")).and_then(|l| l.split_whitespace().nth(3)).and_then(|v| v.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -93,7 +100,10 @@ fn summary(d: &WordData, out: &mut String) {
 
 fn cons(d: &WordData, out: &mut String) {
     for (peer, sid, rx, tx) in &d.connections {
-        let _ = writeln!(out, " /{peer}[1](queued=0,recved={rx},sent={tx},sid=0x{sid:x})");
+        let _ = writeln!(
+            out,
+            " /{peer}[1](queued=0,recved={rx},sent={tx},sid=0x{sid:x})"
+        );
     }
     out.push('\n');
 }
@@ -162,8 +172,16 @@ pub fn answer(word: &str, d: &WordData) -> String {
             let _ = writeln!(out, "serverId={}", d.server_id);
             let _ = writeln!(out, "jute.maxbuffer={}", c.jute_maxbuffer);
             let _ = writeln!(out, "snapCount={}", c.snap_count);
-            let _ = writeln!(out, "autopurge.snapRetainCount={}", c.autopurge_snap_retain_count);
-            let _ = writeln!(out, "autopurge.purgeInterval={}", c.autopurge_purge_interval);
+            let _ = writeln!(
+                out,
+                "autopurge.snapRetainCount={}",
+                c.autopurge_snap_retain_count
+            );
+            let _ = writeln!(
+                out,
+                "autopurge.purgeInterval={}",
+                c.autopurge_purge_interval
+            );
         }
         "envi" => {
             out.push_str("Environment:\n");
@@ -172,10 +190,20 @@ pub fn answer(word: &str, d: &WordData) -> String {
             let _ = writeln!(out, "host.name={}", host.trim());
             let _ = writeln!(out, "os.name={}", std::env::consts::OS);
             let _ = writeln!(out, "os.arch={}", std::env::consts::ARCH);
-            let _ = writeln!(out, "user.dir={}", std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "user.dir={}",
+                std::env::current_dir()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
         }
         "wchs" => {
-            let _ = writeln!(out, "{} connections watching {} paths", d.watch_sessions, d.watch_paths);
+            let _ = writeln!(
+                out,
+                "{} connections watching {} paths",
+                d.watch_sessions, d.watch_paths
+            );
             let _ = writeln!(out, "Total watches:{}", d.watches);
         }
         "dirs" => {

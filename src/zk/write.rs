@@ -15,12 +15,33 @@ pub fn decode(code: i32, r: &mut Reader) -> Result<WriteOp, DecodeError> {
             let acl = read_acl(r)?;
             let flags = r.i32()?;
             let ttl_ms = if code == op::CREATE_TTL { r.i64()? } else { -1 };
-            WriteOp::Create { path, data, acl, flags, ttl_ms, op: code }
+            WriteOp::Create {
+                path,
+                data,
+                acl,
+                flags,
+                ttl_ms,
+                op: code,
+            }
         }
-        op::DELETE | op::DELETE_CONTAINER => WriteOp::Delete { path: r.string()?, version: if code == op::DELETE { r.i32()? } else { -1 } },
-        op::SET_DATA => WriteOp::SetData { path: r.string()?, data: r.buffer()?, version: r.i32()? },
-        op::SET_ACL => WriteOp::SetAcl { path: r.string()?, acl: read_acl(r)?, version: r.i32()? },
-        op::CHECK => WriteOp::Check { path: r.string()?, version: r.i32()? },
+        op::DELETE | op::DELETE_CONTAINER => WriteOp::Delete {
+            path: r.string()?,
+            version: if code == op::DELETE { r.i32()? } else { -1 },
+        },
+        op::SET_DATA => WriteOp::SetData {
+            path: r.string()?,
+            data: r.buffer()?,
+            version: r.i32()?,
+        },
+        op::SET_ACL => WriteOp::SetAcl {
+            path: r.string()?,
+            acl: read_acl(r)?,
+            version: r.i32()?,
+        },
+        op::CHECK => WriteOp::Check {
+            path: r.string()?,
+            version: r.i32()?,
+        },
         other => return Err(DecodeError::UnknownOp(other)),
     })
 }
@@ -42,7 +63,14 @@ pub fn encode_result(code: i32, result: &TxnResult, w: &mut Writer) {
 /// The client-side encoding of a write (used by the CLI and tests).
 pub fn encode(code: i32, wop: &WriteOp, w: &mut Writer) {
     match wop {
-        WriteOp::Create { path, data, acl, flags, ttl_ms, .. } => {
+        WriteOp::Create {
+            path,
+            data,
+            acl,
+            flags,
+            ttl_ms,
+            ..
+        } => {
             w.string(path).buffer(data);
             crate::coordinator::txn::write_acl(w, acl);
             w.i32(*flags);
@@ -53,7 +81,11 @@ pub fn encode(code: i32, wop: &WriteOp, w: &mut Writer) {
         WriteOp::Delete { path, version } => {
             w.string(path).i32(*version);
         }
-        WriteOp::SetData { path, data, version } => {
+        WriteOp::SetData {
+            path,
+            data,
+            version,
+        } => {
             w.string(path).buffer(data).i32(*version);
         }
         WriteOp::SetAcl { path, acl, version } => {
@@ -75,12 +107,58 @@ mod tests {
     #[test]
     fn write_requests_round_trip() {
         let ops = [
-            (op::CREATE, WriteOp::Create { path: "/a".into(), data: b"d".to_vec(), acl: Acl::open(), flags: 3, ttl_ms: -1, op: op::CREATE }),
-            (op::CREATE_TTL, WriteOp::Create { path: "/t".into(), data: vec![], acl: Acl::open(), flags: 5, ttl_ms: 1000, op: op::CREATE_TTL }),
-            (op::DELETE, WriteOp::Delete { path: "/a".into(), version: 3 }),
-            (op::SET_DATA, WriteOp::SetData { path: "/a".into(), data: vec![1, 2], version: -1 }),
-            (op::SET_ACL, WriteOp::SetAcl { path: "/a".into(), acl: Acl::open(), version: 0 }),
-            (op::CHECK, WriteOp::Check { path: "/a".into(), version: 1 }),
+            (
+                op::CREATE,
+                WriteOp::Create {
+                    path: "/a".into(),
+                    data: b"d".to_vec(),
+                    acl: Acl::open(),
+                    flags: 3,
+                    ttl_ms: -1,
+                    op: op::CREATE,
+                },
+            ),
+            (
+                op::CREATE_TTL,
+                WriteOp::Create {
+                    path: "/t".into(),
+                    data: vec![],
+                    acl: Acl::open(),
+                    flags: 5,
+                    ttl_ms: 1000,
+                    op: op::CREATE_TTL,
+                },
+            ),
+            (
+                op::DELETE,
+                WriteOp::Delete {
+                    path: "/a".into(),
+                    version: 3,
+                },
+            ),
+            (
+                op::SET_DATA,
+                WriteOp::SetData {
+                    path: "/a".into(),
+                    data: vec![1, 2],
+                    version: -1,
+                },
+            ),
+            (
+                op::SET_ACL,
+                WriteOp::SetAcl {
+                    path: "/a".into(),
+                    acl: Acl::open(),
+                    version: 0,
+                },
+            ),
+            (
+                op::CHECK,
+                WriteOp::Check {
+                    path: "/a".into(),
+                    version: 1,
+                },
+            ),
         ];
         for (code, o) in ops {
             let mut w = Writer::new();

@@ -33,7 +33,11 @@ fn spawn(dir: &tempfile::TempDir, limit: &str) -> Child {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Node {
@@ -55,9 +59,16 @@ impl Node {
         );
         let config_path: PathBuf = dir.path().join("bramble.toml");
         std::fs::write(&config_path, config).unwrap();
-        let limit = address_space_kib.map(|k| format!("ulimit -v {k}; ")).unwrap_or_default();
+        let limit = address_space_kib
+            .map(|k| format!("ulimit -v {k}; "))
+            .unwrap_or_default();
         let child = spawn(&dir, &limit);
-        let node = Node { child, kafka, dir, limit };
+        let node = Node {
+            child,
+            kafka,
+            dir,
+            limit,
+        };
         node.wait_listening();
         node
     }
@@ -65,7 +76,11 @@ impl Node {
     fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while TcpStream::connect(self.kafka).is_err() {
-            assert!(Instant::now() < deadline, "bramble did not start: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "bramble did not start: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -74,7 +89,11 @@ impl Node {
     /// on the same data and port.
     pub fn restart(&mut self, clean: bool) {
         if clean {
-            let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+            let status = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status()
+                .unwrap();
             assert!(status.success());
         } else {
             let _ = self.child.kill();
@@ -90,7 +109,9 @@ impl Node {
 
     pub fn connect(&self) -> TcpStream {
         let stream = TcpStream::connect(self.kafka).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         stream
     }
 

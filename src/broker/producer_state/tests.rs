@@ -40,7 +40,11 @@ fn sequences_must_continue_and_retries_are_duplicates_with_their_offsets() {
     }
     assert_eq!(
         append(&mut s, batch(7, 0, 9, 1, 0)),
-        Err(ProducerError::OutOfOrderSequence { producer_id: 7, got: 9, expected: 5 })
+        Err(ProducerError::OutOfOrderSequence {
+            producer_id: 7,
+            got: 9,
+            expected: 5
+        })
     );
     assert_eq!(s.last(7), Some((0, Some(4))));
 }
@@ -51,17 +55,33 @@ fn only_the_last_five_batches_are_remembered() {
     for i in 0..7 {
         append(&mut s, batch(1, 0, i, 1, i64::from(i))).unwrap();
     }
-    assert!(matches!(append(&mut s, batch(1, 0, 2, 1, 0)), Ok(Check::Duplicate(_))));
+    assert!(matches!(
+        append(&mut s, batch(1, 0, 2, 1, 0)),
+        Ok(Check::Duplicate(_))
+    ));
     // Sequence 1 fell out of the window: no longer recognised, and not in order either.
-    assert!(matches!(append(&mut s, batch(1, 0, 1, 1, 0)), Err(ProducerError::OutOfOrderSequence { .. })));
+    assert!(matches!(
+        append(&mut s, batch(1, 0, 1, 1, 0)),
+        Err(ProducerError::OutOfOrderSequence { .. })
+    ));
 }
 
 #[test]
 fn epochs_fence_old_producers_and_a_new_epoch_restarts_at_zero() {
     let mut s = ProducerStates::new(10, i64::MAX);
     append(&mut s, batch(5, 2, 0, 1, 0)).unwrap();
-    assert!(matches!(append(&mut s, batch(5, 1, 1, 1, 1)), Err(ProducerError::InvalidEpoch { got: 1, current: 2, .. })));
-    assert!(matches!(append(&mut s, batch(5, 3, 4, 1, 1)), Err(ProducerError::OutOfOrderSequence { expected: 0, .. })));
+    assert!(matches!(
+        append(&mut s, batch(5, 1, 1, 1, 1)),
+        Err(ProducerError::InvalidEpoch {
+            got: 1,
+            current: 2,
+            ..
+        })
+    ));
+    assert!(matches!(
+        append(&mut s, batch(5, 3, 4, 1, 1)),
+        Err(ProducerError::OutOfOrderSequence { expected: 0, .. })
+    ));
     assert_eq!(append(&mut s, batch(5, 3, 0, 1, 1)), Ok(Check::Append));
     assert_eq!(s.last(5), Some((3, Some(0))));
 }
@@ -71,7 +91,10 @@ fn unknown_producers_must_start_at_sequence_zero() {
     let s = ProducerStates::new(10, i64::MAX);
     assert_eq!(
         s.check(&[batch(9, 0, 4, 1, 0)]),
-        Err(ProducerError::UnknownProducer { producer_id: 9, first_seq: 4 })
+        Err(ProducerError::UnknownProducer {
+            producer_id: 9,
+            first_seq: 4
+        })
     );
     assert_eq!(s.check(&[batch(9, 0, 0, 1, 0)]), Ok(Check::Append));
 }
@@ -79,16 +102,30 @@ fn unknown_producers_must_start_at_sequence_zero() {
 #[test]
 fn batches_of_one_request_are_checked_in_order() {
     let s = ProducerStates::new(10, i64::MAX);
-    assert_eq!(s.check(&[batch(1, 0, 0, 2, 0), batch(1, 0, 2, 2, 2)]), Ok(Check::Append));
-    assert!(s.check(&[batch(1, 0, 0, 2, 0), batch(1, 0, 3, 2, 2)]).is_err());
+    assert_eq!(
+        s.check(&[batch(1, 0, 0, 2, 0), batch(1, 0, 2, 2, 2)]),
+        Ok(Check::Append)
+    );
+    assert!(s
+        .check(&[batch(1, 0, 0, 2, 0), batch(1, 0, 3, 2, 2)])
+        .is_err());
 }
 
 #[test]
 fn sequences_wrap_after_i32_max() {
     let mut s = ProducerStates::new(10, i64::MAX);
     append(&mut s, batch(1, 0, 0, 1, 0)).unwrap();
-    s.producers.get_mut(&1).unwrap().batches.back_mut().unwrap().last_seq = i32::MAX - 1;
-    assert_eq!(append(&mut s, batch(1, 0, i32::MAX, 2, 1)), Ok(Check::Append));
+    s.producers
+        .get_mut(&1)
+        .unwrap()
+        .batches
+        .back_mut()
+        .unwrap()
+        .last_seq = i32::MAX - 1;
+    assert_eq!(
+        append(&mut s, batch(1, 0, i32::MAX, 2, 1)),
+        Ok(Check::Append)
+    );
     assert_eq!(s.last(1), Some((0, Some(0))));
     assert_eq!(append(&mut s, batch(1, 0, 1, 1, 3)), Ok(Check::Append));
 }
@@ -111,8 +148,14 @@ fn non_idempotent_and_transactional_batches() {
     let plain = batch(-1, -1, -1, 1, 0);
     assert_eq!(append(&mut s, plain), Ok(Check::Append));
     assert!(s.is_empty());
-    let txn = BatchInfo { is_transactional: true, ..batch(1, 0, 0, 1, 0) };
-    assert!(matches!(s.check(&[txn]), Err(ProducerError::InvalidRecord(_))));
+    let txn = BatchInfo {
+        is_transactional: true,
+        ..batch(1, 0, 0, 1, 0)
+    };
+    assert!(matches!(
+        s.check(&[txn]),
+        Err(ProducerError::InvalidRecord(_))
+    ));
 }
 
 #[test]
@@ -130,5 +173,7 @@ fn snapshots_round_trip_and_reject_corruption() {
     let mut bad = bytes.clone();
     bad[10] ^= 1;
     assert!(ProducerStates::new(10, 0).decode_snapshot(&bad).is_err());
-    assert!(ProducerStates::new(10, 0).decode_snapshot(&bytes[..bytes.len() - 5]).is_err());
+    assert!(ProducerStates::new(10, 0)
+        .decode_snapshot(&bytes[..bytes.len() - 5])
+        .is_err());
 }

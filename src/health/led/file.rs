@@ -26,9 +26,13 @@ impl FileRecorder {
 
     /// Append `<unix_ms> <state> <pattern>`.
     pub fn record(&mut self, state: State, pattern: &Pattern) -> std::io::Result<()> {
-        let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
         // One write per line, so a reader never sees half a line.
-        self.file.write_all(format!("{unix_ms} {state} {pattern}\n").as_bytes())
+        self.file
+            .write_all(format!("{unix_ms} {state} {pattern}\n").as_bytes())
     }
 }
 
@@ -41,8 +45,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("led.log");
         let mut recorder = FileRecorder::open(&path).unwrap();
-        recorder.record(State::Booting, &Pattern::parse("flash").unwrap()).unwrap();
-        recorder.record(State::Leader, &Pattern::parse("solid").unwrap()).unwrap();
+        recorder
+            .record(State::Booting, &Pattern::parse("flash").unwrap())
+            .unwrap();
+        recorder
+            .record(State::Leader, &Pattern::parse("solid").unwrap())
+            .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
         assert_eq!(lines.len(), 2);

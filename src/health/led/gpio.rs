@@ -20,19 +20,33 @@ pub fn find_chip(spec: &str) -> std::io::Result<PathBuf> {
     let chips = gpiocdev::chip::chips().map_err(std::io::Error::other)?;
     let mut seen = Vec::new();
     for path in chips {
-        let Ok(label) = gpiocdev::Chip::from_path(&path).and_then(|c| c.info()).map(|i| i.label) else {
+        let Ok(label) = gpiocdev::Chip::from_path(&path)
+            .and_then(|c| c.info())
+            .map(|i| i.label)
+        else {
             continue;
         };
-        let wanted = if spec.is_empty() { HEADER_CHIP_LABELS.contains(&label.as_str()) } else { label == spec };
+        let wanted = if spec.is_empty() {
+            HEADER_CHIP_LABELS.contains(&label.as_str())
+        } else {
+            label == spec
+        };
         if wanted {
             return Ok(path);
         }
         seen.push(format!("{} ({label})", path.display()));
     }
-    let wanted = if spec.is_empty() { HEADER_CHIP_LABELS.join(" or ") } else { spec.to_string() };
+    let wanted = if spec.is_empty() {
+        HEADER_CHIP_LABELS.join(" or ")
+    } else {
+        spec.to_string()
+    };
     Err(std::io::Error::new(
         std::io::ErrorKind::NotFound,
-        format!("no GPIO chip labelled {wanted}; chips found: [{}]", seen.join(", ")),
+        format!(
+            "no GPIO chip labelled {wanted}; chips found: [{}]",
+            seen.join(", ")
+        ),
     ))
 }
 
@@ -47,7 +61,11 @@ impl GpioLed {
     /// Request `line` (BCM number) on `chip` as an output, initially off.
     pub fn open(chip: &std::path::Path, line: u32, active_low: bool) -> std::io::Result<GpioLed> {
         let mut builder = gpiocdev::Request::builder();
-        builder.on_chip(chip).with_consumer("bramble").with_line(line).as_output(Value::Inactive);
+        builder
+            .on_chip(chip)
+            .with_consumer("bramble")
+            .with_line(line)
+            .as_output(Value::Inactive);
         if active_low {
             builder.as_active_low();
         }
@@ -62,7 +80,9 @@ impl GpioLed {
 impl Lamp for GpioLed {
     fn set(&mut self, on: bool) -> std::io::Result<()> {
         let value = if on { Value::Active } else { Value::Inactive };
-        self.request.set_value(self.line, value).map_err(std::io::Error::other)
+        self.request
+            .set_value(self.line, value)
+            .map_err(std::io::Error::other)
     }
 }
 
@@ -71,6 +91,11 @@ mod tests {
     #[test]
     fn an_unknown_chip_label_is_a_clear_error() {
         let error = super::find_chip("no-such-chip-label").unwrap_err();
-        assert!(error.to_string().contains("no GPIO chip labelled no-such-chip-label"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("no GPIO chip labelled no-such-chip-label"),
+            "{error}"
+        );
     }
 }

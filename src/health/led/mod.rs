@@ -76,9 +76,12 @@ fn try_open(config: &LedConfig) -> std::io::Result<Display> {
         LedBackend::Gpio => {
             let chip = gpio::find_chip(&config.chip)?;
             let line = config.line.unwrap_or(0);
-            let status = Box::new(gpio::GpioLed::open(&chip, line, config.active_low)?) as Box<dyn Lamp>;
+            let status =
+                Box::new(gpio::GpioLed::open(&chip, line, config.active_low)?) as Box<dyn Lamp>;
             let fault = match config.fault_line {
-                Some(line) => Some(Box::new(gpio::GpioLed::open(&chip, line, config.active_low)?) as Box<dyn Lamp>),
+                Some(line) => Some(
+                    Box::new(gpio::GpioLed::open(&chip, line, config.active_low)?) as Box<dyn Lamp>,
+                ),
                 None => None,
             };
             Display::Lamps { status, fault }
@@ -89,9 +92,14 @@ fn try_open(config: &LedConfig) -> std::io::Result<Display> {
 
 #[cfg(feature = "rppal")]
 fn open_rppal(config: &LedConfig) -> std::io::Result<Display> {
-    let status = Box::new(rppal::RppalLed::open(config.line.unwrap_or(0), config.active_low)?) as Box<dyn Lamp>;
+    let status = Box::new(rppal::RppalLed::open(
+        config.line.unwrap_or(0),
+        config.active_low,
+    )?) as Box<dyn Lamp>;
     let fault = match config.fault_line {
-        Some(line) => Some(Box::new(rppal::RppalLed::open(line, config.active_low)?) as Box<dyn Lamp>),
+        Some(line) => {
+            Some(Box::new(rppal::RppalLed::open(line, config.active_low)?) as Box<dyn Lamp>)
+        }
         None => None,
     };
     Ok(Display::Lamps { status, fault })
@@ -170,7 +178,9 @@ fn show_change(display: &mut Display, state: State, ticker: &Ticker) {
                 tracing::warn!(%error, "cannot append to the LED file");
             }
         }
-        Display::Lamps { fault: Some(fault), .. } => {
+        Display::Lamps {
+            fault: Some(fault), ..
+        } => {
             if let Err(error) = fault.set(matches!(state, State::Degraded | State::Fault)) {
                 tracing::warn!(%error, "cannot switch the fault LED");
             }

@@ -12,17 +12,23 @@ pub struct RppalLed {
 
 impl std::fmt::Debug for RppalLed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RppalLed").field("pin", &self.pin.pin()).finish()
+        f.debug_struct("RppalLed")
+            .field("pin", &self.pin.pin())
+            .finish()
     }
 }
 
 impl RppalLed {
     /// Take BCM pin `line` as an output, initially off.
     pub fn open(line: u32, active_low: bool) -> std::io::Result<RppalLed> {
-        let line = u8::try_from(line).map_err(|_| std::io::Error::other(format!("BCM line {line} is out of range")))?;
+        let line = u8::try_from(line)
+            .map_err(|_| std::io::Error::other(format!("BCM line {line} is out of range")))?;
         let gpio = rppal::gpio::Gpio::new().map_err(std::io::Error::other)?;
         let pin = gpio.get(line).map_err(std::io::Error::other)?;
-        let mut led = RppalLed { pin: pin.into_output(), active_low };
+        let mut led = RppalLed {
+            pin: pin.into_output(),
+            active_low,
+        };
         led.set(false)?;
         Ok(led)
     }

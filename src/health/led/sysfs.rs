@@ -18,21 +18,32 @@ pub struct SysfsLed {
 impl SysfsLed {
     /// Take over the LED in `dir`: remember its trigger, set it to `none`.
     pub fn open(dir: &Path) -> std::io::Result<SysfsLed> {
-        let context = |what: &str, e: std::io::Error| std::io::Error::new(e.kind(), format!("{}/{what}: {e}", dir.display()));
+        let context = |what: &str, e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("{}/{what}: {e}", dir.display()))
+        };
         if !dir.join("brightness").exists() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
-                format!("{} is not an LED (no brightness file); see ls /sys/class/leds", dir.display()),
+                format!(
+                    "{} is not an LED (no brightness file); see ls /sys/class/leds",
+                    dir.display()
+                ),
             ));
         }
-        let saved_trigger = std::fs::read_to_string(dir.join("trigger")).ok().and_then(|t| active_trigger(&t));
+        let saved_trigger = std::fs::read_to_string(dir.join("trigger"))
+            .ok()
+            .and_then(|t| active_trigger(&t));
         std::fs::write(dir.join("trigger"), "none").map_err(|e| context("trigger", e))?;
         let max = std::fs::read_to_string(dir.join("max_brightness"))
             .ok()
             .and_then(|m| m.trim().parse::<u32>().ok())
             .filter(|&m| m > 0)
             .unwrap_or(1);
-        let led = SysfsLed { dir: dir.to_path_buf(), on_value: max.to_string(), saved_trigger };
+        let led = SysfsLed {
+            dir: dir.to_path_buf(),
+            on_value: max.to_string(),
+            saved_trigger,
+        };
         tracing::info!(led = %dir.display(), previous_trigger = ?led.saved_trigger, "status LED taken over");
         Ok(led)
     }
@@ -48,7 +59,10 @@ fn active_trigger(text: &str) -> Option<String> {
 
 impl Lamp for SysfsLed {
     fn set(&mut self, on: bool) -> std::io::Result<()> {
-        std::fs::write(self.dir.join("brightness"), if on { self.on_value.as_str() } else { "0" })
+        std::fs::write(
+            self.dir.join("brightness"),
+            if on { self.on_value.as_str() } else { "0" },
+        )
     }
 
     fn release(&mut self) {
@@ -71,13 +85,25 @@ mod tests {
         std::fs::write(dir.path().join("brightness"), "0\n").unwrap();
         std::fs::write(dir.path().join("max_brightness"), "255\n").unwrap();
         let mut led = SysfsLed::open(dir.path()).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join("trigger")).unwrap(), "none");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("trigger")).unwrap(),
+            "none"
+        );
         led.set(true).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join("brightness")).unwrap(), "255");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("brightness")).unwrap(),
+            "255"
+        );
         led.set(false).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join("brightness")).unwrap(), "0");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("brightness")).unwrap(),
+            "0"
+        );
         led.release();
-        assert_eq!(std::fs::read_to_string(dir.path().join("trigger")).unwrap(), "mmc0");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("trigger")).unwrap(),
+            "mmc0"
+        );
     }
 
     #[test]
