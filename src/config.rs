@@ -314,10 +314,17 @@ impl BrokerConfig {
             return Err(invalid("broker.listeners", "give at least one host:port"));
         }
         for listener in &self.listeners {
-            parse_listener(listener).map_err(|message| ConfigError::Invalid {
-                key: "broker.listeners",
-                message,
-            })?;
+            let (protocol, _) =
+                parse_kafka_listener(listener).map_err(|message| ConfigError::Invalid {
+                    key: "broker.listeners",
+                    message,
+                })?;
+            if protocol != SecurityProtocol::Plaintext {
+                return Err(invalid(
+                    "broker.listeners",
+                    &format!("{} listeners are not supported yet", protocol.name()),
+                ));
+            }
         }
         for advertised in &self.advertised_listeners {
             split_host_port(advertised).map_err(|message| ConfigError::Invalid {
@@ -499,8 +506,70 @@ impl BrokerConfig {
     }
 }
 
+/// How a Kafka listener's connections are secured, named as in Kafka's `listeners`
+/// (`SASL_SSL://0.0.0.0:9093`); a bare `host:port` is `PLAINTEXT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    const ALL: [SecurityProtocol; 4] = [
+        SecurityProtocol::Plaintext,
+        SecurityProtocol::Ssl,
+        SecurityProtocol::SaslPlaintext,
+        SecurityProtocol::SaslSsl,
+    ];
+
+    /// Kafka's name for it, as written before `://`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    /// Whether connections are wrapped in TLS.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether clients must authenticate with SASL before any other request.
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+/// Split a listener entry into its security protocol and the `host:port` after it.
+pub fn split_protocol(entry: &str) -> Result<(SecurityProtocol, &str), String> {
+    let Some((name, rest)) = entry.split_once("://") else {
+        return Ok((SecurityProtocol::Plaintext, entry));
+    };
+    SecurityProtocol::ALL
+        .into_iter()
+        .find(|p| p.name().eq_ignore_ascii_case(name))
+        .map(|p| (p, rest))
+        .ok_or_else(|| {
+            format!("`{entry}`: unknown security protocol `{name}` (use PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL)")
+        })
+}
+
+/// Parse a listener entry into its security protocol and socket address.
+pub fn parse_kafka_listener(entry: &str) -> Result<(SecurityProtocol, SocketAddr), String> {
+    let (protocol, _) = split_protocol(entry)?;
+    Ok((protocol, parse_listener(entry)?))
+}
+
 /// Parse a listener entry into a socket address. Accepts `host:port` and Kafka's
-/// `PLAINTEXT://host:port`.
+/// `PROTOCOL://host:port`.
 pub fn parse_listener(entry: &str) -> Result<SocketAddr, String> {
     let (host, port) = split_host_port(entry)?;
     let host = if host.is_empty() {
@@ -521,9 +590,9 @@ pub fn parse_listener(entry: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("`{entry}` is not a usable host:port ({e})"))
 }
 
-/// Split `host:port` (optionally `PLAINTEXT://host:port`) into its parts.
+/// Split `host:port` (optionally `PROTOCOL://host:port`) into its parts.
 pub fn split_host_port(entry: &str) -> Result<(String, u16), String> {
-    let bare = entry.strip_prefix("PLAINTEXT://").unwrap_or(entry);
+    let (_, bare) = split_protocol(entry)?;
     let (host, port) = bare
         .rsplit_once(':')
         .ok_or_else(|| format!("`{entry}` must be host:port"))?;
@@ -536,6 +605,21 @@ pub fn split_host_port(entry: &str) -> Result<(String, u16), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listener_entries_name_their_security_protocol() {
+        let (protocol, addr) = parse_kafka_listener("SASL_SSL://127.0.0.1:9093").unwrap();
+        assert_eq!(protocol, SecurityProtocol::SaslSsl);
+        assert_eq!(addr.port(), 9093);
+        let (protocol, _) = parse_kafka_listener("127.0.0.1:9092").unwrap();
+        assert_eq!(protocol, SecurityProtocol::Plaintext);
+        let error = parse_kafka_listener("TLS://127.0.0.1:9092").unwrap_err();
+        assert!(error.contains("SASL_PLAINTEXT"), "{error}");
+        assert_eq!(
+            split_host_port("SSL://broker:9093").unwrap(),
+            ("broker".to_string(), 9093)
+        );
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

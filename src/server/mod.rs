@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::broker::producer_ids::ProducerIdAllocator;
 use crate::broker::{now_ms, Broker};
-use crate::config::{parse_listener, Config};
+use crate::config::{parse_kafka_listener, parse_listener, Config};
 use crate::group::GroupCoordinator;
 use crate::health::{self, Health};
 
@@ -113,7 +113,7 @@ pub async fn run(
         request_max_bytes: config.broker.socket_request_max_bytes,
     };
     for entry in &config.broker.listeners {
-        let addr = parse_listener(entry).map_err(anyhow::Error::msg)?;
+        let (_protocol, addr) = parse_kafka_listener(entry).map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (broker.listeners): {e}"))?;
