@@ -189,7 +189,7 @@ impl Default for BrokerConfig {
             fetch_max_wait_ms: 30_000,
             max_partitions: 4096,
             offsets_topic_num_partitions: 8,
-            offsets_topic_replication_factor: 1,
+            offsets_topic_replication_factor: 3,
             offsets_topic_segment_bytes: 16 << 20,
             offsets_retention_minutes: 7 * 24 * 60,
             offsets_retention_check_interval_ms: 600_000,

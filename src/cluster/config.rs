@@ -28,6 +28,11 @@ pub struct ClusterConfig {
     pub logs_to_keep_after_snapshot: u64,
     /// Timeout of one peer RPC (connect plus reply), and of a forwarded write.
     pub rpc_timeout_ms: u64,
+    /// Timeout of each node's own coordinator session, which owns its `/brokers/ids/<id>`
+    /// registration (Kafka's `broker.session.timeout.ms`): how long after a node dies the
+    /// controller moves its partition leaderships. Followers report liveness every
+    /// sixth of it.
+    pub broker_session_timeout_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -41,6 +46,7 @@ impl Default for ClusterConfig {
             snapshot_logs_since_last: 10_000,
             logs_to_keep_after_snapshot: 1000,
             rpc_timeout_ms: 5000,
+            broker_session_timeout_ms: 1500,
         }
     }
 }
@@ -99,6 +105,9 @@ impl ClusterConfig {
         }
         if self.rpc_timeout_ms < 100 {
             return Err("cluster.rpc_timeout_ms must be at least 100".into());
+        }
+        if !(300..=600_000).contains(&self.broker_session_timeout_ms) {
+            return Err("cluster.broker_session_timeout_ms must be 300..=600000".into());
         }
         Ok(())
     }

@@ -130,6 +130,7 @@ pub fn from_group_error(error: GroupError) -> i16 {
         GroupError::OffsetMetadataTooLarge => OFFSET_METADATA_TOO_LARGE,
         GroupError::GroupSubscribedToTopic => GROUP_SUBSCRIBED_TO_TOPIC,
         GroupError::UnknownTopicOrPartition => UNKNOWN_TOPIC_OR_PARTITION,
+        GroupError::NotCoordinator => NOT_COORDINATOR,
     }
 }
 

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::broker::{now_ms, Broker, Partition, Topic, TopicError};
 use crate::cluster::{Cluster, LocalZk};
 use crate::coordinator::ErrorCode;
+use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::kafka::errors;
 use crate::server::zk::ZkHandle;
 
@@ -89,6 +90,8 @@ pub struct Replication {
     zk: ZkHandle,
     cluster: Arc<Cluster>,
     broker: Arc<Broker>,
+    /// The group coordinator: told when this node gains or loses an offsets partition.
+    groups: Arc<GroupCoordinator>,
     known: Mutex<BTreeMap<Key, Known>>,
     /// Leader side: each follower's log end offset, from its last fetch.
     follower_ends: Mutex<BTreeMap<Key, BTreeMap<i32, i64>>>,
@@ -116,6 +119,7 @@ impl Replication {
     /// Starts registration, metadata reconciliation, the controller and the fetchers.
     pub fn start(
         broker: Arc<Broker>,
+        groups: Arc<GroupCoordinator>,
         zk: ZkHandle,
         cluster: Arc<Cluster>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -125,10 +129,13 @@ impl Replication {
             zk,
             cluster,
             broker,
+            groups: groups.clone(),
             known: Mutex::new(BTreeMap::new()),
             follower_ends: Mutex::new(BTreeMap::new()),
             fetchers: Mutex::new(BTreeMap::new()),
         });
+        // Before the first reconcile, which hands the coordinator its offsets partitions.
+        groups.attach_cluster(r.clone());
         let me = r.clone();
         tokio::spawn(async move {
             let mut events = me.zk.watch("/brokers");
@@ -316,6 +323,38 @@ impl Replication {
         Ok(topic)
     }
 
+    /// Creates one of the broker's own topics (`__consumer_offsets`) through the quorum if
+    /// nobody has yet, with `replication_factor` capped by the cluster's size; refused while
+    /// fewer brokers are alive than that (as Kafka does), so it never ends up with fewer
+    /// replicas than it should.
+    pub async fn ensure_internal_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u16,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        if let Some(topic) = self.broker.topic(name) {
+            return Ok(topic);
+        }
+        if self.zk.get(&topic_path(name)).is_none() {
+            let rf = usize::from(replication_factor.max(1)).min(self.cluster.members().len());
+            let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
+            match self
+                .create_topic(name, partitions, rf as i16, configs, false)
+                .await
+            {
+                Ok(topic) => return Ok(topic),
+                Err(TopicError::AlreadyExists(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        self.reconcile().await;
+        self.broker
+            .topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))
+    }
+
     async fn local_topic(
         &self,
         name: &str,
@@ -402,6 +441,29 @@ impl Replication {
         };
         tracing::info!(topic = %key.0, partition = key.1, leader = state.leader, leader_epoch = state.leader_epoch, isr = ?state.isr, "partition state");
         partition.set_leader_epoch(state.leader_epoch);
+        let leading = state.leader == self.node_id;
+        let offsets = key.0 == OFFSETS_TOPIC;
+        // The coordinator lets go of its groups before a fetcher may write to the log, and
+        // loads them only once the fetcher of the old epoch is stopped.
+        if offsets && !leading {
+            self.groups
+                .partition_leadership(key.1, false, state.leader_epoch);
+        }
+        self.apply_fetcher(key, replicas, state, partition);
+        if offsets && leading {
+            self.groups
+                .partition_leadership(key.1, true, state.leader_epoch);
+        }
+    }
+
+    /// Starts, restarts or stops this node's fetcher of a partition for its new state.
+    fn apply_fetcher(
+        &self,
+        key: &Key,
+        replicas: &[i32],
+        state: &PartitionState,
+        partition: Arc<Partition>,
+    ) {
         let mut fetchers = self.fetchers.lock().expect("fetchers");
         if state.leader == self.node_id || !replicas.contains(&self.node_id) || state.leader < 0 {
             if let Some((_, task)) = fetchers.remove(key) {
@@ -537,6 +599,40 @@ impl Replication {
             next.isr.extend(joining);
             next.isr.sort_unstable();
             self.write_state(&key, k.version, &next).await;
+        }
+    }
+
+    /// Leader: waits until the in-sync replicas have everything below `end` (acks=all).
+    /// The error is the Kafka code: not the leader any more, too few in-sync replicas, a
+    /// timeout, or a storage error.
+    pub async fn wait_replicated(
+        &self,
+        partition: &Partition,
+        end: i64,
+        timeout: Duration,
+    ) -> Result<(), i16> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        if self.broker.config.log_flush_on_ack {
+            match tokio::time::timeout_at(deadline, partition.wait_durable(end)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(errors::KAFKA_STORAGE_ERROR),
+                Err(_) => return Err(errors::REQUEST_TIMED_OUT),
+            }
+        }
+        let mut arrivals = self.broker.data_arrived();
+        loop {
+            arrivals.borrow_and_update();
+            self.update_high_watermark(&partition.topic, partition);
+            if partition.high_watermark() >= end {
+                return Ok(());
+            }
+            self.check_produce(&partition.topic, partition.index, -1)?;
+            if tokio::time::timeout_at(deadline, arrivals.changed())
+                .await
+                .is_err()
+            {
+                return Err(errors::REQUEST_TIMED_OUT);
+            }
         }
     }
 
