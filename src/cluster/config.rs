@@ -41,8 +41,10 @@ impl Default for ClusterConfig {
             listen: "0.0.0.0:2888".into(),
             servers: BTreeMap::new(),
             heartbeat_interval_ms: 100,
-            election_timeout_min_ms: 500,
-            election_timeout_max_ms: 1000,
+            // openraft lets a follower stand only after the leader lease (the max) plus its own
+            // timeout: 0.9-1.2 s of silence, nine heartbeats or more.
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
             snapshot_logs_since_last: 10_000,
             logs_to_keep_after_snapshot: 1000,
             rpc_timeout_ms: 5000,
