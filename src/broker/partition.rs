@@ -126,6 +126,12 @@ impl Partition {
         self.advance_high_watermark(offset);
     }
 
+    /// Wakes everybody waiting on new data (cluster mode: the ISR changed, so waiting
+    /// acks=all writes re-check).
+    pub fn wake_waiters(&self) {
+        self.data_arrived.send_modify(|generation| *generation += 1);
+    }
+
     /// A follower appends batches exactly as its leader stored them (offsets and epochs kept).
     pub fn append_as_follower(
         &self,

@@ -90,6 +90,9 @@ struct Led {
     epoch: i32,
     since: Instant,
     followers: BTreeMap<i32, FollowerEnd>,
+    /// Replicas outside the ISR and since when: one rejoins only after fetching since
+    /// (a dead follower's last fetch must not bring it back).
+    out_since: BTreeMap<i32, Instant>,
 }
 
 /// A follower as its leader sees it through its fetches.
@@ -701,8 +704,25 @@ impl Replication {
                             epoch: state.leader_epoch,
                             since: Instant::now(),
                             followers: BTreeMap::new(),
+                            out_since: BTreeMap::new(),
                         },
                     );
+                }
+                if let Some(led) = ends.get_mut(key) {
+                    let now = Instant::now();
+                    for r in replicas {
+                        if state.isr.contains(r) {
+                            led.out_since.remove(r);
+                        } else {
+                            led.out_since.entry(*r).or_insert(now);
+                        }
+                    }
+                }
+                drop(ends);
+                // Waiting acks=all writes re-check against the new ISR.
+                if let Some(partition) = self.broker.partition(&key.0, key.1) {
+                    self.update_high_watermark(&key.0, &partition);
+                    partition.wake_waiters();
                 }
             } else {
                 ends.remove(key);
@@ -931,7 +951,14 @@ impl Replication {
             arrivals.borrow_and_update();
             self.update_high_watermark(&partition.topic, partition);
             if partition.high_watermark() >= end {
-                return Ok(());
+                // Kafka's rule: the ISR that took it may have shrunk below the minimum
+                // meanwhile; the client learns that its write has fewer copies than asked.
+                return match self.check_produce(&partition.topic, partition.index, -1) {
+                    Err(errors::NOT_ENOUGH_REPLICAS) => {
+                        Err(errors::NOT_ENOUGH_REPLICAS_AFTER_APPEND)
+                    }
+                    _ => Ok(()),
+                };
             }
             self.check_produce(&partition.topic, partition.index, -1)?;
             if tokio::time::timeout_at(deadline, arrivals.changed())
@@ -1010,6 +1037,7 @@ impl Replication {
                     epoch: k.state.leader_epoch,
                     since: now,
                     followers: BTreeMap::new(),
+                    out_since: BTreeMap::new(),
                 });
             let entry = led.followers.entry(replica_id).or_insert(FollowerEnd {
                 end: fetch_offset,
@@ -1111,6 +1139,7 @@ fn isr_changes(
                 && live.contains(r)
                 && f.end >= hw
                 && now.saturating_duration_since(f.fetched) < FETCHING_RECENTLY
+                && led.out_since.get(r).is_none_or(|out| f.fetched > *out)
                 && k.replicas.contains(r)
         })
         .map(|(r, _)| *r)
@@ -1248,6 +1277,7 @@ mod tests {
                 // Caught up a moment ago.
                 (3, follower(100, now, now - Duration::from_secs(1))),
             ]),
+            out_since: BTreeMap::new(),
         };
         let live = BTreeSet::from([1, 2, 3]);
         let (leaving, joining) = isr_changes(1, &known(&[1, 2, 3]), &led, &live, 100, LAG, now);
@@ -1262,6 +1292,7 @@ mod tests {
             epoch: 4,
             since: start,
             followers: BTreeMap::new(),
+            out_since: BTreeMap::new(),
         };
         let live = BTreeSet::from([1, 2, 3]);
         let k = known(&[1, 2, 3]);
@@ -1290,6 +1321,7 @@ mod tests {
                     ),
                 ),
             ]),
+            out_since: BTreeMap::new(),
         };
         let live = BTreeSet::from([1, 2, 3]);
         let (leaving, joining) = isr_changes(1, &known(&[1]), &led, &live, 100, LAG, now);
@@ -1298,5 +1330,25 @@ mod tests {
         // Behind the high watermark: not yet.
         let (_, joining) = isr_changes(1, &known(&[1]), &led, &live, 101, LAG, now);
         assert!(joining.is_empty());
+    }
+
+    #[test]
+    fn a_follower_removed_from_the_isr_rejoins_only_after_fetching_again() {
+        let start = Instant::now();
+        let removed = start + Duration::from_millis(300);
+        let fetched_before = start + Duration::from_millis(100);
+        let mut led = Led {
+            epoch: 4,
+            since: start,
+            followers: BTreeMap::from([(2, follower(100, fetched_before, fetched_before))]),
+            out_since: BTreeMap::from([(2, removed)]),
+        };
+        let live = BTreeSet::from([1, 2, 3]);
+        let now = removed + Duration::from_millis(100);
+        let (_, joining) = isr_changes(1, &known(&[1, 3]), &led, &live, 100, LAG, now);
+        assert!(joining.is_empty(), "its last fetch predates its removal");
+        led.followers.insert(2, follower(100, now, now));
+        let (_, joining) = isr_changes(1, &known(&[1, 3]), &led, &live, 100, LAG, now);
+        assert_eq!(joining, vec![2]);
     }
 }
