@@ -82,8 +82,13 @@ pub struct BrokerConfig {
     pub num_partitions: u32,
     /// Replicas of a new topic when the request asks for the default.
     pub default_replication_factor: u16,
-    /// Replicas that must have a write before `acks=all` is answered.
-    pub min_insync_replicas: u16,
+    /// Replicas that must have a write before `acks=all` is answered. Unset: 1, except in
+    /// a cluster for topics with 3 or more replicas, where it is 2 (see
+    /// [`BrokerConfig::min_insync_for`]).
+    pub min_insync_replicas: Option<u16>,
+    /// Cluster mode: a follower that has not caught up with its leader's log end for this
+    /// long leaves the in-sync replicas (Kafka's `replica.lag.time.max.ms`).
+    pub replica_lag_time_max_ms: u64,
     /// Create a topic when a client asks for metadata of or produces to an unknown one.
     pub auto_create_topics_enable: bool,
     /// Largest record batch accepted (Kafka's `message.max.bytes`).
@@ -170,7 +175,8 @@ impl Default for BrokerConfig {
             log_dirs: vec![PathBuf::from("/var/lib/kafka-logs")],
             num_partitions: 1,
             default_replication_factor: 1,
-            min_insync_replicas: 1,
+            min_insync_replicas: None,
+            replica_lag_time_max_ms: 30_000,
             auto_create_topics_enable: true,
             message_max_bytes: 1_048_588,
             log_segment_bytes: 1 << 30,
@@ -189,7 +195,7 @@ impl Default for BrokerConfig {
             fetch_max_wait_ms: 30_000,
             max_partitions: 4096,
             offsets_topic_num_partitions: 8,
-            offsets_topic_replication_factor: 1,
+            offsets_topic_replication_factor: 3,
             offsets_topic_segment_bytes: 16 << 20,
             offsets_retention_minutes: 7 * 24 * 60,
             offsets_retention_check_interval_ms: 600_000,
@@ -305,6 +311,16 @@ impl Config {
 }
 
 impl BrokerConfig {
+    /// The broker's `min_insync_replicas` for a topic with `replicas` replicas: as set, or
+    /// by default 2 in a cluster when a topic has 3 or more replicas, else 1.
+    pub fn min_insync_for(&self, replicas: usize, clustered: bool) -> u16 {
+        match self.min_insync_replicas {
+            Some(n) => n,
+            None if clustered && replicas >= 3 => 2,
+            None => 1,
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &'static str, message: &str| ConfigError::Invalid {
             key,
@@ -347,8 +363,14 @@ impl BrokerConfig {
                 "must be at least 1",
             ));
         }
-        if self.min_insync_replicas == 0 {
+        if self.min_insync_replicas == Some(0) {
             return Err(invalid("broker.min_insync_replicas", "must be at least 1"));
+        }
+        if self.replica_lag_time_max_ms < 1000 {
+            return Err(invalid(
+                "broker.replica_lag_time_max_ms",
+                "must be at least 1000",
+            ));
         }
         if self.message_max_bytes < 1024 {
             return Err(invalid("broker.message_max_bytes", "must be at least 1024"));
@@ -605,6 +627,21 @@ pub fn split_host_port(entry: &str) -> Result<(String, u16), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn min_insync_replicas_defaults_to_two_only_for_replicated_topics_in_a_cluster() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.min_insync_for(1, false), 1);
+        assert_eq!(c.min_insync_for(3, false), 1);
+        assert_eq!(c.min_insync_for(2, true), 1);
+        assert_eq!(c.min_insync_for(3, true), 2);
+        let set = BrokerConfig {
+            min_insync_replicas: Some(3),
+            ..BrokerConfig::default()
+        };
+        assert_eq!(set.min_insync_for(3, true), 3);
+        assert_eq!(set.min_insync_for(1, false), 3);
+    }
 
     #[test]
     fn listener_entries_name_their_security_protocol() {

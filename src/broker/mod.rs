@@ -287,6 +287,28 @@ impl Broker {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<Arc<Topic>, TopicError> {
+        self.create_topic_with_id(
+            name,
+            partitions,
+            replication_factor,
+            configs,
+            validate_only,
+            None,
+        )
+        .await
+    }
+
+    /// [`Broker::create_topic`] with the topic id given (cluster mode: the id the topic has
+    /// on every node, from its `/brokers/topics` znode) instead of a new random one.
+    pub async fn create_topic_with_id(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+        id: Option<Uuid>,
+    ) -> Result<Arc<Topic>, TopicError> {
         topic::validate_topic_name(name).map_err(TopicError::InvalidName)?;
         let partitions = if partitions == -1 {
             self.config.num_partitions as i32
@@ -316,7 +338,10 @@ impl Broker {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
         self.check_partition_budget(partitions as u32)?;
-        let id = Uuid::random()?;
+        let id = match id {
+            Some(id) => id,
+            None => Uuid::random()?,
+        };
         let config = TopicConfig { overrides: configs };
         let topic = Topic {
             name: name.to_string(),

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
+use super::now_ms;
 use super::producer_state::{self, Check, ProducerError, ProducerStates};
 use crate::log::{AppendInfo, CleanReport, Log, LogConfig, LogError};
 
@@ -38,6 +39,8 @@ pub struct Partition {
     log: Mutex<Log>,
     /// Idempotent producers; locked only while `log` is held, so appends see one order.
     producers: Mutex<ProducerStates>,
+    /// Bounds of `producers`, kept to rebuild it after a follower truncates.
+    producer_limits: ProducerLimits,
     leader_epoch: AtomicI32,
     /// Cluster mode: the high watermark is set by replication (the ISR), not by appends.
     replicated: AtomicBool,
@@ -84,6 +87,7 @@ impl Partition {
             index,
             log: Mutex::new(log),
             producers: Mutex::new(producers),
+            producer_limits: limits,
             leader_epoch: AtomicI32::new(leader_epoch),
             replicated: AtomicBool::new(false),
             flush_on_ack,
@@ -122,20 +126,40 @@ impl Partition {
         self.advance_high_watermark(offset);
     }
 
+    /// Wakes everybody waiting on new data (cluster mode: the ISR changed, so waiting
+    /// acks=all writes re-check).
+    pub fn wake_waiters(&self) {
+        self.data_arrived.send_modify(|generation| *generation += 1);
+    }
+
     /// A follower appends batches exactly as its leader stored them (offsets and epochs kept).
     pub fn append_as_follower(
         &self,
         batches: &[u8],
         now_ms: i64,
     ) -> Result<AppendInfo, AppendError> {
-        let info = self.lock().append_as_follower(batches, now_ms)?;
+        let headers = crate::log::batch::peek_headers(batches)?;
+        let mut log = self.lock();
+        let info = log.append_as_follower(batches, now_ms)?;
+        // Idempotent producers' sequences follow the data, so a new leader after a failover
+        // still recognises a retried batch.
+        let mut producers = self.lock_producers();
+        for header in &headers {
+            producers.replay(header);
+        }
+        drop(producers);
+        drop(log);
         self.data_arrived.send_modify(|generation| *generation += 1);
         Ok(info)
     }
 
     /// A follower cuts its log at `offset` (diverged from its new leader).
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
-        self.lock().truncate_to(offset.max(0))?;
+        let mut log = self.lock();
+        log.truncate_to(offset.max(0))?;
+        // Producer state may describe batches that are gone: rebuild it from what is left.
+        *self.lock_producers() = load_producer_state(&log, self.producer_limits, now_ms());
+        drop(log);
         self.durable.send_modify(|d| *d = (*d).min(offset));
         Ok(())
     }

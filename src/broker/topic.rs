@@ -179,7 +179,7 @@ fn broker_default(broker: &BrokerConfig, key: &str) -> String {
         "segment.bytes" => broker.log_segment_bytes.to_string(),
         "segment.ms" => (u64::from(broker.log_roll_hours) * 3_600_000).to_string(),
         "max.message.bytes" => broker.message_max_bytes.to_string(),
-        "min.insync.replicas" => broker.min_insync_replicas.to_string(),
+        "min.insync.replicas" => broker.min_insync_replicas.unwrap_or(1).to_string(),
         "message.timestamp.type" => "CreateTime".into(),
         "delete.retention.ms" => DEFAULT_DELETE_RETENTION_MS.to_string(),
         _ => String::new(),

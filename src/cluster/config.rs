@@ -28,6 +28,11 @@ pub struct ClusterConfig {
     pub logs_to_keep_after_snapshot: u64,
     /// Timeout of one peer RPC (connect plus reply), and of a forwarded write.
     pub rpc_timeout_ms: u64,
+    /// Timeout of each node's own coordinator session, which owns its `/brokers/ids/<id>`
+    /// registration (Kafka's `broker.session.timeout.ms`): how long after a node dies the
+    /// controller moves its partition leaderships. Followers report liveness every
+    /// sixth of it.
+    pub broker_session_timeout_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -36,11 +41,14 @@ impl Default for ClusterConfig {
             listen: "0.0.0.0:2888".into(),
             servers: BTreeMap::new(),
             heartbeat_interval_ms: 100,
-            election_timeout_min_ms: 500,
-            election_timeout_max_ms: 1000,
+            // openraft lets a follower stand only after the leader lease (the max) plus its own
+            // timeout: 0.9-1.2 s of silence, nine heartbeats or more.
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
             snapshot_logs_since_last: 10_000,
             logs_to_keep_after_snapshot: 1000,
             rpc_timeout_ms: 5000,
+            broker_session_timeout_ms: 1500,
         }
     }
 }
@@ -99,6 +107,9 @@ impl ClusterConfig {
         }
         if self.rpc_timeout_ms < 100 {
             return Err("cluster.rpc_timeout_ms must be at least 100".into());
+        }
+        if !(300..=600_000).contains(&self.broker_session_timeout_ms) {
+            return Err("cluster.broker_session_timeout_ms must be 300..=600000".into());
         }
         Ok(())
     }

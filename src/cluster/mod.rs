@@ -118,6 +118,10 @@ pub struct Cluster {
     brkf_tx: mpsc::Sender<TcpStream>,
     brkf_rx: Mutex<Option<mpsc::Receiver<TcpStream>>>,
     timeout: Duration,
+    liveness: Arc<network::PeerLiveness>,
+    /// How long the leader's RPCs to a peer fail before [`Cluster::unreachable_peers`]
+    /// names it: two heartbeats, at least 200 ms.
+    unreachable_after: Duration,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -162,8 +166,10 @@ impl Cluster {
         }
         .validate()?;
         let timeout = Duration::from_millis(config.rpc_timeout_ms);
+        let liveness = Arc::new(network::PeerLiveness::default());
         let network = Network {
             connect_timeout: timeout,
+            liveness: liveness.clone(),
         };
         let raft = Raft::new(id, Arc::new(raft_config), network, log, sm).await?;
         let lowest = *members
@@ -182,6 +188,7 @@ impl Cluster {
         }
         let (leader_tx, leader_rx) = watch::channel(None);
         let mut metrics = raft.metrics();
+        let fresh = liveness.clone();
         tokio::spawn(async move {
             loop {
                 let (leader, state, term) = {
@@ -195,6 +202,7 @@ impl Cluster {
                     leader
                 };
                 if *leader_tx.borrow() != leader {
+                    fresh.clear();
                     tracing::info!(node = id, leader = ?leader, term, state = ?state, "quorum leader changed");
                     leader_tx.send_replace(leader);
                 }
@@ -215,6 +223,8 @@ impl Cluster {
             brkf_tx,
             brkf_rx: Mutex::new(Some(brkf_rx)),
             timeout,
+            liveness,
+            unreachable_after: Duration::from_millis((2 * config.heartbeat_interval_ms).max(200)),
         }))
     }
 
@@ -430,6 +440,16 @@ impl Cluster {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+    }
+
+    /// On the leader: members its Raft heartbeats have not reached for a few heartbeat
+    /// intervals (a killed process, a cut link). Empty on followers, which send no
+    /// heartbeats.
+    pub fn unreachable_peers(&self) -> BTreeSet<NodeId> {
+        if !self.is_leader() {
+            return BTreeSet::new();
+        }
+        self.liveness.failing_for(self.unreachable_after)
     }
 
     /// Members other than this node.

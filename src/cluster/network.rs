@@ -11,9 +11,9 @@
 //! A client keeps one connection per peer and reconnects after any error; every call has a
 //! deadline (openraft's per-RPC TTL, or `cluster.rpc_timeout_ms`).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -256,6 +256,48 @@ impl PeerPool {
 pub struct Network {
     /// Bound on connecting (the RPC itself is bounded by openraft's TTL).
     pub connect_timeout: Duration,
+    /// Where Raft RPC outcomes are recorded.
+    pub liveness: Arc<PeerLiveness>,
+}
+
+/// Whether each peer answers this node's Raft RPCs. The leader heartbeats every follower
+/// several times a second, so on the leader (the controller) this says within a few
+/// heartbeats that a node's process or link is gone, long before its session expires.
+#[derive(Debug, Default)]
+pub struct PeerLiveness {
+    /// Per peer: `None` while it answers, else since when it has not.
+    failing: Mutex<BTreeMap<NodeId, Option<Instant>>>,
+}
+
+impl PeerLiveness {
+    fn answered(&self, peer: NodeId) {
+        self.failing.lock().expect("liveness").insert(peer, None);
+    }
+
+    fn failed(&self, peer: NodeId) {
+        self.failing
+            .lock()
+            .expect("liveness")
+            .entry(peer)
+            .or_insert(None)
+            .get_or_insert_with(Instant::now);
+    }
+
+    /// Forgets every outcome (a new leadership term starts with fresh connections).
+    pub fn clear(&self) {
+        self.failing.lock().expect("liveness").clear();
+    }
+
+    /// Peers whose RPCs have failed, without an answer since, for longer than `after`.
+    pub fn failing_for(&self, after: Duration) -> BTreeSet<NodeId> {
+        self.failing
+            .lock()
+            .expect("liveness")
+            .iter()
+            .filter(|(_, since)| since.is_some_and(|s| s.elapsed() >= after))
+            .map(|(id, _)| *id)
+            .collect()
+    }
 }
 
 /// A Raft client for one peer.
@@ -265,6 +307,7 @@ pub struct RaftClient {
     addr: String,
     conn: Option<PeerConn>,
     connect_timeout: Duration,
+    liveness: Arc<PeerLiveness>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -276,6 +319,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             addr: node.addr.clone(),
             conn: None,
             connect_timeout: self.connect_timeout,
+            liveness: self.liveness.clone(),
         }
     }
 }
@@ -284,6 +328,19 @@ type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftE
 
 impl RaftClient {
     async fn call<E: std::error::Error>(
+        &mut self,
+        req: PeerRequest,
+        option: &RPCOption,
+    ) -> Result<PeerResponse, RpcErr<E>> {
+        let outcome = self.call_once(req, option).await;
+        match &outcome {
+            Ok(_) => self.liveness.answered(self.target),
+            Err(_) => self.liveness.failed(self.target),
+        }
+        outcome
+    }
+
+    async fn call_once<E: std::error::Error>(
         &mut self,
         req: PeerRequest,
         option: &RPCOption,

@@ -7,9 +7,16 @@
 //! only once a commit's record is durable. At startup [`GroupCoordinator::load`] replays the
 //! topic to rebuild the cache and the groups. The timers (sessions, rebalance deadlines,
 //! offset expiry) are driven by a task in `server` through [`GroupCoordinator::tick`].
+//!
+//! In a cluster (`attach_cluster`), `__consumer_offsets` is a replicated topic like any
+//! other and a group's coordinator is the node that leads the group's partition of it. The
+//! replication layer calls [`GroupCoordinator::partition_leadership`] whenever that changes:
+//! a new leader replays the partition into its state, a former one forgets the groups, and
+//! requests for groups whose partition this node does not lead get `NOT_COORDINATOR`.
+//! Writes are acknowledged once the partition's in-sync replicas have them (acks=all).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -98,7 +105,16 @@ pub struct GroupCoordinator {
     offsets_topic: RwLock<Option<Arc<Topic>>>,
     /// Serialises the lazy creation of the offsets topic.
     create_topic: tokio::sync::Mutex<()>,
+    /// Cluster mode: the replicated topics (set once at startup).
+    cluster: OnceLock<Arc<crate::replication::Replication>>,
+    /// Cluster mode: the offsets partitions this node leads and has loaded, with their
+    /// leader epoch. Changed only while `inner` is locked, so a write under that lock sees
+    /// a settled answer.
+    led: Mutex<BTreeMap<i32, i32>>,
 }
+
+/// How long a cluster-mode write to `__consumer_offsets` waits for its in-sync replicas.
+const REPLICATION_WAIT: Duration = Duration::from_secs(10);
 
 impl GroupCoordinator {
     /// A coordinator with no groups; [`GroupCoordinator::load`] fills it.
@@ -115,7 +131,92 @@ impl GroupCoordinator {
             started: Instant::now(),
             offsets_topic: RwLock::new(None),
             create_topic: tokio::sync::Mutex::new(()),
+            cluster: OnceLock::new(),
+            led: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Cluster mode: `__consumer_offsets` is replicated and groups live where their
+    /// partition's leader is. Called once, before clients are served.
+    pub fn attach_cluster(&self, replication: Arc<crate::replication::Replication>) {
+        let _ = self.cluster.set(replication);
+    }
+
+    fn led(&self) -> MutexGuard<'_, BTreeMap<i32, i32>> {
+        self.led.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether this node is the group's coordinator (always, on a single node).
+    pub fn check_coordinator(&self, group_id: &str) -> Result<(), GroupError> {
+        if self.cluster.get().is_none() {
+            return Ok(());
+        }
+        let partition = self.partition_for(group_id);
+        if self.led().contains_key(&partition) {
+            Ok(())
+        } else {
+            Err(GroupError::NotCoordinator)
+        }
+    }
+
+    /// Cluster mode: this node became (`leading`) or stopped being the leader of offsets
+    /// partition `index` at `leader_epoch`. The groups of that partition are dropped; a new
+    /// leader rebuilds them from its copy of the log, which holds every acknowledged write.
+    pub fn partition_leadership(&self, index: i32, leading: bool, leader_epoch: i32) {
+        let Some(topic) = self.current_topic() else {
+            return;
+        };
+        let Some(partition) = topic.partitions.get(index as usize).cloned() else {
+            return;
+        };
+        if leading && self.led().get(&index) == Some(&leader_epoch) {
+            return;
+        }
+        if !leading && !self.led().contains_key(&index) {
+            return;
+        }
+        let count = topic.partitions.len() as u32;
+        let mut inner = self.lock();
+        self.led().remove(&index);
+        let unloaded = inner
+            .groups
+            .unload(|id| record::partition_for(id, count) == index);
+        // Parked JoinGroup/SyncGroup calls of those groups end; their clients look for the
+        // coordinator again.
+        inner
+            .joins
+            .retain(|(group, _), _| !unloaded.contains(group));
+        inner
+            .syncs
+            .retain(|(group, _), _| !unloaded.contains(group));
+        if !leading {
+            tracing::info!(
+                partition = index,
+                groups = unloaded.len(),
+                "no longer the coordinator of {OFFSETS_TOPIC} partition; groups unloaded"
+            );
+            return;
+        }
+        let started = Instant::now();
+        let now = self.now();
+        match super::replay::replay_partition(&partition, &mut inner.groups, now, true) {
+            Ok(records) => {
+                self.led().insert(index, leader_epoch);
+                tracing::info!(
+                    partition = index,
+                    leader_epoch,
+                    records,
+                    groups = inner.groups.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "coordinating the groups of an {OFFSETS_TOPIC} partition"
+                );
+            }
+            Err(error) => {
+                tracing::error!(partition = index, %error, "cannot load the groups of an {OFFSETS_TOPIC} partition; not coordinating them")
+            }
+        }
+        drop(inner);
+        self.wake.notify_one();
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -141,10 +242,21 @@ impl GroupCoordinator {
     }
 
     fn current_topic(&self) -> Option<Arc<Topic>> {
-        self.offsets_topic
+        let known = self
+            .offsets_topic
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        if known.is_some() || self.cluster.get().is_none() {
+            return known;
+        }
+        // Cluster mode: another node may have created it; replication opened it here.
+        let topic = self.broker.topic(OFFSETS_TOPIC)?;
+        *self
+            .offsets_topic
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(topic.clone());
+        Some(topic)
     }
 
     /// The offsets topic, created (compacted) on first use as Kafka does.
@@ -165,16 +277,25 @@ impl GroupCoordinator {
             ),
         ]);
         let partitions = config.offsets_topic_num_partitions;
-        match self
-            .broker
-            .ensure_internal_topic(
-                OFFSETS_TOPIC,
-                partitions,
-                config.offsets_topic_replication_factor,
-                configs,
-            )
-            .await
-        {
+        let created = match self.cluster.get() {
+            Some(replication) => {
+                replication
+                    .ensure_internal_topic(
+                        OFFSETS_TOPIC,
+                        partitions,
+                        config.offsets_topic_replication_factor,
+                        configs,
+                    )
+                    .await
+            }
+            // A single node holds one replica of everything.
+            None => {
+                self.broker
+                    .ensure_internal_topic(OFFSETS_TOPIC, partitions, 1, configs)
+                    .await
+            }
+        };
+        match created {
             Ok(topic) => {
                 tracing::info!(partitions = topic.partitions.len(), "offsets topic ready");
                 *self
@@ -205,7 +326,7 @@ impl GroupCoordinator {
         let mut inner = self.lock();
         let mut records = 0u64;
         for partition in &topic.partitions {
-            records += super::replay::replay_partition(partition, &mut inner.groups, now)?;
+            records += super::replay::replay_partition(partition, &mut inner.groups, now, false)?;
         }
         let offsets: usize = inner.groups.iter().map(|g| g.offsets.len()).sum();
         tracing::info!(
@@ -222,6 +343,9 @@ impl GroupCoordinator {
     pub async fn join(&self, req: super::JoinRequest) -> JoinResult {
         let member_id = req.member_id.clone();
         if let Err(error) = self.offsets_topic().await {
+            return JoinResult::error(error, &member_id);
+        }
+        if let Err(error) = self.check_coordinator(&req.group_id) {
             return JoinResult::error(error, &member_id);
         }
         let wait_ms = u64::try_from(req.rebalance_timeout_ms.max(req.session_timeout_ms))
@@ -248,8 +372,14 @@ impl GroupCoordinator {
             Err(result) => result,
             Ok(rx) => match tokio::time::timeout(Duration::from_millis(wait_ms), rx).await {
                 Ok(Ok(result)) => result,
-                // Replaced by a newer JoinGroup of the same member, or timed out: rejoin.
-                _ => JoinResult::error(GroupError::RebalanceInProgress, &member_id),
+                // Replaced by a newer JoinGroup of the same member, timed out, or the group
+                // moved to another node: rejoin (there, if it moved).
+                _ => JoinResult::error(
+                    self.check_coordinator(&group_id)
+                        .err()
+                        .unwrap_or(GroupError::RebalanceInProgress),
+                    &member_id,
+                ),
             },
         }
     }
@@ -257,6 +387,7 @@ impl GroupCoordinator {
     /// SyncGroup; followers wait (parked) for the leader's assignments.
     pub async fn sync(&self, req: SyncRequest, wait_ms: u64) -> SyncResult {
         let group_id = req.group_id.clone();
+        self.check_coordinator(&group_id)?;
         let receiver = {
             let mut inner = self.lock();
             let mut effects = Vec::new();
@@ -265,7 +396,7 @@ impl GroupCoordinator {
                 Outcome::Done(result) => Err(result),
                 Outcome::Waiting(member) => {
                     let (tx, rx) = oneshot::channel();
-                    inner.syncs.insert((group_id, member), tx);
+                    inner.syncs.insert((group_id.clone(), member), tx);
                     Ok(rx)
                 }
             };
@@ -277,7 +408,10 @@ impl GroupCoordinator {
             Err(result) => result,
             Ok(rx) => match tokio::time::timeout(Duration::from_millis(wait_ms), rx).await {
                 Ok(Ok(result)) => result,
-                _ => Err(GroupError::RebalanceInProgress),
+                _ => Err(self
+                    .check_coordinator(&group_id)
+                    .err()
+                    .unwrap_or(GroupError::RebalanceInProgress)),
             },
         }
     }
@@ -290,6 +424,7 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), GroupError> {
+        self.check_coordinator(group_id)?;
         let result =
             self.lock()
                 .groups
@@ -304,6 +439,7 @@ impl GroupCoordinator {
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        self.check_coordinator(group_id)?;
         let mut inner = self.lock();
         let mut effects = Vec::new();
         let result = inner
@@ -326,6 +462,7 @@ impl GroupCoordinator {
         offsets: Vec<OffsetCommit>,
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
         let topic = self.offsets_topic().await?;
+        self.check_coordinator(group_id)?;
         let max_metadata = self.lock().groups.config.offset_metadata_max_bytes;
         let results: Vec<Result<(), GroupError>> = offsets
             .iter()
@@ -491,6 +628,7 @@ impl GroupCoordinator {
     /// DeleteGroups: deletes an empty group and its offsets (tombstones in the offsets topic).
     pub async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
         let topic = self.offsets_topic().await?;
+        self.check_coordinator(group_id)?;
         let (partition, end) = {
             let mut inner = self.lock();
             let mut effects = Vec::new();
@@ -529,6 +667,7 @@ impl GroupCoordinator {
         partitions: &[(String, i32)],
     ) -> Result<OffsetDeleteResult, GroupError> {
         let topic = self.offsets_topic().await?;
+        self.check_coordinator(group_id)?;
         let now = self.now();
         let (results, written) = {
             let mut inner = self.lock();
@@ -634,6 +773,25 @@ impl GroupCoordinator {
     ) -> Result<(Arc<Partition>, i64), GroupError> {
         let index = record::partition_for(group_id, topic.partitions.len() as u32);
         let partition = topic.partitions[index as usize].clone();
+        if let Some(replication) = self.cluster.get() {
+            // Only the partition's leader appends, and only with enough in-sync replicas
+            // (an offset commit is an acks=all write).
+            if !self.led().contains_key(&index) {
+                return Err(GroupError::NotCoordinator);
+            }
+            if let Err(code) = replication.check_produce(OFFSETS_TOPIC, index as i32, -1) {
+                tracing::debug!(
+                    group = group_id,
+                    code,
+                    "{OFFSETS_TOPIC} not writable here now"
+                );
+                return Err(if code == crate::kafka::errors::NOT_LEADER_OR_FOLLOWER {
+                    GroupError::NotCoordinator
+                } else {
+                    GroupError::CoordinatorNotAvailable
+                });
+            }
+        }
         let refs: Vec<KeyValue<'_>> = records
             .iter()
             .map(|(k, v)| (Some(k.as_slice()), v.as_deref()))
@@ -649,6 +807,24 @@ impl GroupCoordinator {
     }
 
     async fn wait_durable(&self, partition: &Partition, end: i64) -> Result<(), GroupError> {
+        if let Some(replication) = self.cluster.get() {
+            return replication
+                .wait_replicated(partition, end, REPLICATION_WAIT)
+                .await
+                .map_err(|code| {
+                    tracing::warn!(
+                        partition = partition.index,
+                        end,
+                        code,
+                        "{OFFSETS_TOPIC} write not replicated"
+                    );
+                    if code == crate::kafka::errors::NOT_LEADER_OR_FOLLOWER {
+                        GroupError::NotCoordinator
+                    } else {
+                        GroupError::CoordinatorNotAvailable
+                    }
+                });
+        }
         if !self.broker.config.log_flush_on_ack {
             return Ok(());
         }

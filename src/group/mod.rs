@@ -154,6 +154,9 @@ pub enum GroupError {
     /// `__consumer_offsets` could not be written.
     #[error("the offsets topic could not be written")]
     Storage,
+    /// Cluster mode: another node leads the group's `__consumer_offsets` partition.
+    #[error("this node is not the group's coordinator")]
+    NotCoordinator,
 }
 
 /// A member as the JoinGroup leader sees it.

@@ -10,16 +10,27 @@ use crate::log::records::for_each_record;
 use crate::log::scan_valid_prefix;
 
 /// Applies every record of one offsets partition, in order; returns how many were read.
+/// A single node reads up to the high watermark; a new partition leader in a cluster reads
+/// to its log end (`to_log_end`), which its followers are about to copy.
 pub(super) fn replay_partition(
     partition: &Partition,
     groups: &mut Groups,
     now: Now,
+    to_log_end: bool,
 ) -> anyhow::Result<u64> {
     let mut offset = partition.log_start_offset();
-    let end = partition.high_watermark();
+    let end = if to_log_end {
+        partition.log_end_offset()
+    } else {
+        partition.high_watermark()
+    };
     let mut count = 0u64;
     while offset < end {
-        let chunk = partition.read(offset, 1 << 20)?;
+        let chunk = if to_log_end {
+            partition.read_for_follower(offset, 1 << 20)?
+        } else {
+            partition.read(offset, 1 << 20)?
+        };
         let (infos, _) = scan_valid_prefix(&chunk);
         if infos.is_empty() {
             anyhow::bail!(

@@ -552,6 +552,21 @@ impl Groups {
         Ok(self.groups.get_mut(id).expect("inserted above"))
     }
 
+    /// Forgets every group `unload` picks (cluster mode: their offsets partition moved to
+    /// another node); returns their ids.
+    pub fn unload(&mut self, unload: impl Fn(&str) -> bool) -> Vec<String> {
+        let doomed: Vec<String> = self
+            .groups
+            .keys()
+            .filter(|id| unload(id))
+            .cloned()
+            .collect();
+        for id in &doomed {
+            self.groups.remove(id);
+        }
+        doomed
+    }
+
     /// Restores one group's stored metadata (load), or forgets it (a tombstone).
     pub fn restore_group(&mut self, id: &str, value: Option<GroupValue>, now: Now) {
         match value {

@@ -55,7 +55,11 @@ pub async fn handle(
             responses.push(result);
             continue;
         }
-        match ctx.broker.delete_topic(&name).await {
+        let deleted = match &ctx.replication {
+            Some(r) => r.delete_topic(&name).await,
+            None => ctx.broker.delete_topic(&name).await,
+        };
+        match deleted {
             Ok(id) => result.topic_id = uuid::Uuid::from_bytes(id.0),
             Err(error) => {
                 result.error_code = errors::from_topic_error(&error);

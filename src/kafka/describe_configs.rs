@@ -99,7 +99,10 @@ fn broker_configs(ctx: &Context) -> Vec<ConfigEntry> {
             "default.replication.factor",
             c.default_replication_factor.to_string(),
         ),
-        ("min.insync.replicas", c.min_insync_replicas.to_string()),
+        (
+            "min.insync.replicas",
+            c.min_insync_replicas.unwrap_or(1).to_string(),
+        ),
         (
             "auto.create.topics.enable",
             c.auto_create_topics_enable.to_string(),

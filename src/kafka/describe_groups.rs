@@ -16,6 +16,12 @@ pub fn handle(ctx: &Context, request: DescribeGroupsRequest) -> DescribeGroupsRe
         .groups
         .into_iter()
         .map(|id| {
+            if let Err(error) = ctx.groups.check_coordinator(id.0.as_str()) {
+                return DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_error_code(super::errors::from_group_error(error))
+                    .with_authorized_operations(OPERATIONS_NOT_ASKED);
+            }
             let description = ctx.groups.describe(id.0.as_str());
             let members = description
                 .members

@@ -33,6 +33,8 @@ pub const NOT_COORDINATOR: i16 = 16;
 pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
 /// Fewer in-sync replicas than `min.insync.replicas`.
 pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+/// The write reached the high watermark, but the ISR had shrunk below `min_insync_replicas`.
+pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
 /// `acks` other than -1, 0, 1.
 pub const INVALID_REQUIRED_ACKS: i16 = 21;
 /// The request version is not served.
@@ -130,6 +132,7 @@ pub fn from_group_error(error: GroupError) -> i16 {
         GroupError::OffsetMetadataTooLarge => OFFSET_METADATA_TOO_LARGE,
         GroupError::GroupSubscribedToTopic => GROUP_SUBSCRIBED_TO_TOPIC,
         GroupError::UnknownTopicOrPartition => UNKNOWN_TOPIC_OR_PARTITION,
+        GroupError::NotCoordinator => NOT_COORDINATOR,
     }
 }
 

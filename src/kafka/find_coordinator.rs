@@ -1,5 +1,5 @@
-//! FindCoordinator: every group's coordinator is this node (single node; the cluster layer
-//! will answer with the leader of the group's `__consumer_offsets` partition). v4+ asks for
+//! FindCoordinator: on a single node every group's coordinator is this node; in a cluster it
+//! is the leader of the group's `__consumer_offsets` partition. v4+ asks for
 //! several keys at once (KIP-699). Transaction coordinators are refused with a clear error:
 //! bramble does not support transactions.
 
@@ -69,6 +69,30 @@ async fn find(ctx: &Context, key_type: i8, key: StrBytes) -> Coordinator {
     // Kafka creates the offsets topic here, so the first commit does not wait for it.
     if let Err(error) = ctx.groups.offsets_topic().await {
         return refuse(errors::from_group_error(error), &error.to_string());
+    }
+    if let Some(replication) = &ctx.replication {
+        let partition = ctx.groups.partition_for(key.as_str());
+        let leader = replication
+            .describe(crate::group::OFFSETS_TOPIC, partition)
+            .map_or(-1, |(leader, ..)| leader);
+        let found = replication
+            .live_brokers()
+            .into_iter()
+            .find(|(id, _)| *id == leader);
+        let Some((id, info)) = found else {
+            return refuse(
+                errors::COORDINATOR_NOT_AVAILABLE,
+                &format!(
+                    "{} partition {partition} has no live leader",
+                    crate::group::OFFSETS_TOPIC
+                ),
+            );
+        };
+        return Coordinator::default()
+            .with_key(key)
+            .with_node_id(BrokerId(id))
+            .with_host(StrBytes::from_string(info.host))
+            .with_port(i32::from(info.port));
     }
     let Some((host, port)) = ctx.broker.config.advertised().into_iter().next() else {
         return refuse(errors::COORDINATOR_NOT_AVAILABLE, "no advertised listener");

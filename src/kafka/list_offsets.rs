@@ -37,6 +37,18 @@ pub fn handle(ctx: &Context, request: ListOffsetsRequest, version: i16) -> ListO
                         response.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
                         return response;
                     };
+                    // In a cluster consumers ask the leader (a replica's id means a broker
+                    // asking, which any replica may answer).
+                    if let Some(r) = &ctx.replication {
+                        if request.replica_id.0 < 0 {
+                            if let Err(code) =
+                                r.check_leader(wanted.name.0.as_str(), p.partition_index)
+                            {
+                                response.error_code = code;
+                                return response;
+                            }
+                        }
+                    }
                     if let Err(code) =
                         check_leader_epoch(p.current_leader_epoch, partition.leader_epoch())
                     {

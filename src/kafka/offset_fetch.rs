@@ -25,6 +25,11 @@ pub fn handle(ctx: &Context, request: OffsetFetchRequest, version: i16) -> Offse
                         .map(|t| (t.name.0.as_str().to_string(), t.partition_indexes))
                         .collect()
                 });
+                if let Err(error) = ctx.groups.check_coordinator(g.group_id.0.as_str()) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(crate::kafka::errors::from_group_error(error));
+                }
                 let found = ctx.groups.fetch(g.group_id.0.as_str(), wanted);
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
@@ -39,6 +44,10 @@ pub fn handle(ctx: &Context, request: OffsetFetchRequest, version: i16) -> Offse
             .map(|t| (t.name.0.as_str().to_string(), t.partition_indexes))
             .collect()
     });
+    if let Err(error) = ctx.groups.check_coordinator(request.group_id.0.as_str()) {
+        return OffsetFetchResponse::default()
+            .with_error_code(crate::kafka::errors::from_group_error(error));
+    }
     let found = ctx.groups.fetch(request.group_id.0.as_str(), wanted);
     let topics = found
         .into_iter()

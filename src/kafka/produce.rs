@@ -129,40 +129,20 @@ pub async fn handle(ctx: &Context, request: ProduceRequest) -> Reply {
     let replication = ctx.replication.clone();
     let timeout = std::time::Duration::from_millis(request.timeout_ms.max(0) as u64);
     if replication.is_some() && acks == -1 && !waits.is_empty() {
-        let mut arrivals = ctx.broker.data_arrived();
-        let flush_on_ack = ctx.broker.config.log_flush_on_ack;
         return Reply::Later(Box::pin(async move {
             let replication = replication.expect("checked");
             let deadline = tokio::time::Instant::now() + timeout;
             for (topic_index, partition_index, partition, end_offset) in waits {
                 let response = &mut responses[topic_index].partition_responses[partition_index];
-                if flush_on_ack {
-                    if let Err(error) = partition.wait_durable(end_offset).await {
-                        tracing::error!(topic = %partition.topic, partition = partition.index, %error, "fsync failed");
-                        response.error_code = errors::KAFKA_STORAGE_ERROR;
-                        response.base_offset = -1;
-                        continue;
-                    }
-                }
                 // acks=all: answered once the high watermark (the ISR) has the batch.
-                loop {
-                    arrivals.borrow_and_update();
-                    replication.update_high_watermark(&partition.topic, &partition);
-                    if partition.high_watermark() >= end_offset {
-                        break;
-                    }
-                    if replication
-                        .check_produce(&partition.topic, partition.index, -1)
-                        .is_err()
-                        || tokio::time::timeout_at(deadline, arrivals.changed())
-                            .await
-                            .is_err()
-                    {
-                        tracing::debug!(topic = %partition.topic, partition = partition.index, end_offset, "acks=all not reached");
-                        response.error_code = errors::REQUEST_TIMED_OUT;
-                        response.base_offset = -1;
-                        break;
-                    }
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if let Err(code) = replication
+                    .wait_replicated(&partition, end_offset, left)
+                    .await
+                {
+                    tracing::debug!(topic = %partition.topic, partition = partition.index, end_offset, code, "acks=all not reached");
+                    response.error_code = code;
+                    response.base_offset = -1;
                 }
             }
             ResponseKind::Produce(ProduceResponse::default().with_responses(responses))

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
@@ -31,6 +31,8 @@ use serde::{Deserialize, Serialize};
 use crate::broker::{now_ms, Broker, Partition, Topic, TopicError};
 use crate::cluster::{Cluster, LocalZk};
 use crate::coordinator::ErrorCode;
+use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::ids::Uuid;
 use crate::kafka::errors;
 use crate::server::zk::ZkHandle;
 
@@ -61,6 +63,15 @@ struct Assignment {
     /// Topic config overrides given at creation.
     #[serde(default)]
     config: BTreeMap<String, String>,
+    /// The topic id every node gives the topic (Kafka's base64 form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    topic_id: Option<String>,
+}
+
+impl Assignment {
+    fn id(&self) -> Option<Uuid> {
+        self.topic_id.as_deref().and_then(Uuid::from_base64)
+    }
 }
 
 /// A registered broker (the `/brokers/ids/<id>` JSON).
@@ -71,6 +82,37 @@ pub struct BrokerInfo {
     /// Advertised Kafka port.
     pub port: u16,
 }
+
+/// Leader side: what this node, leading a partition since `since` at `epoch`, knows of
+/// its followers.
+#[derive(Debug, Clone)]
+struct Led {
+    epoch: i32,
+    since: Instant,
+    followers: BTreeMap<i32, FollowerEnd>,
+    /// Replicas outside the ISR and since when: one rejoins only after fetching since
+    /// (a dead follower's last fetch must not bring it back).
+    out_since: BTreeMap<i32, Instant>,
+}
+
+/// A follower as its leader sees it through its fetches.
+#[derive(Debug, Clone, Copy)]
+struct FollowerEnd {
+    /// Its log end offset: the offset of its last fetch.
+    end: i64,
+    /// When it last fetched.
+    fetched: Instant,
+    /// When it last fetched from the leader's log end (fully caught up).
+    caught_up: Instant,
+    /// The leader's log end when it last fetched: reaching it by the next fetch counts as
+    /// caught up as of that earlier fetch (Kafka's rule, so a follower under steady load,
+    /// always a little behind, stays in sync).
+    leader_end_then: i64,
+}
+
+/// A follower that fetched within this time counts as fetching (its long polls return
+/// at least every `FOLLOWER_MAX_WAIT_MS`), so it may rejoin the ISR once caught up.
+const FETCHING_RECENTLY: Duration = Duration::from_millis(2 * FOLLOWER_MAX_WAIT_MS as u64);
 
 /// What this node knows of one partition.
 #[derive(Debug, Clone)]
@@ -89,9 +131,11 @@ pub struct Replication {
     zk: ZkHandle,
     cluster: Arc<Cluster>,
     broker: Arc<Broker>,
+    /// The group coordinator: told when this node gains or loses an offsets partition.
+    groups: Arc<GroupCoordinator>,
     known: Mutex<BTreeMap<Key, Known>>,
     /// Leader side: each follower's log end offset, from its last fetch.
-    follower_ends: Mutex<BTreeMap<Key, BTreeMap<i32, i64>>>,
+    follower_ends: Mutex<BTreeMap<Key, Led>>,
     /// Follower side: the running fetcher of each partition and the epoch it follows.
     fetchers: Mutex<BTreeMap<Key, (i32, tokio::task::JoinHandle<()>)>>,
 }
@@ -116,6 +160,7 @@ impl Replication {
     /// Starts registration, metadata reconciliation, the controller and the fetchers.
     pub fn start(
         broker: Arc<Broker>,
+        groups: Arc<GroupCoordinator>,
         zk: ZkHandle,
         cluster: Arc<Cluster>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -125,10 +170,13 @@ impl Replication {
             zk,
             cluster,
             broker,
+            groups: groups.clone(),
             known: Mutex::new(BTreeMap::new()),
             follower_ends: Mutex::new(BTreeMap::new()),
             fetchers: Mutex::new(BTreeMap::new()),
         });
+        // Before the first reconcile, which hands the coordinator its offsets partitions.
+        groups.attach_cluster(r.clone());
         let me = r.clone();
         tokio::spawn(async move {
             let mut events = me.zk.watch("/brokers");
@@ -136,9 +184,10 @@ impl Replication {
                 me.register().await;
                 me.reconcile().await;
                 if me.cluster.is_leader() {
+                    me.claim_controller().await;
                     me.control().await;
                 }
-                me.expand_isr().await;
+                me.maintain_isr().await;
                 tokio::select! {
                     _ = tokio::time::sleep(RECONCILE_INTERVAL) => {}
                     _ = events.recv() => {}
@@ -257,10 +306,12 @@ impl Replication {
                 )
             })
             .collect();
+        let id = Uuid::random().map_err(|e| TopicError::Storage(e.to_string()))?;
         let body = Assignment {
             version: 1,
             partitions: assignment.clone(),
             config: configs.clone(),
+            topic_id: Some(id.to_base64()),
         };
         match self
             .zk
@@ -279,9 +330,29 @@ impl Replication {
                 )))
             }
         }
+        self.create_states(name, &assignment).await?;
+        tracing::info!(
+            topic = name,
+            partitions,
+            replication_factor = rf,
+            "topic assigned"
+        );
+        let topic = self
+            .local_topic(name, partitions, configs, Some(id))
+            .await?;
+        self.reconcile().await;
+        Ok(topic)
+    }
+
+    /// Writes the first state of each partition in `assignment` (leader: the first replica).
+    async fn create_states(
+        &self,
+        name: &str,
+        assignment: &BTreeMap<String, Vec<i32>>,
+    ) -> Result<(), TopicError> {
         self.ensure(&format!("{}/partitions", topic_path(name)))
             .await;
-        for (p, replicas) in &assignment {
+        for (p, replicas) in assignment {
             self.ensure(&format!("{}/partitions/{p}", topic_path(name)))
                 .await;
             let state = PartitionState {
@@ -292,7 +363,7 @@ impl Replication {
             if let Err(e) = self
                 .zk
                 .create(
-                    &format!("{}/partitions/{p}/state", topic_path(name)),
+                    &state_path(name, p.parse().unwrap_or(-1)),
                     &serde_json::to_vec(&state).expect("json"),
                     false,
                 )
@@ -305,45 +376,236 @@ impl Replication {
                 }
             }
         }
-        tracing::info!(
-            topic = name,
-            partitions,
-            replication_factor = rf,
-            "topic assigned"
-        );
-        let topic = self.local_topic(name, partitions, configs).await?;
-        self.reconcile().await;
-        Ok(topic)
+        Ok(())
     }
 
+    /// DeleteTopics in a cluster: removes the topic's znodes through the quorum; every node
+    /// (this one too) then deletes its local logs when it sees the topic gone.
+    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
+        let path = topic_path(name);
+        let Some((data, _)) = self.zk.get(&path) else {
+            return Err(TopicError::Unknown(name.to_string()));
+        };
+        let id = serde_json::from_slice::<Assignment>(&data)
+            .ok()
+            .and_then(|a| a.id())
+            .or_else(|| self.broker.topic(name).map(|t| t.id))
+            .unwrap_or(Uuid([0; 16]));
+        let partitions = self
+            .zk
+            .children(&format!("{path}/partitions"))
+            .unwrap_or_default();
+        for p in &partitions {
+            for child in [
+                format!("{path}/partitions/{p}/state"),
+                format!("{path}/partitions/{p}"),
+            ] {
+                match self.zk.delete(&child, -1).await {
+                    Ok(()) | Err(ErrorCode::NoNode) => {}
+                    Err(e) => return Err(TopicError::Storage(format!("deleting {child}: {e:?}"))),
+                }
+            }
+        }
+        for doomed in [format!("{path}/partitions"), path.clone()] {
+            match self.zk.delete(&doomed, -1).await {
+                Ok(()) => {}
+                Err(ErrorCode::NoNode) if doomed != path => {}
+                Err(ErrorCode::NoNode) => return Err(TopicError::Unknown(name.to_string())),
+                Err(e) => return Err(TopicError::Storage(format!("deleting {doomed}: {e:?}"))),
+            }
+        }
+        tracing::info!(topic = name, "topic deleted from the cluster metadata");
+        self.reconcile().await;
+        Ok(id)
+    }
+
+    /// CreatePartitions in a cluster: adds partitions to the assignment (compare-and-set on
+    /// the topic znode), replicas round robin over the live brokers with the topic's
+    /// replication factor; every node opens the new logs when it sees them.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let path = topic_path(name);
+        let Some((data, stat)) = self.zk.get(&path) else {
+            return Err(TopicError::Unknown(name.to_string()));
+        };
+        let mut assignment: Assignment = serde_json::from_slice(&data)
+            .map_err(|e| TopicError::Storage(format!("reading {path}: {e}")))?;
+        let current = assignment.partitions.len() as i32;
+        if total <= current {
+            return Err(TopicError::InvalidPartitions(format!(
+                "topic {name} has {current} partitions; the new count must be larger, got {total}"
+            )));
+        }
+        let rf = assignment.partitions.get("0").map_or(1, Vec::len);
+        let live: Vec<i32> = self.live_brokers().into_iter().map(|(id, _)| id).collect();
+        if rf > live.len() {
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "the topic has replication factor {rf} and {} brokers are alive",
+                live.len()
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let n = live.len();
+        let added: BTreeMap<String, Vec<i32>> = (current as usize..total as usize)
+            .map(|p| (p.to_string(), (0..rf).map(|k| live[(p + k) % n]).collect()))
+            .collect();
+        assignment.partitions.extend(added.clone());
+        match self
+            .zk
+            .set(
+                &path,
+                &serde_json::to_vec(&assignment).expect("json"),
+                stat.version,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(ErrorCode::BadVersion) => {
+                return Err(TopicError::InvalidPartitions(format!(
+                    "topic {name} changed meanwhile; try again"
+                )))
+            }
+            Err(e) => return Err(TopicError::Storage(format!("writing {path}: {e:?}"))),
+        }
+        self.create_states(name, &added).await?;
+        tracing::info!(topic = name, from = current, to = total, "partitions added");
+        self.reconcile().await;
+        Ok(())
+    }
+
+    /// Creates one of the broker's own topics (`__consumer_offsets`) through the quorum if
+    /// nobody has yet, with `replication_factor` capped by the cluster's size; refused while
+    /// fewer brokers are alive than that (as Kafka does), so it never ends up with fewer
+    /// replicas than it should.
+    pub async fn ensure_internal_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u16,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        if let Some(topic) = self.broker.topic(name) {
+            return Ok(topic);
+        }
+        if self.zk.get(&topic_path(name)).is_none() {
+            let rf = usize::from(replication_factor.max(1)).min(self.cluster.members().len());
+            let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
+            match self
+                .create_topic(name, partitions, rf as i16, configs, false)
+                .await
+            {
+                Ok(topic) => return Ok(topic),
+                Err(TopicError::AlreadyExists(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        self.reconcile().await;
+        self.broker
+            .topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))
+    }
+
+    /// Opens (creating or growing) this node's logs of a replicated topic. A local topic of
+    /// the same name with another id is an older topic deleted meanwhile: it goes first.
     async fn local_topic(
         &self,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
+        id: Option<Uuid>,
     ) -> Result<Arc<Topic>, TopicError> {
-        match self
+        if let (Some(existing), Some(id)) = (self.broker.topic(name), id) {
+            if existing.id != id && !name.starts_with("__") {
+                tracing::info!(
+                    topic = name,
+                    "a topic of this name with another id was deleted; replacing its logs"
+                );
+                self.broker.delete_topic(name).await?;
+            }
+        }
+        let topic = match self
             .broker
-            .create_topic(name, partitions, 1, configs, false)
+            .create_topic_with_id(name, partitions, 1, configs, false, id)
             .await
         {
-            Ok(t) => {
-                for p in &t.partitions {
-                    p.set_replicated();
+            Ok(t) => t,
+            Err(TopicError::AlreadyExists(_)) => {
+                let existing = self
+                    .broker
+                    .topic(name)
+                    .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+                if (existing.partitions.len() as i32) < partitions {
+                    match self.broker.create_partitions(name, partitions, false).await {
+                        Ok(()) | Err(TopicError::InvalidPartitions(_)) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
-                Ok(t)
+                self.broker
+                    .topic(name)
+                    .ok_or_else(|| TopicError::Unknown(name.to_string()))?
             }
-            Err(TopicError::AlreadyExists(_)) => self
-                .broker
-                .topic(name)
-                .ok_or_else(|| TopicError::Unknown(name.to_string())),
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
+        };
+        for p in &topic.partitions {
+            p.set_replicated();
+        }
+        Ok(topic)
+    }
+
+    /// Deletes this node's logs of topics that were replicated here and are gone from the
+    /// cluster metadata (DeleteTopics on any node).
+    async fn drop_deleted(&self, in_tree: &BTreeSet<String>) {
+        let gone: BTreeSet<String> = {
+            let known = self.known.lock().expect("known");
+            known
+                .keys()
+                .map(|(t, _)| t.clone())
+                .filter(|t| !in_tree.contains(t))
+                .collect()
+        };
+        for name in gone {
+            self.known
+                .lock()
+                .expect("known")
+                .retain(|(t, _), _| *t != name);
+            self.follower_ends
+                .lock()
+                .expect("ends")
+                .retain(|(t, _), _| *t != name);
+            self.fetchers
+                .lock()
+                .expect("fetchers")
+                .retain(|(t, _), (_, task)| {
+                    if *t == name {
+                        task.abort();
+                    }
+                    *t != name
+                });
+            match self.broker.delete_topic(&name).await {
+                Ok(_) => {
+                    tracing::info!(topic = %name, "deleted the local logs of a topic deleted in the cluster")
+                }
+                Err(TopicError::Unknown(_)) => {}
+                Err(error) => {
+                    tracing::warn!(topic = %name, %error, "cannot delete the local logs of a deleted topic")
+                }
+            }
         }
     }
 
     /// Reads every topic and partition state from the tree and acts on changes.
     async fn reconcile(&self) {
-        for name in self.zk.children("/brokers/topics").unwrap_or_default() {
+        let Some(names) = self.zk.children("/brokers/topics") else {
+            return;
+        };
+        self.drop_deleted(&names.iter().cloned().collect()).await;
+        for name in names {
             let Some((data, _)) = self.zk.get(&topic_path(&name)) else {
                 continue;
             };
@@ -355,6 +617,7 @@ impl Replication {
                     &name,
                     assignment.partitions.len() as i32,
                     assignment.config.clone(),
+                    assignment.id(),
                 )
                 .await
             {
@@ -402,16 +665,71 @@ impl Replication {
         };
         tracing::info!(topic = %key.0, partition = key.1, leader = state.leader, leader_epoch = state.leader_epoch, isr = ?state.isr, "partition state");
         partition.set_leader_epoch(state.leader_epoch);
+        let leading = state.leader == self.node_id;
+        let offsets = key.0 == OFFSETS_TOPIC;
+        // The coordinator lets go of its groups before a fetcher may write to the log, and
+        // loads them only once the fetcher of the old epoch is stopped.
+        if offsets && !leading {
+            self.groups
+                .partition_leadership(key.1, false, state.leader_epoch);
+        }
+        self.apply_fetcher(key, replicas, state, partition);
+        if offsets && leading {
+            self.groups
+                .partition_leadership(key.1, true, state.leader_epoch);
+        }
+    }
+
+    /// Starts, restarts or stops this node's fetcher of a partition for its new state.
+    fn apply_fetcher(
+        &self,
+        key: &Key,
+        replicas: &[i32],
+        state: &PartitionState,
+        partition: Arc<Partition>,
+    ) {
         let mut fetchers = self.fetchers.lock().expect("fetchers");
         if state.leader == self.node_id || !replicas.contains(&self.node_id) || state.leader < 0 {
             if let Some((_, task)) = fetchers.remove(key) {
                 task.abort();
             }
+            let mut ends = self.follower_ends.lock().expect("ends");
             if state.leader == self.node_id {
-                self.follower_ends.lock().expect("ends").remove(key);
+                // A new leadership starts with no follower known (the ISR change of a
+                // leader that stays keeps what it knows).
+                if ends.get(key).is_none_or(|l| l.epoch != state.leader_epoch) {
+                    ends.insert(
+                        key.clone(),
+                        Led {
+                            epoch: state.leader_epoch,
+                            since: Instant::now(),
+                            followers: BTreeMap::new(),
+                            out_since: BTreeMap::new(),
+                        },
+                    );
+                }
+                if let Some(led) = ends.get_mut(key) {
+                    let now = Instant::now();
+                    for r in replicas {
+                        if state.isr.contains(r) {
+                            led.out_since.remove(r);
+                        } else {
+                            led.out_since.entry(*r).or_insert(now);
+                        }
+                    }
+                }
+                drop(ends);
+                // Waiting acks=all writes re-check against the new ISR.
+                if let Some(partition) = self.broker.partition(&key.0, key.1) {
+                    self.update_high_watermark(&key.0, &partition);
+                    partition.wake_waiters();
+                }
+            } else {
+                ends.remove(key);
             }
             return;
         }
+        self.follower_ends.lock().expect("ends").remove(key);
         if fetchers
             .get(key)
             .is_some_and(|(epoch, _)| *epoch == state.leader_epoch)
@@ -429,6 +747,73 @@ impl Replication {
             state.leader_epoch,
         ));
         fetchers.insert(key.clone(), (state.leader_epoch, task));
+    }
+
+    /// The quorum leader is the controller: it shows so in the ephemeral `/controller`
+    /// (`{"version":1,"brokerid":N,"timestamp":"<ms>"}`, Kafka's format) and bumps the
+    /// persistent `/controller_epoch` each time the controller changes.
+    async fn claim_controller(&self) {
+        if let Some((data, stat)) = self.zk.get("/controller") {
+            let holder = serde_json::from_slice::<serde_json::Value>(&data)
+                .ok()
+                .and_then(|v| v.get("brokerid").and_then(serde_json::Value::as_i64));
+            if holder == Some(i64::from(self.node_id)) && stat.ephemeral_owner != 0 {
+                return;
+            }
+            // A former controller's registration that has not expired yet.
+            if let Err(e) = self.zk.delete("/controller", stat.version).await {
+                tracing::debug!(error = ?e, "cannot remove the former /controller yet");
+                return;
+            }
+        }
+        let epoch = match self.zk.get("/controller_epoch") {
+            Some((data, stat)) => {
+                let next = std::str::from_utf8(&data)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<i64>().ok())
+                    .unwrap_or(0)
+                    + 1;
+                match self
+                    .zk
+                    .set(
+                        "/controller_epoch",
+                        next.to_string().as_bytes(),
+                        stat.version,
+                    )
+                    .await
+                {
+                    Ok(_) => next,
+                    Err(e) => {
+                        tracing::debug!(error = ?e, "cannot bump /controller_epoch yet");
+                        return;
+                    }
+                }
+            }
+            None => match self.zk.create("/controller_epoch", b"1", false).await {
+                Ok(_) => 1,
+                Err(e) => {
+                    tracing::debug!(error = ?e, "cannot create /controller_epoch yet");
+                    return;
+                }
+            },
+        };
+        let body = serde_json::json!({
+            "version": 1,
+            "brokerid": self.node_id,
+            "timestamp": now_ms().to_string(),
+        });
+        match self
+            .zk
+            .create("/controller", body.to_string().as_bytes(), true)
+            .await
+        {
+            Ok(_) => tracing::info!(
+                node = self.node_id,
+                controller_epoch = epoch,
+                "controller registered"
+            ),
+            Err(e) => tracing::debug!(error = ?e, "cannot register as controller yet"),
+        }
     }
 
     /// Writes a partition state with compare-and-set on the version this node read.
@@ -453,8 +838,17 @@ impl Replication {
 
     /// The controller: elect leaders from the ISR for partitions whose leader is gone, and
     /// drop dead brokers from every ISR.
+    ///
+    /// A broker is live while it is registered and, seen from here, answers the quorum's
+    /// heartbeats: a killed node is noticed within a few heartbeats, not a session timeout.
     async fn control(&self) {
-        let live: BTreeSet<i32> = self.live_brokers().into_iter().map(|(id, _)| id).collect();
+        let unreachable = self.cluster.unreachable_peers();
+        let live: BTreeSet<i32> = self
+            .live_brokers()
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| !u64::try_from(*id).is_ok_and(|id| unreachable.contains(&id)))
+            .collect();
         if live.is_empty() {
             return;
         }
@@ -497,8 +891,11 @@ impl Replication {
         }
     }
 
-    /// Partition leader: add caught-up live followers back to the ISR.
-    async fn expand_isr(&self) {
+    /// Partition leader: drop followers that have not caught up with the log end for
+    /// `replica_lag_time_max_ms` from the ISR, and add live followers that fetch and have
+    /// reached the high watermark back to it.
+    async fn maintain_isr(&self) {
+        let lag_max = Duration::from_millis(self.broker.config.replica_lag_time_max_ms);
         let live: BTreeSet<i32> = self.live_brokers().into_iter().map(|(id, _)| id).collect();
         let led: Vec<(Key, Known)> = self
             .known
@@ -513,30 +910,63 @@ impl Replication {
                 continue;
             };
             let hw = partition.high_watermark();
-            let ends = self
-                .follower_ends
-                .lock()
-                .expect("ends")
-                .get(&key)
-                .cloned()
-                .unwrap_or_default();
-            let joining: Vec<i32> = ends
-                .iter()
-                .filter(|(r, end)| {
-                    !k.state.isr.contains(r)
-                        && live.contains(r)
-                        && **end >= hw
-                        && k.replicas.contains(r)
-                })
-                .map(|(r, _)| *r)
-                .collect();
-            if joining.is_empty() {
+            let Some(led) = self.follower_ends.lock().expect("ends").get(&key).cloned() else {
+                continue;
+            };
+            let (lagging, joining) =
+                isr_changes(self.node_id, &k, &led, &live, hw, lag_max, Instant::now());
+            if joining.is_empty() && lagging.is_empty() {
                 continue;
             }
+            if !lagging.is_empty() {
+                tracing::warn!(topic = %key.0, partition = key.1, lagging = ?lagging, lag_max_ms = self.broker.config.replica_lag_time_max_ms, "followers out of sync: leaving the ISR");
+            }
             let mut next = k.state.clone();
+            next.isr.retain(|r| !lagging.contains(r));
             next.isr.extend(joining);
             next.isr.sort_unstable();
             self.write_state(&key, k.version, &next).await;
+        }
+    }
+
+    /// Leader: waits until the in-sync replicas have everything below `end` (acks=all).
+    /// The error is the Kafka code: not the leader any more, too few in-sync replicas, a
+    /// timeout, or a storage error.
+    pub async fn wait_replicated(
+        &self,
+        partition: &Partition,
+        end: i64,
+        timeout: Duration,
+    ) -> Result<(), i16> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        if self.broker.config.log_flush_on_ack {
+            match tokio::time::timeout_at(deadline, partition.wait_durable(end)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(errors::KAFKA_STORAGE_ERROR),
+                Err(_) => return Err(errors::REQUEST_TIMED_OUT),
+            }
+        }
+        let mut arrivals = self.broker.data_arrived();
+        loop {
+            arrivals.borrow_and_update();
+            self.update_high_watermark(&partition.topic, partition);
+            if partition.high_watermark() >= end {
+                // Kafka's rule: the ISR that took it may have shrunk below the minimum
+                // meanwhile; the client learns that its write has fewer copies than asked.
+                return match self.check_produce(&partition.topic, partition.index, -1) {
+                    Err(errors::NOT_ENOUGH_REPLICAS) => {
+                        Err(errors::NOT_ENOUGH_REPLICAS_AFTER_APPEND)
+                    }
+                    _ => Ok(()),
+                };
+            }
+            self.check_produce(&partition.topic, partition.index, -1)?;
+            if tokio::time::timeout_at(deadline, arrivals.changed())
+                .await
+                .is_err()
+            {
+                return Err(errors::REQUEST_TIMED_OUT);
+            }
         }
     }
 
@@ -557,12 +987,29 @@ impl Replication {
         if k.state.leader != self.node_id {
             return Err(errors::NOT_LEADER_OR_FOLLOWER);
         }
-        if acks == -1
-            && k.state.isr.len() < usize::from(self.broker.config.min_insync_replicas.max(1))
-        {
+        if acks == -1 && k.state.isr.len() < self.min_insync(topic, k.replicas.len()) {
             return Err(errors::NOT_ENOUGH_REPLICAS);
         }
         Ok(())
+    }
+
+    /// Requests only the partition leader answers (ListOffsets from consumers).
+    pub fn check_leader(&self, topic: &str, partition: i32) -> Result<(), i16> {
+        match self.state_of(topic, partition) {
+            Some(k) if k.state.leader == self.node_id => Ok(()),
+            _ => Err(errors::NOT_LEADER_OR_FOLLOWER),
+        }
+    }
+
+    /// The topic's `min.insync.replicas` override, else the broker's for its replica count.
+    fn min_insync(&self, topic: &str, replicas: usize) -> usize {
+        let set = self
+            .broker
+            .topic(topic)
+            .and_then(|t| t.config.overrides.get("min.insync.replicas").cloned())
+            .and_then(|v| v.parse::<usize>().ok());
+        set.unwrap_or_else(|| usize::from(self.broker.config.min_insync_for(replicas, true)))
+            .max(1)
     }
 
     /// Fetch: consumers and followers fetch from the leader only. A follower's fetch offset
@@ -581,12 +1028,32 @@ impl Replication {
             return Err(errors::NOT_LEADER_OR_FOLLOWER);
         }
         if replica_id >= 0 {
-            self.follower_ends
-                .lock()
-                .expect("ends")
+            let now = Instant::now();
+            let leader_end = partition.log_end_offset();
+            let mut ends = self.follower_ends.lock().expect("ends");
+            let led = ends
                 .entry((topic.to_string(), partition.index))
-                .or_default()
-                .insert(replica_id, fetch_offset);
+                .or_insert_with(|| Led {
+                    epoch: k.state.leader_epoch,
+                    since: now,
+                    followers: BTreeMap::new(),
+                    out_since: BTreeMap::new(),
+                });
+            let entry = led.followers.entry(replica_id).or_insert(FollowerEnd {
+                end: fetch_offset,
+                fetched: now,
+                caught_up: led.since,
+                leader_end_then: i64::MAX,
+            });
+            if fetch_offset >= leader_end {
+                entry.caught_up = now;
+            } else if fetch_offset >= entry.leader_end_then {
+                entry.caught_up = entry.caught_up.max(entry.fetched);
+            }
+            entry.end = fetch_offset;
+            entry.fetched = now;
+            entry.leader_end_then = leader_end;
+            drop(ends);
             self.update_high_watermark(topic, partition);
         }
         Ok(())
@@ -606,20 +1073,17 @@ impl Replication {
         } else {
             partition.log_end_offset()
         };
-        let ends = self
-            .follower_ends
-            .lock()
-            .expect("ends")
-            .get(&(topic.to_string(), partition.index))
-            .cloned()
-            .unwrap_or_default();
-        for r in &k.state.isr {
-            if *r == self.node_id {
-                continue;
-            }
-            match ends.get(r) {
-                Some(end) => hw = hw.min(*end),
-                None => return,
+        {
+            let ends = self.follower_ends.lock().expect("ends");
+            let followers = ends.get(&(topic.to_string(), partition.index));
+            for r in &k.state.isr {
+                if *r == self.node_id {
+                    continue;
+                }
+                match followers.and_then(|l| l.followers.get(r)) {
+                    Some(f) => hw = hw.min(f.end),
+                    None => return,
+                }
             }
         }
         partition.advance_high_watermark_to(hw);
@@ -641,6 +1105,46 @@ impl Replication {
     pub fn controller(&self) -> i32 {
         (*self.cluster.leader().borrow()).map_or(-1, |l| l as i32)
     }
+}
+
+/// The partition leader's ISR decisions, at `now`: followers in the ISR that have not caught
+/// up with the log end for more than `lag_max` (or never fetched in that time since this
+/// leadership began) leave; live replicas outside it that fetch and have reached the high
+/// watermark `hw` join. Returns (leaving, joining).
+fn isr_changes(
+    me: i32,
+    k: &Known,
+    led: &Led,
+    live: &BTreeSet<i32>,
+    hw: i64,
+    lag_max: Duration,
+    now: Instant,
+) -> (Vec<i32>, Vec<i32>) {
+    let leaving = k
+        .state
+        .isr
+        .iter()
+        .copied()
+        .filter(|r| *r != me)
+        .filter(|r| {
+            let caught_up = led.followers.get(r).map_or(led.since, |f| f.caught_up);
+            now.saturating_duration_since(caught_up) > lag_max
+        })
+        .collect();
+    let joining = led
+        .followers
+        .iter()
+        .filter(|(r, f)| {
+            !k.state.isr.contains(r)
+                && live.contains(r)
+                && f.end >= hw
+                && now.saturating_duration_since(f.fetched) < FETCHING_RECENTLY
+                && led.out_since.get(r).is_none_or(|out| f.fetched > *out)
+                && k.replicas.contains(r)
+        })
+        .map(|(r, _)| *r)
+        .collect();
+    (leaving, joining)
 }
 
 /// A follower's fetcher for one partition at one leader epoch: truncate, then fetch forever.
@@ -730,5 +1234,121 @@ async fn follow_once(
             }
         }
         partition.advance_high_watermark_to(data.high_watermark.min(partition.log_end_offset()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(isr: &[i32]) -> Known {
+        Known {
+            replicas: vec![1, 2, 3],
+            state: PartitionState {
+                leader: 1,
+                leader_epoch: 4,
+                isr: isr.to_vec(),
+            },
+            version: 0,
+        }
+    }
+
+    fn follower(end: i64, fetched: Instant, caught_up: Instant) -> FollowerEnd {
+        FollowerEnd {
+            end,
+            fetched,
+            caught_up,
+            leader_end_then: end,
+        }
+    }
+
+    const LAG: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn a_follower_behind_for_longer_than_the_lag_limit_leaves_the_isr() {
+        let start = Instant::now();
+        let now = start + Duration::from_secs(40);
+        let led = Led {
+            epoch: 4,
+            since: start,
+            followers: BTreeMap::from([
+                // Fetching all along but stuck behind since the start.
+                (2, follower(10, now, start)),
+                // Caught up a moment ago.
+                (3, follower(100, now, now - Duration::from_secs(1))),
+            ]),
+            out_since: BTreeMap::new(),
+        };
+        let live = BTreeSet::from([1, 2, 3]);
+        let (leaving, joining) = isr_changes(1, &known(&[1, 2, 3]), &led, &live, 100, LAG, now);
+        assert_eq!(leaving, vec![2]);
+        assert!(joining.is_empty());
+    }
+
+    #[test]
+    fn a_follower_never_heard_from_leaves_once_the_leadership_is_older_than_the_limit() {
+        let start = Instant::now();
+        let led = Led {
+            epoch: 4,
+            since: start,
+            followers: BTreeMap::new(),
+            out_since: BTreeMap::new(),
+        };
+        let live = BTreeSet::from([1, 2, 3]);
+        let k = known(&[1, 2, 3]);
+        let early = isr_changes(1, &k, &led, &live, 0, LAG, start + Duration::from_secs(5));
+        assert!(early.0.is_empty(), "a new leader gives its followers time");
+        let late = isr_changes(1, &k, &led, &live, 0, LAG, start + Duration::from_secs(31));
+        assert_eq!(late.0, vec![2, 3]);
+    }
+
+    #[test]
+    fn a_fetching_follower_at_the_high_watermark_rejoins_but_a_silent_one_does_not() {
+        let start = Instant::now();
+        let now = start + Duration::from_secs(60);
+        let led = Led {
+            epoch: 4,
+            since: start,
+            followers: BTreeMap::from([
+                (2, follower(100, now, now)),
+                // Its last fetch reached the high watermark, but it stopped fetching.
+                (
+                    3,
+                    follower(
+                        100,
+                        now - Duration::from_secs(5),
+                        now - Duration::from_secs(5),
+                    ),
+                ),
+            ]),
+            out_since: BTreeMap::new(),
+        };
+        let live = BTreeSet::from([1, 2, 3]);
+        let (leaving, joining) = isr_changes(1, &known(&[1]), &led, &live, 100, LAG, now);
+        assert!(leaving.is_empty());
+        assert_eq!(joining, vec![2]);
+        // Behind the high watermark: not yet.
+        let (_, joining) = isr_changes(1, &known(&[1]), &led, &live, 101, LAG, now);
+        assert!(joining.is_empty());
+    }
+
+    #[test]
+    fn a_follower_removed_from_the_isr_rejoins_only_after_fetching_again() {
+        let start = Instant::now();
+        let removed = start + Duration::from_millis(300);
+        let fetched_before = start + Duration::from_millis(100);
+        let mut led = Led {
+            epoch: 4,
+            since: start,
+            followers: BTreeMap::from([(2, follower(100, fetched_before, fetched_before))]),
+            out_since: BTreeMap::from([(2, removed)]),
+        };
+        let live = BTreeSet::from([1, 2, 3]);
+        let now = removed + Duration::from_millis(100);
+        let (_, joining) = isr_changes(1, &known(&[1, 3]), &led, &live, 100, LAG, now);
+        assert!(joining.is_empty(), "its last fetch predates its removal");
+        led.followers.insert(2, follower(100, now, now));
+        let (_, joining) = isr_changes(1, &known(&[1, 3]), &led, &live, 100, LAG, now);
+        assert_eq!(joining, vec![2]);
     }
 }

@@ -34,7 +34,10 @@ pub async fn run(
         Broker::open(broker_config, node_id as i32)
     })?);
     let groups = Arc::new(GroupCoordinator::new(broker.clone()));
-    tokio::task::block_in_place(|| groups.load())?;
+    // In a cluster the coordinator loads a partition's groups when it becomes its leader.
+    if config.cluster.is_none() {
+        tokio::task::block_in_place(|| groups.load())?;
+    }
     let producer_ids = Arc::new(ProducerIdAllocator::open(&config.broker.log_dirs[0])?);
     let budget = Arc::new(config.budget()?);
     tracing::info!(budget_mib = budget.total_bytes >> 20, "memory budget");
@@ -66,7 +69,7 @@ pub async fn run(
                     applier,
                 )
                 .await?;
-                zk.attach_cluster(c.clone());
+                zk.attach_cluster(c.clone(), cc.broker_session_timeout_ms);
                 tasks.spawn(peer::serve(peer_listener, c.clone(), shutdown.clone()));
                 cluster = Some(c);
                 zk_handle = Some(zk.clone());
@@ -94,6 +97,7 @@ pub async fn run(
     let replication = match (&cluster, &zk_handle) {
         (Some(c), Some(zk)) => Some(crate::replication::Replication::start(
             broker.clone(),
+            groups.clone(),
             zk.clone(),
             c.clone(),
             shutdown.clone(),

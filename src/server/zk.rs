@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -131,8 +131,13 @@ pub struct ZkServer {
     expiring: Mutex<std::collections::HashSet<i64>>,
     /// Whether this node led the quorum at the last background tick.
     was_leader: AtomicBool,
-    /// The session owning this node's own ephemerals (created on first use).
-    server_session: tokio::sync::OnceCell<i64>,
+    /// The session owning this node's own ephemerals (created on first use, and again if
+    /// it expired, e.g. after this node was cut off longer than its timeout); 0 = none.
+    server_session: AtomicI64,
+    /// Serialises the creation of `server_session`.
+    server_session_lock: tokio::sync::Mutex<()>,
+    /// Timeout of `server_session` (cluster mode: `cluster.broker_session_timeout_ms`).
+    server_session_timeout_ms: AtomicI32,
 }
 
 impl std::fmt::Debug for ZkServer {
@@ -235,7 +240,9 @@ pub fn open(config: &CoordinatorConfig, tree_bytes_max: u64) -> anyhow::Result<Z
         cluster: std::sync::OnceLock::new(),
         expiring: Mutex::new(Default::default()),
         was_leader: AtomicBool::new(false),
-        server_session: tokio::sync::OnceCell::new(),
+        server_session: AtomicI64::new(0),
+        server_session_lock: tokio::sync::Mutex::new(()),
+        server_session_timeout_ms: AtomicI32::new(SERVER_SESSION_TIMEOUT_MS),
     }))
 }
 
@@ -289,7 +296,9 @@ pub fn open_clustered(config: &CoordinatorConfig, node_id: u32) -> anyhow::Resul
         cluster: std::sync::OnceLock::new(),
         expiring: Mutex::new(Default::default()),
         was_leader: AtomicBool::new(false),
-        server_session: tokio::sync::OnceCell::new(),
+        server_session: AtomicI64::new(0),
+        server_session_lock: tokio::sync::Mutex::new(()),
+        server_session_timeout_ms: AtomicI32::new(SERVER_SESSION_TIMEOUT_MS),
     }))
 }
 
@@ -354,7 +363,11 @@ impl ZkServer {
 
     /// Joins the coordinator to the quorum (cluster mode); liveness reports from followers
     /// touch the sessions here.
-    pub fn attach_cluster(self: &Arc<Self>, cluster: Arc<Cluster>) {
+    pub fn attach_cluster(self: &Arc<Self>, cluster: Arc<Cluster>, broker_session_timeout_ms: u64) {
+        self.server_session_timeout_ms.store(
+            i32::try_from(broker_session_timeout_ms).unwrap_or(i32::MAX),
+            Ordering::Relaxed,
+        );
         let weak = Arc::downgrade(self);
         cluster.set_touch_handler(Arc::new(move |ids: &[i64]| {
             if let Some(zk) = weak.upgrade() {
@@ -390,7 +403,7 @@ impl ZkServer {
         if !leading {
             self.was_leader.store(false, Ordering::SeqCst);
             let mut ids: Vec<i64> = self.lock().conns.keys().copied().collect();
-            ids.extend(self.server_session.get().copied());
+            ids.extend(self.current_server_session());
             let c = cluster.clone();
             tokio::spawn(async move { c.send_touches(ids).await });
             return;
@@ -444,9 +457,16 @@ impl ZkServer {
 
     /// The node's own session is alive as long as the node is.
     fn touch_server_session(&self) {
-        if let Some(sid) = self.server_session.get() {
+        if let Some(sid) = self.current_server_session() {
             let now = self.mono_ms();
-            self.lock().coord.touch(*sid, now);
+            self.lock().coord.touch(sid, now);
+        }
+    }
+
+    fn current_server_session(&self) -> Option<i64> {
+        match self.server_session.load(Ordering::Acquire) {
+            0 => None,
+            sid => Some(sid),
         }
     }
 
@@ -555,7 +575,13 @@ fn spawn_background(
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let tick = Duration::from_millis((zk.config.tick_time_ms as u64 / 2).clamp(10, 500));
+        let mut tick = Duration::from_millis((zk.config.tick_time_ms as u64 / 2).clamp(10, 500));
+        if zk.cluster.get().is_some() {
+            // Followers report liveness every tick: several reports fit in the brokers'
+            // own (short) session timeout.
+            let server_ms = zk.server_session_timeout_ms.load(Ordering::Relaxed).max(40) as u64;
+            tick = tick.min(Duration::from_millis(server_ms / 6));
+        }
         let mut expiry = tokio::time::interval(tick);
         let mut reaper = tokio::time::interval(Duration::from_millis(
             zk.config.container_check_interval_ms.max(10) as u64,
@@ -1187,41 +1213,50 @@ impl ZkServer {
         Ok(out.result)
     }
 
-    /// The node's own session (created through the quorum on first use).
+    /// The node's own session (created through the quorum on first use, and anew once the
+    /// quorum has expired the previous one).
     async fn server_session(&self) -> Result<i64, crate::coordinator::ErrorCode> {
-        self.server_session
-            .get_or_try_init(|| async {
-                let (id, pw, timeout) = {
-                    let mut inner = self.lock();
-                    // Like Kafka's zookeeper.session.timeout.ms: the broker's ephemerals must go
-                    // within seconds of a crash for the controller to fail partitions over.
-                    let (min, max) = inner.coord.limits().session_timeout_ms;
-                    (
-                        inner.coord.new_session_id(),
-                        inner.password().to_vec(),
-                        SERVER_SESSION_TIMEOUT_MS.clamp(min, max.max(min)),
-                    )
-                };
-                match self
-                    .local_command(
-                        id,
-                        CommandKind::CreateSession {
-                            timeout_ms: timeout,
-                            password: pw,
-                        },
-                    )
-                    .await?
-                {
-                    crate::coordinator::TxnResult::Error(e) => Err(e),
-                    _ => Ok(id),
-                }
-            })
-            .await
-            .copied()
+        let _creating = self.server_session_lock.lock().await;
+        if let Some(sid) = self.current_server_session() {
+            if self.lock().coord.sessions().contains(sid) {
+                return Ok(sid);
+            }
+            tracing::warn!(
+                session = format_args!("0x{sid:x}"),
+                "this node's own coordinator session expired; opening a new one"
+            );
+        }
+        let (id, pw, timeout) = {
+            let mut inner = self.lock();
+            // Like a Kafka broker's session: its ephemerals must go within seconds of a crash
+            // for the controller to fail partitions over. The node's own session is not a
+            // client's, so the negotiable range does not bound it.
+            (
+                inner.coord.new_session_id(),
+                inner.password().to_vec(),
+                self.server_session_timeout_ms.load(Ordering::Relaxed),
+            )
+        };
+        match self
+            .local_command(
+                id,
+                CommandKind::CreateSession {
+                    timeout_ms: timeout,
+                    password: pw,
+                },
+            )
+            .await?
+        {
+            crate::coordinator::TxnResult::Error(e) => Err(e),
+            _ => {
+                self.server_session.store(id, Ordering::Release);
+                Ok(id)
+            }
+        }
     }
 }
 
-/// The server-owned session's timeout (clamped to the negotiable range).
+/// The server-owned session's timeout on a single node (a cluster sets its own).
 const SERVER_SESSION_TIMEOUT_MS: i32 = 6_000;
 
 fn result_of(

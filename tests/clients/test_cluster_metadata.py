@@ -1,0 +1,198 @@
+"""Cluster metadata with real processes: `/controller` and `/controller_epoch` as Kafka wrote
+them, one topic id per topic on every node, DeleteTopics and CreatePartitions applied by
+every node, ListOffsets answered by the partition leader only, and `min_insync_replicas`
+defaulting to 2 for topics with 3 replicas (5-node cluster, two replicas killed)."""
+import json
+import time
+
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from kafka.client_async import KafkaClient
+from kafka.protocol.list_offsets import ListOffsetsRequest_v1
+from kazoo.client import KazooClient
+
+from conftest import wait_for_port
+
+NOT_LEADER_OR_FOLLOWER = 6
+
+
+def bootstrap(cluster):
+    return ",".join(n.kafka for n in cluster.nodes if n.alive())
+
+
+def zk_client(cluster):
+    zk = KazooClient(hosts=",".join(n.zk for n in cluster.nodes if n.alive()), timeout=10)
+    zk.start(timeout=15)
+    return zk
+
+
+def read(cluster, path):
+    zk = zk_client(cluster)
+    try:
+        zk.sync(path)
+        if zk.exists(path) is None:
+            return None, None
+        return zk.get(path)
+    finally:
+        zk.stop()
+
+
+def wait_for(what, pred, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        try:
+            value = pred()
+        except Exception as e:  # noqa: BLE001 - retried until the deadline, then reported
+            value = e
+        if value and not isinstance(value, Exception):
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{what} never happened (last: {value!r})")
+
+
+def start(bramble_cluster, size=3):
+    cluster = bramble_cluster(size).start()
+    for n in cluster.nodes:
+        wait_for_port(n.host, n.kafka_port, process=n.process)
+    admin = AdminClient({"bootstrap.servers": bootstrap(cluster)})
+    wait_for(f"{size} brokers registered", lambda: len(admin.list_topics(timeout=10).brokers) == size)
+    return cluster, admin
+
+
+def state(cluster, topic, partition):
+    data, _ = read(cluster, f"/brokers/topics/{topic}/partitions/{partition}/state")
+    return json.loads(data) if data else None
+
+
+def controller(cluster):
+    data, stat = read(cluster, "/controller")
+    if data is None:
+        return None
+    return json.loads(data), stat
+
+
+def test_controller_znode_and_epoch_follow_the_quorum_leader(bramble_cluster):
+    cluster, _ = start(bramble_cluster)
+    leader = cluster.wait_for_leader()
+    (body, stat) = wait_for("/controller names the quorum leader",
+                            lambda: (c := controller(cluster)) and c[0]["brokerid"] == leader.node_id and c)
+    assert body["version"] == 1
+    assert body["timestamp"].isdigit()
+    assert stat.ephemeralOwner != 0, "/controller must be ephemeral"
+    epoch_before = int(read(cluster, "/controller_epoch")[0])
+    assert epoch_before >= 1
+    leader.kill()
+    successor = cluster.wait_for_leader()
+    assert successor.node_id != leader.node_id
+    wait_for("/controller names the new quorum leader",
+             lambda: (c := controller(cluster)) and c[0]["brokerid"] == successor.node_id)
+    assert int(read(cluster, "/controller_epoch")[0]) > epoch_before
+
+
+def local_topic_ids(cluster, topic, partition):
+    ids = {}
+    for n in cluster.nodes:
+        text = (n.log_dir / f"{topic}-{partition}" / "partition.metadata").read_text()
+        ids[n.node_id] = dict(line.split(": ", 1) for line in text.splitlines())["topic_id"]
+    return ids
+
+
+def test_topic_id_growth_and_deletion_are_the_same_on_every_node(bramble_cluster):
+    cluster, admin = start(bramble_cluster)
+    admin.create_topics([NewTopic("grow", num_partitions=1, replication_factor=3)])["grow"].result(timeout=20)
+    wait_for("grow-0 in sync", lambda: len(state(cluster, "grow", 0)["isr"]) == 3)
+    assignment = json.loads(read(cluster, "/brokers/topics/grow")[0])
+    ids = wait_for("every node's copy", lambda: local_topic_ids(cluster, "grow", 0))
+    assert set(ids.values()) == {assignment["topic_id"]}, (ids, assignment)
+
+    admin.create_partitions([NewPartitions("grow", 3)])["grow"].result(timeout=20)
+    for p in (1, 2):
+        wait_for(f"grow-{p} in sync", lambda p=p: (s := state(cluster, "grow", p)) and len(s["isr"]) == 3)
+        wait_for(f"grow-{p} on every node", lambda p=p: all((n.log_dir / f"grow-{p}").is_dir() for n in cluster.nodes))
+    for n in cluster.nodes:
+        only = AdminClient({"bootstrap.servers": n.kafka})
+        assert len(only.list_topics("grow", timeout=10).topics["grow"].partitions) == 3
+    producer = Producer({"bootstrap.servers": bootstrap(cluster), "acks": "all"})
+    for i in range(20):
+        producer.produce("grow", f"g{i}".encode(), partition=2)
+    assert producer.flush(20) == 0
+
+    admin.delete_topics(["grow"])["grow"].result(timeout=20)
+    assert read(cluster, "/brokers/topics/grow")[0] is None
+    wait_for("every node dropped its logs",
+             lambda: not any(d.name.startswith("grow-") for n in cluster.nodes for d in n.log_dir.iterdir()))
+    for n in cluster.nodes:
+        only = AdminClient({"bootstrap.servers": n.kafka})
+        wait_for(f"node {n.node_id} forgot the topic", lambda only=only: "grow" not in only.list_topics(timeout=10).topics)
+
+
+def list_offsets(cluster, node, topic, partition):
+    client = KafkaClient(bootstrap_servers=bootstrap(cluster), api_version=(2, 5))
+    try:
+        deadline = time.monotonic() + 20
+        while not client.ready(node.node_id):
+            client.poll(timeout_ms=100)
+            assert time.monotonic() < deadline, f"no connection to node {node.node_id}"
+        future = client.send(node.node_id, ListOffsetsRequest_v1(replica_id=-1, topics=[(topic, [(partition, -1)])]))
+        client.poll(future=future, timeout_ms=10_000)
+        assert future.succeeded(), future.exception
+        _, partitions = future.value.topics[0]
+        _, error_code, _, offset = partitions[0]
+        return error_code, offset
+    finally:
+        client.close()
+
+
+def test_list_offsets_is_answered_by_the_partition_leader_only(bramble_cluster):
+    cluster, admin = start(bramble_cluster)
+    admin.create_topics([NewTopic("lo", num_partitions=1, replication_factor=3)])["lo"].result(timeout=20)
+    leader_id = wait_for("lo-0 in sync", lambda: (s := state(cluster, "lo", 0)) and len(s["isr"]) == 3 and s["leader"])
+    producer = Producer({"bootstrap.servers": bootstrap(cluster), "acks": "all"})
+    for i in range(7):
+        producer.produce("lo", f"l{i}".encode(), partition=0)
+    assert producer.flush(20) == 0
+    for n in cluster.nodes:
+        code, offset = list_offsets(cluster, n, "lo", 0)
+        if n.node_id == leader_id:
+            assert (code, offset) == (0, 7)
+        else:
+            assert code == NOT_LEADER_OR_FOLLOWER, f"follower {n.node_id} answered {code}, {offset}"
+
+
+def deliver(cluster, topic, acks):
+    results = []
+    producer = Producer({
+        "bootstrap.servers": bootstrap(cluster),
+        "acks": acks,
+        "retries": 0,
+        "message.timeout.ms": 10_000,
+    })
+    producer.produce(topic, b"x", partition=0, callback=lambda err, _msg: results.append(err))
+    producer.flush(15)
+    assert len(results) == 1
+    return results[0]
+
+
+def test_acks_all_needs_two_in_sync_replicas_of_three_by_default(bramble_cluster):
+    cluster, admin = start(bramble_cluster, size=5)
+    # Round robin from the lowest id: partition 0 of each topic lives on nodes 1.. (RF).
+    for name, rf in (("triple", 3), ("pair", 2)):
+        admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=rf)])[name].result(timeout=20)
+        wait_for(f"{name} in sync", lambda name=name, rf=rf: (s := state(cluster, name, 0)) and len(s["isr"]) == rf)
+    triple = state(cluster, "triple", 0)
+    pair = state(cluster, "pair", 0)
+    assert deliver(cluster, "triple", "all") is None
+    # Kill two replicas of "triple" that do not lead it; one of them is also in "pair".
+    victims = [r for r in [1, 2, 3] if r != triple["leader"]][:2]
+    for v in victims:
+        cluster.node(v).kill()
+    wait_for("triple's ISR shrinks to its leader", lambda: state(cluster, "triple", 0)["isr"] == [triple["leader"]])
+    error = deliver(cluster, "triple", "all")
+    assert error is not None and error.code() == KafkaError.NOT_ENOUGH_REPLICAS, error
+    assert deliver(cluster, "triple", "1") is None
+    # A topic with two replicas keeps taking acks=all with one in sync.
+    survivors = [r for r in [1, 2] if r not in victims]
+    wait_for("pair's ISR shrinks", lambda: (s := state(cluster, "pair", 0))["isr"] == survivors and s["leader"] in survivors)
+    assert pair["isr"] != survivors
+    assert deliver(cluster, "pair", "all") is None
