@@ -530,6 +530,7 @@ mod tests {
             time_ms: 0,
             auth: vec![],
             kind: CommandKind::CloseSession,
+            znode_cap_bytes: None,
         };
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(term, 1), index),

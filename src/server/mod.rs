@@ -51,7 +51,8 @@ pub async fn run(
             Some(cc) => {
                 // The quorum replaces the txn log: open the coordinator empty, let the Raft
                 // state machine load its snapshot and replay the committed log into it.
-                let zk = zk::open_clustered(&config.coordinator, node_id)?;
+                let zk =
+                    zk::open_clustered(&config.coordinator, node_id, budget.znodes.limit_bytes())?;
                 cc.validate(u64::from(node_id))
                     .map_err(anyhow::Error::msg)?;
                 let peer_addr = parse_listener(&cc.listen).map_err(anyhow::Error::msg)?;
@@ -66,6 +67,7 @@ pub async fn run(
                     applier,
                 )
                 .await?;
+                c.set_znode_cap_bytes(budget.znodes.limit_bytes());
                 zk.attach_cluster(c.clone());
                 tasks.spawn(peer::serve(peer_listener, c.clone(), shutdown.clone()));
                 cluster = Some(c);
