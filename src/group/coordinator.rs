@@ -24,6 +24,7 @@ use super::{
 };
 use crate::broker::{now_ms, Broker, Partition, Topic};
 use crate::log::records::{build_batch, KeyValue};
+use crate::memory::{Grant, Pool};
 
 /// One partition's offset in an OffsetCommit.
 #[derive(Debug, Clone)]
@@ -85,6 +86,29 @@ struct Inner {
     groups: Groups,
     joins: HashMap<Key, oneshot::Sender<JoinResult>>,
     syncs: HashMap<Key, oneshot::Sender<SyncResult>>,
+    /// What the groups' members hold (metadata, assignments), drawn from the group pool of
+    /// the memory budget; None until [`GroupCoordinator::set_memory_pool`].
+    memory: Option<Grant>,
+}
+
+impl Inner {
+    /// Makes room in the group pool for the state to grow by `extra_bytes`; false when the
+    /// pool cannot give it (the request is refused, the state untouched).
+    fn reserve(&mut self, extra_bytes: u64) -> bool {
+        let wanted = self.groups.memory_bytes().saturating_add(extra_bytes);
+        self.memory
+            .as_mut()
+            .is_none_or(|grant| grant.bytes() >= wanted || grant.try_resize(wanted))
+    }
+
+    /// Brings the grant to what the groups hold now (members left, expired or were
+    /// replaced: their bytes go back to the pool).
+    fn settle(&mut self) {
+        let held = self.groups.memory_bytes();
+        if let Some(grant) = self.memory.as_mut() {
+            grant.try_resize(held);
+        }
+    }
 }
 
 /// The group coordinator of this node.
@@ -110,12 +134,29 @@ impl GroupCoordinator {
                 groups: Groups::new(config),
                 joins: HashMap::new(),
                 syncs: HashMap::new(),
+                memory: None,
             }),
             wake: Notify::new(),
             started: Instant::now(),
             offsets_topic: RwLock::new(None),
             create_topic: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Counts the groups' metadata and assignments in `pool` from now on: a JoinGroup or
+    /// SyncGroup that would overflow it is refused with an error the client retries.
+    pub fn set_memory_pool(&self, pool: &Arc<Pool>) {
+        let mut inner = self.lock();
+        let mut grant = pool.empty_grant();
+        let held = inner.groups.memory_bytes();
+        if !grant.try_resize(held) {
+            tracing::warn!(
+                held,
+                limit = pool.limit_bytes(),
+                "the loaded consumer groups exceed the group pool; joins wait until members leave"
+            );
+        }
+        inner.memory = Some(grant);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -230,6 +271,9 @@ impl GroupCoordinator {
         let group_id = req.group_id.clone();
         let receiver = {
             let mut inner = self.lock();
+            if !inner.reserve(req.memory_bytes()) {
+                return JoinResult::error(GroupError::MemoryPoolFull, &member_id);
+            }
             let mut effects = Vec::new();
             let outcome = inner.groups.join(req, self.now(), &mut effects);
             let receiver = match outcome {
@@ -259,6 +303,12 @@ impl GroupCoordinator {
         let group_id = req.group_id.clone();
         let receiver = {
             let mut inner = self.lock();
+            let assigned: u64 = req.assignments.iter().map(|(_, a)| a.len() as u64).sum();
+            if !inner.reserve(assigned) {
+                // SyncGroup has no "retry later" code every client knows: REBALANCE_IN_PROGRESS
+                // makes the leader rejoin, and the assignments come again.
+                return Err(GroupError::RebalanceInProgress);
+            }
             let mut effects = Vec::new();
             let outcome = inner.groups.sync(req, self.now(), &mut effects);
             let receiver = match outcome {
@@ -660,6 +710,7 @@ impl GroupCoordinator {
 
     /// Carries out effects: answers parked requests, writes group metadata.
     fn deliver(&self, inner: &mut Inner, effects: Vec<Effect>) {
+        inner.settle();
         for effect in effects {
             match effect {
                 Effect::JoinDone {

@@ -38,6 +38,7 @@ pub async fn run(
     let producer_ids = Arc::new(ProducerIdAllocator::open(&config.broker.log_dirs[0])?);
     let budget = Arc::new(config.budget()?);
     tracing::info!(budget_mib = budget.total_bytes >> 20, "memory budget");
+    groups.set_memory_pool(&budget.group_state);
     health.inputs.set_budget(budget.clone());
     let mut tasks = tokio::task::JoinSet::new();
     // ZooKeeper protocol (coordinator): open the tree from coordinator.data_dir, then serve.
@@ -98,6 +99,7 @@ pub async fn run(
             broker.clone(),
             zk.clone(),
             c.clone(),
+            budget.replication.clone(),
             shutdown.clone(),
         )),
         _ => None,
