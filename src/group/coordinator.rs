@@ -760,3 +760,97 @@ impl GroupCoordinator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::JoinRequest;
+    use crate::memory::pool::UNIT_BYTES;
+
+    fn config() -> GroupConfig {
+        GroupConfig {
+            initial_rebalance_delay_ms: 0,
+            min_session_timeout_ms: 1_000,
+            max_session_timeout_ms: 60_000,
+            max_size: 100,
+            max_groups: 10,
+            member_metadata_max_bytes: 64 << 10,
+            max_protocols: 4,
+            offset_metadata_max_bytes: 16,
+            offsets_retention_ms: 10_000,
+        }
+    }
+
+    fn join_req(member: &str, metadata_bytes: usize) -> JoinRequest {
+        JoinRequest {
+            group_id: "g".into(),
+            member_id: String::new(),
+            instance_id: None,
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 5_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from(vec![7u8; metadata_bytes]))],
+            require_known_member_id: false,
+            new_member_id: member.into(),
+        }
+    }
+
+    fn inner(pool: &Arc<Pool>) -> Inner {
+        Inner {
+            groups: Groups::new(config()),
+            joins: HashMap::new(),
+            syncs: HashMap::new(),
+            memory: Some(pool.empty_grant()),
+        }
+    }
+
+    /// Joins as the coordinator does: reserve first, then apply and settle.
+    fn join(inner: &mut Inner, req: JoinRequest) -> bool {
+        if !inner.reserve(req.memory_bytes()) {
+            return false;
+        }
+        let now = Now {
+            mono_ms: 0,
+            wall_ms: 0,
+        };
+        let mut effects = Vec::new();
+        let _ = inner.groups.join(req, now, &mut effects);
+        inner.settle();
+        true
+    }
+
+    #[test]
+    fn group_state_draws_from_its_pool_and_gives_it_back() {
+        let pool = Pool::new("group_state", 16 * UNIT_BYTES);
+        let mut inner = inner(&pool);
+        assert!(join(&mut inner, join_req("m1", 4 << 10)));
+        assert!(join(&mut inner, join_req("m2", 4 << 10)));
+        let held = inner.groups.memory_bytes();
+        assert!(held > 8 << 10);
+        assert_eq!(pool.used_bytes(), held.div_ceil(UNIT_BYTES) * UNIT_BYTES);
+        // A member whose metadata would overflow the pool is refused; nothing changes.
+        assert!(!join(&mut inner, join_req("m3", 10 << 10)));
+        assert!(inner.groups.get("g").unwrap().members.get("m3").is_none());
+        assert_eq!(inner.groups.memory_bytes(), held);
+        assert_eq!(pool.exhausted_episodes(), 1);
+        // Members leaving give their bytes back; then the big member fits.
+        let now = Now {
+            mono_ms: 0,
+            wall_ms: 0,
+        };
+        let mut effects = Vec::new();
+        let leaving = vec![("m1".to_string(), None), ("m2".to_string(), None)];
+        inner
+            .groups
+            .leave("g", &leaving, now, &mut effects)
+            .unwrap();
+        inner.settle();
+        assert_eq!(pool.used_bytes(), 0);
+        assert!(join(&mut inner, join_req("m3", 10 << 10)));
+        // The coordinator going away (or its grant) leaks nothing.
+        drop(inner);
+        assert_eq!(pool.used_bytes(), 0);
+    }
+}

@@ -342,4 +342,91 @@ mod tests {
             "an aborted waiter returns nothing it did not get"
         );
     }
+
+    #[test]
+    fn grants_resize_within_the_limit_and_balance() {
+        let pool = Pool::new("test", 8 * UNIT_BYTES);
+        let mut grant = pool.empty_grant();
+        assert_eq!((grant.bytes(), pool.used_bytes()), (0, 0));
+        assert!(grant.try_resize(3 * UNIT_BYTES));
+        assert!(
+            grant.try_resize(5 * UNIT_BYTES + 1),
+            "rounded up to 6 units"
+        );
+        assert_eq!(pool.used_bytes(), 6 * UNIT_BYTES);
+        let other = pool.try_acquire(2 * UNIT_BYTES).unwrap();
+        assert!(
+            !grant.try_resize(7 * UNIT_BYTES),
+            "a full pool refuses to grow it"
+        );
+        assert_eq!(
+            grant.bytes(),
+            6 * UNIT_BYTES,
+            "a refused grow keeps what it had"
+        );
+        assert_eq!(pool.exhausted_episodes(), 1);
+        assert!(grant.try_resize(UNIT_BYTES));
+        assert_eq!(pool.used_bytes(), 3 * UNIT_BYTES);
+        assert!(!pool.is_exhausted(), "shrinking ends the episode");
+        assert!(
+            pool.try_acquire(5 * UNIT_BYTES).is_some(),
+            "shrunk bytes are free again"
+        );
+        drop(other);
+        drop(grant);
+        assert_eq!(pool.used_bytes(), 0);
+        assert_eq!(pool.peak_bytes(), 8 * UNIT_BYTES);
+    }
+
+    #[tokio::test]
+    async fn grants_say_when_the_pool_was_short() {
+        let pool = Pool::new("test", 8 * UNIT_BYTES);
+        let easy = pool.acquire(2 * UNIT_BYTES).await;
+        assert!(!easy.pressured());
+        let shrunk = pool.acquire_up_to(8 * UNIT_BYTES, UNIT_BYTES).await;
+        assert!(shrunk.pressured(), "served smaller than asked");
+        assert_eq!(shrunk.bytes(), 4 * UNIT_BYTES);
+        let waiter = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.acquire(4 * UNIT_BYTES).await.pressured() })
+        };
+        tokio::task::yield_now().await;
+        drop(shrunk);
+        assert!(waiter.await.unwrap(), "waited for its bytes");
+        drop(easy);
+        assert_eq!(pool.used_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_dropped_mid_request_leaks_nothing() {
+        // A reader task holds a frame's grant while it reads the body; the peer goes away
+        // (the task ends with an error or is aborted): the bytes come back.
+        let pool = Pool::new("test", 4 * UNIT_BYTES);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let reader = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let _grant = pool.acquire(3 * UNIT_BYTES).await;
+                // The body never arrives: the sender is dropped (connection reset).
+                rx.await.map_err(|_| "connection reset")
+            })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(pool.used_bytes(), 3 * UNIT_BYTES);
+        drop(tx);
+        assert!(reader.await.unwrap().is_err());
+        assert_eq!(pool.used_bytes(), 0);
+        let stuck = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let _grant = pool.acquire(2 * UNIT_BYTES).await;
+                std::future::pending::<()>().await;
+            })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(pool.used_bytes(), 2 * UNIT_BYTES);
+        stuck.abort();
+        let _ = stuck.await;
+        assert_eq!(pool.used_bytes(), 0);
+    }
 }
