@@ -47,6 +47,7 @@ def budget_mib(text):
 class Node:
     def __init__(self, binary, workdir, flush_on_ack=True, budget=None):
         self.port = free_port()
+        self.zk_port = free_port()
         self.workdir = pathlib.Path(workdir)
         config = self.workdir / "bramble.toml"
         config.write_text(
@@ -58,7 +59,7 @@ class Node:
             + ("socket_request_max_bytes = 1572864\n" if budget and budget_mib(budget) < 64 else "")
             + (f'[memory]\nbudget = "{budget}"\n' if budget else "")
             + "[coordinator]\n"
-            f'listen = "127.0.0.1:{free_port()}"\n'
+            f'listen = "127.0.0.1:{self.zk_port}"\n'
             f'data_dir = "{self.workdir / "zookeeper"}"\n'
             + ("jute_maxbuffer = 524288\n" if budget and budget_mib(budget) < 64 else "")
         )

@@ -13,8 +13,11 @@
 //! queued meanwhile (group commit); openraft learns of durability through the
 //! `LogFlushed` callback. Recovery reads the segments in order and cuts the log at the first
 //! torn or corrupt record (a `kill -9` mid-write), so what remains is a clean prefix.
-//! The entries after the last purge are also kept in memory: the coordinator's log is
-//! small, and a snapshot purges it every `cluster.snapshot_logs_since_last` entries.
+//! The newest entries are also kept in memory, up to [`CACHED_BYTES_MAX`] of records (and
+//! always the last one); older ones, which only a lagging follower or a restart's replay
+//! asks for, are read back from their segment. A snapshot purges the log every
+//! `cluster.snapshot_logs_since_last` entries, but those entries can be large znode writes:
+//! the cache, not the purge, bounds the memory.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -33,6 +36,9 @@ use super::types::{Entry, LogId, NodeId, TypeConfig};
 
 /// A segment rolls once it passes this size.
 pub const SEGMENT_BYTES_MAX: u64 = 8 << 20;
+/// Record bytes of the newest entries kept in memory (counted in the fixed overhead of the
+/// memory budget, not in a pool).
+pub const CACHED_BYTES_MAX: u64 = 2 << 20;
 /// Largest record accepted when reading back (guards the allocation on a corrupt length).
 const RECORD_BYTES_MAX: u32 = 64 << 20;
 const SEGMENT_MAGIC: &[u8; 4] = b"BRLG";
@@ -88,10 +94,15 @@ struct Segment {
 
 struct Inner {
     dir: PathBuf,
-    /// Entries after the last purge, by index.
+    /// The newest entries, by index (a cache: see [`CACHED_BYTES_MAX`]).
     entries: BTreeMap<u64, Entry>,
-    /// Where each entry's record starts: (segment base index, byte offset).
-    positions: BTreeMap<u64, (u64, u64)>,
+    /// Record bytes of the cached entries.
+    cached_bytes: u64,
+    /// The most record bytes cached.
+    cached_bytes_max: u64,
+    /// Where each entry after the last purge is: (segment base index, byte offset, record
+    /// length).
+    positions: BTreeMap<u64, (u64, u64, u64)>,
     /// Segments by the index of their first entry; the last one is the active one.
     segments: BTreeMap<u64, Segment>,
     purged: Option<LogId>,
@@ -157,7 +168,7 @@ fn encode_record(entry: &Entry) -> std::io::Result<Vec<u8>> {
 
 /// Parses a segment's records; returns them with their offsets and the length of the
 /// clean prefix (where a torn tail, if any, begins).
-fn read_segment(buf: &[u8]) -> (Vec<(u64, Entry)>, u64) {
+fn read_segment(buf: &[u8]) -> (Vec<(u64, u64, Entry)>, u64) {
     let mut out = Vec::new();
     if buf.len() < HEADER_BYTES as usize || &buf[..4] != SEGMENT_MAGIC {
         return (out, 0);
@@ -176,7 +187,7 @@ fn read_segment(buf: &[u8]) -> (Vec<(u64, Entry)>, u64) {
         let Ok(entry) = serde_json::from_slice::<Entry>(body) else {
             break;
         };
-        out.push((pos as u64, entry));
+        out.push((pos as u64, 8 + u64::from(len), entry));
         pos += 8 + len as usize;
     }
     (out, pos as u64)
@@ -209,6 +220,8 @@ impl Inner {
         let mut inner = Inner {
             dir: dir.to_path_buf(),
             entries: BTreeMap::new(),
+            cached_bytes: 0,
+            cached_bytes_max: CACHED_BYTES_MAX,
             positions: BTreeMap::new(),
             segments: BTreeMap::new(),
             purged,
@@ -228,7 +241,7 @@ impl Inner {
             let buf = fs::read(&path)?;
             let (records, clean) = read_segment(&buf);
             let mut keep = clean;
-            for (off, entry) in records {
+            for (off, len, entry) in records {
                 let idx = entry.log_id.index;
                 if prev.is_some_and(|p| idx != p + 1) {
                     keep = off;
@@ -236,8 +249,8 @@ impl Inner {
                 }
                 prev = Some(idx);
                 if inner.purged.is_none_or(|p| idx > p.index) {
-                    inner.positions.insert(idx, (base, off));
-                    inner.entries.insert(idx, entry);
+                    inner.positions.insert(idx, (base, off, len));
+                    inner.cache(idx, entry);
                 }
             }
             let file = OpenOptions::new().read(true).write(true).open(&path)?;
@@ -262,13 +275,72 @@ impl Inner {
         }
         tracing::info!(
             dir = %dir.display(),
-            entries = inner.entries.len(),
-            first = inner.entries.keys().next().copied(),
-            last = inner.entries.keys().next_back().copied(),
+            entries = inner.positions.len(),
+            cached = inner.entries.len(),
+            first = inner.positions.keys().next().copied(),
+            last = inner.positions.keys().next_back().copied(),
             purged = ?inner.purged,
             "raft log recovered"
         );
         Ok(inner)
+    }
+
+    /// Keeps `entry` in memory, forgetting the oldest cached ones past the cap (never the
+    /// newest: the last log id is read from it).
+    fn cache(&mut self, idx: u64, entry: Entry) {
+        let len = self.positions.get(&idx).map_or(0, |p| p.2);
+        self.entries.insert(idx, entry);
+        self.cached_bytes += len;
+        while self.cached_bytes > self.cached_bytes_max && self.entries.len() > 1 {
+            let (old, _) = self.entries.pop_first().expect("more than one cached");
+            self.cached_bytes -= self.positions.get(&old).map_or(0, |p| p.2);
+        }
+    }
+
+    /// Recounts the cache after entries left it, and makes sure the newest stored entry is
+    /// cached again (a truncation may have removed every cached one).
+    fn recache(&mut self) -> std::io::Result<()> {
+        self.cached_bytes = self
+            .entries
+            .keys()
+            .map(|i| self.positions.get(i).map_or(0, |p| p.2))
+            .sum();
+        if let Some(&last) = self.positions.keys().next_back() {
+            if !self.entries.contains_key(&last) {
+                let entry = self.load(last)?;
+                self.cache(last, entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one entry back from its segment.
+    fn load(&self, idx: u64) -> std::io::Result<Entry> {
+        let missing = || std::io::Error::other(format!("raft log entry {idx} is not stored"));
+        let &(base, off, len) = self.positions.get(&idx).ok_or_else(missing)?;
+        let seg = self.segments.get(&base).ok_or_else(missing)?;
+        let mut rec = vec![0u8; len as usize];
+        seg.file.read_exact_at(&mut rec, off)?;
+        let body = &rec[8..];
+        let crc = u32::from_be_bytes([rec[4], rec[5], rec[6], rec[7]]);
+        if crc32c::crc32c(body) != crc {
+            return Err(std::io::Error::other(format!(
+                "raft log entry {idx} in {} fails its CRC",
+                seg.path.display()
+            )));
+        }
+        serde_json::from_slice(body).map_err(std::io::Error::other)
+    }
+
+    /// The entries in `range`, from memory or read back from disk.
+    fn read<RB: RangeBounds<u64>>(&self, range: RB) -> std::io::Result<Vec<Entry>> {
+        self.positions
+            .range(range)
+            .map(|(idx, _)| match self.entries.get(idx) {
+                Some(entry) => Ok(entry.clone()),
+                None => self.load(*idx),
+            })
+            .collect()
     }
 
     fn last_log_id(&self) -> Option<LogId> {
@@ -300,15 +372,17 @@ impl Inner {
             .next_back()
             .expect("an active segment");
         seg.file.write_all_at(&rec, seg.len)?;
-        self.positions.insert(idx, (base, seg.len));
+        self.positions
+            .insert(idx, (base, seg.len, rec.len() as u64));
         seg.len += rec.len() as u64;
-        self.entries.insert(idx, entry.clone());
-        Ok(seg.file.clone())
+        let file = seg.file.clone();
+        self.cache(idx, entry.clone());
+        Ok(file)
     }
 
     /// Removes entries from `index` on, on disk first.
     fn truncate(&mut self, index: u64) -> std::io::Result<()> {
-        let Some(&(base, off)) = self.positions.get(&index) else {
+        let Some(&(base, off, _)) = self.positions.get(&index) else {
             // Nothing at or after `index` is stored (already truncated or never written).
             return Ok(());
         };
@@ -327,7 +401,7 @@ impl Inner {
         sync_dir(&self.dir)?;
         self.entries.split_off(&index);
         self.positions.split_off(&index);
-        Ok(())
+        self.recache()
     }
 
     /// Forgets entries up to `log_id` and deletes the segments holding only those.
@@ -336,6 +410,7 @@ impl Inner {
         self.purged = Some(log_id);
         self.entries = self.entries.split_off(&(log_id.index + 1));
         self.positions = self.positions.split_off(&(log_id.index + 1));
+        self.recache()?;
         // A segment can go when the next one starts at or before the first kept index.
         let bases: Vec<u64> = self.segments.keys().copied().collect();
         for pair in bases.windows(2) {
@@ -400,9 +475,11 @@ impl LogStore {
     }
 }
 
-fn read_range<RB: RangeBounds<u64>>(inner: &Mutex<Inner>, range: RB) -> Vec<Entry> {
+fn read_range<RB: RangeBounds<u64>>(inner: &Mutex<Inner>, range: RB) -> StoreResult<Vec<Entry>> {
     let inner = inner.lock().expect("raft log lock poisoned");
-    inner.entries.range(range).map(|(_, e)| e.clone()).collect()
+    inner
+        .read(range)
+        .map_err(|e| StorageIOError::read_logs(&e).into())
 }
 
 impl RaftLogReader<TypeConfig> for LogReader {
@@ -410,7 +487,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
         &mut self,
         range: RB,
     ) -> StoreResult<Vec<Entry>> {
-        Ok(read_range(&self.inner, range))
+        read_range(&self.inner, range)
     }
 }
 
@@ -419,7 +496,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> StoreResult<Vec<Entry>> {
-        Ok(read_range(&self.inner, range))
+        read_range(&self.inner, range)
     }
 }
 
@@ -472,7 +549,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut inner = self.lock();
             for entry in entries {
-                if let Some(prev) = inner.entries.keys().next_back() {
+                if let Some(prev) = inner.positions.keys().next_back() {
                     assert_eq!(
                         entry.log_id.index,
                         prev + 1,
@@ -530,6 +607,7 @@ mod tests {
             time_ms: 0,
             auth: vec![],
             kind: CommandKind::CloseSession,
+            znode_cap_bytes: None,
         };
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
@@ -546,7 +624,7 @@ mod tests {
     }
 
     fn indexes(store: &LogStore) -> Vec<u64> {
-        store.lock().entries.keys().copied().collect()
+        store.lock().positions.keys().copied().collect()
     }
 
     #[test]
@@ -558,6 +636,40 @@ mod tests {
         drop(store);
         let store = LogStore::open_with(dir.path(), 512).unwrap();
         assert_eq!(indexes(&store), (1..=40).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn memory_holds_only_the_newest_entries_and_the_rest_is_read_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open_with(dir.path(), 4096).unwrap();
+        let record = encode_record(&entry(1, 1)).unwrap().len() as u64;
+        store.lock().cached_bytes_max = 5 * record;
+        put(&store, 1, 40);
+        {
+            let inner = store.lock();
+            assert!(inner.entries.len() <= 5, "cached: {}", inner.entries.len());
+            assert!(inner.cached_bytes <= 5 * record);
+            assert_eq!(inner.entries.keys().next_back(), Some(&40));
+        }
+        let all = read_range(&store.inner, 1..=40).unwrap();
+        assert_eq!(
+            all.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
+            (1..=40).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            all[0],
+            entry(1, 1),
+            "an entry read back equals the one written"
+        );
+        // Truncating below everything cached brings the new last entry back into memory.
+        store.lock().truncate(20).unwrap();
+        assert_eq!(store.lock().last_log_id().unwrap().index, 19);
+        assert_eq!(read_range(&store.inner, 18..).unwrap().len(), 2);
+        store
+            .lock()
+            .purge(LogId::new(CommittedLeaderId::new(1, 1), 10))
+            .unwrap();
+        assert_eq!(read_range(&store.inner, ..).unwrap().len(), 9);
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -122,6 +123,9 @@ pub struct Cluster {
     /// How long the leader's RPCs to a peer fail before [`Cluster::unreachable_peers`]
     /// names it: two heartbeats, at least 200 ms.
     unreachable_after: Duration,
+    /// This node's znode pool: a capped write this node proposes as leader carries at most
+    /// this cap (see [`Command::znode_cap_bytes`]).
+    znode_cap_bytes: AtomicU64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -225,6 +229,7 @@ impl Cluster {
             timeout,
             liveness,
             unreachable_after: Duration::from_millis((2 * config.heartbeat_interval_ms).max(200)),
+            znode_cap_bytes: AtomicU64::new(u64::MAX),
         }))
     }
 
@@ -256,6 +261,11 @@ impl Cluster {
     /// The applied log index of this node's state machine, as it advances.
     pub fn applied(&self) -> watch::Receiver<u64> {
         self.applied.clone()
+    }
+
+    /// Sets this node's znode pool (the leader lowers a capped write's cap to it).
+    pub fn set_znode_cap_bytes(&self, bytes: u64) {
+        self.znode_cap_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Registers what to do with session liveness reports from followers.
@@ -342,11 +352,16 @@ impl Cluster {
 
     /// The leader's side of `Propose`: only a settled leader proposes, so a refusal is
     /// always safe to retry.
-    async fn propose_local(&self, cmd: Command) -> Result<PeerResponse, CallError> {
+    /// A capped write's cap is lowered to this leader's own znode pool, so the tree never
+    /// grows past the smaller of the two budgets.
+    async fn propose_local(&self, mut cmd: Command) -> Result<PeerResponse, CallError> {
         if !self.is_leader() {
             return Ok(PeerResponse::Propose(Err(ForwardError::NotLeader(
                 *self.leader.borrow(),
             ))));
+        }
+        if let Some(cap) = cmd.znode_cap_bytes.as_mut() {
+            *cap = (*cap).min(self.znode_cap_bytes.load(Ordering::Relaxed));
         }
         let r = match self.raft.client_write(cmd).await {
             Ok(resp) => Ok((resp.log_id.index, resp.data)),

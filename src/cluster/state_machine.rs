@@ -49,8 +49,17 @@ pub fn apply_command(
         auth: &cmd.auth,
     };
     match &cmd.kind {
-        CommandKind::Write(op) => coord.write_at(caller, cmd.cxid, op, zxid, cmd.time_ms),
-        CommandKind::Multi(ops) => coord.multi_at(caller, cmd.cxid, ops, zxid, cmd.time_ms),
+        CommandKind::Write(op) => {
+            coord.write_at(caller, cmd.cxid, op, zxid, cmd.time_ms, cmd.znode_cap_bytes)
+        }
+        CommandKind::Multi(ops) => coord.multi_at(
+            caller,
+            cmd.cxid,
+            ops,
+            zxid,
+            cmd.time_ms,
+            cmd.znode_cap_bytes,
+        ),
         CommandKind::CreateSession {
             timeout_ms,
             password,

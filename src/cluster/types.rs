@@ -43,6 +43,13 @@ pub struct Command {
     pub auth: Vec<Id>,
     /// What to do.
     pub kind: CommandKind,
+    /// The znode tree's memory cap for this write (create, setData, multi): the smaller of
+    /// the znode pools of the node that took the request and of the leader that proposed
+    /// it. Carried in the entry so every replica refuses (`QuotaExceeded`) or applies
+    /// alike, whatever its own budget. `None`: not capped (the nodes' own bookkeeping, and
+    /// entries written before the cap existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub znode_cap_bytes: Option<u64>,
 }
 
 /// What a [`Command`] does.

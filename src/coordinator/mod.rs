@@ -88,6 +88,23 @@ pub enum Connect {
     Expired,
 }
 
+/// A multi refused as a whole for the memory cap: the first op carries the reason, the
+/// rest `RuntimeInconsistency`, as ZooKeeper reports a failed multi.
+fn quota_exceeded_multi(ops: usize) -> TxnBody {
+    TxnBody::Multi(
+        (0..ops)
+            .map(|i| {
+                let err = if i == 0 {
+                    ErrorCode::QuotaExceeded
+                } else {
+                    ErrorCode::RuntimeInconsistency
+                };
+                TxnBody::Error { err: err.code() }
+            })
+            .collect(),
+    )
+}
+
 impl Coordinator {
     /// A coordinator over a recovered tree. Sessions found in the tree are tracked afresh
     /// from `now_mono_ms`, so clients get a full timeout to come back after a restart.
@@ -201,8 +218,16 @@ impl Coordinator {
         self.tree.data_bytes() + self.tree.node_count() as u64 * NODE_OVERHEAD_BYTES
     }
 
-    /// Whether `ops` would grow the tree past its memory cap.
-    fn over_budget(&self, ops: &[&WriteOp]) -> bool {
+    /// The tree's memory cap (the znode pool of this node's budget).
+    pub fn tree_bytes_max(&self) -> u64 {
+        self.tree_bytes_max
+    }
+
+    /// Whether `ops` would grow the tree past `cap_bytes`. Depends only on the tree and the
+    /// ops, so every replica at the same log position answers alike. A create counts its
+    /// data, path and [`NODE_OVERHEAD_BYTES`]; a setData its whole new data (an upper bound
+    /// of the growth); deletes and ACL changes never count.
+    pub fn would_exceed(&self, ops: &[&WriteOp], cap_bytes: u64) -> bool {
         let growth: u64 = ops
             .iter()
             .map(|op| match op {
@@ -213,32 +238,22 @@ impl Coordinator {
                 _ => 0,
             })
             .sum();
-        growth > 0 && self.tree_memory_bytes().saturating_add(growth) > self.tree_bytes_max
+        growth > 0 && self.tree_memory_bytes().saturating_add(growth) > cap_bytes
     }
 
-    /// Executes one write for a caller at wall time `time_ms`.
+    /// Executes one write for a caller at wall time `time_ms`, capped by this node's pool.
     pub fn write(&mut self, caller: Caller, cxid: i32, op: &WriteOp, time_ms: i64) -> Outcome {
-        if self.over_budget(&[op]) {
-            let body = TxnBody::Error {
-                err: ErrorCode::QuotaExceeded.code(),
-            };
-            let txn = Txn {
-                session_id: caller.session_id,
-                cxid,
-                zxid: self.next_zxid(),
-                time_ms,
-                body,
-            };
-            return self.apply(&txn);
-        }
         let zxid = self.next_zxid();
-        self.write_at(caller, cxid, op, zxid, time_ms)
+        let cap = Some(self.tree_bytes_max);
+        self.write_at(caller, cxid, op, zxid, time_ms, cap)
     }
 
     /// Executes one write with a zxid chosen by the caller (the Raft log position in a
     /// cluster, where validation happens as the entry is applied, on every node alike).
-    /// The memory cap is not checked here: it depends on each node's own budget, and
-    /// replicated entries must apply the same everywhere.
+    /// `cap_bytes` is the tree's memory cap for this write: a write that would grow the
+    /// tree past it is refused with `QuotaExceeded`. In a cluster the cap travels in the
+    /// log entry (not this node's own budget), so every replica refuses or applies alike;
+    /// `None` (the node's own bookkeeping writes) is not capped.
     pub fn write_at(
         &mut self,
         caller: Caller,
@@ -246,10 +261,17 @@ impl Coordinator {
         op: &WriteOp,
         zxid: i64,
         time_ms: i64,
+        cap_bytes: Option<u64>,
     ) -> Outcome {
-        let body = match self.tree.prepare(caller, op, self.limits.max_data_bytes) {
-            Ok(b) => b,
-            Err(e) => TxnBody::Error { err: e.code() },
+        let body = if cap_bytes.is_some_and(|cap| self.would_exceed(&[op], cap)) {
+            TxnBody::Error {
+                err: ErrorCode::QuotaExceeded.code(),
+            }
+        } else {
+            match self.tree.prepare(caller, op, self.limits.max_data_bytes) {
+                Ok(b) => b,
+                Err(e) => TxnBody::Error { err: e.code() },
+            }
         };
         let txn = Txn {
             session_id: caller.session_id,
@@ -261,33 +283,11 @@ impl Coordinator {
         self.apply(&txn)
     }
 
-    /// Executes a multi atomically.
+    /// Executes a multi atomically, capped by this node's pool.
     pub fn multi(&mut self, caller: Caller, cxid: i32, ops: &[WriteOp], time_ms: i64) -> Outcome {
         let zxid = self.next_zxid();
-        if self.over_budget(&ops.iter().collect::<Vec<_>>()) {
-            // A multi fails as a whole: the first op carries the reason, as ZooKeeper does.
-            let body = TxnBody::Multi(
-                (0..ops.len())
-                    .map(|i| {
-                        let err = if i == 0 {
-                            ErrorCode::QuotaExceeded
-                        } else {
-                            ErrorCode::RuntimeInconsistency
-                        };
-                        TxnBody::Error { err: err.code() }
-                    })
-                    .collect(),
-            );
-            let txn = Txn {
-                session_id: caller.session_id,
-                cxid,
-                zxid,
-                time_ms,
-                body,
-            };
-            return self.apply(&txn);
-        }
-        self.multi_at(caller, cxid, ops, zxid, time_ms)
+        let cap = Some(self.tree_bytes_max);
+        self.multi_at(caller, cxid, ops, zxid, time_ms, cap)
     }
 
     /// Executes a multi with a zxid chosen by the caller (see [`Coordinator::write_at`]).
@@ -298,10 +298,15 @@ impl Coordinator {
         ops: &[WriteOp],
         zxid: i64,
         time_ms: i64,
+        cap_bytes: Option<u64>,
     ) -> Outcome {
-        let body = self
-            .tree
-            .prepare_multi(caller, ops, self.limits.max_data_bytes, zxid, time_ms);
+        let refs: Vec<&WriteOp> = ops.iter().collect();
+        let body = if cap_bytes.is_some_and(|cap| self.would_exceed(&refs, cap)) {
+            quota_exceeded_multi(ops.len())
+        } else {
+            self.tree
+                .prepare_multi(caller, ops, self.limits.max_data_bytes, zxid, time_ms)
+        };
         let txn = Txn {
             session_id: caller.session_id,
             cxid,

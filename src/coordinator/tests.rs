@@ -435,3 +435,81 @@ fn memory_sink_reports_everything_durable() {
     sink.append(&txn);
     assert_eq!(*sink.durable().borrow(), 9);
 }
+
+fn create_op(path: &str, bytes: usize) -> WriteOp {
+    WriteOp::Create {
+        path: path.into(),
+        data: vec![b'x'; bytes],
+        acl: Acl::open(),
+        flags: 0,
+        ttl_ms: -1,
+        op: 1,
+    }
+}
+
+#[test]
+fn writes_past_the_tree_cap_are_refused_with_quota_exceeded() {
+    let mut c = Coordinator::in_memory();
+    let s = session(&mut c);
+    c.set_tree_bytes_max(c.tree_memory_bytes() + 3000);
+    let first = c.write(anyone(s), 1, &create_op("/a", 1000), T).result;
+    assert!(matches!(first, TxnResult::Created { .. }), "{first:?}");
+    let refused = c.write(anyone(s), 2, &create_op("/b", 2000), T).result;
+    assert_eq!(refused, TxnResult::Error(ErrorCode::QuotaExceeded));
+    assert!(c.tree().get("/b").is_none());
+    // A multi is refused as a whole, the first op carrying the reason.
+    let multi = c.multi(
+        anyone(s),
+        3,
+        &[create_op("/m1", 500), create_op("/m2", 1500)],
+        T,
+    );
+    assert_eq!(
+        multi.result,
+        TxnResult::Multi(vec![
+            TxnResult::Error(ErrorCode::QuotaExceeded),
+            TxnResult::Error(ErrorCode::RuntimeInconsistency),
+        ])
+    );
+    assert!(c.tree().get("/m1").is_none());
+    // Deleting frees the cap for the next write.
+    let delete = WriteOp::Delete {
+        path: "/a".into(),
+        version: -1,
+    };
+    assert_eq!(c.write(anyone(s), 4, &delete, T).result, TxnResult::Deleted);
+    let again = c.write(anyone(s), 5, &create_op("/b", 2000), T).result;
+    assert!(matches!(again, TxnResult::Created { .. }), "{again:?}");
+}
+
+#[test]
+fn the_cap_an_entry_carries_decides_on_every_replica_whatever_its_own_budget() {
+    // Two replicas with different budgets of their own apply the same log: the cap in the
+    // entry, not each node's pool, decides, so their trees never diverge.
+    let mut small = Coordinator::in_memory();
+    small.set_tree_bytes_max(1);
+    let mut large = Coordinator::in_memory();
+    let cap = Some(large.tree_memory_bytes() + 5000);
+    let log: Vec<(WriteOp, Option<u64>)> = vec![
+        (create_op("/x", 3000), cap),
+        (create_op("/y", 3000), cap),    // refused: past the entry's cap
+        (create_op("/own", 3000), None), // the node's own bookkeeping: never capped
+    ];
+    for replica in [&mut small, &mut large] {
+        let results: Vec<TxnResult> = log
+            .iter()
+            .enumerate()
+            .map(|(i, (op, cap))| {
+                let zxid = i as i64 + 1;
+                replica.write_at(anyone(0), 0, op, zxid, T, *cap).result
+            })
+            .collect();
+        assert!(matches!(results[0], TxnResult::Created { .. }));
+        assert_eq!(results[1], TxnResult::Error(ErrorCode::QuotaExceeded));
+        assert!(matches!(results[2], TxnResult::Created { .. }));
+    }
+    assert_eq!(
+        persist::encode_snapshot(small.tree()),
+        persist::encode_snapshot(large.tree())
+    );
+}

@@ -31,6 +31,7 @@ use super::{
 };
 use crate::broker::{now_ms, Broker, Partition, Topic};
 use crate::log::records::{build_batch, KeyValue};
+use crate::memory::{Grant, Pool};
 
 /// One partition's offset in an OffsetCommit.
 #[derive(Debug, Clone)]
@@ -92,6 +93,29 @@ struct Inner {
     groups: Groups,
     joins: HashMap<Key, oneshot::Sender<JoinResult>>,
     syncs: HashMap<Key, oneshot::Sender<SyncResult>>,
+    /// What the groups' members hold (metadata, assignments), drawn from the group pool of
+    /// the memory budget; None until [`GroupCoordinator::set_memory_pool`].
+    memory: Option<Grant>,
+}
+
+impl Inner {
+    /// Makes room in the group pool for the state to grow by `extra_bytes`; false when the
+    /// pool cannot give it (the request is refused, the state untouched).
+    fn reserve(&mut self, extra_bytes: u64) -> bool {
+        let wanted = self.groups.memory_bytes().saturating_add(extra_bytes);
+        self.memory
+            .as_mut()
+            .is_none_or(|grant| grant.bytes() >= wanted || grant.try_resize(wanted))
+    }
+
+    /// Brings the grant to what the groups hold now (members left, expired or were
+    /// replaced: their bytes go back to the pool).
+    fn settle(&mut self) {
+        let held = self.groups.memory_bytes();
+        if let Some(grant) = self.memory.as_mut() {
+            grant.try_resize(held);
+        }
+    }
 }
 
 /// The group coordinator of this node.
@@ -126,6 +150,7 @@ impl GroupCoordinator {
                 groups: Groups::new(config),
                 joins: HashMap::new(),
                 syncs: HashMap::new(),
+                memory: None,
             }),
             wake: Notify::new(),
             started: Instant::now(),
@@ -215,8 +240,26 @@ impl GroupCoordinator {
                 tracing::error!(partition = index, %error, "cannot load the groups of an {OFFSETS_TOPIC} partition; not coordinating them")
             }
         }
+        // Unloaded groups give their bytes back; loaded ones hold theirs.
+        inner.settle();
         drop(inner);
         self.wake.notify_one();
+    }
+
+    /// Counts the groups' metadata and assignments in `pool` from now on: a JoinGroup or
+    /// SyncGroup that would overflow it is refused with an error the client retries.
+    pub fn set_memory_pool(&self, pool: &Arc<Pool>) {
+        let mut inner = self.lock();
+        let mut grant = pool.empty_grant();
+        let held = inner.groups.memory_bytes();
+        if !grant.try_resize(held) {
+            tracing::warn!(
+                held,
+                limit = pool.limit_bytes(),
+                "the loaded consumer groups exceed the group pool; joins wait until members leave"
+            );
+        }
+        inner.memory = Some(grant);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -354,6 +397,9 @@ impl GroupCoordinator {
         let group_id = req.group_id.clone();
         let receiver = {
             let mut inner = self.lock();
+            if !inner.reserve(req.memory_bytes()) {
+                return JoinResult::error(GroupError::MemoryPoolFull, &member_id);
+            }
             let mut effects = Vec::new();
             let outcome = inner.groups.join(req, self.now(), &mut effects);
             let receiver = match outcome {
@@ -390,6 +436,12 @@ impl GroupCoordinator {
         self.check_coordinator(&group_id)?;
         let receiver = {
             let mut inner = self.lock();
+            let assigned: u64 = req.assignments.iter().map(|(_, a)| a.len() as u64).sum();
+            if !inner.reserve(assigned) {
+                // SyncGroup has no "retry later" code every client knows: REBALANCE_IN_PROGRESS
+                // makes the leader rejoin, and the assignments come again.
+                return Err(GroupError::RebalanceInProgress);
+            }
             let mut effects = Vec::new();
             let outcome = inner.groups.sync(req, self.now(), &mut effects);
             let receiver = match outcome {
@@ -836,6 +888,7 @@ impl GroupCoordinator {
 
     /// Carries out effects: answers parked requests, writes group metadata.
     fn deliver(&self, inner: &mut Inner, effects: Vec<Effect>) {
+        inner.settle();
         for effect in effects {
             match effect {
                 Effect::JoinDone {
@@ -883,5 +936,99 @@ impl GroupCoordinator {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::JoinRequest;
+    use crate::memory::pool::UNIT_BYTES;
+
+    fn config() -> GroupConfig {
+        GroupConfig {
+            initial_rebalance_delay_ms: 0,
+            min_session_timeout_ms: 1_000,
+            max_session_timeout_ms: 60_000,
+            max_size: 100,
+            max_groups: 10,
+            member_metadata_max_bytes: 64 << 10,
+            max_protocols: 4,
+            offset_metadata_max_bytes: 16,
+            offsets_retention_ms: 10_000,
+        }
+    }
+
+    fn join_req(member: &str, metadata_bytes: usize) -> JoinRequest {
+        JoinRequest {
+            group_id: "g".into(),
+            member_id: String::new(),
+            instance_id: None,
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 5_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from(vec![7u8; metadata_bytes]))],
+            require_known_member_id: false,
+            new_member_id: member.into(),
+        }
+    }
+
+    fn inner(pool: &Arc<Pool>) -> Inner {
+        Inner {
+            groups: Groups::new(config()),
+            joins: HashMap::new(),
+            syncs: HashMap::new(),
+            memory: Some(pool.empty_grant()),
+        }
+    }
+
+    /// Joins as the coordinator does: reserve first, then apply and settle.
+    fn join(inner: &mut Inner, req: JoinRequest) -> bool {
+        if !inner.reserve(req.memory_bytes()) {
+            return false;
+        }
+        let now = Now {
+            mono_ms: 0,
+            wall_ms: 0,
+        };
+        let mut effects = Vec::new();
+        let _ = inner.groups.join(req, now, &mut effects);
+        inner.settle();
+        true
+    }
+
+    #[test]
+    fn group_state_draws_from_its_pool_and_gives_it_back() {
+        let pool = Pool::new("group_state", 16 * UNIT_BYTES);
+        let mut inner = inner(&pool);
+        assert!(join(&mut inner, join_req("m1", 4 << 10)));
+        assert!(join(&mut inner, join_req("m2", 4 << 10)));
+        let held = inner.groups.memory_bytes();
+        assert!(held > 8 << 10);
+        assert_eq!(pool.used_bytes(), held.div_ceil(UNIT_BYTES) * UNIT_BYTES);
+        // A member whose metadata would overflow the pool is refused; nothing changes.
+        assert!(!join(&mut inner, join_req("m3", 10 << 10)));
+        assert!(inner.groups.get("g").unwrap().members.get("m3").is_none());
+        assert_eq!(inner.groups.memory_bytes(), held);
+        assert_eq!(pool.exhausted_episodes(), 1);
+        // Members leaving give their bytes back; then the big member fits.
+        let now = Now {
+            mono_ms: 0,
+            wall_ms: 0,
+        };
+        let mut effects = Vec::new();
+        let leaving = vec![("m1".to_string(), None), ("m2".to_string(), None)];
+        inner
+            .groups
+            .leave("g", &leaving, now, &mut effects)
+            .unwrap();
+        inner.settle();
+        assert_eq!(pool.used_bytes(), 0);
+        assert!(join(&mut inner, join_req("m3", 10 << 10)));
+        // The coordinator going away (or its grant) leaks nothing.
+        drop(inner);
+        assert_eq!(pool.used_bytes(), 0);
     }
 }

@@ -127,6 +127,10 @@ pub enum GroupError {
     /// The group has `group_max_size` members.
     #[error("group max size reached")]
     GroupMaxSizeReached,
+    /// The group pool of the memory budget cannot hold this member's metadata or these
+    /// assignments now; the client retries (COORDINATOR_LOAD_IN_PROGRESS).
+    #[error("the group state memory pool is full")]
+    MemoryPoolFull,
     /// The coordinator holds `max_groups` groups.
     #[error("the coordinator holds its maximum number of groups")]
     TooManyGroups,
@@ -232,6 +236,21 @@ pub struct JoinRequest {
     pub require_known_member_id: bool,
     /// The id to give if this is a new member (chosen by the caller: no randomness here).
     pub new_member_id: String,
+}
+
+impl JoinRequest {
+    /// The most the group state can grow by when this member joins (for the group pool):
+    /// what [`state::Member::memory_bytes`] will count for it.
+    pub fn memory_bytes(&self) -> u64 {
+        let id = self.member_id.len().max(self.new_member_id.len());
+        state::member_bytes(
+            &self.protocols,
+            0,
+            id + self.instance_id.as_ref().map_or(0, String::len)
+                + self.client_id.len()
+                + self.client_host.len(),
+        )
+    }
 }
 
 /// What a JoinGroup or SyncGroup gets right away.

@@ -71,7 +71,27 @@ pub struct Member {
     pub(super) joined_seq: u64,
 }
 
+/// Heap bytes a member costs beyond its strings, metadata and assignment (map entries,
+/// timers, protocol name vectors): an estimate for the group pool.
+pub const MEMBER_OVERHEAD_BYTES: u64 = 256;
+
+/// What the group pool counts for a member: its protocols' names and metadata, its
+/// assignment, its strings, and [`MEMBER_OVERHEAD_BYTES`].
+pub fn member_bytes(protocols: &[(String, Bytes)], assignment: usize, strings: usize) -> u64 {
+    let protocols: usize = protocols.iter().map(|(n, m)| n.len() + m.len()).sum();
+    (protocols + assignment + strings) as u64 + MEMBER_OVERHEAD_BYTES
+}
+
 impl Member {
+    /// Estimated heap bytes this member holds (see [`member_bytes`]).
+    pub fn memory_bytes(&self) -> u64 {
+        let strings = self.id.len()
+            + self.instance_id.as_ref().map_or(0, String::len)
+            + self.client_id.len()
+            + self.client_host.len();
+        member_bytes(&self.protocols, self.assignment.len(), strings)
+    }
+
     /// Its metadata for `protocol`.
     pub fn metadata(&self, protocol: &str) -> Bytes {
         self.protocols
@@ -514,6 +534,16 @@ impl Groups {
             config,
             groups: BTreeMap::new(),
         }
+    }
+
+    /// Estimated heap bytes of every member's metadata and assignment (the group pool
+    /// holds this much). Offsets are not counted: they live in `__consumer_offsets`.
+    pub fn memory_bytes(&self) -> u64 {
+        self.groups
+            .values()
+            .flat_map(|g| g.members.values())
+            .map(Member::memory_bytes)
+            .sum()
     }
 
     /// A group by id.

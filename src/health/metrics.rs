@@ -38,6 +38,8 @@ pub struct TopicTraffic {
 #[derive(Debug)]
 struct ApiStats {
     count: AtomicU64,
+    /// Answers that carried a throttle_time_ms because a memory pool was short.
+    throttled: AtomicU64,
     sum_us: AtomicU64,
     /// Non-cumulative: bucket i counts latencies in (bound[i-1], bound[i]]; the last is +Inf.
     buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
@@ -47,6 +49,7 @@ impl ApiStats {
     const fn new() -> ApiStats {
         ApiStats {
             count: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
             sum_us: AtomicU64::new(0),
             buckets: [const { AtomicU64::new(0) }; LATENCY_BUCKETS_US.len() + 1],
         }
@@ -125,6 +128,21 @@ impl KafkaMetrics {
         self.topics.lock().expect("metrics lock").clone()
     }
 
+    /// Counts an answer throttled for memory.
+    pub fn throttled(&self, api_key: i16) {
+        if let Some(stats) = usize::try_from(api_key).ok().and_then(|k| self.apis.get(k)) {
+            stats.throttled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Answers of `api_key` throttled for memory so far.
+    pub fn throttled_total(&self, api_key: i16) -> u64 {
+        usize::try_from(api_key)
+            .ok()
+            .and_then(|k| self.apis.get(k))
+            .map_or(0, |s| s.throttled.load(Ordering::Relaxed))
+    }
+
     /// Requests answered, all APIs together.
     pub fn requests_total(&self) -> u64 {
         self.apis
@@ -188,6 +206,21 @@ impl KafkaMetrics {
                 "bramble_kafka_requests_total{{api=\"{api}\"}} {}",
                 stats.count.load(Ordering::Relaxed)
             );
+        }
+        header(
+            out,
+            "bramble_kafka_throttled_total",
+            "Produce and Fetch answers that carried throttle_time_ms because a memory pool was short, per API.",
+            "counter",
+        );
+        for (api, stats) in &apis {
+            let throttled = stats.throttled.load(Ordering::Relaxed);
+            if throttled > 0 {
+                let _ = writeln!(
+                    out,
+                    "bramble_kafka_throttled_total{{api=\"{api}\"}} {throttled}"
+                );
+            }
         }
         header(
             out,

@@ -85,6 +85,8 @@ pub struct PoolStatus {
     pub limit_bytes: u64,
     /// Backpressure is on: the pool is full.
     pub exhausted: bool,
+    /// How many times the pool has run dry since start.
+    pub exhausted_episodes: u64,
 }
 
 /// Replication counts from the partition leaders (or the controller).
@@ -180,6 +182,7 @@ impl HealthInputs {
                     used_bytes: p.used_bytes(),
                     limit_bytes: p.limit_bytes(),
                     exhausted: p.is_exhausted(),
+                    exhausted_episodes: p.exhausted_episodes(),
                 })
                 .collect();
         }

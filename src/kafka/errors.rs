@@ -27,6 +27,8 @@ pub const REQUEST_TIMED_OUT: i16 = 7;
 pub const MESSAGE_TOO_LARGE: i16 = 10;
 /// The group coordinator is not available.
 pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+/// The coordinator cannot take this yet; retry (here: the group memory pool is full).
+pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 /// This node is not the group coordinator.
 pub const NOT_COORDINATOR: i16 = 16;
 /// The topic name is not valid.
@@ -115,6 +117,7 @@ pub fn from_append_error(error: &AppendError) -> i16 {
 pub fn from_group_error(error: GroupError) -> i16 {
     match error {
         GroupError::CoordinatorNotAvailable | GroupError::Storage => COORDINATOR_NOT_AVAILABLE,
+        GroupError::MemoryPoolFull => COORDINATOR_LOAD_IN_PROGRESS,
         GroupError::InvalidGroupId => INVALID_GROUP_ID,
         GroupError::UnknownMemberId => UNKNOWN_MEMBER_ID,
         GroupError::IllegalGeneration => ILLEGAL_GENERATION,

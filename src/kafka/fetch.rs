@@ -10,9 +10,10 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use super::{check_leader_epoch, errors, Context};
 use crate::memory::Grant;
 
-/// Handle a Fetch request from a consumer. The response's buffers are counted in the
-/// fetch pool (the grant is held until the response is written): under memory pressure a
-/// consumer gets smaller responses, and waits for at least one batch's worth.
+/// Handle a Fetch request from a consumer or a follower. The response's buffers are counted
+/// in the fetch pool, or the replication pool for a follower (the grant is held until the
+/// response is written): under memory pressure a fetcher gets smaller responses, and waits
+/// for at least one batch's worth.
 pub async fn handle(ctx: &Context, request: FetchRequest) -> (FetchResponse, Grant) {
     let config = &ctx.broker.config;
     let max_wait = Duration::from_millis(
@@ -23,9 +24,14 @@ pub async fn handle(ctx: &Context, request: FetchRequest) -> (FetchResponse, Gra
     let deadline = tokio::time::Instant::now() + max_wait;
     let wanted = (request.max_bytes.max(0) as u32).min(config.fetch_max_bytes);
     // Twice the bytes: the records read from the log, then their copy in the encoded response.
-    let grant = ctx
-        .memory
-        .fetch_responses
+    // A follower's fetch (replica_id >= 0) is replication: it draws from that pool, so
+    // consumers cannot starve the ISR of memory, nor followers the consumers.
+    let pool = if ctx.replication.is_some() && request.replica_id.0 >= 0 {
+        &ctx.memory.replication
+    } else {
+        &ctx.memory.fetch_responses
+    };
+    let grant = pool
         .acquire_up_to(
             2 * u64::from(wanted),
             2 * u64::from(config.message_max_bytes),

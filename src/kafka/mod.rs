@@ -63,6 +63,28 @@ impl Context {
     }
 }
 
+/// throttle_time_ms of a Produce or Fetch answered while its memory pool was short (the
+/// request frame waited for the request pool, or the fetch was served smaller or waited).
+/// Clients honour it (KIP-219) by holding their next request to this broker that long.
+pub const POOL_THROTTLE_MS: i32 = 100;
+
+/// Sets [`POOL_THROTTLE_MS`] on a Produce or Fetch response and counts it (other responses
+/// carry no throttle that helps memory).
+pub fn throttle_for_memory(response: &mut ResponseKind) {
+    let api_key = match response {
+        ResponseKind::Produce(r) => {
+            r.throttle_time_ms = r.throttle_time_ms.max(POOL_THROTTLE_MS);
+            kafka_protocol::messages::ApiKey::Produce
+        }
+        ResponseKind::Fetch(r) => {
+            r.throttle_time_ms = r.throttle_time_ms.max(POOL_THROTTLE_MS);
+            kafka_protocol::messages::ApiKey::Fetch
+        }
+        _ => return,
+    };
+    crate::health::metrics::kafka().throttled(api_key as i16);
+}
+
 /// A response still being made: a Produce waits for its fsync after the append.
 pub type LaterResponse = std::pin::Pin<Box<dyn std::future::Future<Output = ResponseKind> + Send>>;
 
@@ -106,7 +128,11 @@ pub async fn handle(ctx: &Context, request: frame::Request) -> Reply {
         RequestKind::Produce(r) => return produce::handle(ctx, r).await,
         RequestKind::Fetch(r) => {
             let (response, grant) = fetch::handle(ctx, r).await;
-            return Reply::Held(ResponseKind::Fetch(response), grant);
+            let mut response = ResponseKind::Fetch(response);
+            if grant.pressured() && grant.pool_name() == "fetch_responses" {
+                throttle_for_memory(&mut response);
+            }
+            return Reply::Held(response, grant);
         }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(ctx, r, version))

@@ -28,13 +28,63 @@ pub struct Pool {
 pub struct Grant {
     pool: Arc<Pool>,
     bytes: u64,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
+    pressured: bool,
 }
 
 impl Grant {
     /// The bytes this grant holds (rounded up to whole units).
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// The pool this grant is from.
+    pub fn pool_name(&self) -> &'static str {
+        self.pool.name
+    }
+
+    /// Whether the pool could not give what was asked at once (the caller waited, or got
+    /// less): the answer to this request should tell the client to slow down.
+    pub fn pressured(&self) -> bool {
+        self.pressured
+    }
+
+    /// Resize this grant to `bytes` (rounded up to whole units): shrinking gives the
+    /// difference back at once; growing takes it now or fails (the pool is full: the
+    /// grant keeps what it had and the episode is counted).
+    pub fn try_resize(&mut self, bytes: u64) -> bool {
+        let want = u64::from(units_or_zero(bytes)) * UNIT_BYTES;
+        if want <= self.bytes {
+            let give_back = units_or_zero(self.bytes - want) as usize;
+            if let Some(returned) = self.permit.split(give_back) {
+                self.pool
+                    .used_bytes
+                    .fetch_sub(self.bytes - want, Ordering::AcqRel);
+                self.bytes = want;
+                drop(returned);
+                self.pool.exhausted_now.store(false, Ordering::Release);
+            }
+            return true;
+        }
+        let extra = want - self.bytes;
+        match self
+            .pool
+            .permits
+            .clone()
+            .try_acquire_many_owned(units_or_zero(extra))
+        {
+            Ok(more) => {
+                self.permit.merge(more);
+                let used = self.pool.used_bytes.fetch_add(extra, Ordering::AcqRel) + extra;
+                self.pool.peak_bytes.fetch_max(used, Ordering::AcqRel);
+                self.bytes = want;
+                true
+            }
+            Err(_) => {
+                self.pool.note_exhausted(extra);
+                false
+            }
+        }
     }
 }
 
@@ -47,7 +97,11 @@ impl Drop for Grant {
 }
 
 fn units(bytes: u64) -> u32 {
-    u32::try_from(bytes.div_ceil(UNIT_BYTES).max(1)).unwrap_or(u32::MAX)
+    units_or_zero(bytes).max(1)
+}
+
+fn units_or_zero(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(UNIT_BYTES)).unwrap_or(u32::MAX)
 }
 
 impl Pool {
@@ -100,7 +154,28 @@ impl Pool {
         self.exhausted_now.load(Ordering::Acquire)
     }
 
-    fn granted(self: &Arc<Self>, bytes: u64, permit: OwnedSemaphorePermit) -> Grant {
+    /// A grant of nothing, to grow later with [`Grant::try_resize`] (state that comes and
+    /// goes in small pieces, such as consumer group metadata).
+    pub fn empty_grant(self: &Arc<Self>) -> Grant {
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_many_owned(0)
+            .expect("pool semaphores are never closed");
+        Grant {
+            pool: self.clone(),
+            bytes: 0,
+            permit,
+            pressured: false,
+        }
+    }
+
+    fn granted(
+        self: &Arc<Self>,
+        bytes: u64,
+        permit: OwnedSemaphorePermit,
+        pressured: bool,
+    ) -> Grant {
         let bytes = u64::from(units(bytes)) * UNIT_BYTES;
         let used = self.used_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
         self.peak_bytes.fetch_max(used, Ordering::AcqRel);
@@ -112,7 +187,8 @@ impl Pool {
         Grant {
             pool: self.clone(),
             bytes,
-            _permit: permit,
+            permit,
+            pressured,
         }
     }
 
@@ -135,7 +211,7 @@ impl Pool {
     pub fn try_acquire(self: &Arc<Self>, bytes: u64) -> Option<Grant> {
         let bytes = bytes.min(self.limit_bytes);
         match self.permits.clone().try_acquire_many_owned(units(bytes)) {
-            Ok(permit) => Some(self.granted(bytes, permit)),
+            Ok(permit) => Some(self.granted(bytes, permit, false)),
             Err(_) => {
                 self.note_exhausted(bytes);
                 None
@@ -155,7 +231,7 @@ impl Pool {
             .acquire_many_owned(units(bytes))
             .await
             .expect("pool semaphores are never closed");
-        self.granted(bytes, permit)
+        self.granted(bytes, permit, true)
     }
 
     /// Take as much of `wanted` as is free now, halving down to `floor`; if not even
@@ -163,14 +239,18 @@ impl Pool {
     /// consumer gets smaller responses rather than none.
     pub async fn acquire_up_to(self: &Arc<Self>, wanted: u64, floor: u64) -> Grant {
         let floor = floor.min(wanted).max(1);
-        let mut ask = wanted.min(self.limit_bytes);
+        let first = wanted.min(self.limit_bytes);
+        let mut ask = first;
         while ask >= floor {
-            if let Some(grant) = self.try_acquire(ask) {
+            if let Some(mut grant) = self.try_acquire(ask) {
+                grant.pressured = ask < first;
                 return grant;
             }
             ask /= 2;
         }
-        self.acquire(floor).await
+        let mut grant = self.acquire(floor).await;
+        grant.pressured = true;
+        grant
     }
 }
 
@@ -261,5 +341,92 @@ mod tests {
             pool.try_acquire(2 * UNIT_BYTES).is_some(),
             "an aborted waiter returns nothing it did not get"
         );
+    }
+
+    #[test]
+    fn grants_resize_within_the_limit_and_balance() {
+        let pool = Pool::new("test", 8 * UNIT_BYTES);
+        let mut grant = pool.empty_grant();
+        assert_eq!((grant.bytes(), pool.used_bytes()), (0, 0));
+        assert!(grant.try_resize(3 * UNIT_BYTES));
+        assert!(
+            grant.try_resize(5 * UNIT_BYTES + 1),
+            "rounded up to 6 units"
+        );
+        assert_eq!(pool.used_bytes(), 6 * UNIT_BYTES);
+        let other = pool.try_acquire(2 * UNIT_BYTES).unwrap();
+        assert!(
+            !grant.try_resize(7 * UNIT_BYTES),
+            "a full pool refuses to grow it"
+        );
+        assert_eq!(
+            grant.bytes(),
+            6 * UNIT_BYTES,
+            "a refused grow keeps what it had"
+        );
+        assert_eq!(pool.exhausted_episodes(), 1);
+        assert!(grant.try_resize(UNIT_BYTES));
+        assert_eq!(pool.used_bytes(), 3 * UNIT_BYTES);
+        assert!(!pool.is_exhausted(), "shrinking ends the episode");
+        assert!(
+            pool.try_acquire(5 * UNIT_BYTES).is_some(),
+            "shrunk bytes are free again"
+        );
+        drop(other);
+        drop(grant);
+        assert_eq!(pool.used_bytes(), 0);
+        assert_eq!(pool.peak_bytes(), 8 * UNIT_BYTES);
+    }
+
+    #[tokio::test]
+    async fn grants_say_when_the_pool_was_short() {
+        let pool = Pool::new("test", 8 * UNIT_BYTES);
+        let easy = pool.acquire(2 * UNIT_BYTES).await;
+        assert!(!easy.pressured());
+        let shrunk = pool.acquire_up_to(8 * UNIT_BYTES, UNIT_BYTES).await;
+        assert!(shrunk.pressured(), "served smaller than asked");
+        assert_eq!(shrunk.bytes(), 4 * UNIT_BYTES);
+        let waiter = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.acquire(4 * UNIT_BYTES).await.pressured() })
+        };
+        tokio::task::yield_now().await;
+        drop(shrunk);
+        assert!(waiter.await.unwrap(), "waited for its bytes");
+        drop(easy);
+        assert_eq!(pool.used_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_dropped_mid_request_leaks_nothing() {
+        // A reader task holds a frame's grant while it reads the body; the peer goes away
+        // (the task ends with an error or is aborted): the bytes come back.
+        let pool = Pool::new("test", 4 * UNIT_BYTES);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let reader = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let _grant = pool.acquire(3 * UNIT_BYTES).await;
+                // The body never arrives: the sender is dropped (connection reset).
+                rx.await.map_err(|_| "connection reset")
+            })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(pool.used_bytes(), 3 * UNIT_BYTES);
+        drop(tx);
+        assert!(reader.await.unwrap().is_err());
+        assert_eq!(pool.used_bytes(), 0);
+        let stuck = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let _grant = pool.acquire(2 * UNIT_BYTES).await;
+                std::future::pending::<()>().await;
+            })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(pool.used_bytes(), 2 * UNIT_BYTES);
+        stuck.abort();
+        let _ = stuck.await;
+        assert_eq!(pool.used_bytes(), 0);
     }
 }

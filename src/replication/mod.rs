@@ -34,6 +34,7 @@ use crate::coordinator::ErrorCode;
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::ids::Uuid;
 use crate::kafka::errors;
+use crate::memory::{Grant, Pool};
 use crate::server::zk::ZkHandle;
 
 /// How often every node re-reads the broker metadata even without a watch event.
@@ -138,6 +139,9 @@ pub struct Replication {
     follower_ends: Mutex<BTreeMap<Key, Led>>,
     /// Follower side: the running fetcher of each partition and the epoch it follows.
     fetchers: Mutex<BTreeMap<Key, (i32, tokio::task::JoinHandle<()>)>>,
+    /// The replication pool of the memory budget: each follower fetch holds its response's
+    /// bytes from it until the records are appended.
+    pool: Arc<Pool>,
 }
 
 impl std::fmt::Debug for Replication {
@@ -163,6 +167,7 @@ impl Replication {
         groups: Arc<GroupCoordinator>,
         zk: ZkHandle,
         cluster: Arc<Cluster>,
+        pool: Arc<Pool>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Arc<Replication> {
         let r = Arc::new(Replication {
@@ -174,6 +179,7 @@ impl Replication {
             known: Mutex::new(BTreeMap::new()),
             follower_ends: Mutex::new(BTreeMap::new()),
             fetchers: Mutex::new(BTreeMap::new()),
+            pool,
         });
         // Before the first reconcile, which hands the coordinator its offsets partitions.
         groups.attach_cluster(r.clone());
@@ -739,12 +745,17 @@ impl Replication {
         if let Some((_, task)) = fetchers.remove(key) {
             task.abort();
         }
+        let fetch = FollowerFetch {
+            pool: self.pool.clone(),
+            floor_bytes: u64::from(self.broker.config.message_max_bytes),
+        };
         let task = tokio::spawn(follow(
             self.node_id,
             self.zk.clone(),
             partition,
             state.leader,
             state.leader_epoch,
+            fetch,
         ));
         fetchers.insert(key.clone(), (state.leader_epoch, task));
     }
@@ -1147,13 +1158,51 @@ fn isr_changes(
     (leaving, joining)
 }
 
+/// How a follower sizes its fetches: from the replication pool, at least one batch.
+struct FollowerFetch {
+    pool: Arc<Pool>,
+    /// The largest batch (`broker.message_max_bytes`): a fetch always has room for one.
+    floor_bytes: u64,
+}
+
+impl FollowerFetch {
+    /// Bytes for the next fetch's response, held until its records are appended: twice
+    /// the response (the frame read, then the records decoded from it), as much of
+    /// [`FOLLOWER_FETCH_BYTES`] as the pool has, down to one batch, waiting if not even that.
+    async fn grant(&self) -> (Grant, i32) {
+        let grant = self
+            .pool
+            .acquire_up_to(2 * FOLLOWER_FETCH_BYTES as u64, 2 * self.floor_bytes)
+            .await;
+        let max_bytes = i32::try_from(grant.bytes() / 2)
+            .unwrap_or(i32::MAX)
+            .clamp(1, FOLLOWER_FETCH_BYTES);
+        (grant, max_bytes)
+    }
+}
+
 /// A follower's fetcher for one partition at one leader epoch: truncate, then fetch forever.
-async fn follow(node_id: i32, zk: ZkHandle, partition: Arc<Partition>, leader: i32, epoch: i32) {
+async fn follow(
+    node_id: i32,
+    zk: ZkHandle,
+    partition: Arc<Partition>,
+    leader: i32,
+    epoch: i32,
+    fetch: FollowerFetch,
+) {
     let topic = partition.topic.clone();
     let mut truncated = false;
     loop {
-        if let Err(error) =
-            follow_once(node_id, &zk, &partition, leader, epoch, &mut truncated).await
+        if let Err(error) = follow_once(
+            node_id,
+            &zk,
+            &partition,
+            leader,
+            epoch,
+            &fetch,
+            &mut truncated,
+        )
+        .await
         {
             tracing::debug!(topic = %topic, partition = partition.index, leader, %error, "follower fetch failed; retrying");
         }
@@ -1167,6 +1216,7 @@ async fn follow_once(
     partition: &Partition,
     leader: i32,
     epoch: i32,
+    fetch: &FollowerFetch,
     truncated: &mut bool,
 ) -> anyhow::Result<()> {
     let (data, _) = zk
@@ -1207,12 +1257,13 @@ async fn follow_once(
         tracing::info!(topic = %partition.topic, partition = partition.index, leader, epoch, log_end = partition.log_end_offset(), "following");
     }
     loop {
+        let (grant, max_bytes) = fetch.grant().await;
         let offset = partition.log_end_offset();
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(node_id))
             .with_max_wait_ms(FOLLOWER_MAX_WAIT_MS)
             .with_min_bytes(1)
-            .with_max_bytes(FOLLOWER_FETCH_BYTES)
+            .with_max_bytes(max_bytes)
             .with_topics(vec![FetchTopic::default()
                 .with_topic(name.clone())
                 .with_partitions(vec![FetchPartition::default()
@@ -1220,7 +1271,7 @@ async fn follow_once(
                     .with_current_leader_epoch(epoch)
                     .with_fetch_offset(offset)
                     .with_log_start_offset(-1)
-                    .with_partition_max_bytes(FOLLOWER_FETCH_BYTES)])]);
+                    .with_partition_max_bytes(max_bytes)])]);
         let response = client.send(request, 12).await?;
         let data = response
             .responses
@@ -1234,6 +1285,7 @@ async fn follow_once(
             }
         }
         partition.advance_high_watermark_to(data.high_watermark.min(partition.log_end_offset()));
+        drop(grant);
     }
 }
 

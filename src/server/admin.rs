@@ -567,6 +567,20 @@ fn memory_metrics(status: &crate::health::Status, out: &mut String) {
         }
         header(
             out,
+            "bramble_memory_pool_exhausted_total",
+            "Times each memory pool ran dry (backpressure episodes; each is logged once).",
+            "counter",
+        );
+        for p in &status.pools {
+            let _ = writeln!(
+                out,
+                "bramble_memory_pool_exhausted_total{{pool=\"{}\"}} {}",
+                metrics::escape(&p.name),
+                p.exhausted_episodes
+            );
+        }
+        header(
+            out,
             "bramble_memory_pool_limit_bytes",
             "Limit per memory pool.",
             "gauge",

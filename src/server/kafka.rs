@@ -117,6 +117,8 @@ async fn connection(
             // size, for the frame and what is decoded or copied from it (a Produce copies its
             // records once). A full pool stops this reader: TCP backpressure.
             let grant = request_pool.acquire(2 * length as u64).await;
+            // The frame waited for the pool: its Produce answer asks the client to slow down.
+            let pressured = grant.pressured();
             let mut body = BytesMut::zeroed(length as usize);
             reader.read_exact(&mut body).await?;
             let answer: PendingAnswer = match frame::decode_request(Bytes::from(body)) {
@@ -130,8 +132,11 @@ async fn connection(
                             metrics.request(api_key as i16, started.elapsed());
                             continue;
                         }
-                        kafka::Reply::Now(response) => {
+                        kafka::Reply::Now(mut response) => {
                             metrics.request(api_key as i16, started.elapsed());
+                            if pressured {
+                                kafka::throttle_for_memory(&mut response);
+                            }
                             ready(frame::encode_response(&header, api_key, &response), vec![grant])
                         }
                         kafka::Reply::Held(response, fetch_grant) => {
@@ -139,7 +144,10 @@ async fn connection(
                             ready(frame::encode_response(&header, api_key, &response), vec![grant, fetch_grant])
                         }
                         kafka::Reply::Later(response) => Box::pin(async move {
-                            let response = response.await;
+                            let mut response = response.await;
+                            if pressured {
+                                kafka::throttle_for_memory(&mut response);
+                            }
                             metrics.request(api_key as i16, started.elapsed());
                             let bytes = frame::encode_response(&header, api_key, &response)?;
                             Ok(Answer { bytes, _held: vec![grant] })

@@ -41,6 +41,7 @@ pub async fn run(
     let producer_ids = Arc::new(ProducerIdAllocator::open(&config.broker.log_dirs[0])?);
     let budget = Arc::new(config.budget()?);
     tracing::info!(budget_mib = budget.total_bytes >> 20, "memory budget");
+    groups.set_memory_pool(&budget.group_state);
     health.inputs.set_budget(budget.clone());
     let mut tasks = tokio::task::JoinSet::new();
     // ZooKeeper protocol (coordinator): open the tree from coordinator.data_dir, then serve.
@@ -54,7 +55,8 @@ pub async fn run(
             Some(cc) => {
                 // The quorum replaces the txn log: open the coordinator empty, let the Raft
                 // state machine load its snapshot and replay the committed log into it.
-                let zk = zk::open_clustered(&config.coordinator, node_id)?;
+                let zk =
+                    zk::open_clustered(&config.coordinator, node_id, budget.znodes.limit_bytes())?;
                 cc.validate(u64::from(node_id))
                     .map_err(anyhow::Error::msg)?;
                 let peer_addr = parse_listener(&cc.listen).map_err(anyhow::Error::msg)?;
@@ -69,6 +71,7 @@ pub async fn run(
                     applier,
                 )
                 .await?;
+                c.set_znode_cap_bytes(budget.znodes.limit_bytes());
                 zk.attach_cluster(c.clone(), cc.broker_session_timeout_ms);
                 tasks.spawn(peer::serve(peer_listener, c.clone(), shutdown.clone()));
                 cluster = Some(c);
@@ -100,6 +103,7 @@ pub async fn run(
             groups.clone(),
             zk.clone(),
             c.clone(),
+            budget.replication.clone(),
             shutdown.clone(),
         )),
         _ => None,

@@ -249,7 +249,11 @@ pub fn open(config: &CoordinatorConfig, tree_bytes_max: u64) -> anyhow::Result<Z
 /// Opens the coordinator of a cluster node: an empty tree that the Raft state machine fills
 /// (snapshot, then committed log), no txn log of its own. Replies need not wait for a
 /// durable zxid: anything applied was committed by a majority first.
-pub fn open_clustered(config: &CoordinatorConfig, node_id: u32) -> anyhow::Result<ZkHandle> {
+pub fn open_clustered(
+    config: &CoordinatorConfig,
+    node_id: u32,
+    tree_bytes_max: u64,
+) -> anyhow::Result<ZkHandle> {
     config.validate().map_err(anyhow::Error::msg)?;
     let data_dir = PathBuf::from(&config.data_dir);
     std::fs::create_dir_all(&data_dir)
@@ -262,7 +266,7 @@ pub fn open_clustered(config: &CoordinatorConfig, node_id: u32) -> anyhow::Resul
         session_timeout_ms: config.session_timeout_bounds(),
     };
     let sink = Box::new(persist::MemorySink::new());
-    let coord = Coordinator::new(
+    let mut coord = Coordinator::new(
         crate::coordinator::DataTree::new(),
         sink,
         limits,
@@ -271,6 +275,8 @@ pub fn open_clustered(config: &CoordinatorConfig, node_id: u32) -> anyhow::Resul
         wall_ms(),
         0,
     );
+    // Checked before proposing; on apply the cap the entry carries decides.
+    coord.set_tree_bytes_max(tree_bytes_max);
     // Always "durable": the writer never holds a reply back.
     let durable = watch::channel(i64::MAX).1;
     Ok(Arc::new(ZkServer {
@@ -427,6 +433,7 @@ impl ZkServer {
                 time_ms: wall_ms(),
                 auth: Vec::new(),
                 kind: CommandKind::ExpireSession,
+                znode_cap_bytes: None,
             })
             .collect();
         if reap {
@@ -437,6 +444,7 @@ impl ZkServer {
                 time_ms: wall_ms(),
                 auth: Vec::new(),
                 kind: CommandKind::Reap { path },
+                znode_cap_bytes: None,
             }));
         }
         if cmds.is_empty() {
@@ -904,6 +912,7 @@ async fn establish_clustered(
                 timeout_ms: t,
                 password: pw.clone(),
             },
+            znode_cap_bytes: None,
         };
         match cluster.propose(cmd).await {
             Ok(res) if !matches!(res.result, crate::coordinator::TxnResult::Error(_)) => {
@@ -976,10 +985,40 @@ async fn replicated(
         time_ms: wall_ms(),
         auth: st.auth.clone(),
         kind,
+        znode_cap_bytes: None,
+    };
+    // The znode pool, checked here before anything is proposed (a refusal costs the quorum
+    // nothing) and stamped on the entry, where the leader may lower it and every replica
+    // applies it alike.
+    let (cap, refused) = {
+        let inner = zk.lock();
+        let cap = inner.coord.tree_bytes_max();
+        let refused = match &rep {
+            Replicated::Write { op, .. } => inner.coord.would_exceed(&[op], cap),
+            Replicated::Multi { ops, .. } => inner
+                .coord
+                .would_exceed(&ops.iter().collect::<Vec<_>>(), cap),
+            _ => false,
+        };
+        (cap, refused.then(|| inner.coord.last_zxid()))
+    };
+    if let Some(last) = refused {
+        let frame = quota_exceeded_reply(&rep, last);
+        let _ = tx.send(Out {
+            frame,
+            zxid: last,
+            _permit: Some(permit),
+            close_after: false,
+        });
+        return true;
+    }
+    let capped = |cxid: i32, kind: CommandKind| Command {
+        znode_cap_bytes: Some(cap),
+        ..command(cxid, kind)
     };
     let (frame, zxid, close) = match rep {
         Replicated::Write { xid, code, op } => {
-            match cluster.propose(command(xid, CommandKind::Write(op))).await {
+            match cluster.propose(capped(xid, CommandKind::Write(op))).await {
                 Ok(res) => (
                     dispatch::write_reply(xid, code, res.zxid, &res.result),
                     res.zxid,
@@ -992,7 +1031,7 @@ async fn replicated(
             }
         }
         Replicated::Multi { xid, codes, ops } => {
-            match cluster.propose(command(xid, CommandKind::Multi(ops))).await {
+            match cluster.propose(capped(xid, CommandKind::Multi(ops))).await {
                 Ok(res) => (
                     dispatch::multi_reply(xid, res.zxid, &codes, &res.result),
                     res.zxid,
@@ -1036,6 +1075,35 @@ async fn replicated(
         close_after: close,
     });
     !close
+}
+
+/// The answer to a write or multi refused for the znode pool before it was proposed:
+/// `QuotaExceeded`, as the entry's own check would have answered on apply.
+fn quota_exceeded_reply(rep: &Replicated, zxid: i64) -> Vec<u8> {
+    use crate::coordinator::{ErrorCode, TxnResult};
+    match rep {
+        Replicated::Multi { xid, codes, .. } => {
+            let results = (0..codes.len())
+                .map(|i| {
+                    TxnResult::Error(if i == 0 {
+                        ErrorCode::QuotaExceeded
+                    } else {
+                        ErrorCode::RuntimeInconsistency
+                    })
+                })
+                .collect();
+            dispatch::multi_reply(*xid, zxid, codes, &TxnResult::Multi(results))
+        }
+        Replicated::Write { xid, code, .. } => dispatch::write_reply(
+            *xid,
+            *code,
+            zxid,
+            &TxnResult::Error(ErrorCode::QuotaExceeded),
+        ),
+        Replicated::Close { .. } | Replicated::Sync { .. } => {
+            unreachable!("only writes are refused for the znode pool")
+        }
+    }
 }
 
 async fn writer(
@@ -1190,6 +1258,7 @@ impl ZkServer {
             time_ms: wall_ms(),
             auth: superuser(),
             kind,
+            znode_cap_bytes: None,
         };
         if let Some(c) = self.cluster.get() {
             return c.propose(cmd).await.map(|r| r.result).map_err(|e| {
