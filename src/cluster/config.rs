@@ -28,6 +28,9 @@ pub struct ClusterConfig {
     pub logs_to_keep_after_snapshot: u64,
     /// Timeout of one peer RPC (connect plus reply), and of a forwarded write.
     pub rpc_timeout_ms: u64,
+    /// Mutual TLS on the peer port with `[tls]`'s certificate, key and CA: a node serves and
+    /// dials peers over TLS, and each end must present a certificate the CA signed.
+    pub tls: bool,
 }
 
 impl Default for ClusterConfig {
@@ -41,6 +44,7 @@ impl Default for ClusterConfig {
             snapshot_logs_since_last: 10_000,
             logs_to_keep_after_snapshot: 1000,
             rpc_timeout_ms: 5000,
+            tls: false,
         }
     }
 }

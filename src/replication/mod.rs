@@ -424,6 +424,7 @@ impl Replication {
         let task = tokio::spawn(follow(
             self.node_id,
             self.zk.clone(),
+            self.cluster.clone(),
             partition,
             state.leader,
             state.leader_epoch,
@@ -644,12 +645,19 @@ impl Replication {
 }
 
 /// A follower's fetcher for one partition at one leader epoch: truncate, then fetch forever.
-async fn follow(node_id: i32, zk: ZkHandle, partition: Arc<Partition>, leader: i32, epoch: i32) {
+async fn follow(
+    node_id: i32,
+    zk: ZkHandle,
+    cluster: Arc<Cluster>,
+    partition: Arc<Partition>,
+    leader: i32,
+    epoch: i32,
+) {
     let topic = partition.topic.clone();
     let mut truncated = false;
     loop {
         if let Err(error) =
-            follow_once(node_id, &zk, &partition, leader, epoch, &mut truncated).await
+            follow_once(node_id, &zk, &cluster, &partition, leader, epoch, &mut truncated).await
         {
             tracing::debug!(topic = %topic, partition = partition.index, leader, %error, "follower fetch failed; retrying");
         }
@@ -660,17 +668,20 @@ async fn follow(node_id: i32, zk: ZkHandle, partition: Arc<Partition>, leader: i
 async fn follow_once(
     node_id: i32,
     zk: &ZkHandle,
+    cluster: &Cluster,
     partition: &Partition,
     leader: i32,
     epoch: i32,
     truncated: &mut bool,
 ) -> anyhow::Result<()> {
-    let (data, _) = zk
-        .get(&format!("/brokers/ids/{leader}"))
-        .ok_or_else(|| anyhow::anyhow!("leader {leader} is not registered"))?;
-    let info: BrokerInfo = serde_json::from_slice(&data)?;
-    let mut client =
-        crate::cli::client::Client::connect(&format!("{}:{}", info.host, info.port)).await?;
+    anyhow::ensure!(
+        zk.get(&format!("/brokers/ids/{leader}")).is_some(),
+        "leader {leader} is not registered"
+    );
+    // Replica fetches go to the leader's peer port (`BRKF`), mutual TLS with `[cluster] tls`,
+    // not through its client listeners and their security.
+    let stream = cluster.open_brkf(leader as u64).await?;
+    let mut client = crate::cli::client::Client::over(stream).await?;
     let name = TopicName(StrBytes::from_string(partition.topic.clone()));
     if !*truncated {
         if let Some(latest) = partition.latest_log_epoch() {
