@@ -57,7 +57,11 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Ca { out, name } => {
             Ca::new(&name)?.write(&out)?;
-            println!("wrote {} and {}", out.join("ca.pem").display(), out.join("ca.key").display());
+            println!(
+                "wrote {} and {}",
+                out.join("ca.pem").display(),
+                out.join("ca.key").display()
+            );
         }
         Command::Node {
             ca,

@@ -43,9 +43,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::tls::Stream;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
-use crate::tls::Stream;
 use tokio::sync::{mpsc, watch};
 
 pub use config::ClusterConfig;

@@ -656,8 +656,16 @@ async fn follow(
     let topic = partition.topic.clone();
     let mut truncated = false;
     loop {
-        if let Err(error) =
-            follow_once(node_id, &zk, &cluster, &partition, leader, epoch, &mut truncated).await
+        if let Err(error) = follow_once(
+            node_id,
+            &zk,
+            &cluster,
+            &partition,
+            leader,
+            epoch,
+            &mut truncated,
+        )
+        .await
         {
             tracing::debug!(topic = %topic, partition = partition.index, leader, %error, "follower fetch failed; retrying");
         }

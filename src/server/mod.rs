@@ -175,18 +175,14 @@ pub async fn run(
         ));
     }
     if let Some(mqtt_config) = config.mqtt.clone() {
-        let pool = budget.mqtt_inflight.clone();
-        start_mqtt(
+        let ingest = crate::mqtt::Ingest::new(
             mqtt_config,
-            &config.tls,
             broker.clone(),
             ctx.replication.clone(),
             node_id,
-            pool,
-            &mut tasks,
-            &shutdown,
-        )
-        .await?;
+            budget.mqtt_inflight.clone(),
+        )?;
+        start_mqtt(ingest, &config.tls, &mut tasks, &shutdown).await?;
     }
     tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
     tasks.spawn(groups::timers(groups.clone(), shutdown.clone()));
@@ -267,18 +263,13 @@ fn warn_exposed(config: &Config) {
     );
 }
 
-/// Start the MQTT listener (when `mqtt.listen` is set) and one task per bridge.
+/// Start the MQTT listeners (`mqtt.listen`, `mqtt.tls_listen`) and one task per bridge.
 async fn start_mqtt(
-    config: crate::mqtt::MqttConfig,
+    ingest: Arc<crate::mqtt::Ingest>,
     tls: &crate::tls::TlsConfig,
-    broker: Arc<Broker>,
-    replication: Option<Arc<crate::replication::Replication>>,
-    node_id: u32,
-    pool: Arc<crate::memory::Pool>,
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let ingest = crate::mqtt::Ingest::new(config, broker, replication, node_id, pool)?;
     let connections = Arc::new(tokio::sync::Semaphore::new(
         ingest.config.max_connections as usize,
     ));

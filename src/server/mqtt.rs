@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::tls::WriteHalf as OwnedWriteHalf;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use crate::tls::WriteHalf as OwnedWriteHalf;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -67,9 +67,9 @@ pub async fn serve(
                 .connections_total
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let served = async {
-                let (stream, _) = crate::tls::accept(tls.as_ref(), socket)
-                    .await
-                    .inspect_err(|error| tracing::warn!(%peer, %error, "MQTT TLS handshake failed"))?;
+                let (stream, _) = crate::tls::accept(tls.as_ref(), socket).await.inspect_err(
+                    |error| tracing::warn!(%peer, %error, "MQTT TLS handshake failed"),
+                )?;
                 connection(stream, peer, ingest, shutdown).await
             };
             if let Err(error) = served.await {

@@ -624,10 +624,7 @@ fn spawn_background(
     })
 }
 
-async fn read_exact_or_eof(
-    s: &mut crate::tls::ReadHalf,
-    buf: &mut [u8],
-) -> std::io::Result<bool> {
+async fn read_exact_or_eof(s: &mut crate::tls::ReadHalf, buf: &mut [u8]) -> std::io::Result<bool> {
     match s.read_exact(buf).await {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
@@ -637,11 +634,7 @@ async fn read_exact_or_eof(
 
 /// Reads a frame body whose 4-byte length was already read, enforcing jute_maxbuffer
 /// before allocating.
-async fn read_body(
-    s: &mut crate::tls::ReadHalf,
-    len: i32,
-    max: u32,
-) -> anyhow::Result<Vec<u8>> {
+async fn read_body(s: &mut crate::tls::ReadHalf, len: i32, max: u32) -> anyhow::Result<Vec<u8>> {
     if len < 0 || len as u32 > max {
         anyhow::bail!("frame length {len} outside 0..={max} (jute_maxbuffer)");
     }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// How long the CA is valid.
@@ -169,8 +169,7 @@ impl Ca {
         else {
             return Ok(false);
         };
-        let leaf = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes())
-            .expect("made above");
+        let leaf = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).expect("made above");
         Ok(verifier
             .verify_client_cert(&leaf, &[], UnixTime::now())
             .is_ok())
@@ -273,7 +272,10 @@ fn write_new(dir: &Path, name: &str, text: &str, secret: bool) -> Result<PathBuf
     let mut file = options.open(&path).map_err(|source| CertError::Io {
         path: path.clone(),
         source: if source.kind() == std::io::ErrorKind::AlreadyExists {
-            std::io::Error::new(source.kind(), "already exists; remove it first to replace it")
+            std::io::Error::new(
+                source.kind(),
+                "already exists; remove it first to replace it",
+            )
         } else {
             source
         },

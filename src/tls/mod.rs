@@ -158,9 +158,8 @@ impl TlsConfig {
             ClientAuth::None => builder.with_no_client_auth(),
             ClientAuth::Requested | ClientAuth::Required => {
                 let roots = Arc::new(self.roots()?);
-                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                    roots, provider,
-                );
+                let verifier =
+                    rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider);
                 let verifier = if client_auth == ClientAuth::Requested {
                     verifier.allow_unauthenticated()
                 } else {
@@ -568,7 +567,10 @@ mod tests {
     #[test]
     fn missing_keys_are_named() {
         let error = TlsConfig::default().acceptor("SSL listener").unwrap_err();
-        assert!(error.to_string().contains("cert_file and key_file"), "{error}");
+        assert!(
+            error.to_string().contains("cert_file and key_file"),
+            "{error}"
+        );
         let config = TlsConfig {
             cert_file: Some("a".into()),
             key_file: Some("b".into()),
