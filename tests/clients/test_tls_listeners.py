@@ -1,5 +1,11 @@
-"""TLS on the ZooKeeper secure client port (kazoo `use_ssl=True`) and the MQTT TLS listener
-(mosquitto_pub `--cafile`), with certificates made by `bramble certs`."""
+"""TLS on the ZooKeeper secure client port (kazoo `use_ssl=True`), the MQTT TLS listener
+(mosquitto_pub `--cafile`) and admin HTTPS, with certificates made by `bramble certs`; and the
+startup warning about listeners open to the network without TLS or authentication."""
+import json
+import socket
+import ssl
+import urllib.error
+import urllib.request
 import uuid
 
 import pytest
@@ -7,7 +13,7 @@ from kazoo.client import KazooClient
 from kazoo.handlers.threading import KazooTimeoutError
 
 from conftest import free_port, wait_for_port
-from mqtt_support import mosquitto_pub_lines, mqtt_sections, read_topic
+from mqtt_support import mosquitto_pub_lines, mqtt_sections, read_topic, wait_for_log_line
 from tls_support import Pki
 
 
@@ -98,3 +104,44 @@ def test_mosquitto_pub_over_tls_lands_in_the_log(bramble_factory, pki, tmp_path)
     wrong = mosquitto_pub_lines(port, "sensors/kitchen", ["wrong-ca"], extra=("--cafile", str(other.ca), "-W", "5"))
     assert wrong.returncode != 0
     assert len(read_topic(node.kafka, "sensors", len(lines) + 1, timeout=3)) == len(lines)
+
+
+def test_admin_serves_https_with_the_node_certificate(bramble_factory, pki):
+    node = bramble_factory(admin_config="tls = true", sections=pki.tls_section(pki.node()))
+    node.start()
+    wait_for_port(node.host, node.admin_port, process=node.process)
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    try:
+        with urllib.request.urlopen(f"https://{node.admin}/health", context=context, timeout=10) as response:
+            code, body = response.status, response.read()
+    except urllib.error.HTTPError as error:  # 503 while degraded still answers JSON
+        code, body = error.code, error.read()
+    assert code in (200, 503)
+    assert json.loads(body)["node"] == 1
+    # Plain HTTP on the HTTPS port gets no answer.
+    with socket.create_connection((node.host, node.admin_port), timeout=5) as raw:
+        raw.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            answer = raw.recv(64)
+        except ConnectionResetError:
+            answer = b""
+        assert not answer.startswith(b"HTTP/")
+
+
+def test_a_listener_open_to_the_network_without_tls_logs_one_loud_warning(bramble_factory):
+    port = free_port("0.0.0.0")
+    node = bramble_factory(admin_config="")
+    text = node.config_text()
+    node.config_text = lambda: text.replace(f'listen = "{node.admin}"', f'listen = "0.0.0.0:{port}"')
+    node.write_config()
+    node.start()
+    wait_for_port("127.0.0.1", port, process=node.process)
+    wait_for_log_line(node, "bramble serving")
+    log = node.stderr_path.read_text()
+    warnings = [line for line in log.splitlines() if "INSECURE" in line]
+    assert len(warnings) == 1, log
+    assert f"0.0.0.0:{port}" in warnings[0] and "bramble certs" in warnings[0]
+    # Loopback-only listeners (the test default) give no warning.
+    quiet = bramble_factory().start()
+    wait_for_log_line(quiet, "bramble serving")
+    assert "INSECURE" not in quiet.stderr_path.read_text()
