@@ -572,6 +572,16 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// The address given to a client of listener number `listener` (the first advertised
+    /// one when there are fewer advertised listeners than listeners).
+    pub fn advertised_for(&self, listener: usize) -> Option<(String, u16)> {
+        let advertised = self.advertised();
+        advertised
+            .get(listener)
+            .or_else(|| advertised.first())
+            .cloned()
+    }
+
     /// The `host:port` pairs clients are told to connect to, in listener order.
     pub fn advertised(&self) -> Vec<(String, u16)> {
         let source = if self.advertised_listeners.is_empty() {

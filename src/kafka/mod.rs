@@ -51,6 +51,9 @@ pub struct Context {
     pub peer: Option<SocketAddr>,
     /// How the listener this connection came in on is secured.
     pub protocol: crate::config::SecurityProtocol,
+    /// Which of `broker.listeners` the connection came in on (Metadata and FindCoordinator
+    /// answer with that listener's advertised address).
+    pub listener: usize,
     /// The subject common name of the client's TLS certificate, when it presented one (the
     /// listener's CA has verified it).
     pub tls_client_cn: Option<String>,

@@ -66,10 +66,24 @@ struct Assignment {
 /// A registered broker (the `/brokers/ids/<id>` JSON).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BrokerInfo {
-    /// Advertised host.
+    /// Advertised host (of the first listener).
     pub host: String,
-    /// Advertised Kafka port.
+    /// Advertised Kafka port (of the first listener).
     pub port: u16,
+    /// Every advertised `host:port`, in `broker.listeners` order, so a client is told the
+    /// address of the listener (plain or TLS) it came in on.
+    #[serde(default)]
+    pub endpoints: Vec<(String, u16)>,
+}
+
+impl BrokerInfo {
+    /// The address a client of listener number `listener` should use.
+    pub fn endpoint(&self, listener: usize) -> (String, u16) {
+        self.endpoints
+            .get(listener)
+            .cloned()
+            .unwrap_or_else(|| (self.host.clone(), self.port))
+    }
 }
 
 /// What this node knows of one partition.
@@ -175,10 +189,16 @@ impl Replication {
         {
             return;
         }
-        let Some((host, port)) = self.broker.config.advertised().into_iter().next() else {
+        let endpoints = self.broker.config.advertised();
+        let Some((host, port)) = endpoints.first().cloned() else {
             return;
         };
-        let data = serde_json::to_vec(&BrokerInfo { host, port }).expect("json");
+        let info = BrokerInfo {
+            host,
+            port,
+            endpoints,
+        };
+        let data = serde_json::to_vec(&info).expect("json");
         match self.zk.create(&path, &data, true).await {
             Ok(_) => tracing::info!(node = self.node_id, "broker registered"),
             Err(ErrorCode::NodeExists) => {

@@ -130,6 +130,7 @@ pub async fn run(
         producer_ids,
         peer: None,
         protocol: crate::config::SecurityProtocol::Plaintext,
+        listener: 0,
         tls_client_cn: None,
         inter_broker: false,
         replication,
@@ -152,7 +153,7 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
-    for entry in &config.broker.listeners {
+    for (index, entry) in config.broker.listeners.iter().enumerate() {
         let (protocol, addr) = parse_kafka_listener(entry).map_err(anyhow::Error::msg)?;
         let tls = if protocol.uses_tls() {
             Some(config.tls.acceptor(&format!("listener `{entry}`"))?)
@@ -165,6 +166,7 @@ pub async fn run(
         tracing::info!(addr = %listener.local_addr()?, protocol = protocol.name(), "Kafka listener up");
         let mut ctx = ctx.clone();
         ctx.protocol = protocol;
+        ctx.listener = index;
         tasks.spawn(kafka::serve(
             listener,
             ctx,

@@ -27,14 +27,14 @@ const BACKDATE: Duration = Duration::from_secs(24 * 3600);
 pub enum CertError {
     /// rcgen refused the parameters or key.
     #[error("certificate generation failed: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(rcgen::Error),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {reason}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (named so it is shown once, in this message, not again as a cause).
+        reason: std::io::Error,
     },
     /// A CA directory does not hold a usable CA.
     #[error("{path}: {message}")]
@@ -44,6 +44,13 @@ pub enum CertError {
         /// What is wrong.
         message: String,
     },
+}
+
+// Not `#[from]`: that would also make it the cause, and `{:#}` would print it twice.
+impl From<rcgen::Error> for CertError {
+    fn from(error: rcgen::Error) -> Self {
+        CertError::Generate(error)
+    }
 }
 
 /// A certificate and its private key, PEM-encoded.
@@ -249,18 +256,18 @@ impl Issued {
 }
 
 fn read(path: &Path) -> Result<String, CertError> {
-    std::fs::read_to_string(path).map_err(|source| CertError::Io {
+    std::fs::read_to_string(path).map_err(|reason| CertError::Io {
         path: path.to_path_buf(),
-        source,
+        reason,
     })
 }
 
 /// Create `dir/name` with `text`; an existing file is an error (a key is never replaced).
 fn write_new(dir: &Path, name: &str, text: &str, secret: bool) -> Result<PathBuf, CertError> {
     let path = dir.join(name);
-    let io = |source| CertError::Io {
+    let io = |reason| CertError::Io {
         path: path.clone(),
-        source,
+        reason,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     let mut options = std::fs::OpenOptions::new();
@@ -269,15 +276,15 @@ fn write_new(dir: &Path, name: &str, text: &str, secret: bool) -> Result<PathBuf
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(&path).map_err(|source| CertError::Io {
+    let mut file = options.open(&path).map_err(|reason| CertError::Io {
         path: path.clone(),
-        source: if source.kind() == std::io::ErrorKind::AlreadyExists {
+        reason: if reason.kind() == std::io::ErrorKind::AlreadyExists {
             std::io::Error::new(
-                source.kind(),
+                reason.kind(),
                 "already exists; remove it first to replace it",
             )
         } else {
-            source
+            reason
         },
     })?;
     file.write_all(text.as_bytes()).map_err(io)?;

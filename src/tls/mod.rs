@@ -88,10 +88,17 @@ pub enum TlsError {
     },
     /// rustls refused the certificate, key or CA.
     #[error("[tls]: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(rustls::Error),
     /// The CA certificates could not be used to check clients or servers.
     #[error("[tls] ca_file: {0}")]
     Verifier(String),
+}
+
+// Not `#[from]`: that would also make it the cause, and `{:#}` would print it twice.
+impl From<rustls::Error> for TlsError {
+    fn from(error: rustls::Error) -> Self {
+        TlsError::Rustls(error)
+    }
 }
 
 impl TlsConfig {

@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from conftest import require_tool
+from conftest import free_port, require_tool, wait_for_port
 from tls_support import Pki
 
 
@@ -140,3 +140,25 @@ def test_ssl_listener_without_a_certificate_refuses_to_start(bramble_factory):
         node.start()
     log = node.stderr_path.read_text()
     assert "cert_file and key_file" in log and "SSL://" in log, log
+
+
+def test_plain_and_ssl_listeners_side_by_side_each_advertise_themselves(bramble_factory, pki):
+    ssl_port = free_port()
+    node = bramble_factory(sections=pki.tls_section(pki.node()))
+    text = node.config_text()
+    both = f'listeners = ["{node.kafka}", "SSL://127.0.0.1:{ssl_port}"]'
+    node.config_text = lambda: text.replace(f'listeners = ["{node.kafka}"]', both)
+    node.write_config()
+    node.start()
+    wait_for_port("127.0.0.1", ssl_port, process=node.process)
+    plain = kcat("-b", node.kafka, "-L", timeout=30)
+    assert plain.returncode == 0, plain.stderr
+    assert f"at {node.kafka}" in plain.stdout.decode(), plain.stdout
+    tls = ["-X", "security.protocol=SSL", "-X", f"ssl.ca.location={pki.ca}"]
+    secure = kcat("-b", f"127.0.0.1:{ssl_port}", *tls, "-L", timeout=30)
+    assert secure.returncode == 0, secure.stderr
+    assert f"at 127.0.0.1:{ssl_port}" in secure.stdout.decode(), secure.stdout
+    # A plaintext producer and an SSL consumer share the topic.
+    assert kcat("-b", node.kafka, "-P", "-t", "mixed", input=b"a\nb\n").returncode == 0
+    consumed = kcat("-b", f"127.0.0.1:{ssl_port}", *tls, "-C", "-t", "mixed", "-e")
+    assert consumed.stdout.decode().split() == ["a", "b"], consumed.stderr
