@@ -58,6 +58,8 @@ pub struct Config {
     pub admin: crate::health::config::AdminConfig,
     /// `[mqtt]`: MQTT ingest (listener, routes, bridges); absent = none.
     pub mqtt: Option<crate::mqtt::MqttConfig>,
+    /// `[tls]`: the certificate, key and CA of every TLS listener and of the peer port.
+    pub tls: crate::tls::TlsConfig,
 }
 
 /// `[node]`
@@ -255,6 +257,7 @@ impl Config {
     /// Check every value against its allowed range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.broker.validate()?;
+        self.validate_tls()?;
         let invalid =
             |(key, message): (&'static str, String)| ConfigError::Invalid { key, message };
         self.led.validate().map_err(invalid)?;
@@ -296,6 +299,83 @@ impl Config {
         Ok(())
     }
 
+    /// Every TLS listener needs `[tls] cert_file` and `key_file` (and `ca_file` when clients or
+    /// peers must present certificates).
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str| {
+            move |error: crate::tls::TlsError| ConfigError::Invalid {
+                key,
+                message: error.to_string(),
+            }
+        };
+        for entry in &self.broker.listeners {
+            if split_protocol(entry).is_ok_and(|(p, _)| p.uses_tls()) {
+                self.tls
+                    .check(&format!("listener `{entry}`"), false)
+                    .map_err(invalid("broker.listeners"))?;
+            }
+        }
+        if self.coordinator.secure_listen.is_some() {
+            self.tls
+                .check("coordinator.secure_listen", false)
+                .map_err(invalid("coordinator.secure_listen"))?;
+        }
+        if self.mqtt.as_ref().is_some_and(|m| m.tls_listen.is_some()) {
+            self.tls
+                .check("mqtt.tls_listen", false)
+                .map_err(invalid("mqtt.tls_listen"))?;
+        }
+        if self.admin.tls && !self.admin.listen.is_empty() {
+            self.tls
+                .check("admin.tls", false)
+                .map_err(invalid("admin.tls"))?;
+        }
+        if self.cluster.as_ref().is_some_and(|c| c.tls) {
+            self.tls
+                .check("[cluster] tls", true)
+                .map_err(invalid("cluster.tls"))?;
+        }
+        Ok(())
+    }
+
+    /// Listeners reachable from beyond this machine (not bound to loopback) that have neither
+    /// TLS nor authentication, each as `what (key) addr`; startup warns about them.
+    pub fn exposed_listeners(&self) -> Vec<String> {
+        let exposed = |entry: &str| parse_listener(entry).is_ok_and(|a| !a.ip().is_loopback());
+        let mut out = Vec::new();
+        for entry in &self.broker.listeners {
+            // SSL is encrypted; SASL listeners authenticate every client.
+            if split_protocol(entry).is_ok_and(|(p, _)| p == SecurityProtocol::Plaintext)
+                && exposed(entry)
+            {
+                out.push(format!("Kafka (broker.listeners) {entry}"));
+            }
+        }
+        if exposed(&self.coordinator.listen) {
+            out.push(format!(
+                "ZooKeeper (coordinator.listen) {}",
+                self.coordinator.listen
+            ));
+        }
+        if let Some(mqtt) = &self.mqtt {
+            let authenticated = !mqtt.users.is_empty() && mqtt.allow_anonymous != Some(true);
+            if let Some(listen) = mqtt.listen.as_deref().filter(|l| exposed(l)) {
+                if !authenticated {
+                    out.push(format!("MQTT (mqtt.listen) {listen}"));
+                }
+            }
+        }
+        if !self.admin.tls && !self.admin.listen.is_empty() && exposed(&self.admin.listen) {
+            out.push(format!("admin HTTP (admin.listen) {}", self.admin.listen));
+        }
+        if let Some(cluster) = self.cluster.as_ref().filter(|c| !c.tls) {
+            if exposed(&cluster.listen) {
+                out.push(format!("peer port (cluster.listen) {}", cluster.listen));
+            }
+        }
+        out
+    }
+
     /// The memory budget split into pools, checked against the limits it must hold.
     pub fn budget(&self) -> Result<crate::memory::Budget, ConfigError> {
         let needs = crate::memory::Needs {
@@ -335,7 +415,7 @@ impl BrokerConfig {
                     key: "broker.listeners",
                     message,
                 })?;
-            if protocol != SecurityProtocol::Plaintext {
+            if protocol.uses_sasl() {
                 return Err(invalid(
                     "broker.listeners",
                     &format!("{} listeners are not supported yet", protocol.name()),
@@ -512,6 +592,16 @@ impl BrokerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The address given to a client of listener number `listener` (the first advertised
+    /// one when there are fewer advertised listeners than listeners).
+    pub fn advertised_for(&self, listener: usize) -> Option<(String, u16)> {
+        let advertised = self.advertised();
+        advertised
+            .get(listener)
+            .or_else(|| advertised.first())
+            .cloned()
     }
 
     /// The `host:port` pairs clients are told to connect to, in listener order.
@@ -706,6 +796,50 @@ mod tests {
             let error = Config::parse(&format!("[broker]\n{text}\n")).unwrap_err();
             assert!(error.to_string().contains(key), "{error}");
         }
+    }
+
+    #[test]
+    fn tls_listeners_need_a_certificate_and_key() {
+        let error = Config::parse("[broker]\nlisteners = [\"SSL://127.0.0.1:9093\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("cert_file and key_file") && error.contains("SSL://127.0.0.1:9093"),
+            "{error}"
+        );
+        let error = Config::parse(
+            "[broker]\nlisteners = [\"SSL://127.0.0.1:9093\"]\n\
+             [tls]\ncert_file = \"n.pem\"\nkey_file = \"n.key\"\nclient_auth = \"required\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("ca_file"), "{error}");
+        let error = Config::parse("[coordinator]\nsecure_listen = \"127.0.0.1:2281\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("coordinator.secure_listen"), "{error}");
+        let config = Config::parse(
+            "[broker]\nlisteners = [\"SSL://127.0.0.1:9093\"]\n\
+             [tls]\ncert_file = \"n.pem\"\nkey_file = \"n.key\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.broker.advertised()[0].1, 9093);
+    }
+
+    #[test]
+    fn listeners_open_to_the_network_without_tls_or_auth_are_named() {
+        let config = Config::embedded_default();
+        assert!(config.exposed_listeners().is_empty());
+        let config = Config::parse(
+            "[broker]\nlisteners = [\"0.0.0.0:9092\", \"SSL://0.0.0.0:9093\"]\n\
+             [coordinator]\nlisten = \"0.0.0.0:2181\"\n\
+             [tls]\ncert_file = \"n.pem\"\nkey_file = \"n.key\"\n",
+        )
+        .unwrap();
+        let exposed = config.exposed_listeners();
+        assert_eq!(exposed.len(), 2, "{exposed:?}");
+        assert!(exposed[0].contains("0.0.0.0:9092"), "{exposed:?}");
+        assert!(exposed[1].contains("coordinator.listen"), "{exposed:?}");
     }
 
     #[test]

@@ -32,6 +32,8 @@
 //! - [`health`] — the health state machine and what shows it: LEDs, systemd notify, the
 //!   counters behind `/metrics` (the admin HTTP listener itself is in [`server`])
 //! - [`ids`] — Kafka-style random ids
+//! - [`tls`] — `[tls]` certificates and keys, rustls configurations, plain-or-TLS streams, and
+//!   the cluster CA behind `bramble certs`
 //! - [`health`] — systemd notification (READY, STATUS, WATCHDOG, STOPPING)
 
 pub mod broker;
@@ -48,4 +50,5 @@ pub mod memory;
 pub mod mqtt;
 pub mod replication;
 pub mod server;
+pub mod tls;
 pub mod zk;

@@ -15,7 +15,7 @@ const RESPONSE_MAX_BYTES: u32 = 128 << 20;
 /// One connection to a Kafka-protocol broker.
 #[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    stream: crate::tls::Stream,
     correlation_id: i32,
     versions: HashMap<i16, (i16, i16)>,
 }
@@ -27,6 +27,11 @@ impl Client {
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to {address}: {e}"))?;
         stream.set_nodelay(true)?;
+        Client::over(crate::tls::Stream::Plain(stream)).await
+    }
+
+    /// Speak Kafka over an open connection (a peer's `BRKF` stream, say).
+    pub async fn over(stream: crate::tls::Stream) -> anyhow::Result<Client> {
         let mut client = Client {
             stream,
             correlation_id: 0,
@@ -87,6 +92,7 @@ impl Client {
         let length = i32::try_from(buf.len() - 4)?;
         buf[0..4].copy_from_slice(&length.to_be_bytes());
         self.stream.write_all(&buf).await?;
+        self.stream.flush().await?;
         let length = self.stream.read_u32().await?;
         anyhow::ensure!(
             length <= RESPONSE_MAX_BYTES,

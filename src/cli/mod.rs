@@ -2,6 +2,7 @@
 //! habits of kafka-topics.sh, kafka-console-producer/consumer.sh, kafka-consumer-groups.sh and
 //! zkCli.sh.
 
+pub mod certs;
 pub mod client;
 pub mod consume;
 pub mod dev_cluster;
@@ -48,6 +49,9 @@ enum Command {
     /// Set up this machine as a node: `bramble node init` runs on first boot.
     #[command(subcommand)]
     Node(node::Command),
+    /// Make a cluster CA, node and client certificates for `[tls]`.
+    #[command(subcommand)]
+    Certs(certs::Command),
 }
 
 /// Entry point of the binary.
@@ -63,6 +67,7 @@ pub fn main() -> ExitCode {
         Command::Zk(args) => client_runtime(zk::run(args)),
         Command::Status(args) => client_runtime(status::run(args)),
         Command::Node(command) => node::run(command),
+        Command::Certs(command) => certs::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -33,6 +33,9 @@ pub struct ClusterConfig {
     /// controller moves its partition leaderships. Followers report liveness every
     /// sixth of it.
     pub broker_session_timeout_ms: u64,
+    /// Mutual TLS on the peer port with `[tls]`'s certificate, key and CA: a node serves and
+    /// dials peers over TLS, and each end must present a certificate the CA signed.
+    pub tls: bool,
 }
 
 impl Default for ClusterConfig {
@@ -49,6 +52,7 @@ impl Default for ClusterConfig {
             logs_to_keep_after_snapshot: 1000,
             rpc_timeout_ms: 5000,
             broker_session_timeout_ms: 1500,
+            tls: false,
         }
     }
 }

@@ -44,9 +44,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::tls::Stream;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 pub use config::ClusterConfig;
@@ -116,8 +116,8 @@ pub struct Cluster {
     applied: watch::Receiver<u64>,
     leader: watch::Receiver<Option<NodeId>>,
     touch: Mutex<Option<TouchHandler>>,
-    brkf_tx: mpsc::Sender<TcpStream>,
-    brkf_rx: Mutex<Option<mpsc::Receiver<TcpStream>>>,
+    brkf_tx: mpsc::Sender<Stream>,
+    brkf_rx: Mutex<Option<mpsc::Receiver<Stream>>>,
     timeout: Duration,
     liveness: Arc<network::PeerLiveness>,
     /// How long the leader's RPCs to a peer fail before [`Cluster::unreachable_peers`]
@@ -126,6 +126,7 @@ pub struct Cluster {
     /// This node's znode pool: a capped write this node proposes as leader carries at most
     /// this cap (see [`Command::znode_cap_bytes`]).
     znode_cap_bytes: AtomicU64,
+    tls: Option<crate::tls::Connector>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -144,11 +145,13 @@ const BRKF_QUEUE: usize = 16;
 impl Cluster {
     /// Opens the Raft log and state machine under `<data_dir>/raft/`, starts Raft, and
     /// bootstraps the membership if this is the lowest-id member of a brand-new cluster.
+    /// With `tls`, every connection to a peer is mutual TLS.
     pub async fn start(
         config: &ClusterConfig,
         id: NodeId,
         data_dir: &Path,
         applier: Arc<dyn Applier>,
+        tls: Option<crate::tls::Connector>,
     ) -> anyhow::Result<Arc<Cluster>> {
         config.validate(id).map_err(anyhow::Error::msg)?;
         let members = config.members().map_err(anyhow::Error::msg)?;
@@ -174,6 +177,7 @@ impl Cluster {
         let network = Network {
             connect_timeout: timeout,
             liveness: liveness.clone(),
+            tls: tls.clone(),
         };
         let raft = Raft::new(id, Arc::new(raft_config), network, log, sm).await?;
         let lowest = *members
@@ -219,7 +223,7 @@ impl Cluster {
         Ok(Arc::new(Cluster {
             id,
             raft,
-            pool: PeerPool::new(members.clone(), timeout),
+            pool: PeerPool::new(members.clone(), timeout, tls.clone()),
             members,
             applied,
             leader: leader_rx,
@@ -230,6 +234,7 @@ impl Cluster {
             liveness,
             unreachable_after: Duration::from_millis((2 * config.heartbeat_interval_ms).max(200)),
             znode_cap_bytes: AtomicU64::new(u64::MAX),
+            tls,
         }))
     }
 
@@ -274,20 +279,20 @@ impl Cluster {
     }
 
     /// Opens a `BRKF` (partition replication) connection to node `target`'s peer port.
-    pub async fn open_brkf(&self, target: NodeId) -> std::io::Result<TcpStream> {
+    pub async fn open_brkf(&self, target: NodeId) -> std::io::Result<Stream> {
         let addr = self.members.get(&target).ok_or_else(|| {
             std::io::Error::other(format!("node {target} is not in cluster.servers"))
         })?;
-        network::connect(addr, PREAMBLE_KAFKA, self.timeout).await
+        network::connect(addr, PREAMBLE_KAFKA, self.timeout, self.tls.as_ref()).await
     }
 
     /// The inbound `BRKF` connections (once: the partition replication code takes it).
-    pub fn take_brkf_inbound(&self) -> Option<mpsc::Receiver<TcpStream>> {
+    pub fn take_brkf_inbound(&self) -> Option<mpsc::Receiver<Stream>> {
         self.brkf_rx.lock().expect("brkf lock").take()
     }
 
     /// Hands an inbound `BRKF` connection to whoever took the receiver; closed otherwise.
-    pub fn accept_brkf(&self, stream: TcpStream) {
+    pub fn accept_brkf(&self, stream: Stream) {
         if self.brkf_rx.lock().expect("brkf lock").is_some()
             || self.brkf_tx.try_send(stream).is_err()
         {

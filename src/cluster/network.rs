@@ -29,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::types::{Command, CommandResult, NodeId, TypeConfig};
+use crate::tls::{Connector, Stream};
 
 /// Preamble of a Raft (and coordinator forwarding) peer connection.
 pub const PREAMBLE_RAFT: [u8; 4] = *b"BRFT";
@@ -127,13 +128,14 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
         .map_err(std::io::Error::other)
 }
 
-/// Connects to a peer and sends the preamble.
+/// Connects to a peer (over TLS when `tls` is given) and sends the preamble.
 pub async fn connect(
     addr: &str,
     preamble: [u8; 4],
     timeout: Duration,
-) -> std::io::Result<TcpStream> {
-    let mut s = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    tls: Option<&Connector>,
+) -> std::io::Result<Stream> {
+    let s = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| {
             std::io::Error::new(
@@ -142,21 +144,30 @@ pub async fn connect(
             )
         })??;
     s.set_nodelay(true)?;
+    let mut s = match tls {
+        Some(tls) => tls.connect(addr, s).await?,
+        None => Stream::Plain(s),
+    };
     s.write_all(&preamble).await?;
+    s.flush().await?;
     Ok(s)
 }
 
 /// One `BRFT` connection to a peer.
 #[derive(Debug)]
 pub struct PeerConn {
-    stream: TcpStream,
+    stream: Stream,
 }
 
 impl PeerConn {
     /// Opens a connection.
-    pub async fn open(addr: &str, timeout: Duration) -> std::io::Result<PeerConn> {
+    pub async fn open(
+        addr: &str,
+        timeout: Duration,
+        tls: Option<&Connector>,
+    ) -> std::io::Result<PeerConn> {
         Ok(PeerConn {
-            stream: connect(addr, PREAMBLE_RAFT, timeout).await?,
+            stream: connect(addr, PREAMBLE_RAFT, timeout, tls).await?,
         })
     }
 
@@ -188,6 +199,7 @@ pub struct PeerPool {
     addrs: BTreeMap<NodeId, String>,
     idle: Mutex<HashMap<NodeId, Vec<PeerConn>>>,
     timeout: Duration,
+    tls: Option<Connector>,
 }
 
 /// Idle connections kept per peer.
@@ -205,12 +217,13 @@ pub enum CallError {
 }
 
 impl PeerPool {
-    /// A pool over the members' peer addresses.
-    pub fn new(addrs: BTreeMap<NodeId, String>, timeout: Duration) -> Self {
+    /// A pool over the members' peer addresses (dialled over TLS when `tls` is given).
+    pub fn new(addrs: BTreeMap<NodeId, String>, timeout: Duration, tls: Option<Connector>) -> Self {
         PeerPool {
             addrs,
             idle: Mutex::new(HashMap::new()),
             timeout,
+            tls,
         }
     }
 
@@ -233,7 +246,7 @@ impl PeerPool {
                 let addr = self.addrs.get(&target).ok_or_else(|| {
                     CallError::Unreachable(target, std::io::Error::other("not a member"))
                 })?;
-                PeerConn::open(addr, self.timeout)
+                PeerConn::open(addr, self.timeout, self.tls.as_ref())
                     .await
                     .map_err(|e| CallError::Unreachable(target, e))?
             }
@@ -258,6 +271,8 @@ pub struct Network {
     pub connect_timeout: Duration,
     /// Where Raft RPC outcomes are recorded.
     pub liveness: Arc<PeerLiveness>,
+    /// Mutual TLS to peers (`[cluster] tls`).
+    pub tls: Option<Connector>,
 }
 
 /// Whether each peer answers this node's Raft RPCs. The leader heartbeats every follower
@@ -308,6 +323,7 @@ pub struct RaftClient {
     conn: Option<PeerConn>,
     connect_timeout: Duration,
     liveness: Arc<PeerLiveness>,
+    tls: Option<Connector>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -320,6 +336,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             conn: None,
             connect_timeout: self.connect_timeout,
             liveness: self.liveness.clone(),
+            tls: self.tls.clone(),
         }
     }
 }
@@ -346,7 +363,8 @@ impl RaftClient {
         option: &RPCOption,
     ) -> Result<PeerResponse, RpcErr<E>> {
         if self.conn.is_none() {
-            let c = PeerConn::open(&self.addr, self.connect_timeout.min(option.hard_ttl()))
+            let timeout = self.connect_timeout.min(option.hard_ttl());
+            let c = PeerConn::open(&self.addr, timeout, self.tls.as_ref())
                 .await
                 .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
             self.conn = Some(c);

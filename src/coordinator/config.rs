@@ -10,6 +10,9 @@ pub struct CoordinatorConfig {
     pub data_dir: String,
     /// Client address (ZooKeeper's clientPortAddress:clientPort).
     pub listen: String,
+    /// A second client address whose connections are TLS, with `[tls]`'s certificate
+    /// (ZooKeeper's secureClientPort); absent = none.
+    pub secure_listen: Option<String>,
     /// ZooKeeper's tickTime.
     pub tick_time_ms: u32,
     /// Connections allowed from one client address (0 = unlimited).
@@ -46,6 +49,7 @@ impl Default for CoordinatorConfig {
         CoordinatorConfig {
             data_dir: "/var/lib/zookeeper".into(),
             listen: "127.0.0.1:2181".into(),
+            secure_listen: None,
             tick_time_ms: 2000,
             max_client_cnxns: 60,
             jute_maxbuffer: 1_048_576,
@@ -80,6 +84,13 @@ impl CoordinatorConfig {
                 "coordinator.listen: {:?} is not HOST:PORT with an IP address",
                 self.listen
             ));
+        }
+        if let Some(secure) = &self.secure_listen {
+            if secure.parse::<std::net::SocketAddr>().is_err() {
+                return Err(format!(
+                    "coordinator.secure_listen: {secure:?} is not HOST:PORT with an IP address"
+                ));
+            }
         }
         if self.tick_time_ms == 0 {
             return Err("coordinator.tick_time_ms must be > 0".into());

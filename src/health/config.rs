@@ -120,6 +120,8 @@ impl PatternConfig {
 pub struct AdminConfig {
     /// The HTTP listener (`/health`, `/metrics`, `/commands/<word>`); `""` turns it off.
     pub listen: String,
+    /// Serve HTTPS with `[tls]`'s certificate instead of plain HTTP.
+    pub tls: bool,
     /// Disk usage of the log directory that makes the node degraded, in percent.
     pub disk_usage_degraded_percent: u8,
     /// CPU temperature that makes the node degraded, in degrees Celsius.
@@ -134,6 +136,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: "127.0.0.1:8080".into(),
+            tls: false,
             disk_usage_degraded_percent: 90,
             temperature_degraded_celsius: 80.0,
             health_interval_ms: 1000,

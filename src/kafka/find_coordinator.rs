@@ -88,13 +88,15 @@ async fn find(ctx: &Context, key_type: i8, key: StrBytes) -> Coordinator {
                 ),
             );
         };
+        // The address of the listener this client came in on.
+        let (host, port) = info.endpoint(ctx.listener);
         return Coordinator::default()
             .with_key(key)
             .with_node_id(BrokerId(id))
-            .with_host(StrBytes::from_string(info.host))
-            .with_port(i32::from(info.port));
+            .with_host(StrBytes::from_string(host))
+            .with_port(i32::from(port));
     }
-    let Some((host, port)) = ctx.broker.config.advertised().into_iter().next() else {
+    let Some((host, port)) = ctx.broker.config.advertised_for(ctx.listener) else {
         return refuse(errors::COORDINATOR_NOT_AVAILABLE, "no advertised listener");
     };
     Coordinator::default()

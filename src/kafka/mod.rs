@@ -49,6 +49,17 @@ pub struct Context {
     pub producer_ids: Arc<ProducerIdAllocator>,
     /// The client's address (set per connection; DescribeGroups shows it).
     pub peer: Option<SocketAddr>,
+    /// How the listener this connection came in on is secured.
+    pub protocol: crate::config::SecurityProtocol,
+    /// Which of `broker.listeners` the connection came in on (Metadata and FindCoordinator
+    /// answer with that listener's advertised address).
+    pub listener: usize,
+    /// The subject common name of the client's TLS certificate, when it presented one (the
+    /// listener's CA has verified it).
+    pub tls_client_cn: Option<String>,
+    /// A partition-replication connection from another node, through the peer port (mutual
+    /// TLS with `[cluster] tls`), not a client listener: the broker itself is asking.
+    pub inter_broker: bool,
     /// The memory budget (fetch responses draw from its pool).
     pub memory: Arc<crate::memory::Budget>,
     /// Cluster mode: broker metadata and partition replication (None on a single node).

@@ -28,6 +28,9 @@ use crate::config::{parse_listener, split_host_port, ConfigError};
 pub struct MqttConfig {
     /// Address of the built-in listener; `None` runs no listener (bridges still run).
     pub listen: Option<String>,
+    /// Address of a second listener whose connections are TLS (port 8883), with `[tls]`'s
+    /// certificate; `None` runs none.
+    pub tls_listen: Option<String>,
     /// Username → password; when not empty, clients must present one of them.
     pub users: BTreeMap<String, String>,
     /// Let clients connect without a username; defaults to "only when `users` is empty".
@@ -60,6 +63,7 @@ impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
             listen: None,
+            tls_listen: None,
             users: BTreeMap::new(),
             allow_anonymous: None,
             max_connections: 1000,
@@ -204,6 +208,9 @@ impl MqttConfig {
     pub fn validate(&self, message_max_bytes: u32) -> Result<(), ConfigError> {
         if let Some(listen) = &self.listen {
             parse_listener(listen).map_err(|message| invalid("mqtt.listen", message))?;
+        }
+        if let Some(listen) = &self.tls_listen {
+            parse_listener(listen).map_err(|message| invalid("mqtt.tls_listen", message))?;
         }
         if self.max_connections == 0 {
             return Err(invalid("mqtt.max_connections", "must be at least 1"));

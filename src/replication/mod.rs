@@ -78,10 +78,24 @@ impl Assignment {
 /// A registered broker (the `/brokers/ids/<id>` JSON).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BrokerInfo {
-    /// Advertised host.
+    /// Advertised host (of the first listener).
     pub host: String,
-    /// Advertised Kafka port.
+    /// Advertised Kafka port (of the first listener).
     pub port: u16,
+    /// Every advertised `host:port`, in `broker.listeners` order, so a client is told the
+    /// address of the listener (plain or TLS) it came in on.
+    #[serde(default)]
+    pub endpoints: Vec<(String, u16)>,
+}
+
+impl BrokerInfo {
+    /// The address a client of listener number `listener` should use.
+    pub fn endpoint(&self, listener: usize) -> (String, u16) {
+        self.endpoints
+            .get(listener)
+            .cloned()
+            .unwrap_or_else(|| (self.host.clone(), self.port))
+    }
 }
 
 /// Leader side: what this node, leading a partition since `since` at `epoch`, knows of
@@ -230,10 +244,16 @@ impl Replication {
         {
             return;
         }
-        let Some((host, port)) = self.broker.config.advertised().into_iter().next() else {
+        let endpoints = self.broker.config.advertised();
+        let Some((host, port)) = endpoints.first().cloned() else {
             return;
         };
-        let data = serde_json::to_vec(&BrokerInfo { host, port }).expect("json");
+        let info = BrokerInfo {
+            host,
+            port,
+            endpoints,
+        };
+        let data = serde_json::to_vec(&info).expect("json");
         match self.zk.create(&path, &data, true).await {
             Ok(_) => tracing::info!(node = self.node_id, "broker registered"),
             Err(ErrorCode::NodeExists) => {
@@ -752,6 +772,7 @@ impl Replication {
         let task = tokio::spawn(follow(
             self.node_id,
             self.zk.clone(),
+            self.cluster.clone(),
             partition,
             state.leader,
             state.leader_epoch,
@@ -1185,6 +1206,7 @@ impl FollowerFetch {
 async fn follow(
     node_id: i32,
     zk: ZkHandle,
+    cluster: Arc<Cluster>,
     partition: Arc<Partition>,
     leader: i32,
     epoch: i32,
@@ -1196,6 +1218,7 @@ async fn follow(
         if let Err(error) = follow_once(
             node_id,
             &zk,
+            &cluster,
             &partition,
             leader,
             epoch,
@@ -1213,18 +1236,21 @@ async fn follow(
 async fn follow_once(
     node_id: i32,
     zk: &ZkHandle,
+    cluster: &Cluster,
     partition: &Partition,
     leader: i32,
     epoch: i32,
     fetch: &FollowerFetch,
     truncated: &mut bool,
 ) -> anyhow::Result<()> {
-    let (data, _) = zk
-        .get(&format!("/brokers/ids/{leader}"))
-        .ok_or_else(|| anyhow::anyhow!("leader {leader} is not registered"))?;
-    let info: BrokerInfo = serde_json::from_slice(&data)?;
-    let mut client =
-        crate::cli::client::Client::connect(&format!("{}:{}", info.host, info.port)).await?;
+    anyhow::ensure!(
+        zk.get(&format!("/brokers/ids/{leader}")).is_some(),
+        "leader {leader} is not registered"
+    );
+    // Replica fetches go to the leader's peer port (`BRKF`), mutual TLS with `[cluster] tls`,
+    // not through its client listeners and their security.
+    let stream = cluster.open_brkf(leader as u64).await?;
+    let mut client = crate::cli::client::Client::over(stream).await?;
     let name = TopicName(StrBytes::from_string(partition.topic.clone()));
     if !*truncated {
         if let Some(latest) = partition.latest_log_epoch() {

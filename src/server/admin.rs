@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::broker::Broker;
@@ -48,8 +48,13 @@ pub struct AdminContext {
     pub kafka: Option<String>,
 }
 
-/// Serve admin requests on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, ctx: AdminContext, mut shutdown: watch::Receiver<bool>) {
+/// Serve admin requests on `listener` (HTTPS when `tls` is given) until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: AdminContext,
+    tls: Option<crate::tls::Acceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     loop {
         let accepted = tokio::select! {
@@ -68,8 +73,13 @@ pub async fn serve(listener: TcpListener, ctx: AdminContext, mut shutdown: watch
             return;
         };
         let ctx = ctx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection(stream, &ctx).await {
+            let served = async {
+                let (stream, _) = crate::tls::accept(tls.as_ref(), stream).await?;
+                connection(stream, &ctx).await
+            };
+            if let Err(error) = served.await {
                 tracing::debug!(%peer, %error, "admin connection ended");
             }
             drop(slot);
@@ -77,7 +87,7 @@ pub async fn serve(listener: TcpListener, ctx: AdminContext, mut shutdown: watch
     }
 }
 
-async fn connection(mut stream: TcpStream, ctx: &AdminContext) -> std::io::Result<()> {
+async fn connection(mut stream: crate::tls::Stream, ctx: &AdminContext) -> std::io::Result<()> {
     let head = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
         Ok(head) => head?,
         Err(_) => return Ok(()),
@@ -91,7 +101,7 @@ async fn connection(mut stream: TcpStream, ctx: &AdminContext) -> std::io::Resul
 }
 
 /// Read until the blank line that ends the head; `None` if it does not fit the limit.
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
+async fn read_head(stream: &mut crate::tls::Stream) -> std::io::Result<Option<String>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {

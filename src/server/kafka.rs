@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::kafka::{self, frame, Context};
@@ -21,12 +21,14 @@ pub struct Limits {
     pub request_max_bytes: u32,
 }
 
-/// Accept connections until `shutdown` turns true.
+/// Accept connections until `shutdown` turns true; with `tls`, each completes a TLS
+/// handshake first (`ctx.protocol` says how the listener is secured).
 pub async fn serve(
     listener: TcpListener,
     ctx: Context,
     limits: Limits,
     request_pool: Arc<Pool>,
+    tls: Option<crate::tls::Acceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let connections = Arc::new(Semaphore::new(limits.max_connections as usize));
@@ -53,12 +55,53 @@ pub async fn serve(
         ctx.peer = Some(peer);
         let request_pool = request_pool.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection(socket, peer, ctx, limits, request_pool, shutdown).await
-            {
+            let served = async {
+                let (stream, identity) = crate::tls::accept(tls.as_ref(), socket)
+                    .await
+                    .inspect_err(|error| tracing::warn!(%peer, %error, "TLS handshake failed"))?;
+                ctx.tls_client_cn = identity.common_name;
+                connection(stream, peer, ctx, limits, request_pool, shutdown).await
+            };
+            if let Err(error) = served.await {
                 tracing::debug!(%peer, %error, "connection closed");
             }
             drop(permit);
+        });
+    }
+}
+
+/// Serve the partition-replication (`BRKF`) connections other nodes open to the peer port,
+/// already past their preamble (and their TLS handshake with `[cluster] tls`).
+pub async fn serve_peers(
+    mut inbound: tokio::sync::mpsc::Receiver<crate::tls::Stream>,
+    mut ctx: Context,
+    limits: Limits,
+    request_pool: Arc<Pool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    ctx.inter_broker = true;
+    loop {
+        let stream = tokio::select! {
+            stream = inbound.recv() => match stream {
+                Some(stream) => stream,
+                None => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let Ok(peer) = stream.tcp().peer_addr() else {
+            continue;
+        };
+        let mut ctx = ctx.clone();
+        ctx.peer = Some(peer);
+        let request_pool = request_pool.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connection(stream, peer, ctx, limits, request_pool, shutdown).await
+            {
+                tracing::debug!(%peer, %error, "replication connection closed");
+            }
         });
     }
 }
@@ -82,14 +125,14 @@ fn ready(bytes: anyhow::Result<BytesMut>, held: Vec<Grant>) -> PendingAnswer {
 }
 
 async fn connection(
-    socket: TcpStream,
+    stream: crate::tls::Stream,
     peer: SocketAddr,
     ctx: Context,
     limits: Limits,
     request_pool: Arc<Pool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let (mut reader, writer) = socket.into_split();
+    let (mut reader, writer) = stream.into_split();
     // Answers are written in request order by their own task, so the reader can take the
     // next request while an earlier one waits for its fsync.
     let (answers, pending) = tokio::sync::mpsc::channel::<PendingAnswer>(MAX_PIPELINED);
@@ -179,7 +222,7 @@ async fn connection(
 
 /// Write answers in the order their requests arrived; flush when none is waiting.
 async fn write_answers(
-    writer: tokio::net::tcp::OwnedWriteHalf,
+    writer: crate::tls::WriteHalf,
     mut pending: tokio::sync::mpsc::Receiver<PendingAnswer>,
 ) -> anyhow::Result<()> {
     let mut writer = BufWriter::new(writer);

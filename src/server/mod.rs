@@ -63,17 +63,31 @@ pub async fn run(
                 let peer_listener = TcpListener::bind(peer_addr).await.map_err(|e| {
                     anyhow::anyhow!("cannot listen on {peer_addr} (cluster.listen): {e}")
                 })?;
+                let (peer_acceptor, peer_connector) = if cc.tls {
+                    (
+                        Some(config.tls.peer_acceptor()?),
+                        Some(config.tls.peer_connector()?),
+                    )
+                } else {
+                    (None, None)
+                };
                 let applier: Arc<dyn crate::cluster::state_machine::Applier> = zk.clone();
                 let c = crate::cluster::Cluster::start(
                     cc,
                     u64::from(node_id),
                     std::path::Path::new(&config.coordinator.data_dir),
                     applier,
+                    peer_connector,
                 )
                 .await?;
                 c.set_znode_cap_bytes(budget.znodes.limit_bytes());
                 zk.attach_cluster(c.clone(), cc.broker_session_timeout_ms);
-                tasks.spawn(peer::serve(peer_listener, c.clone(), shutdown.clone()));
+                tasks.spawn(peer::serve(
+                    peer_listener,
+                    c.clone(),
+                    peer_acceptor,
+                    shutdown.clone(),
+                ));
                 cluster = Some(c);
                 zk_handle = Some(zk.clone());
                 zk
@@ -87,10 +101,20 @@ pub async fn run(
                     config.coordinator.listen
                 )
             })?;
+        let secure = match &config.coordinator.secure_listen {
+            Some(addr) => {
+                let tls = config.tls.acceptor("coordinator.secure_listen")?;
+                let listener = TcpListener::bind(addr).await.map_err(|e| {
+                    anyhow::anyhow!("cannot listen on {addr} (coordinator.secure_listen): {e}")
+                })?;
+                Some((listener, tls))
+            }
+            None => None,
+        };
         let stop = shutdown.clone();
         let serving = coordinator.clone();
         tasks.spawn(async move {
-            if let Err(error) = zk::serve(listener, serving, stop).await {
+            if let Err(error) = zk::serve(listener, serving, secure, stop).await {
                 tracing::error!(error = %error, "ZooKeeper listener failed");
             }
         });
@@ -113,6 +137,10 @@ pub async fn run(
         groups: groups.clone(),
         producer_ids,
         peer: None,
+        protocol: crate::config::SecurityProtocol::Plaintext,
+        listener: 0,
+        tls_client_cn: None,
+        inter_broker: false,
         replication,
         memory: budget.clone(),
     };
@@ -120,32 +148,51 @@ pub async fn run(
         max_connections: config.broker.max_connections,
         request_max_bytes: config.broker.socket_request_max_bytes,
     };
-    for entry in &config.broker.listeners {
-        let (_protocol, addr) = parse_kafka_listener(entry).map_err(anyhow::Error::msg)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (broker.listeners): {e}"))?;
-        tracing::info!(addr = %listener.local_addr()?, "Kafka listener up");
-        tasks.spawn(kafka::serve(
-            listener,
-            ctx.clone(),
+    if let Some(inbound) = cluster.as_ref().and_then(|c| c.take_brkf_inbound()) {
+        let mut peer_ctx = ctx.clone();
+        if config.cluster.as_ref().is_some_and(|cc| cc.tls) {
+            peer_ctx.protocol = crate::config::SecurityProtocol::Ssl;
+        }
+        tasks.spawn(kafka::serve_peers(
+            inbound,
+            peer_ctx,
             limits,
             budget.kafka_requests.clone(),
             shutdown.clone(),
         ));
     }
+    for (index, entry) in config.broker.listeners.iter().enumerate() {
+        let (protocol, addr) = parse_kafka_listener(entry).map_err(anyhow::Error::msg)?;
+        let tls = if protocol.uses_tls() {
+            Some(config.tls.acceptor(&format!("listener `{entry}`"))?)
+        } else {
+            None
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (broker.listeners): {e}"))?;
+        tracing::info!(addr = %listener.local_addr()?, protocol = protocol.name(), "Kafka listener up");
+        let mut ctx = ctx.clone();
+        ctx.protocol = protocol;
+        ctx.listener = index;
+        tasks.spawn(kafka::serve(
+            listener,
+            ctx,
+            limits,
+            budget.kafka_requests.clone(),
+            tls,
+            shutdown.clone(),
+        ));
+    }
     if let Some(mqtt_config) = config.mqtt.clone() {
-        let pool = budget.mqtt_inflight.clone();
-        start_mqtt(
+        let ingest = crate::mqtt::Ingest::new(
             mqtt_config,
             broker.clone(),
             ctx.replication.clone(),
             node_id,
-            pool,
-            &mut tasks,
-            &shutdown,
-        )
-        .await?;
+            budget.mqtt_inflight.clone(),
+        )?;
+        start_mqtt(ingest, &config.tls, &mut tasks, &shutdown).await?;
     }
     tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
     tasks.spawn(groups::timers(groups.clone(), shutdown.clone()));
@@ -192,6 +239,7 @@ pub async fn run(
             tasks.spawn(feed_quorum(c.clone(), health.clone(), shutdown.clone()));
         }
     }
+    warn_exposed(&config);
     tracing::info!(node = node_id, cluster = %broker.cluster_id, "bramble serving");
     // The health loop sends READY=1 (with the status line) once it sees this.
     health.serving();
@@ -209,24 +257,55 @@ pub async fn run(
     Ok(())
 }
 
-/// Start the MQTT listener (when `mqtt.listen` is set) and one task per bridge.
+/// One loud warning naming every listener open to the network with neither TLS nor
+/// authentication, and how to secure them.
+fn warn_exposed(config: &Config) {
+    let exposed = config.exposed_listeners();
+    if exposed.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        listeners = %exposed.join(", "),
+        "INSECURE: these listeners accept anyone on the network, unencrypted and unauthenticated; \
+         bind them to 127.0.0.1, or secure them: make certificates with `bramble certs`, set [tls] \
+         cert_file/key_file/ca_file, then use SSL:// Kafka listeners, coordinator.secure_listen, \
+         mqtt.tls_listen (or mqtt.users), admin.tls and cluster.tls = true (see the README's Security section)"
+    );
+}
+
+/// Start the MQTT listeners (`mqtt.listen`, `mqtt.tls_listen`) and one task per bridge.
 async fn start_mqtt(
-    config: crate::mqtt::MqttConfig,
-    broker: Arc<Broker>,
-    replication: Option<Arc<crate::replication::Replication>>,
-    node_id: u32,
-    pool: Arc<crate::memory::Pool>,
+    ingest: Arc<crate::mqtt::Ingest>,
+    tls: &crate::tls::TlsConfig,
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let ingest = crate::mqtt::Ingest::new(config, broker, replication, node_id, pool)?;
-    if let Some(listen) = &ingest.config.listen {
+    let connections = Arc::new(tokio::sync::Semaphore::new(
+        ingest.config.max_connections as usize,
+    ));
+    let listeners = [
+        (ingest.config.listen.as_ref(), "mqtt.listen"),
+        (ingest.config.tls_listen.as_ref(), "mqtt.tls_listen"),
+    ];
+    for (listen, key) in listeners {
+        let Some(listen) = listen else { continue };
+        let tls = if key == "mqtt.tls_listen" {
+            Some(tls.acceptor(key)?)
+        } else {
+            None
+        };
         let addr = parse_listener(listen).map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (mqtt.listen): {e}"))?;
-        tracing::info!(addr = %listener.local_addr()?, "MQTT listener up");
-        tasks.spawn(mqtt::serve(listener, ingest.clone(), shutdown.clone()));
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} ({key}): {e}"))?;
+        tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "MQTT listener up");
+        tasks.spawn(mqtt::serve(
+            listener,
+            ingest.clone(),
+            tls,
+            connections.clone(),
+            shutdown.clone(),
+        ));
     }
     for index in 0..ingest.config.bridges.len() {
         tasks.spawn(crate::mqtt::bridge::run(
@@ -315,6 +394,17 @@ async fn start_admin(
     if config.admin.listen.is_empty() {
         return;
     }
+    let tls = if config.admin.tls {
+        match config.tls.acceptor("admin.tls") {
+            Ok(tls) => Some(tls),
+            Err(error) => {
+                tracing::error!(%error, "admin HTTPS cannot start; /health and /metrics are off");
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let bound = match parse_listener(&config.admin.listen) {
         Ok(addr) => TcpListener::bind(addr).await.map_err(|e| e.to_string()),
         Err(message) => Err(message),
@@ -322,9 +412,9 @@ async fn start_admin(
     match bound {
         Ok(listener) => {
             if let Ok(addr) = listener.local_addr() {
-                tracing::info!(%addr, "admin HTTP listener up");
+                tracing::info!(%addr, tls = tls.is_some(), "admin HTTP listener up");
             }
-            tasks.spawn(admin::serve(listener, ctx, shutdown));
+            tasks.spawn(admin::serve(listener, ctx, tls, shutdown));
         }
         Err(error) => {
             tracing::error!(listen = %config.admin.listen, %error, "cannot listen (admin.listen); /health and /metrics are off")

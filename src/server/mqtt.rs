@@ -10,10 +10,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::tls::WriteHalf as OwnedWriteHalf;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::broker::now_ms;
@@ -30,13 +30,16 @@ const BATCH_BYTES_MAX: usize = 512 * 1024;
 /// How long a closing connection may take to send its last acknowledgements.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Accept MQTT connections until `shutdown` turns true.
+/// Accept MQTT connections until `shutdown` turns true, each after a TLS handshake when
+/// `tls` is given; `connections` (shared by the plain and TLS listeners) caps how many are
+/// open at once.
 pub async fn serve(
     listener: TcpListener,
     ingest: Arc<Ingest>,
+    tls: Option<crate::tls::Acceptor>,
+    connections: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let connections = Arc::new(Semaphore::new(ingest.config.max_connections as usize));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -57,12 +60,19 @@ pub async fn serve(
         let _ = socket.set_nodelay(true);
         let ingest = ingest.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             ingest
                 .metrics
                 .connections_total
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Err(error) = connection(socket, peer, ingest, shutdown).await {
+            let served = async {
+                let (stream, _) = crate::tls::accept(tls.as_ref(), socket).await.inspect_err(
+                    |error| tracing::warn!(%peer, %error, "MQTT TLS handshake failed"),
+                )?;
+                connection(stream, peer, ingest, shutdown).await
+            };
+            if let Err(error) = served.await {
                 tracing::debug!(%peer, %error, "MQTT connection ended");
             }
             drop(permit);
@@ -150,7 +160,7 @@ struct Conn {
 }
 
 async fn connection(
-    socket: TcpStream,
+    socket: crate::tls::Stream,
     peer: SocketAddr,
     ingest: Arc<Ingest>,
     shutdown: watch::Receiver<bool>,
@@ -336,7 +346,7 @@ async fn connection(
 
 /// Read until one whole frame is buffered; `None` at a clean end of stream.
 async fn read_frame(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    reader: &mut crate::tls::ReadHalf,
     buf: &mut BytesMut,
     max_packet: usize,
 ) -> anyhow::Result<Option<Bytes>> {
@@ -367,13 +377,14 @@ async fn send_now(
 ) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(64);
     codec::encode(packet, version, &mut out);
-    writer.write_all(&out).await
+    writer.write_all(&out).await?;
+    writer.flush().await
 }
 
 impl Conn {
     async fn read_loop(
         &mut self,
-        reader: &mut tokio::net::tcp::OwnedReadHalf,
+        reader: &mut crate::tls::ReadHalf,
         mut buf: BytesMut,
         max_packet: usize,
         keep_alive: Option<Duration>,
@@ -747,6 +758,8 @@ async fn write_loop(
 async fn write_out(writer: &mut OwnedWriteHalf, out: &mut Vec<u8>) -> std::io::Result<()> {
     if !out.is_empty() {
         writer.write_all(out).await?;
+        // A no-op on plain TCP; over TLS it pushes out the last record.
+        writer.flush().await?;
         out.clear();
     }
     Ok(())

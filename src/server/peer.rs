@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::cluster::network::{
@@ -20,13 +20,15 @@ pub const PEER_CONNECTIONS_MAX: usize = 256;
 /// A connection must name its protocol within this time.
 const PREAMBLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves peers on `listener` until `shutdown` turns true.
+/// Serves peers on `listener` until `shutdown` turns true; with `tls` (`[cluster] tls`),
+/// each connection completes mutual TLS before its preamble.
 pub async fn serve(
     listener: TcpListener,
     cluster: Arc<Cluster>,
+    tls: Option<crate::tls::Acceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    tracing::info!(addr = ?listener.local_addr().ok(), node = cluster.id(), "peer listener up");
+    tracing::info!(addr = ?listener.local_addr().ok(), node = cluster.id(), tls = tls.is_some(), "peer listener up");
     let slots = Arc::new(Semaphore::new(PEER_CONNECTIONS_MAX));
     loop {
         tokio::select! {
@@ -46,8 +48,19 @@ pub async fn serve(
                 };
                 let cluster = cluster.clone();
                 let sd = shutdown.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection(stream, cluster, sd).await {
+                    let _ = stream.set_nodelay(true);
+                    let served = async {
+                        let (stream, identity) = crate::tls::accept(tls.as_ref(), stream)
+                            .await
+                            .inspect_err(|e| tracing::warn!(peer = %peer, error = %e, "peer TLS handshake failed; a node needs a certificate from the cluster CA"))?;
+                        if let Some(name) = identity.common_name {
+                            tracing::debug!(peer = %peer, certificate = %name, "peer connected over TLS");
+                        }
+                        connection(stream, cluster, sd).await
+                    };
+                    if let Err(e) = served.await {
                         tracing::debug!(peer = %peer, error = %e, "peer connection ended");
                     }
                     drop(permit);
@@ -58,11 +71,10 @@ pub async fn serve(
 }
 
 async fn connection(
-    mut stream: TcpStream,
+    mut stream: crate::tls::Stream,
     cluster: Arc<Cluster>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let _ = stream.set_nodelay(true);
     let mut preamble = [0u8; 4];
     tokio::time::timeout(PREAMBLE_TIMEOUT, stream.read_exact(&mut preamble))
         .await

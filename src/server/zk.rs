@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::cluster::state_machine::{apply_command, Applier};
@@ -513,15 +513,45 @@ impl ZkServer {
     }
 }
 
-/// Serves ZooKeeper clients on `listener` until `shutdown` turns true.
+/// Serves ZooKeeper clients on `listener` (and TLS clients on `secure`, ZooKeeper's
+/// secureClientPort) until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
     zk: ZkHandle,
-    mut shutdown: watch::Receiver<bool>,
+    secure: Option<(TcpListener, crate::tls::Acceptor)>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     zk.serving.store(true, Ordering::SeqCst);
     tracing::info!(addr = %listener.local_addr()?, "zookeeper listener up");
     let bg = spawn_background(zk.clone(), shutdown.clone());
+    let secure = match secure {
+        Some((listener, tls)) => {
+            tracing::info!(addr = %listener.local_addr()?, "zookeeper TLS listener up");
+            Some(tokio::spawn(accept_loop(
+                listener,
+                Some(tls),
+                zk.clone(),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+    accept_loop(listener, None, zk.clone(), shutdown).await;
+    zk.serving.store(false, Ordering::SeqCst);
+    bg.abort();
+    if let Some(secure) = secure {
+        secure.abort();
+    }
+    Ok(())
+}
+
+/// Accepts connections on one listener, each after a TLS handshake when `tls` is given.
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<crate::tls::Acceptor>,
+    zk: ZkHandle,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = shutdown.changed() => {
@@ -544,8 +574,15 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let zk2 = zk.clone();
                 let sd = shutdown.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection(stream, peer, zk2.clone(), sd).await {
+                    let served = async {
+                        let (stream, _) = crate::tls::accept(tls.as_ref(), stream)
+                            .await
+                            .inspect_err(|e| tracing::warn!(peer = %peer, error = %e, "TLS handshake failed"))?;
+                        connection(stream, peer, zk2.clone(), sd).await
+                    };
+                    if let Err(e) = served.await {
                         tracing::debug!(peer = %peer, error = %e, "connection ended");
                     }
                     release(&zk2, peer.ip());
@@ -553,9 +590,6 @@ pub async fn serve(
             }
         }
     }
-    zk.serving.store(false, Ordering::SeqCst);
-    bg.abort();
-    Ok(())
 }
 
 fn admit(zk: &ZkServer, ip: IpAddr) -> bool {
@@ -624,10 +658,7 @@ fn spawn_background(
     })
 }
 
-async fn read_exact_or_eof(
-    s: &mut tokio::net::tcp::OwnedReadHalf,
-    buf: &mut [u8],
-) -> std::io::Result<bool> {
+async fn read_exact_or_eof(s: &mut crate::tls::ReadHalf, buf: &mut [u8]) -> std::io::Result<bool> {
     match s.read_exact(buf).await {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
@@ -637,11 +668,7 @@ async fn read_exact_or_eof(
 
 /// Reads a frame body whose 4-byte length was already read, enforcing jute_maxbuffer
 /// before allocating.
-async fn read_body(
-    s: &mut tokio::net::tcp::OwnedReadHalf,
-    len: i32,
-    max: u32,
-) -> anyhow::Result<Vec<u8>> {
+async fn read_body(s: &mut crate::tls::ReadHalf, len: i32, max: u32) -> anyhow::Result<Vec<u8>> {
     if len < 0 || len as u32 > max {
         anyhow::bail!("frame length {len} outside 0..={max} (jute_maxbuffer)");
     }
@@ -651,7 +678,7 @@ async fn read_body(
 }
 
 async fn connection(
-    stream: TcpStream,
+    stream: crate::tls::Stream,
     peer: SocketAddr,
     zk: ZkHandle,
     mut shutdown: watch::Receiver<bool>,
@@ -1107,7 +1134,7 @@ fn quota_exceeded_reply(rep: &Replicated, zxid: i64) -> Vec<u8> {
 }
 
 async fn writer(
-    wr: tokio::net::tcp::OwnedWriteHalf,
+    wr: crate::tls::WriteHalf,
     mut rx: mpsc::UnboundedReceiver<Out>,
     mut durable: watch::Receiver<i64>,
     zk: ZkHandle,
