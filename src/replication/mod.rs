@@ -148,6 +148,9 @@ impl std::fmt::Debug for Replication {
     }
 }
 
+/// Where the cluster's id is kept, as Kafka-on-ZooKeeper kept it.
+const CLUSTER_ID_PATH: &str = "/cluster/id";
+
 fn topic_path(topic: &str) -> String {
     format!("/brokers/topics/{topic}")
 }
@@ -211,10 +214,23 @@ impl Replication {
         }
     }
 
-    /// Creates the `/brokers` paths and this node's ephemeral registration if missing.
+    /// Creates the `/brokers` paths, `/cluster/id` and this node's ephemeral registration
+    /// if missing.
     async fn register(&self) {
-        for path in ["/brokers", "/brokers/ids", "/brokers/topics"] {
+        for path in ["/brokers", "/brokers/ids", "/brokers/topics", "/cluster"] {
             self.ensure(path).await;
+        }
+        if self.zk.get(CLUSTER_ID_PATH).is_none() {
+            // The first node to get here names the cluster with its own id (Kafka's format).
+            let body = serde_json::json!({"version": "1", "id": self.broker.cluster_id});
+            match self
+                .zk
+                .create(CLUSTER_ID_PATH, body.to_string().as_bytes(), false)
+                .await
+            {
+                Ok(_) | Err(ErrorCode::NodeExists) => {}
+                Err(e) => tracing::debug!(error = ?e, "cannot write /cluster/id yet"),
+            }
         }
         let path = format!("/brokers/ids/{}", self.node_id);
         if self
@@ -1099,6 +1115,16 @@ impl Replication {
                 k.state.isr,
             )
         })
+    }
+
+    /// The cluster id every node answers in Metadata: `/cluster/id`, written by the first
+    /// node to register (this node's own id until then).
+    pub fn cluster_id(&self) -> String {
+        let stored = self.zk.get(CLUSTER_ID_PATH).and_then(|(data, _)| {
+            let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
+            v.get("id")?.as_str().map(str::to_string)
+        });
+        stored.unwrap_or_else(|| self.broker.cluster_id.clone())
     }
 
     /// The quorum leader, which is the controller.
