@@ -542,6 +542,7 @@ impl Replication {
                     topic = name,
                     "a topic of this name with another id was deleted; replacing its logs"
                 );
+                self.forget_topic(name);
                 self.broker.delete_topic(name).await?;
             }
         }
@@ -574,6 +575,27 @@ impl Replication {
         Ok(topic)
     }
 
+    /// Forgets what this node knows of a topic's partitions and stops their fetchers.
+    fn forget_topic(&self, name: &str) {
+        self.known
+            .lock()
+            .expect("known")
+            .retain(|(t, _), _| t != name);
+        self.follower_ends
+            .lock()
+            .expect("ends")
+            .retain(|(t, _), _| t != name);
+        self.fetchers
+            .lock()
+            .expect("fetchers")
+            .retain(|(t, _), (_, task)| {
+                if t == name {
+                    task.abort();
+                }
+                t != name
+            });
+    }
+
     /// Deletes this node's logs of topics that were replicated here and are gone from the
     /// cluster metadata (DeleteTopics on any node).
     async fn drop_deleted(&self, in_tree: &BTreeSet<String>) {
@@ -586,23 +608,7 @@ impl Replication {
                 .collect()
         };
         for name in gone {
-            self.known
-                .lock()
-                .expect("known")
-                .retain(|(t, _), _| *t != name);
-            self.follower_ends
-                .lock()
-                .expect("ends")
-                .retain(|(t, _), _| *t != name);
-            self.fetchers
-                .lock()
-                .expect("fetchers")
-                .retain(|(t, _), (_, task)| {
-                    if *t == name {
-                        task.abort();
-                    }
-                    *t != name
-                });
+            self.forget_topic(&name);
             match self.broker.delete_topic(&name).await {
                 Ok(_) => {
                     tracing::info!(topic = %name, "deleted the local logs of a topic deleted in the cluster")
