@@ -697,8 +697,11 @@ impl Replication {
         }
         self.apply_fetcher(key, replicas, state, partition);
         if offsets && leading {
-            self.groups
-                .partition_leadership(key.1, true, state.leader_epoch);
+            // Loading reads the partition from disk: keep the runtime's other tasks going.
+            tokio::task::block_in_place(|| {
+                self.groups
+                    .partition_leadership(key.1, true, state.leader_epoch)
+            });
         }
     }
 
