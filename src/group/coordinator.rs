@@ -831,7 +831,7 @@ impl GroupCoordinator {
             if !self.led().contains_key(&index) {
                 return Err(GroupError::NotCoordinator);
             }
-            if let Err(code) = replication.check_produce(OFFSETS_TOPIC, index as i32, -1) {
+            if let Err(code) = replication.check_produce(OFFSETS_TOPIC, index, -1) {
                 tracing::debug!(
                     group = group_id,
                     code,

@@ -79,7 +79,11 @@ pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> Me
     };
     MetadataResponse::default()
         .with_brokers(brokers)
-        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
+        .with_cluster_id(Some(StrBytes::from_string(
+            ctx.replication
+                .as_ref()
+                .map_or_else(|| broker.cluster_id.clone(), |r| r.cluster_id()),
+        )))
         .with_controller_id(controller)
         .with_topics(topics)
 }

@@ -166,6 +166,9 @@ impl std::fmt::Debug for Replication {
     }
 }
 
+/// Where the cluster's id is kept, as Kafka-on-ZooKeeper kept it.
+const CLUSTER_ID_PATH: &str = "/cluster/id";
+
 fn topic_path(topic: &str) -> String {
     format!("/brokers/topics/{topic}")
 }
@@ -231,10 +234,23 @@ impl Replication {
         }
     }
 
-    /// Creates the `/brokers` paths and this node's ephemeral registration if missing.
+    /// Creates the `/brokers` paths, `/cluster/id` and this node's ephemeral registration
+    /// if missing.
     async fn register(&self) {
-        for path in ["/brokers", "/brokers/ids", "/brokers/topics"] {
+        for path in ["/brokers", "/brokers/ids", "/brokers/topics", "/cluster"] {
             self.ensure(path).await;
+        }
+        if self.zk.get(CLUSTER_ID_PATH).is_none() {
+            // The first node to get here names the cluster with its own id (Kafka's format).
+            let body = serde_json::json!({"version": "1", "id": self.broker.cluster_id});
+            match self
+                .zk
+                .create(CLUSTER_ID_PATH, body.to_string().as_bytes(), false)
+                .await
+            {
+                Ok(_) | Err(ErrorCode::NodeExists) => {}
+                Err(e) => tracing::debug!(error = ?e, "cannot write /cluster/id yet"),
+            }
         }
         let path = format!("/brokers/ids/{}", self.node_id);
         if self
@@ -552,6 +568,7 @@ impl Replication {
                     topic = name,
                     "a topic of this name with another id was deleted; replacing its logs"
                 );
+                self.forget_topic(name);
                 self.broker.delete_topic(name).await?;
             }
         }
@@ -584,6 +601,27 @@ impl Replication {
         Ok(topic)
     }
 
+    /// Forgets what this node knows of a topic's partitions and stops their fetchers.
+    fn forget_topic(&self, name: &str) {
+        self.known
+            .lock()
+            .expect("known")
+            .retain(|(t, _), _| t != name);
+        self.follower_ends
+            .lock()
+            .expect("ends")
+            .retain(|(t, _), _| t != name);
+        self.fetchers
+            .lock()
+            .expect("fetchers")
+            .retain(|(t, _), (_, task)| {
+                if t == name {
+                    task.abort();
+                }
+                t != name
+            });
+    }
+
     /// Deletes this node's logs of topics that were replicated here and are gone from the
     /// cluster metadata (DeleteTopics on any node).
     async fn drop_deleted(&self, in_tree: &BTreeSet<String>) {
@@ -596,23 +634,7 @@ impl Replication {
                 .collect()
         };
         for name in gone {
-            self.known
-                .lock()
-                .expect("known")
-                .retain(|(t, _), _| *t != name);
-            self.follower_ends
-                .lock()
-                .expect("ends")
-                .retain(|(t, _), _| *t != name);
-            self.fetchers
-                .lock()
-                .expect("fetchers")
-                .retain(|(t, _), (_, task)| {
-                    if *t == name {
-                        task.abort();
-                    }
-                    *t != name
-                });
+            self.forget_topic(&name);
             match self.broker.delete_topic(&name).await {
                 Ok(_) => {
                     tracing::info!(topic = %name, "deleted the local logs of a topic deleted in the cluster")
@@ -701,8 +723,11 @@ impl Replication {
         }
         self.apply_fetcher(key, replicas, state, partition);
         if offsets && leading {
-            self.groups
-                .partition_leadership(key.1, true, state.leader_epoch);
+            // Loading reads the partition from disk: keep the runtime's other tasks going.
+            tokio::task::block_in_place(|| {
+                self.groups
+                    .partition_leadership(key.1, true, state.leader_epoch)
+            });
         }
     }
 
@@ -1131,6 +1156,16 @@ impl Replication {
                 k.state.isr,
             )
         })
+    }
+
+    /// The cluster id every node answers in Metadata: `/cluster/id`, written by the first
+    /// node to register (this node's own id until then).
+    pub fn cluster_id(&self) -> String {
+        let stored = self.zk.get(CLUSTER_ID_PATH).and_then(|(data, _)| {
+            let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
+            v.get("id")?.as_str().map(str::to_string)
+        });
+        stored.unwrap_or_else(|| self.broker.cluster_id.clone())
     }
 
     /// The quorum leader, which is the controller.

@@ -81,12 +81,10 @@ def commit_until_done(c, timeout=30.0):
     while True:
         try:
             return c.commit(asynchronous=False)
-        except KafkaException as e:
+        except KafkaException:
             if time.monotonic() > deadline:
                 raise
-            last = e
             time.sleep(0.3)
-            del last
 
 
 def test_offsets_topic_is_replicated_and_find_coordinator_names_its_partition_leader(bramble_cluster):

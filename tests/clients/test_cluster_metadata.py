@@ -1,5 +1,5 @@
 """Cluster metadata with real processes: `/controller` and `/controller_epoch` as Kafka wrote
-them, one topic id per topic on every node, DeleteTopics and CreatePartitions applied by
+them, one cluster id and one topic id per topic on every node, DeleteTopics and CreatePartitions applied by
 every node, ListOffsets answered by the partition leader only, and `min_insync_replicas`
 defaulting to 2 for topics with 3 replicas (5-node cluster, two replicas killed)."""
 import json
@@ -110,9 +110,15 @@ def test_topic_id_growth_and_deletion_are_the_same_on_every_node(bramble_cluster
     for p in (1, 2):
         wait_for(f"grow-{p} in sync", lambda p=p: (s := state(cluster, "grow", p)) and len(s["isr"]) == 3)
         wait_for(f"grow-{p} on every node", lambda p=p: all((n.log_dir / f"grow-{p}").is_dir() for n in cluster.nodes))
+    cluster_ids = set()
     for n in cluster.nodes:
         only = AdminClient({"bootstrap.servers": n.kafka})
-        assert len(only.list_topics("grow", timeout=10).topics["grow"].partitions) == 3
+        metadata = only.list_topics("grow", timeout=10)
+        assert len(metadata.topics["grow"].partitions) == 3
+        cluster_ids.add(metadata.cluster_id)
+    # One cluster id, from /cluster/id, whichever node answers.
+    stored = json.loads(read(cluster, "/cluster/id")[0])
+    assert cluster_ids == {stored["id"]}
     producer = Producer({"bootstrap.servers": bootstrap(cluster), "acks": "all"})
     for i in range(20):
         producer.produce("grow", f"g{i}".encode(), partition=2)

@@ -175,7 +175,11 @@ def test_a_client_that_saw_a_newer_zxid_is_refused(bramble_cluster):
     except Exception:
         refused = True
     assert refused
-    # A client whose zxid this node has applied is welcome.
+    # A client whose zxid this node has applied is welcome (sync: node 2 may learn of the
+    # commit only at the leader's next heartbeat).
+    c2 = client(node.zk)
+    c2.sync("/z")
+    c2.stop()
     w = Wire(node.host, node.zk_port, last_zxid=zxid)
     w.close()
 
