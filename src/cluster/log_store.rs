@@ -475,11 +475,11 @@ impl LogStore {
     }
 }
 
-fn read_range<RB: RangeBounds<u64>>(inner: &Mutex<Inner>, range: RB) -> StoreResult<Vec<Entry>> {
-    let inner = inner.lock().expect("raft log lock poisoned");
-    inner
-        .read(range)
-        .map_err(|e| StorageIOError::read_logs(&e).into())
+fn read_range<RB: RangeBounds<u64>>(
+    inner: &Mutex<Inner>,
+    range: RB,
+) -> std::io::Result<Vec<Entry>> {
+    inner.lock().expect("raft log lock poisoned").read(range)
 }
 
 impl RaftLogReader<TypeConfig> for LogReader {
@@ -487,7 +487,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
         &mut self,
         range: RB,
     ) -> StoreResult<Vec<Entry>> {
-        read_range(&self.inner, range)
+        read_range(&self.inner, range).map_err(|e| StorageIOError::read_logs(&e).into())
     }
 }
 
@@ -496,7 +496,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> StoreResult<Vec<Entry>> {
-        read_range(&self.inner, range)
+        read_range(&self.inner, range).map_err(|e| StorageIOError::read_logs(&e).into())
     }
 }
 

@@ -1010,7 +1010,7 @@ mod tests {
         assert_eq!(pool.used_bytes(), held.div_ceil(UNIT_BYTES) * UNIT_BYTES);
         // A member whose metadata would overflow the pool is refused; nothing changes.
         assert!(!join(&mut inner, join_req("m3", 10 << 10)));
-        assert!(inner.groups.get("g").unwrap().members.get("m3").is_none());
+        assert!(!inner.groups.get("g").unwrap().members.contains_key("m3"));
         assert_eq!(inner.groups.memory_bytes(), held);
         assert_eq!(pool.exhausted_episodes(), 1);
         // Members leaving give their bytes back; then the big member fits.

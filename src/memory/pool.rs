@@ -7,6 +7,10 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// An exhausted episode ends once the pool's use falls to this share of its limit, so a
+/// pool hovering at its limit counts (and logs) one episode, not one per release.
+pub const RECOVERED_PERCENT: u64 = 50;
+
 /// Semaphore permits are counted in units of this many bytes, so a pool of several GiB
 /// still fits the semaphore's permit count on 32-bit targets.
 pub const UNIT_BYTES: u64 = 1024;
@@ -57,12 +61,9 @@ impl Grant {
         if want <= self.bytes {
             let give_back = units_or_zero(self.bytes - want) as usize;
             if let Some(returned) = self.permit.split(give_back) {
-                self.pool
-                    .used_bytes
-                    .fetch_sub(self.bytes - want, Ordering::AcqRel);
+                self.pool.released(self.bytes - want);
                 self.bytes = want;
                 drop(returned);
-                self.pool.exhausted_now.store(false, Ordering::Release);
             }
             return true;
         }
@@ -90,9 +91,8 @@ impl Grant {
 
 impl Drop for Grant {
     fn drop(&mut self) {
-        self.pool.used_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
-        // The permit goes back right after this (field drop): the episode is over.
-        self.pool.exhausted_now.store(false, Ordering::Release);
+        // The permit goes back right after this (field drop).
+        self.pool.released(self.bytes);
     }
 }
 
@@ -149,7 +149,8 @@ impl Pool {
         self.exhausted_episodes.load(Ordering::Acquire)
     }
 
-    /// Whether a caller is waiting on this pool right now.
+    /// Whether the pool is in an exhausted episode: it refused or kept someone waiting, and
+    /// its use has not yet fallen back to [`RECOVERED_PERCENT`] of its limit.
     pub fn is_exhausted(&self) -> bool {
         self.exhausted_now.load(Ordering::Acquire)
     }
@@ -189,6 +190,15 @@ impl Pool {
             bytes,
             permit,
             pressured,
+        }
+    }
+
+    /// Bytes given back: the episode, if any, ends once use is down to
+    /// [`RECOVERED_PERCENT`] of the limit.
+    fn released(&self, bytes: u64) {
+        let used = self.used_bytes.fetch_sub(bytes, Ordering::AcqRel) - bytes;
+        if used <= self.limit_bytes * RECOVERED_PERCENT / 100 {
+            self.exhausted_now.store(false, Ordering::Release);
         }
     }
 
@@ -274,9 +284,13 @@ mod tests {
             "one episode until it recovers"
         );
         drop(a);
-        assert!(!pool.is_exhausted());
+        assert!(
+            pool.is_exhausted(),
+            "still above half the limit: same episode"
+        );
         assert_eq!(pool.used_bytes(), 6 * UNIT_BYTES);
         drop(b);
+        assert!(!pool.is_exhausted());
         assert_eq!(pool.used_bytes(), 0);
         assert_eq!(pool.peak_bytes(), 10 * UNIT_BYTES);
     }

@@ -1353,6 +1353,7 @@ async fn follow_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::pool::UNIT_BYTES;
 
     fn known(isr: &[i32]) -> Known {
         Known {
@@ -1463,5 +1464,42 @@ mod tests {
         led.followers.insert(2, follower(100, now, now));
         let (_, joining) = isr_changes(1, &known(&[1, 3]), &led, &live, 100, LAG, now);
         assert_eq!(joining, vec![2]);
+    }
+
+    #[tokio::test]
+    async fn follower_fetches_are_sized_by_the_replication_pool() {
+        let pool = Pool::new("replication", 3 << 20);
+        let fetch = FollowerFetch {
+            pool: pool.clone(),
+            floor_bytes: 256 << 10,
+        };
+        // A free pool: the full 1 MiB fetch, its response counted twice.
+        let (first, max_bytes) = fetch.grant().await;
+        assert_eq!(max_bytes, FOLLOWER_FETCH_BYTES);
+        assert_eq!(first.bytes(), 2 * FOLLOWER_FETCH_BYTES as u64);
+        // What is left (1 MiB) buys a smaller fetch, flagged as pressured.
+        let (second, smaller) = fetch.grant().await;
+        assert!(
+            ((256 << 10)..FOLLOWER_FETCH_BYTES).contains(&smaller),
+            "{smaller}"
+        );
+        assert!(second.pressured());
+        assert!(pool.used_bytes() <= pool.limit_bytes());
+        // Appended (or the fetcher aborted mid-fetch): every byte goes back.
+        drop(first);
+        drop(second);
+        assert_eq!(pool.used_bytes(), 0);
+        let waiting = {
+            let held = pool.try_acquire(3 << 20).unwrap();
+            let fetcher = tokio::spawn(async move { fetch.grant().await.1 });
+            tokio::task::yield_now().await;
+            assert!(!fetcher.is_finished(), "a dry pool makes the follower wait");
+            fetcher.abort();
+            let _ = fetcher.await;
+            drop(held);
+            pool.used_bytes()
+        };
+        assert_eq!(waiting, 0);
+        assert_eq!(pool.peak_bytes() % UNIT_BYTES, 0);
     }
 }
