@@ -131,6 +131,13 @@ pub fn entries(
                 });
             }
         }
+        // systemd's interactive first-boot wizard (locale, time zone, root password on the
+        // console) would wait for a keyboard a headless node does not have; bramble-firstboot
+        // does this image's first boot.
+        list.push(Entry::Symlink {
+            path: "/etc/systemd/system/systemd-firstboot.service".into(),
+            target: "/dev/null".into(),
+        });
         list.push(file(
             "/etc/systemd/system/ssh.service.d/bramble-host-keys.conf",
             stage("ssh-host-keys.conf", SSH_HOST_KEYS)?,

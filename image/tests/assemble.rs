@@ -341,6 +341,15 @@ fn a_generic_image_has_the_table_boot_files_and_bramble_root() {
         "PRETTY_NAME=\"fake bookworm\"\n",
         "the root file system's own files"
     );
+    let wizard = ext4(
+        &image,
+        parts.root,
+        "stat /etc/systemd/system/systemd-firstboot.service",
+    );
+    assert!(
+        wizard.contains("Type: symlink") && wizard.contains("\"/dev/null\""),
+        "{wizard}"
+    );
     // No SSH host keys shared by every card: sshd makes its own on first start.
     let ssh = ext4(&image, parts.root, "ls /etc/ssh");
     assert!(

@@ -168,10 +168,12 @@ impl NodeFile {
         let advertised_port = match table.get("advertised_port") {
             None => 9092,
             Some(toml::Value::Integer(n)) if (1..=65535).contains(n) => *n as u16,
-            Some(other) => return Err(format!(
+            Some(other) => {
+                return Err(format!(
                 "{NODE_FILE}: `advertised_port = {}` is not a port: use a number from 1 to 65535",
                 show(other)
-            )),
+            ))
+            }
         };
         let cluster_id = string_key(&table, "cluster_id")?;
         if let Some(cid) = &cluster_id {
