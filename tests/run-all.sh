@@ -22,6 +22,13 @@ APT_PACKAGES=(
   binutils                  # objcopy, used by the image tests
 )
 
+# The emulated boot (BRAMBLE_SLOW_TESTS=1 only: qemu-system-arm and its libraries are ~70 MB):
+# mmdebstrap builds the image's root file system (arch-test: its foreign-architecture check),
+# qemu-system-aarch64 boots it, ssh logs in with the test's key.
+if [[ "${BRAMBLE_SLOW_TESTS:-0}" == 1 ]]; then
+  APT_PACKAGES+=(mmdebstrap arch-test qemu-system-arm openssh-client)
+fi
+
 step "Debian packages"
 missing=()
 for package in "${APT_PACKAGES[@]}"; do

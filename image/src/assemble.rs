@@ -5,7 +5,7 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::{boot, overlay, source_date_epoch, tools, Args};
+use crate::{boot, overlay, rootfs, source_date_epoch, tools, Args};
 
 /// Where the boot partition starts (4 MiB, the alignment Debian's Pi images use).
 pub const BOOT_START_MIB: u64 = 4;
@@ -178,28 +178,47 @@ fn make_ext4(
     let _ = std::fs::remove_file(path);
     let uuid = tools::derived_uuid(seed);
     let options = format!("hash_seed={uuid},root_owner=0:0");
+    let source = rootfs.to_string_lossy();
+    let target = path.to_string_lossy();
+    let size = format!("{size_mib}M");
+    let mkfs = [
+        "-q",
+        "-F",
+        "-t",
+        "ext4",
+        "-b",
+        "4096",
+        "-m",
+        "1",
+        "-L",
+        "RASPIROOT",
+        "-U",
+        &uuid,
+        "-E",
+        &options,
+        "-d",
+        &source,
+        &target,
+        &size,
+    ];
+    // An unprivileged build's root file system is owned by subordinate ids: read it through
+    // the id mapping it was built with, so the ext4 records 0 for root and so on.
+    let prefix = rootfs::namespace_prefix(rootfs);
+    let (program, argv): (&str, Vec<&str>) = match &prefix {
+        Some(prefix) => (
+            "unshare",
+            prefix
+                .iter()
+                .map(String::as_str)
+                .chain(["mkfs.ext4"])
+                .chain(mkfs)
+                .collect(),
+        ),
+        None => ("mkfs.ext4", mkfs.to_vec()),
+    };
     tools::run(
-        "mkfs.ext4",
-        &[
-            "-q",
-            "-F",
-            "-t",
-            "ext4",
-            "-b",
-            "4096",
-            "-m",
-            "1",
-            "-L",
-            "RASPIROOT",
-            "-U",
-            &uuid,
-            "-E",
-            &options,
-            "-d",
-            &rootfs.to_string_lossy(),
-            &path.to_string_lossy(),
-            &format!("{size_mib}M"),
-        ],
+        program,
+        &argv,
         &[("E2FSPROGS_FAKE_TIME", epoch.to_string())],
     )?;
     Ok(())

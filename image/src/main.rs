@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long)]
     pub nodes: Option<u32>,
     /// Where images go.
-    #[arg(long)]
+    #[arg(long, default_value = "out")]
     pub out: PathBuf,
     /// A prepared root file system directory instead of running mmdebstrap.
     #[arg(long, conflicts_with = "base")]
@@ -64,6 +64,9 @@ pub struct Args {
     /// Debian mirror, or a snapshot.debian.org URL for a pinned package set.
     #[arg(long, default_value = "http://deb.debian.org/debian")]
     pub mirror: String,
+    /// Only build (or find in the cache) the Debian root file system and print its directory.
+    #[arg(long, conflicts_with_all = ["base", "rootfs"])]
+    pub rootfs_only: bool,
 }
 
 /// The two Raspberry Pi targets.
@@ -134,6 +137,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
+    if args.rootfs_only {
+        println!("{}", rootfs::build(args)?.display());
+        return Ok(());
+    }
     std::fs::create_dir_all(&args.out)?;
     let binary = match &args.binary {
         Some(path) => path.clone(),

@@ -13,6 +13,7 @@ const FIRSTBOOT_SERVICE: &str = include_str!("../../systemd/bramble-firstboot.se
 const CONFIG_EXAMPLE: &str = include_str!("../files/bramble.toml.example");
 const SYSUSERS: &str = include_str!("../files/bramble.sysusers");
 const WIRED_NETWORK: &str = include_str!("../files/20-wired.network");
+const SSH_HOST_KEYS: &str = include_str!("../files/ssh-host-keys.conf");
 
 /// One thing to put into the root file system.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub enum Entry {
     },
     /// A symbolic link.
     Symlink { path: String, target: String },
+    /// A file the root file system must not ship (removed if present).
+    Absent { path: String },
 }
 
 /// Which system the overlay goes into.
@@ -119,6 +122,27 @@ pub fn entries(
             stage("hostname", "bramble\n")?,
             0o644,
         ));
+        // openssh-server's postinst made host keys while the root file system was built; every
+        // card would share them. The image ships none and sshd makes its own on first start.
+        for kind in ["rsa", "ecdsa", "ed25519"] {
+            for suffix in ["", ".pub"] {
+                list.push(Entry::Absent {
+                    path: format!("/etc/ssh/ssh_host_{kind}_key{suffix}"),
+                });
+            }
+        }
+        // systemd's interactive first-boot wizard (locale, time zone, root password on the
+        // console) would wait for a keyboard a headless node does not have; bramble-firstboot
+        // does this image's first boot.
+        list.push(Entry::Symlink {
+            path: "/etc/systemd/system/systemd-firstboot.service".into(),
+            target: "/dev/null".into(),
+        });
+        list.push(file(
+            "/etc/systemd/system/ssh.service.d/bramble-host-keys.conf",
+            stage("ssh-host-keys.conf", SSH_HOST_KEYS)?,
+            0o644,
+        ));
         for unit in ["systemd-networkd.service", "systemd-resolved.service"] {
             list.push(Entry::Symlink {
                 path: format!("/etc/systemd/system/multi-user.target.wants/{unit}"),
@@ -186,6 +210,9 @@ pub fn debugfs_script(entries: &[Entry], epoch: u64) -> String {
                 let _ = writeln!(script, "rm {path}");
                 let _ = writeln!(script, "symlink {path} {target}");
                 owner_and_time(&mut script, path, epoch);
+            }
+            Entry::Absent { path } => {
+                let _ = writeln!(script, "rm {path}");
             }
         }
     }

@@ -40,11 +40,35 @@ fn kernel(args: &Args) -> &'static str {
     }
 }
 
+/// The stub that stands in for `update-initramfs` while packages install (see [`HOOKS`]).
+const STUB: &str = "/usr/sbin/update-initramfs";
+
+/// mmdebstrap hooks. The initramfs is built once, at the end: during installation a dpkg
+/// diversion puts a no-op in place of `update-initramfs`, so neither the kernel's postinst
+/// (`-c`) nor the initramfs-tools trigger (`-u`) builds one under qemu-user (each takes about
+/// ten minutes here). A customize hook removes the diversion and runs the real one, whose
+/// post-update hook (raspi-firmware's) copies kernel, initramfs and Pi device trees into
+/// `/boot/firmware` next to the firmware blobs raspi-firmware's postinst put there.
+fn hooks() -> Vec<String> {
+    vec![
+        format!(
+            "--essential-hook=chroot \"$1\" dpkg-divert --quiet --local --rename --divert {STUB}.real --add {STUB} && printf '#!/bin/sh\\nexit 0\\n' > \"$1{STUB}\" && chmod 755 \"$1{STUB}\""
+        ),
+        format!(
+            "--customize-hook=rm -f \"$1{STUB}\" && chroot \"$1\" dpkg-divert --quiet --local --rename --remove {STUB} && chroot \"$1\" update-initramfs -c -k all"
+        ),
+        "--customize-hook=chroot \"$1\" systemctl enable systemd-networkd systemd-resolved systemd-timesyncd ssh avahi-daemon".into(),
+        // The build host's resolver must not stay in the image: systemd-resolved's stub.
+        "--customize-hook=ln -sf ../run/systemd/resolve/stub-resolv.conf \"$1/etc/resolv.conf\"".into(),
+        "--customize-hook=test -s \"$1\"/boot/vmlinuz-* && test -s \"$1\"/boot/initrd.img-* && ls \"$1/boot/firmware\"/vmlinuz-* >/dev/null".into(),
+    ]
+}
+
 /// The mmdebstrap command line (run inside the namespace by [`build`]).
 pub fn mmdebstrap_command(args: &Args, target: &Path) -> Vec<String> {
     let mut packages: Vec<&str> = PACKAGES.to_vec();
     packages.push(kernel(args));
-    vec![
+    let mut command: Vec<String> = vec![
         "mmdebstrap".into(),
         "--mode=root".into(),
         "--variant=minbase".into(),
@@ -55,34 +79,38 @@ pub fn mmdebstrap_command(args: &Args, target: &Path) -> Vec<String> {
         "--dpkgopt=path-exclude=/usr/share/man/*".into(),
         "--dpkgopt=path-exclude=/usr/share/doc/*".into(),
         "--dpkgopt=path-include=/usr/share/doc/*/copyright".into(),
-        // Build the initramfs once, at the end, instead of after every kernel-related package.
-        "--essential-hook=mkdir -p \"$1/etc/initramfs-tools\" && echo update_initramfs=no > \"$1/etc/initramfs-tools/update-initramfs.conf\"".into(),
-        "--customize-hook=echo update_initramfs=yes > \"$1/etc/initramfs-tools/update-initramfs.conf\" && chroot \"$1\" update-initramfs -c -k all".into(),
-        "--customize-hook=chroot \"$1\" systemctl enable systemd-networkd systemd-resolved systemd-timesyncd ssh avahi-daemon".into(),
-        // raspi-firmware's hooks copy kernel, initramfs and dtbs into /boot/firmware.
-        "--customize-hook=chroot \"$1\" sh -c 'ls /boot/vmlinuz-* >/dev/null && dpkg-reconfigure raspi-firmware || true'".into(),
+    ];
+    command.extend(hooks());
+    command.extend([
         "bookworm".into(),
         target.display().to_string(),
         args.mirror.clone(),
-    ]
+    ]);
+    command
+}
+
+/// Where the root file system for `args` is cached: keyed by the whole mmdebstrap command, so
+/// a changed package list, hook or mirror builds afresh.
+pub fn cache_dir(args: &Args) -> PathBuf {
+    let key = tools::fnv64(
+        0,
+        mmdebstrap_command(args, Path::new("TARGET"))
+            .join("\n")
+            .as_bytes(),
+    );
+    args.cache
+        .join(format!("rootfs-{}-{key:016x}", args.arch.debian()))
+}
+
+/// Whether this process is root in the initial user namespace's sense (owns /proc/self).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// Build (or reuse from the cache) the root file system; returns its directory.
 pub fn build(args: &Args) -> anyhow::Result<PathBuf> {
-    let key = tools::fnv64(
-        0,
-        format!(
-            "{}|{}|{}|{}",
-            args.arch.debian(),
-            args.mirror,
-            PACKAGES.join(","),
-            kernel(args)
-        )
-        .as_bytes(),
-    );
-    let dir = args
-        .cache
-        .join(format!("rootfs-{}-{key:016x}", args.arch.debian()));
+    let dir = cache_dir(args);
     let done = dir.with_extension("done");
     if done.exists() {
         eprintln!(
@@ -103,39 +131,113 @@ pub fn build(args: &Args) -> anyhow::Result<PathBuf> {
         "{} is missing: install qemu-user-static",
         register.display()
     );
-    let command: Vec<String> = mmdebstrap_command(args, &dir)
+    let command: Vec<String> = mmdebstrap_command(args, &std::path::absolute(&dir)?)
         .iter()
         .map(|a| shell_quote(a))
         .collect();
-    // A user namespace with the whole subordinate id range mapped (--map-auto), its own
-    // binfmt_misc (namespaced since Linux 6.7) with qemu registered, and mmdebstrap as "root".
+    // Inside a new user namespace with its own binfmt_misc (namespaced since Linux 6.7):
+    // register qemu (the F flag opens the interpreter now, so the chroot needs no copy of it)
+    // and run mmdebstrap as that namespace's root.
     let script = format!(
         "set -e; mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; \
-         cat {} > /proc/sys/fs/binfmt_misc/register; {}",
+         cat {} > /proc/sys/fs/binfmt_misc/register; exec {} </dev/null",
         register.display(),
         command.join(" ")
     );
     eprintln!(
-        "cargo image: mmdebstrap bookworm {} (about 30 minutes under qemu-user)…",
-        args.arch.debian()
+        "cargo image: mmdebstrap bookworm {} into {} (about 30 minutes under qemu-user)…",
+        args.arch.debian(),
+        dir.display()
     );
-    tools::run(
-        "unshare",
-        &[
-            "--map-auto",
-            "--map-root-user",
+    let started = std::time::Instant::now();
+    let status = if running_as_root() {
+        in_identity_namespace(&script)?
+    } else {
+        // Unprivileged: the subordinate id range (/etc/subuid, newuidmap from `uidmap`) maps
+        // onto the namespace's 0..65535.
+        std::process::Command::new("unshare")
+            .args(UNPRIVILEGED)
+            .args([
+                "--mount",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdin(std::process::Stdio::null())
+            .status()
+            .map_err(|e| anyhow::anyhow!("cannot run unshare ({e}); install util-linux"))?
+    };
+    anyhow::ensure!(
+        status.success(),
+        "mmdebstrap failed ({status}); its output is above. The partial root file system is {}",
+        dir.display()
+    );
+    std::fs::write(&done, format!("{}\n", started.elapsed().as_secs()))?;
+    eprintln!(
+        "cargo image: root file system built in {:.0}s, cached as {}",
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    Ok(dir)
+}
+
+/// The unprivileged build's namespace flags (subordinate ids onto 0..65535, the user onto 0).
+const UNPRIVILEGED: &[&str] = &["--map-auto", "--map-root-user"];
+
+/// For reading a root file system this module built unprivileged (it is owned by subordinate
+/// ids): the `unshare` arguments that map them back, to put before the reading command. None
+/// when running as root (ids are real) or for a directory from elsewhere (`--rootfs`).
+pub fn namespace_prefix(rootfs: &Path) -> Option<Vec<String>> {
+    let ours = rootfs
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("rootfs-"))
+        && rootfs.with_extension("done").exists();
+    (ours && !running_as_root()).then(|| UNPRIVILEGED.iter().map(|a| a.to_string()).collect())
+}
+
+/// Run `script` as root of a new user namespace (with its own mount and pid namespaces) that
+/// maps every id onto itself. For a real root, which has no subordinate ids to hand to
+/// `unshare --map-auto`: this process writes the namespace's id maps itself, then tells the
+/// shell inside to go on; the shell re-executes so it holds the namespace's capabilities as uid 0.
+fn in_identity_namespace(script: &str) -> anyhow::Result<std::process::ExitStatus> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("unshare")
+        .args([
+            "--user",
             "--mount",
             "--pid",
             "--fork",
             "--mount-proc",
+            "--kill-child",
             "sh",
             "-c",
-            &script,
-        ],
-        &[],
-    )?;
-    std::fs::write(&done, "")?;
-    Ok(dir)
+            "read go && exec sh -c \"$0\"",
+            script,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot run unshare ({e}); install util-linux"))?;
+    let pid = child.id();
+    let ours = std::fs::read_link("/proc/self/ns/user")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_link(format!("/proc/{pid}/ns/user")).is_ok_and(|ns| ns == ours) {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            anyhow::bail!("unshare did not create a user namespace");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for map in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{pid}/{map}"), "0 0 4294967295\n")
+            .map_err(|e| anyhow::anyhow!("writing the namespace's {map}: {e}"))?;
+    }
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(b"go\n")?;
+    }
+    Ok(child.wait()?)
 }
 
 fn shell_quote(text: &str) -> String {

@@ -64,6 +64,14 @@ fn fake_rootfs(dir: &Path) -> PathBuf {
     let root = dir.join("rootfs");
     write(&root, "etc/os-release", b"PRETTY_NAME=\"fake bookworm\"\n");
     write(&root, "etc/hosts", b"127.0.0.1\tlocalhost\n");
+    // Host keys as openssh-server's postinst leaves them in a freshly built root.
+    write(&root, "etc/ssh/ssh_host_ed25519_key", b"private");
+    write(
+        &root,
+        "etc/ssh/ssh_host_ed25519_key.pub",
+        b"ssh-ed25519 AAAA public",
+    );
+    write(&root, "etc/ssh/sshd_config", b"# sshd\n");
     write(&root, "usr/lib/raspi-firmware/start4.elf", b"firmware blob");
     write(&root, "usr/lib/raspi-firmware/fixup4.dat", b"fixup");
     write(&root, "boot/vmlinuz-6.1.0-99-arm64", b"kernel");
@@ -80,7 +88,22 @@ fn fake_rootfs(dir: &Path) -> PathBuf {
     );
     std::fs::create_dir_all(root.join("etc/systemd/system/multi-user.target.wants")).unwrap();
     std::os::unix::fs::symlink("usr/lib", root.join("lib")).unwrap();
+    // `mkfs.ext4 -d` copies each file's access time, and the first read of a new file moves
+    // it (relatime): read everything once, so two builds see the same tree.
+    read_all(&root);
     root
+}
+
+fn read_all(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = path.symlink_metadata().unwrap();
+        if meta.is_dir() {
+            read_all(&path);
+        } else if meta.is_file() {
+            std::fs::read(&path).unwrap();
+        }
+    }
 }
 
 fn build_image(args: &[&str]) -> String {
@@ -318,6 +341,27 @@ fn a_generic_image_has_the_table_boot_files_and_bramble_root() {
         "PRETTY_NAME=\"fake bookworm\"\n",
         "the root file system's own files"
     );
+    let wizard = ext4(
+        &image,
+        parts.root,
+        "stat /etc/systemd/system/systemd-firstboot.service",
+    );
+    assert!(
+        wizard.contains("Type: symlink") && wizard.contains("\"/dev/null\""),
+        "{wizard}"
+    );
+    // No SSH host keys shared by every card: sshd makes its own on first start.
+    let ssh = ext4(&image, parts.root, "ls /etc/ssh");
+    assert!(
+        ssh.contains("sshd_config") && !ssh.contains("ssh_host_"),
+        "{ssh}"
+    );
+    assert!(ext4(
+        &image,
+        parts.root,
+        "cat /etc/systemd/system/ssh.service.d/bramble-host-keys.conf"
+    )
+    .contains("ExecStartPre=/usr/bin/ssh-keygen -A\n"));
     let fstab = ext4(&image, parts.root, "cat /etc/fstab");
     assert!(
         fstab.contains(&format!(

@@ -78,6 +78,9 @@ pub struct NodeFile {
     pub servers: BTreeMap<u32, String>,
     /// The host clients are told to connect to (Kafka's advertised listener).
     pub advertised_host: String,
+    /// The port clients are told to connect to: 9092 unless a NAT or port forward in front of
+    /// the node maps another port onto its 9092 (an emulator's, a router's).
+    pub advertised_port: u16,
     /// A static IPv4 address with prefix length, instead of DHCP.
     pub address: Option<(Ipv4Addr, u8)>,
     /// The default gateway with a static address.
@@ -93,6 +96,7 @@ const KNOWN_KEYS: &[&str] = &[
     "hostname",
     "servers",
     "advertised_host",
+    "advertised_port",
     "address",
     "gateway",
     "dns",
@@ -161,6 +165,16 @@ impl NodeFile {
                 None => format!("{hostname}.local"),
             },
         };
+        let advertised_port = match table.get("advertised_port") {
+            None => 9092,
+            Some(toml::Value::Integer(n)) if (1..=65535).contains(n) => *n as u16,
+            Some(other) => {
+                return Err(format!(
+                "{NODE_FILE}: `advertised_port = {}` is not a port: use a number from 1 to 65535",
+                show(other)
+            ))
+            }
+        };
         let cluster_id = string_key(&table, "cluster_id")?;
         if let Some(cid) = &cluster_id {
             if Uuid::from_base64(cid).is_none() {
@@ -172,6 +186,7 @@ impl NodeFile {
             hostname,
             servers,
             advertised_host,
+            advertised_port,
             address,
             gateway,
             dns,
@@ -325,8 +340,8 @@ pub fn render_config(node: &NodeFile) -> String {
     let _ = writeln!(text, "[broker]\nlisteners = [\"0.0.0.0:9092\"]");
     let _ = writeln!(
         text,
-        "advertised_listeners = [\"{}:9092\"]",
-        node.advertised_host
+        "advertised_listeners = [\"{}:{}\"]",
+        node.advertised_host, node.advertised_port
     );
     let _ = writeln!(text, "log_dirs = [\"/var/lib/kafka-logs\"]");
     if !node.servers.is_empty() {
@@ -340,6 +355,9 @@ pub fn render_config(node: &NodeFile) -> String {
         text,
         "\n[coordinator]\ndata_dir = \"/var/lib/zookeeper\"\nlisten = \"0.0.0.0:2181\""
     );
+    // Health and metrics for `bramble status --admin bramble-N.local:8080` from any machine
+    // on the network (read-only, GET only: nothing the Kafka and ZooKeeper ports do not show).
+    let _ = writeln!(text, "\n[admin]\nlisten = \"0.0.0.0:8080\"");
     if !node.servers.is_empty() {
         let entries: Vec<String> = node
             .servers
@@ -768,6 +786,23 @@ mod tests {
         assert_eq!(config.node.id, Some(2));
         assert_eq!(config.broker.default_replication_factor, 3);
         assert_eq!(config.broker.advertised_listeners, ["bramble-2.local:9092"]);
+    }
+
+    #[test]
+    fn an_advertised_port_behind_a_port_forward_reaches_the_config() {
+        let node =
+            NodeFile::parse("id = 1\nadvertised_host = \"127.0.0.1\"\nadvertised_port = 19092")
+                .unwrap();
+        assert_eq!(node.advertised_port, 19092);
+        let config = crate::config::Config::parse(&render_config(&node)).unwrap();
+        assert_eq!(config.broker.advertised_listeners, ["127.0.0.1:19092"]);
+        // The listener itself stays on 9092.
+        assert_eq!(config.broker.listeners, ["0.0.0.0:9092"]);
+        assert_eq!(NodeFile::parse("id = 1").unwrap().advertised_port, 9092);
+        for bad in ["0", "65536", "\"9092\""] {
+            let error = NodeFile::parse(&format!("id = 1\nadvertised_port = {bad}")).unwrap_err();
+            assert!(error.contains("is not a port"), "{error}");
+        }
     }
 
     #[test]
