@@ -58,6 +58,8 @@ pub struct Config {
     pub admin: crate::health::config::AdminConfig,
     /// `[mqtt]`: MQTT ingest (listener, routes, bridges); absent = none.
     pub mqtt: Option<crate::mqtt::MqttConfig>,
+    /// `[security]`: SASL mechanisms, super users, failed-login back-off.
+    pub security: crate::security::SecurityConfig,
 }
 
 /// `[node]`
@@ -249,6 +251,7 @@ impl Config {
     /// Check every value against its allowed range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.broker.validate()?;
+        self.security.validate()?;
         let invalid =
             |(key, message): (&'static str, String)| ConfigError::Invalid { key, message };
         self.led.validate().map_err(invalid)?;
@@ -319,7 +322,7 @@ impl BrokerConfig {
                     key: "broker.listeners",
                     message,
                 })?;
-            if protocol != SecurityProtocol::Plaintext {
+            if protocol.uses_tls() {
                 return Err(invalid(
                     "broker.listeners",
                     &format!("{} listeners are not supported yet", protocol.name()),
@@ -490,6 +493,21 @@ impl BrokerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The `host:port` clients of a listener of `protocol` are told to connect to: the first
+    /// advertised entry of that protocol, else the first entry.
+    pub fn advertised_for(&self, protocol: SecurityProtocol) -> Option<(String, u16)> {
+        let source = if self.advertised_listeners.is_empty() {
+            &self.listeners
+        } else {
+            &self.advertised_listeners
+        };
+        source
+            .iter()
+            .find(|entry| split_protocol(entry).is_ok_and(|(p, _)| p == protocol))
+            .or(source.first())
+            .and_then(|entry| split_host_port(entry).ok())
     }
 
     /// The `host:port` pairs clients are told to connect to, in listener order.

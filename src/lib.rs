@@ -32,6 +32,8 @@
 //! - [`health`] — the health state machine and what shows it: LEDs, systemd notify, the
 //!   counters behind `/metrics` (the admin HTTP listener itself is in [`server`])
 //! - [`ids`] — Kafka-style random ids
+//! - [`security`] — SASL logins (PLAIN, SCRAM) on Kafka listeners, the shared user store,
+//!   failed-login back-off
 //! - [`health`] — systemd notification (READY, STATUS, WATCHDOG, STOPPING)
 
 pub mod broker;
@@ -47,5 +49,6 @@ pub mod log;
 pub mod memory;
 pub mod mqtt;
 pub mod replication;
+pub mod security;
 pub mod server;
 pub mod zk;

@@ -70,7 +70,7 @@ async fn find(ctx: &Context, key_type: i8, key: StrBytes) -> Coordinator {
     if let Err(error) = ctx.groups.offsets_topic().await {
         return refuse(errors::from_group_error(error), &error.to_string());
     }
-    let Some((host, port)) = ctx.broker.config.advertised().into_iter().next() else {
+    let Some((host, port)) = ctx.broker.config.advertised_for(ctx.protocol) else {
         return refuse(errors::COORDINATOR_NOT_AVAILABLE, "no advertised listener");
     };
     Coordinator::default()

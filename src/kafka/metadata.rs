@@ -20,17 +20,17 @@ pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> Me
             .live_brokers()
             .into_iter()
             .map(|(id, info)| {
+                let (host, port) = info.address_for(ctx.protocol);
                 MetadataResponseBroker::default()
                     .with_node_id(BrokerId(id))
-                    .with_host(StrBytes::from_string(info.host))
-                    .with_port(i32::from(info.port))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(i32::from(port))
             })
             .collect(),
         None => broker
             .config
-            .advertised()
+            .advertised_for(ctx.protocol)
             .into_iter()
-            .take(1)
             .map(|(host, port)| {
                 MetadataResponseBroker::default()
                     .with_node_id(node)

@@ -2,6 +2,7 @@
 //! I/O here: the server reads frames and writes the bytes these functions return.
 
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -9,6 +10,7 @@ pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_user_scram_credentials;
 pub mod errors;
 pub mod fetch;
 pub mod find_coordinator;
@@ -53,6 +55,13 @@ pub struct Context {
     pub memory: Arc<crate::memory::Budget>,
     /// Cluster mode: broker metadata and partition replication (None on a single node).
     pub replication: Option<Arc<crate::replication::Replication>>,
+    /// The security protocol of the listener the connection came in on.
+    pub protocol: crate::config::SecurityProtocol,
+    /// Users, SASL mechanisms and failed-login back-off.
+    pub security: Arc<crate::security::Security>,
+    /// Who the connection is: `User:<name>` once SASL has authenticated it, else
+    /// `User:ANONYMOUS`.
+    pub principal: Arc<str>,
 }
 
 impl Context {
@@ -162,6 +171,12 @@ pub async fn handle(ctx: &Context, request: frame::Request) -> Reply {
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(ctx, r).await)
         }
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            describe_user_scram_credentials::handle(ctx, r),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            alter_user_scram_credentials::handle(ctx, r).await,
+        ),
         other => {
             // frame::decode_request only lets served APIs through.
             unreachable!("request {other:?} passed the served-API check")

@@ -70,6 +70,21 @@ pub struct BrokerInfo {
     pub host: String,
     /// Advertised Kafka port.
     pub port: u16,
+    /// Every advertised listener as `PROTOCOL://host:port` (Kafka's `endpoints`), so a
+    /// client is told the address of the listener kind it came in on.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+}
+
+impl BrokerInfo {
+    /// The address for clients of a `protocol` listener (the first one when none matches).
+    pub fn address_for(&self, protocol: crate::config::SecurityProtocol) -> (String, u16) {
+        self.endpoints
+            .iter()
+            .find(|e| crate::config::split_protocol(e).is_ok_and(|(p, _)| p == protocol))
+            .and_then(|e| crate::config::split_host_port(e).ok())
+            .unwrap_or_else(|| (self.host.clone(), self.port))
+    }
 }
 
 /// What this node knows of one partition.
@@ -178,7 +193,26 @@ impl Replication {
         let Some((host, port)) = self.broker.config.advertised().into_iter().next() else {
             return;
         };
-        let data = serde_json::to_vec(&BrokerInfo { host, port }).expect("json");
+        let config = &self.broker.config;
+        let advertised = if config.advertised_listeners.is_empty() {
+            &config.listeners
+        } else {
+            &config.advertised_listeners
+        };
+        let endpoints = advertised
+            .iter()
+            .filter_map(|entry| {
+                let (protocol, _) = crate::config::split_protocol(entry).ok()?;
+                let (host, port) = crate::config::split_host_port(entry).ok()?;
+                Some(format!("{}://{host}:{port}", protocol.name()))
+            })
+            .collect();
+        let data = serde_json::to_vec(&BrokerInfo {
+            host,
+            port,
+            endpoints,
+        })
+        .expect("json");
         match self.zk.create(&path, &data, true).await {
             Ok(_) => tracing::info!(node = self.node_id, "broker registered"),
             Err(ErrorCode::NodeExists) => {

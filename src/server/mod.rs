@@ -107,20 +107,25 @@ pub async fn run(
         peer: None,
         replication,
         memory: budget.clone(),
+        protocol: crate::config::SecurityProtocol::Plaintext,
+        security: crate::security::Security::new(config.security.clone(), coordinator.clone()),
+        principal: std::sync::Arc::from(crate::security::sasl::ANONYMOUS),
     };
     let limits = kafka::Limits {
         max_connections: config.broker.max_connections,
         request_max_bytes: config.broker.socket_request_max_bytes,
     };
     for entry in &config.broker.listeners {
-        let (_protocol, addr) = parse_kafka_listener(entry).map_err(anyhow::Error::msg)?;
+        let (protocol, addr) = parse_kafka_listener(entry).map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (broker.listeners): {e}"))?;
-        tracing::info!(addr = %listener.local_addr()?, "Kafka listener up");
+        tracing::info!(addr = %listener.local_addr()?, protocol = protocol.name(), "Kafka listener up");
+        let mut listener_ctx = ctx.clone();
+        listener_ctx.protocol = protocol;
         tasks.spawn(kafka::serve(
             listener,
-            ctx.clone(),
+            listener_ctx,
             limits,
             budget.kafka_requests.clone(),
             shutdown.clone(),
