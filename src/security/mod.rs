@@ -9,7 +9,12 @@
 //! - [`users`] — credentials in the znode tree (`/config/users/<name>`, as Kafka keeps
 //!   them), readable and writable only by the node itself
 //! - [`backoff`] — the growing delay before a failed login is answered
+//! - [`acl`] — Kafka ACLs in the znode tree and the check Kafka's authorizer makes
+//! - [`authorize`] — which ACL each Kafka request needs; refused parts are answered with
+//!   Kafka's authorization errors
 
+pub mod acl;
+pub mod authorize;
 pub mod backoff;
 pub mod plain;
 pub mod sasl;
@@ -118,6 +123,8 @@ pub struct Security {
     pub users: users::UserStore,
     /// Failed-login delays by client address.
     pub backoff: backoff::Backoff,
+    /// Kafka ACLs.
+    pub acls: acl::AclStore,
     rng: ring::rand::SystemRandom,
 }
 
@@ -136,10 +143,19 @@ impl Security {
         Arc::new(Security {
             config,
             mechanisms,
-            users: users::UserStore::new(zk),
+            users: users::UserStore::new(zk.clone()),
+            acls: acl::AclStore::new(zk),
             backoff,
             rng: ring::rand::SystemRandom::new(),
         })
+    }
+
+    /// ACL checks with these settings.
+    pub fn authorizer(&self) -> acl::Authorizer<'_> {
+        acl::Authorizer {
+            store: &self.acls,
+            config: &self.config,
+        }
     }
 
     /// A fresh nonce: 24 random bytes as base64 (printable, no comma).
