@@ -9,6 +9,7 @@
 //! - [`users`] — credentials in the znode tree (`/config/users/<name>`, as Kafka keeps
 //!   them), readable and writable only by the node itself
 //! - [`backoff`] — the growing delay before a failed login is answered
+//! - [`mqtt`] — MQTT CONNECT credentials against the same user store
 //! - [`acl`] — Kafka ACLs in the znode tree and the check Kafka's authorizer makes
 //! - [`authorize`] — which ACL each Kafka request needs; refused parts are answered with
 //!   Kafka's authorization errors
@@ -16,6 +17,7 @@
 pub mod acl;
 pub mod authorize;
 pub mod backoff;
+pub mod mqtt;
 pub mod plain;
 pub mod sasl;
 pub mod scram;

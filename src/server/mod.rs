@@ -139,6 +139,7 @@ pub async fn run(
             ctx.replication.clone(),
             node_id,
             pool,
+            ctx.security.clone(),
             &mut tasks,
             &shutdown,
         )
@@ -213,10 +214,11 @@ async fn start_mqtt(
     replication: Option<Arc<crate::replication::Replication>>,
     node_id: u32,
     pool: Arc<crate::memory::Pool>,
+    security: Arc<crate::security::Security>,
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let ingest = crate::mqtt::Ingest::new(config, broker, replication, node_id, pool)?;
+    let ingest = crate::mqtt::Ingest::new(config, broker, replication, node_id, pool, security)?;
     if let Some(listen) = &ingest.config.listen {
         let addr = parse_listener(listen).map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(addr)

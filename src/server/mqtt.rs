@@ -210,6 +210,18 @@ async fn connection(
         }
     };
     let version = connect.version;
+    if ingest.config.require_auth {
+        if let Err(refusal) = crate::security::mqtt::login(&ingest.security, &connect, peer).await {
+            tracing::warn!(%peer, client = %connect.client_id, ?refusal, "MQTT login refused");
+            send_now(
+                &mut writer,
+                &session::connack_refused(refusal.code(version)),
+                version,
+            )
+            .await?;
+            return Ok(());
+        }
+    }
     let admission = match session::admit(&connect, &ingest.config, || ingest.assign_client_id()) {
         Ok(admission) => admission,
         Err(refusal) => {
