@@ -110,6 +110,9 @@ pub struct BrokerConfig {
     pub log_flush_interval_ms: u64,
     /// Most client connections open at once; further ones are closed at accept.
     pub max_connections: u32,
+    /// Most connections open at once from one client address, over every Kafka listener
+    /// (Kafka's `max.connections.per.ip`); further ones are closed at accept.
+    pub max_connections_per_ip: u32,
     /// Largest request frame; a larger frame closes its connection (`socket.request.max.bytes`).
     pub socket_request_max_bytes: u32,
     /// Largest Fetch response, whatever the client asks (`fetch.max.bytes`).
@@ -184,6 +187,7 @@ impl Default for BrokerConfig {
             log_flush_on_ack: true,
             log_flush_interval_ms: 1000,
             max_connections: 1000,
+            max_connections_per_ip: 1000,
             // Clients' own default request limit is about 1 MB (librdkafka message.max.bytes,
             // Java max.request.size); 2 MiB leaves room while keeping small budgets possible.
             socket_request_max_bytes: 2 << 20,
@@ -395,6 +399,12 @@ impl BrokerConfig {
         }
         if self.max_connections == 0 {
             return Err(invalid("broker.max_connections", "must be at least 1"));
+        }
+        if self.max_connections_per_ip == 0 {
+            return Err(invalid(
+                "broker.max_connections_per_ip",
+                "must be at least 1",
+            ));
         }
         if self.log_flush_interval_ms == 0 {
             return Err(invalid(

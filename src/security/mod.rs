@@ -9,6 +9,7 @@
 //! - [`users`] — credentials in the znode tree (`/config/users/<name>`, as Kafka keeps
 //!   them), readable and writable only by the node itself
 //! - [`backoff`] — the growing delay before a failed login is answered
+//! - [`limits`] — connections per client address on the Kafka listeners
 //! - [`mqtt`] — MQTT CONNECT credentials against the same user store
 //! - [`acl`] — Kafka ACLs in the znode tree and the check Kafka's authorizer makes
 //! - [`authorize`] — which ACL each Kafka request needs; refused parts are answered with
@@ -17,6 +18,7 @@
 pub mod acl;
 pub mod authorize;
 pub mod backoff;
+pub mod limits;
 pub mod mqtt;
 pub mod plain;
 pub mod sasl;
@@ -127,12 +129,18 @@ pub struct Security {
     pub backoff: backoff::Backoff,
     /// Kafka ACLs.
     pub acls: acl::AclStore,
+    /// Open Kafka connections per client address (`broker.max_connections_per_ip`).
+    pub connections_per_ip: limits::ConnectionsPerIp,
     rng: ring::rand::SystemRandom,
 }
 
 impl Security {
     /// Security over the node's coordinator.
-    pub fn new(config: SecurityConfig, zk: crate::server::zk::ZkHandle) -> Arc<Security> {
+    pub fn new(
+        config: SecurityConfig,
+        max_connections_per_ip: u32,
+        zk: crate::server::zk::ZkHandle,
+    ) -> Arc<Security> {
         let mechanisms = config
             .sasl_enabled_mechanisms
             .iter()
@@ -147,6 +155,7 @@ impl Security {
             mechanisms,
             users: users::UserStore::new(zk.clone()),
             acls: acl::AclStore::new(zk),
+            connections_per_ip: limits::ConnectionsPerIp::new(max_connections_per_ip),
             backoff,
             rng: ring::rand::SystemRandom::new(),
         })

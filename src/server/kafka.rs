@@ -49,6 +49,10 @@ pub async fn serve(
             tracing::warn!(%peer, max = limits.max_connections, "connection limit reached; closing new connection");
             continue;
         };
+        let Some(ip_slot) = ctx.security.connections_per_ip.acquire(peer.ip()) else {
+            tracing::warn!(%peer, "broker.max_connections_per_ip reached for this address; closing new connection");
+            continue;
+        };
         let _ = socket.set_nodelay(true);
         let mut ctx = ctx.clone();
         ctx.peer = Some(peer);
@@ -60,6 +64,7 @@ pub async fn serve(
                 tracing::debug!(%peer, %error, "connection closed");
             }
             drop(permit);
+            drop(ip_slot);
         });
     }
 }

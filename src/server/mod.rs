@@ -108,7 +108,11 @@ pub async fn run(
         replication,
         memory: budget.clone(),
         protocol: crate::config::SecurityProtocol::Plaintext,
-        security: crate::security::Security::new(config.security.clone(), coordinator.clone()),
+        security: crate::security::Security::new(
+            config.security.clone(),
+            config.broker.max_connections_per_ip,
+            coordinator.clone(),
+        ),
         principal: std::sync::Arc::from(crate::security::sasl::ANONYMOUS),
     };
     let limits = kafka::Limits {
@@ -133,17 +137,7 @@ pub async fn run(
     }
     if let Some(mqtt_config) = config.mqtt.clone() {
         let pool = budget.mqtt_inflight.clone();
-        start_mqtt(
-            mqtt_config,
-            broker.clone(),
-            ctx.replication.clone(),
-            node_id,
-            pool,
-            ctx.security.clone(),
-            &mut tasks,
-            &shutdown,
-        )
-        .await?;
+        start_mqtt(mqtt_config, &ctx, node_id, pool, &mut tasks, &shutdown).await?;
     }
     tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
     tasks.spawn(groups::timers(groups.clone(), shutdown.clone()));
@@ -210,15 +204,20 @@ pub async fn run(
 /// Start the MQTT listener (when `mqtt.listen` is set) and one task per bridge.
 async fn start_mqtt(
     config: crate::mqtt::MqttConfig,
-    broker: Arc<Broker>,
-    replication: Option<Arc<crate::replication::Replication>>,
+    ctx: &crate::kafka::Context,
     node_id: u32,
     pool: Arc<crate::memory::Pool>,
-    security: Arc<crate::security::Security>,
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let ingest = crate::mqtt::Ingest::new(config, broker, replication, node_id, pool, security)?;
+    let ingest = crate::mqtt::Ingest::new(
+        config,
+        ctx.broker.clone(),
+        ctx.replication.clone(),
+        node_id,
+        pool,
+        ctx.security.clone(),
+    )?;
     if let Some(listen) = &ingest.config.listen {
         let addr = parse_listener(listen).map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(addr)

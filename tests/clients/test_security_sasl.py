@@ -327,3 +327,31 @@ def test_credentials_are_hidden_from_zookeeper_clients(secure):
                          "acks": "all"})
     producer.produce("after-zk", value=b"ok")
     assert producer.flush(30) == 0
+
+
+# ---- limits ----
+
+def api_versions_answered(s):
+    request(s, 18, 0, 9, b"")
+    try:
+        (correlation_id,) = struct.unpack(">i", response(s)[:4])
+    except (ConnectionError, OSError):
+        return False
+    return correlation_id == 9
+
+
+def test_connections_per_address_are_capped(bramble_factory):
+    node = bramble_factory(extra_config="max_connections_per_ip = 3").start()
+    host, port = node.kafka.split(":")
+    held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]
+    try:
+        assert all(api_versions_answered(s) for s in held)
+        with socket.create_connection((host, int(port)), timeout=10) as extra:
+            assert not api_versions_answered(extra)
+        held.pop().close()
+        time.sleep(0.3)
+        with socket.create_connection((host, int(port)), timeout=10) as again:
+            assert api_versions_answered(again)
+    finally:
+        for s in held:
+            s.close()
