@@ -355,3 +355,21 @@ def test_connections_per_address_are_capped(bramble_factory):
     finally:
         for s in held:
             s.close()
+
+
+def test_handshake_v0_is_followed_by_raw_tokens(secure):
+    with socket.create_connection(("127.0.0.1", secure.sasl_port), timeout=10) as s:
+        request(s, 17, 0, 1, string("PLAIN"))
+        body = response(s)
+        assert struct.unpack(">h", body[4:6])[0] == 0
+        token = b"\0alice\0alice-secret"
+        s.sendall(struct.pack(">i", len(token)) + token)
+        assert recv_exact(s, 4) == b"\0\0\0\0"  # PLAIN's empty answer: logged in
+        request(s, 3, 1, 5, struct.pack(">i", -1))
+        assert struct.unpack(">i", response(s)[:4])[0] == 5
+    with socket.create_connection(("127.0.0.1", secure.sasl_port), timeout=10) as s:
+        request(s, 17, 0, 1, string("PLAIN"))
+        response(s)
+        token = b"\0alice\0wrong"
+        s.sendall(struct.pack(">i", len(token)) + token)
+        assert s.recv(1) == b""  # a failed raw login just closes
