@@ -3,7 +3,8 @@
 //! Topic lists are split: the topics the principal may not touch are taken out of the
 //! request and answered with TOPIC_AUTHORIZATION_FAILED next to the handler's answers for
 //! the rest (Produce: Write; Fetch, ListOffsets: Read/Describe; Metadata: Describe, and a
-//! full listing shows only described topics; CreateTopics: Create; DeleteTopics: Delete).
+//! full listing shows only described topics; CreateTopics: Create; DeleteTopics: Delete;
+//! CreatePartitions: Alter).
 //! Group requests need Read on the group (GROUP_AUTHORIZATION_FAILED); replica fetches,
 //! ACL and user changes need the cluster (CLUSTER_AUTHORIZATION_FAILED) — except the very
 //! first user, which a client on the node itself (loopback) may add.
@@ -164,6 +165,13 @@ pub fn check(ctx: &Context, request: &mut RequestKind) -> Decision {
                 ok
             });
         }
+        RequestKind::CreatePartitions(r) => r.topics.retain(|t| {
+            let ok = c.topic(Operation::Alter, &t.name);
+            if !ok {
+                refused.push((t.name.clone(), Vec::new()));
+            }
+            ok
+        }),
         RequestKind::JoinGroup(r) if !c.group(Operation::Read, &r.group_id) => {
             return refuse_group(ResponseKind::JoinGroup(
                 JoinGroupResponse::default().with_error_code(GROUP_AUTHORIZATION_FAILED),
@@ -396,6 +404,11 @@ pub fn patch(ctx: &Context, decision: &Decision, response: &mut ResponseKind) {
                 .with_error_code(code)
                 .with_num_partitions(-1)
                 .with_replication_factor(-1)
+        })),
+        ResponseKind::CreatePartitions(r) => r.results.extend(refused.iter().map(|(name, _)| {
+            kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult::default()
+                .with_name(name.clone())
+                .with_error_code(code)
         })),
         ResponseKind::DeleteTopics(r) => r.responses.extend(refused.iter().map(|(name, _)| {
             DeletableTopicResult::default()

@@ -96,6 +96,16 @@ def test_topic_acl_allows_alice_and_refuses_bob(users):
     bob_topics = bob_admin.list_topics(timeout=10).topics
     assert "open-topic" in bob_topics and "payroll" not in bob_topics
 
+    # Bob may not grow or delete the topic either.
+    from confluent_kafka.admin import NewPartitions
+    bob_admin_ops = AdminClient(client_config(node, "SCRAM-SHA-256", "bob", "bob-secret"))
+    with pytest.raises(KafkaException) as grow:
+        done(bob_admin_ops.create_partitions([NewPartitions("payroll", 3)]))
+    assert grow.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    with pytest.raises(KafkaException) as delete:
+        done(bob_admin_ops.delete_topics(["payroll"]))
+    assert delete.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
     # Deleting the deny leaves bob without an allow on a topic that has ACLs: still refused.
     deleted = done(admin.delete_acls([AclBindingFilter(
         ResourceType.TOPIC, "payroll", ResourcePatternType.LITERAL, "User:bob", None,
