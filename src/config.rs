@@ -60,6 +60,8 @@ pub struct Config {
     pub mqtt: Option<crate::mqtt::MqttConfig>,
     /// `[tls]`: the certificate, key and CA of every TLS listener and of the peer port.
     pub tls: crate::tls::TlsConfig,
+    /// `[security]`: SASL mechanisms, super users, failed-login back-off.
+    pub security: crate::security::SecurityConfig,
 }
 
 /// `[node]`
@@ -115,6 +117,9 @@ pub struct BrokerConfig {
     pub log_flush_interval_ms: u64,
     /// Most client connections open at once; further ones are closed at accept.
     pub max_connections: u32,
+    /// Most connections open at once from one client address, over every Kafka listener
+    /// (Kafka's `max.connections.per.ip`); further ones are closed at accept.
+    pub max_connections_per_ip: u32,
     /// Largest request frame; a larger frame closes its connection (`socket.request.max.bytes`).
     pub socket_request_max_bytes: u32,
     /// Largest Fetch response, whatever the client asks (`fetch.max.bytes`).
@@ -190,6 +195,7 @@ impl Default for BrokerConfig {
             log_flush_on_ack: true,
             log_flush_interval_ms: 1000,
             max_connections: 1000,
+            max_connections_per_ip: 1000,
             // Clients' own default request limit is about 1 MB (librdkafka message.max.bytes,
             // Java max.request.size); 2 MiB leaves room while keeping small budgets possible.
             socket_request_max_bytes: 2 << 20,
@@ -258,6 +264,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.broker.validate()?;
         self.validate_tls()?;
+        self.security.validate()?;
         let invalid =
             |(key, message): (&'static str, String)| ConfigError::Invalid { key, message };
         self.led.validate().map_err(invalid)?;
@@ -410,17 +417,10 @@ impl BrokerConfig {
             return Err(invalid("broker.listeners", "give at least one host:port"));
         }
         for listener in &self.listeners {
-            let (protocol, _) =
-                parse_kafka_listener(listener).map_err(|message| ConfigError::Invalid {
-                    key: "broker.listeners",
-                    message,
-                })?;
-            if protocol.uses_sasl() {
-                return Err(invalid(
-                    "broker.listeners",
-                    &format!("{} listeners are not supported yet", protocol.name()),
-                ));
-            }
+            parse_kafka_listener(listener).map_err(|message| ConfigError::Invalid {
+                key: "broker.listeners",
+                message,
+            })?;
         }
         for advertised in &self.advertised_listeners {
             split_host_port(advertised).map_err(|message| ConfigError::Invalid {
@@ -494,6 +494,12 @@ impl BrokerConfig {
         }
         if self.max_connections == 0 {
             return Err(invalid("broker.max_connections", "must be at least 1"));
+        }
+        if self.max_connections_per_ip == 0 {
+            return Err(invalid(
+                "broker.max_connections_per_ip",
+                "must be at least 1",
+            ));
         }
         if self.log_flush_interval_ms == 0 {
             return Err(invalid(

@@ -34,6 +34,8 @@
 //! - [`ids`] — Kafka-style random ids
 //! - [`tls`] — `[tls]` certificates and keys, rustls configurations, plain-or-TLS streams, and
 //!   the cluster CA behind `bramble certs`
+//! - [`security`] — SASL logins (PLAIN, SCRAM) on Kafka listeners, the shared user store,
+//!   failed-login back-off
 //! - [`health`] — systemd notification (READY, STATUS, WATCHDOG, STOPPING)
 
 pub mod broker;
@@ -49,6 +51,7 @@ pub mod log;
 pub mod memory;
 pub mod mqtt;
 pub mod replication;
+pub mod security;
 pub mod server;
 pub mod tls;
 pub mod zk;

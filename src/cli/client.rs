@@ -110,6 +110,75 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Log in with SCRAM over SaslHandshake v1 and SaslAuthenticate (a SASL listener
+    /// answers nothing else before this).
+    pub async fn login_scram(
+        &mut self,
+        mechanism: crate::security::scram::Mechanism,
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<()> {
+        use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+        let handshake = self
+            .send_at(
+                SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_static_str(mechanism.name())),
+                1,
+            )
+            .await?;
+        anyhow::ensure!(
+            handshake.error_code == 0,
+            "the broker does not offer {} (it offers {:?})",
+            mechanism.name(),
+            handshake.mechanisms
+        );
+        let rng = ring::rand::SystemRandom::new();
+        let scram = crate::security::scram::Client::new(
+            mechanism,
+            user,
+            password,
+            &crate::security::random_nonce(&rng),
+        );
+        let version = self
+            .versions
+            .get(&SaslAuthenticateRequest::KEY)
+            .map_or(0, |&(_, max)| max.min(2));
+        let first = self
+            .send_at(
+                SaslAuthenticateRequest::default().with_auth_bytes(scram.first_message().into()),
+                version,
+            )
+            .await?;
+        let refused = |code: i16, message: &Option<StrBytes>| {
+            anyhow::anyhow!(
+                "login as {user} refused (error {code}: {})",
+                message.as_deref().unwrap_or("")
+            )
+        };
+        if first.error_code != 0 {
+            return Err(refused(first.error_code, &first.error_message));
+        }
+        let (last, expected) = scram
+            .final_message(&first.auth_bytes)
+            .map_err(|e| anyhow::anyhow!("bad SCRAM answer from the broker: {e}"))?;
+        let done = self
+            .send_at(
+                SaslAuthenticateRequest::default().with_auth_bytes(last.into()),
+                version,
+            )
+            .await?;
+        if done.error_code != 0 {
+            return Err(refused(done.error_code, &done.error_message));
+        }
+        anyhow::ensure!(
+            done.auth_bytes.as_ref() == expected.as_slice(),
+            "the broker could not prove it knows the credential"
+        );
+        Ok(())
+    }
+}
+
 /// Kafka's murmur2 hash, so keyed records land on the partition the Java client would pick.
 pub fn murmur2(data: &[u8]) -> i32 {
     const SEED: u32 = 0x9747_b28c;

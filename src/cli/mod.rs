@@ -12,6 +12,7 @@ pub mod produce;
 pub mod serve;
 pub mod status;
 pub mod topic;
+pub mod user;
 pub mod zk;
 
 use std::process::ExitCode;
@@ -42,6 +43,9 @@ enum Command {
     /// List, describe and delete consumer groups; reset their offsets.
     #[command(subcommand)]
     Group(group::Command),
+    /// Add, delete and list SASL/SCRAM users (kept hashed in the coordinator).
+    #[command(subcommand)]
+    User(user::Command),
     /// ZooKeeper client: ls, get, stat, create, set, delete (like zkCli.sh).
     Zk(zk::Args),
     /// The cluster at a glance: nodes (state, role, memory, disk, temperature) and topics.
@@ -64,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Produce(args) => client_runtime(produce::run(args)),
         Command::Consume(args) => client_runtime(consume::run(args)),
         Command::Group(command) => client_runtime(group::run(command)),
+        Command::User(command) => client_runtime(user::run(command)),
         Command::Zk(args) => client_runtime(zk::run(args)),
         Command::Status(args) => client_runtime(status::run(args)),
         Command::Node(command) => node::run(command),

@@ -1,7 +1,9 @@
 //! Kafka wire handling: framing, one file per API, and the dispatch between them. No socket
 //! I/O here: the server reads frames and writes the bytes these functions return.
 
+pub mod acls;
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -9,6 +11,7 @@ pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_user_scram_credentials;
 pub mod errors;
 pub mod fetch;
 pub mod find_coordinator;
@@ -64,6 +67,11 @@ pub struct Context {
     pub memory: Arc<crate::memory::Budget>,
     /// Cluster mode: broker metadata and partition replication (None on a single node).
     pub replication: Option<Arc<crate::replication::Replication>>,
+    /// Users, SASL mechanisms and failed-login back-off.
+    pub security: Arc<crate::security::Security>,
+    /// Who the connection is: `User:<name>` once SASL has authenticated it, else
+    /// `User:ANONYMOUS`.
+    pub principal: Arc<str>,
 }
 
 impl Context {
@@ -130,8 +138,40 @@ impl std::fmt::Debug for Reply {
     }
 }
 
-/// Answer one request.
-pub async fn handle(ctx: &Context, request: frame::Request) -> Reply {
+/// Answer one request, after the ACL check of [`crate::security::authorize`]: refused
+/// parts of the request are answered with Kafka's authorization errors.
+pub async fn handle(ctx: &Context, mut request: frame::Request) -> Reply {
+    use crate::security::authorize;
+    let decision = authorize::check(ctx, &mut request.body);
+    if let authorize::Decision::Refused(response) = decision {
+        return Reply::Now(*response);
+    }
+    if matches!(decision, authorize::Decision::Allowed) {
+        return dispatch(ctx, request).await;
+    }
+    match dispatch(ctx, request).await {
+        Reply::Now(mut r) => {
+            authorize::patch(ctx, &decision, &mut r);
+            Reply::Now(r)
+        }
+        Reply::Held(mut r, grant) => {
+            authorize::patch(ctx, &decision, &mut r);
+            Reply::Held(r, grant)
+        }
+        Reply::Later(later) => {
+            let ctx = ctx.clone();
+            Reply::Later(Box::pin(async move {
+                let mut r = later.await;
+                authorize::patch(&ctx, &decision, &mut r);
+                r
+            }))
+        }
+        Reply::Nothing => Reply::Nothing,
+    }
+}
+
+/// Hand a request to its API's handler.
+async fn dispatch(ctx: &Context, request: frame::Request) -> Reply {
     let version = request.header.request_api_version;
     let response = match request.body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r)),
@@ -199,6 +239,15 @@ pub async fn handle(ctx: &Context, request: frame::Request) -> Reply {
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(ctx, r).await)
         }
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(ctx, r).await),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(ctx, r)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(ctx, r).await),
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            describe_user_scram_credentials::handle(ctx, r),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            alter_user_scram_credentials::handle(ctx, r).await,
+        ),
         other => {
             // frame::decode_request only lets served APIs through.
             unreachable!("request {other:?} passed the served-API check")

@@ -4,6 +4,7 @@
 //! [mqtt]
 //! listen = "0.0.0.0:1883"          # absent = no listener
 //! users = { sensor = "secret" }    # absent = anonymous clients allowed
+//! require_auth = false             # true: log in with a user of `bramble user add` instead
 //! [[mqtt.route]]
 //! filter = "sensors/#"
 //! topic = "sensors"
@@ -35,6 +36,9 @@ pub struct MqttConfig {
     pub users: BTreeMap<String, String>,
     /// Let clients connect without a username; defaults to "only when `users` is empty".
     pub allow_anonymous: Option<bool>,
+    /// Every client must log in with a user of the shared store (`bramble user add`),
+    /// checked like a Kafka PLAIN login; `users` must then be empty.
+    pub require_auth: bool,
     /// Most MQTT clients connected at once; further ones are closed at accept.
     pub max_connections: u32,
     /// Largest MQTT packet accepted; a larger one closes its connection (v5 clients are
@@ -66,6 +70,7 @@ impl Default for MqttConfig {
             tls_listen: None,
             users: BTreeMap::new(),
             allow_anonymous: None,
+            require_auth: false,
             max_connections: 1000,
             max_packet_bytes: 256 * 1024,
             max_inflight_messages: 1000,
@@ -206,6 +211,12 @@ impl MqttConfig {
     /// Check every value; `message_max_bytes` is the broker's batch limit, which one MQTT
     /// message turned into a record must stay under.
     pub fn validate(&self, message_max_bytes: u32) -> Result<(), ConfigError> {
+        if self.require_auth && !self.users.is_empty() {
+            return Err(invalid(
+                "mqtt.require_auth",
+                "checks clients against the user store (bramble user add); remove mqtt.users",
+            ));
+        }
         if let Some(listen) = &self.listen {
             parse_listener(listen).map_err(|message| invalid("mqtt.listen", message))?;
         }

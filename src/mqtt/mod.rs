@@ -54,6 +54,8 @@ pub struct Ingest {
     pub pool: Arc<Pool>,
     /// This node's id (bridge client ids default to include it).
     pub node_id: u32,
+    /// The shared user store, for `require_auth`.
+    pub security: Arc<crate::security::Security>,
     next_client: AtomicU64,
 }
 
@@ -65,6 +67,7 @@ impl Ingest {
         replication: Option<Arc<crate::replication::Replication>>,
         node_id: u32,
         pool: Arc<Pool>,
+        security: Arc<crate::security::Security>,
     ) -> anyhow::Result<Arc<Ingest>> {
         let routes = config
             .routes
@@ -95,6 +98,7 @@ impl Ingest {
             sink,
             metrics,
             node_id,
+            security,
             next_client: AtomicU64::new(0),
             config,
         }))

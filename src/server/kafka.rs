@@ -11,6 +11,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::kafka::{self, frame, Context};
 use crate::memory::{Grant, Pool};
+use crate::security::sasl::{ConnectionAuth, Gate, RawStep};
 
 /// Limits the listener enforces.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +51,10 @@ pub async fn serve(
             tracing::warn!(%peer, max = limits.max_connections, "connection limit reached; closing new connection");
             continue;
         };
+        let Some(ip_slot) = ctx.security.connections_per_ip.acquire(peer.ip()) else {
+            tracing::warn!(%peer, "broker.max_connections_per_ip reached for this address; closing new connection");
+            continue;
+        };
         let _ = socket.set_nodelay(true);
         let mut ctx = ctx.clone();
         ctx.peer = Some(peer);
@@ -68,6 +73,7 @@ pub async fn serve(
                 tracing::debug!(%peer, %error, "connection closed");
             }
             drop(permit);
+            drop(ip_slot);
         });
     }
 }
@@ -127,7 +133,7 @@ fn ready(bytes: anyhow::Result<BytesMut>, held: Vec<Grant>) -> PendingAnswer {
 async fn connection(
     stream: crate::tls::Stream,
     peer: SocketAddr,
-    ctx: Context,
+    mut ctx: Context,
     limits: Limits,
     request_pool: Arc<Pool>,
     mut shutdown: watch::Receiver<bool>,
@@ -138,6 +144,7 @@ async fn connection(
     let (answers, pending) = tokio::sync::mpsc::channel::<PendingAnswer>(MAX_PIPELINED);
     let mut write_task = tokio::spawn(write_answers(writer, pending));
     let mut writer_gone = false;
+    let mut auth = ConnectionAuth::new(ctx.security.clone(), ctx.protocol, peer.ip());
     let result = async {
         loop {
             let length = tokio::select! {
@@ -164,9 +171,35 @@ async fn connection(
             let pressured = grant.pressured();
             let mut body = BytesMut::zeroed(length as usize);
             reader.read_exact(&mut body).await?;
+            if auth.expects_raw_token() {
+                // After SaslHandshake v0 the exchange goes on in raw tokens.
+                let RawStep::Reply(bytes) = auth.raw_token(body.freeze()).await else {
+                    return Ok(());
+                };
+                ctx.principal = auth.principal().clone();
+                if answers.send(ready(Ok(bytes), vec![grant])).await.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
             let answer: PendingAnswer = match frame::decode_request(Bytes::from(body)) {
                 Ok(request) => {
                     let header = request.header.clone();
+                    let request = match auth.gate(request).await {
+                        Gate::Pass(request) => request,
+                        Gate::Answer { response, close } => {
+                            ctx.principal = auth.principal().clone();
+                            let bytes = frame::encode_response(&header, header_key(&header), &response);
+                            if answers.send(ready(bytes, vec![grant])).await.is_err() || close {
+                                return Ok(());
+                            }
+                            continue;
+                        }
+                        Gate::Close(reason) => {
+                            tracing::info!(%peer, %reason, "closing connection");
+                            return Ok(());
+                        }
+                    };
                     let api_key = request.api_key;
                     let started = std::time::Instant::now();
                     let metrics = crate::health::metrics::kafka();
@@ -237,4 +270,12 @@ async fn write_answers(
     }
     writer.flush().await?;
     Ok(())
+}
+
+/// The API a request header names (the gate only answers APIs that decoded).
+fn header_key(
+    header: &kafka_protocol::messages::RequestHeader,
+) -> kafka_protocol::messages::ApiKey {
+    kafka_protocol::messages::ApiKey::try_from(header.request_api_key)
+        .expect("a decoded request has a known API key")
 }

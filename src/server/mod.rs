@@ -143,6 +143,12 @@ pub async fn run(
         inter_broker: false,
         replication,
         memory: budget.clone(),
+        security: crate::security::Security::new(
+            config.security.clone(),
+            config.broker.max_connections_per_ip,
+            coordinator.clone(),
+        ),
+        principal: std::sync::Arc::from(crate::security::sasl::ANONYMOUS),
     };
     let limits = kafka::Limits {
         max_connections: config.broker.max_connections,
@@ -191,6 +197,7 @@ pub async fn run(
             ctx.replication.clone(),
             node_id,
             budget.mqtt_inflight.clone(),
+            ctx.security.clone(),
         )?;
         start_mqtt(ingest, &config.tls, &mut tasks, &shutdown).await?;
     }

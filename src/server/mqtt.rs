@@ -157,6 +157,8 @@ struct Conn {
     taken_over: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
     routed: Vec<bool>,
+    /// `User:<name>` when `require_auth` logged the client in: its publishes need Write.
+    principal: Option<String>,
 }
 
 async fn connection(
@@ -220,6 +222,35 @@ async fn connection(
         }
     };
     let version = connect.version;
+    if ingest.config.require_auth {
+        if let Err(refusal) = crate::security::mqtt::login(&ingest.security, &connect, peer).await {
+            tracing::warn!(%peer, client = %connect.client_id, ?refusal, "MQTT login refused");
+            send_now(
+                &mut writer,
+                &session::connack_refused(refusal.code(version)),
+                version,
+            )
+            .await?;
+            return Ok(());
+        }
+    }
+    let principal = ingest
+        .config
+        .require_auth
+        .then(|| format!("User:{}", connect.username.as_deref().unwrap_or_default()));
+    if let (Some(principal), Some(will)) = (&principal, &connect.will) {
+        if !crate::security::mqtt::may_publish(&ingest, principal, peer, &will.topic) {
+            tracing::warn!(%peer, client = %connect.client_id, topic = %will.topic, "MQTT will topic not authorized");
+            let refusal = session::Refusal::NotAuthorized;
+            send_now(
+                &mut writer,
+                &session::connack_refused(refusal.code(version)),
+                version,
+            )
+            .await?;
+            return Ok(());
+        }
+    }
     let admission = match session::admit(&connect, &ingest.config, || ingest.assign_client_id()) {
         Ok(admission) => admission,
         Err(refusal) => {
@@ -283,6 +314,7 @@ async fn connection(
         taken_over: attached.taken_over.clone(),
         shutdown,
         routed: Vec::new(),
+        principal,
     };
     let keep_alive = (connect.keep_alive_secs > 0)
         .then(|| Duration::from_millis(u64::from(connect.keep_alive_secs) * 1500));
@@ -510,6 +542,22 @@ impl Conn {
     ) -> anyhow::Result<Option<End>> {
         match packet {
             Packet::Publish(publish) => {
+                if let Some(principal) = &self.principal {
+                    let ingest = &self.ingest;
+                    if !crate::security::mqtt::may_publish(
+                        ingest,
+                        principal,
+                        self.peer,
+                        &publish.topic,
+                    ) {
+                        tracing::warn!(peer = %self.peer, client = %self.client.client_id, topic = %publish.topic, "MQTT publish not authorized; closing connection");
+                        self.flush(batch).await?;
+                        return Ok(Some(End::Violation(Violation {
+                            reason: reason::NOT_AUTHORIZED,
+                            message: "not authorized to publish to this topic",
+                        })));
+                    }
+                }
                 let (slot, grant) = permits.expect("a publish was given permits");
                 match self.client.on_publish(&publish) {
                     Err(violation) => return Ok(Some(End::Violation(violation))),

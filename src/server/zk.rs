@@ -2,6 +2,8 @@
 //! connection (reader applies requests, writer sends replies once their zxid is durable),
 //! four-letter words on the first four bytes, session expiry, container reaping and purge.
 
+mod protected;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -144,6 +144,8 @@ mod tables {
         Api { key: ApiKey::DescribeAcls, min: 1, max: 3, flexible_from: 2, schema: &DESCRIBE_ACLS_REQUEST },
         Api { key: ApiKey::CreateAcls, min: 1, max: 3, flexible_from: 2, schema: &CREATE_ACLS_REQUEST },
         Api { key: ApiKey::DeleteAcls, min: 1, max: 3, flexible_from: 2, schema: &DELETE_ACLS_REQUEST },
+        Api { key: ApiKey::DescribeUserScramCredentials, min: 0, max: 0, flexible_from: 0, schema: &DESCRIBE_USER_SCRAM_CREDENTIALS_REQUEST },
+        Api { key: ApiKey::AlterUserScramCredentials, min: 0, max: 0, flexible_from: 0, schema: &ALTER_USER_SCRAM_CREDENTIALS_REQUEST },
     ];
 
     /// `ApiVersionsRequest` (ApiVersions), versions 0-4.
@@ -839,6 +841,52 @@ mod tables {
             f("host_filter", 1, MAX, STR_N),
             f("operation", 1, MAX, Kind::I8),
             f("permission_type", 1, MAX, Kind::I8),
+        ],
+    };
+
+    /// `DescribeUserScramCredentialsRequest` (DescribeUserScramCredentials), version 0.
+    static DESCRIBE_USER_SCRAM_CREDENTIALS_REQUEST: Schema = Schema {
+        name: "DescribeUserScramCredentialsRequest",
+        fields: &[
+            f("users", 0, MAX, Kind::Array { elem: &Kind::Struct(&USER_NAME), nullable: true }),
+        ],
+    };
+
+    /// `UserName` (DescribeUserScramCredentials), version 0.
+    static USER_NAME: Schema = Schema {
+        name: "UserName",
+        fields: &[
+            f("name", 0, MAX, STR),
+        ],
+    };
+
+    /// `AlterUserScramCredentialsRequest` (AlterUserScramCredentials), version 0.
+    static ALTER_USER_SCRAM_CREDENTIALS_REQUEST: Schema = Schema {
+        name: "AlterUserScramCredentialsRequest",
+        fields: &[
+            f("deletions", 0, MAX, Kind::Array { elem: &Kind::Struct(&SCRAM_CREDENTIAL_DELETION), nullable: false }),
+            f("upsertions", 0, MAX, Kind::Array { elem: &Kind::Struct(&SCRAM_CREDENTIAL_UPSERTION), nullable: false }),
+        ],
+    };
+
+    /// `ScramCredentialDeletion` (AlterUserScramCredentials), version 0.
+    static SCRAM_CREDENTIAL_DELETION: Schema = Schema {
+        name: "ScramCredentialDeletion",
+        fields: &[
+            f("name", 0, MAX, STR),
+            f("mechanism", 0, MAX, Kind::I8),
+        ],
+    };
+
+    /// `ScramCredentialUpsertion` (AlterUserScramCredentials), version 0.
+    static SCRAM_CREDENTIAL_UPSERTION: Schema = Schema {
+        name: "ScramCredentialUpsertion",
+        fields: &[
+            f("name", 0, MAX, STR),
+            f("mechanism", 0, MAX, Kind::I8),
+            f("iterations", 0, MAX, Kind::I32),
+            f("salt", 0, MAX, BYTES),
+            f("salted_password", 0, MAX, BYTES),
         ],
     };
 

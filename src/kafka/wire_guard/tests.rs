@@ -498,6 +498,33 @@ fn realistic(key: ApiKey, v: i16) -> RequestKind {
                 .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
                 .into()
         }
+        ApiKey::DescribeUserScramCredentials => {
+            let u = describe_user_scram_credentials_request::UserName::default()
+                .with_name(s("alice"))
+                .with_unknown_tagged_field(UNKNOWN_TAG, unknown());
+            DescribeUserScramCredentialsRequest::default()
+                .with_users(Some(vec![u.clone(), u]))
+                .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+                .into()
+        }
+        ApiKey::AlterUserScramCredentials => {
+            let d = alter_user_scram_credentials_request::ScramCredentialDeletion::default()
+                .with_name(s("bob"))
+                .with_mechanism(2)
+                .with_unknown_tagged_field(UNKNOWN_TAG, unknown());
+            let u = alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                .with_name(s("alice"))
+                .with_mechanism(1)
+                .with_iterations(4096)
+                .with_salt(Bytes::from_static(b"0123456789abcdef"))
+                .with_salted_password(Bytes::from_static(&[7; 32]))
+                .with_unknown_tagged_field(UNKNOWN_TAG, unknown());
+            AlterUserScramCredentialsRequest::default()
+                .with_deletions(vec![d])
+                .with_upsertions(vec![u.clone(), u])
+                .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+                .into()
+        }
         other => panic!("no realistic request for {other:?}"),
     }
 }
@@ -615,6 +642,10 @@ fn default_request(key: ApiKey) -> RequestKind {
         ApiKey::DescribeAcls => DescribeAclsRequest::default().into(),
         ApiKey::CreateAcls => CreateAclsRequest::default().into(),
         ApiKey::DeleteAcls => DeleteAclsRequest::default().into(),
+        ApiKey::DescribeUserScramCredentials => {
+            DescribeUserScramCredentialsRequest::default().into()
+        }
+        ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsRequest::default().into(),
         other => panic!("no default request for {other:?}"),
     }
 }
