@@ -794,15 +794,15 @@ impl Replication {
             pool: self.pool.clone(),
             floor_bytes: u64::from(self.broker.config.message_max_bytes),
         };
-        let task = tokio::spawn(follow(
-            self.node_id,
-            self.zk.clone(),
-            self.cluster.clone(),
+        let task = tokio::spawn(follow(Follower {
+            node_id: self.node_id,
+            zk: self.zk.clone(),
+            cluster: self.cluster.clone(),
             partition,
-            state.leader,
-            state.leader_epoch,
+            leader: state.leader,
+            epoch: state.leader_epoch,
             fetch,
-        ));
+        }));
         fetchers.insert(key.clone(), (state.leader_epoch, task));
     }
 
@@ -1237,8 +1237,8 @@ impl FollowerFetch {
     }
 }
 
-/// A follower's fetcher for one partition at one leader epoch: truncate, then fetch forever.
-async fn follow(
+/// What a follower's fetcher for one partition at one leader epoch works with.
+struct Follower {
     node_id: i32,
     zk: ZkHandle,
     cluster: Arc<Cluster>,
@@ -1246,38 +1246,36 @@ async fn follow(
     leader: i32,
     epoch: i32,
     fetch: FollowerFetch,
-) {
-    let topic = partition.topic.clone();
+}
+
+/// A follower's fetcher for one partition at one leader epoch: truncate, then fetch forever.
+async fn follow(follower: Follower) {
     let mut truncated = false;
     loop {
-        if let Err(error) = follow_once(
-            node_id,
-            &zk,
-            &cluster,
-            &partition,
-            leader,
-            epoch,
-            &fetch,
-            &mut truncated,
-        )
-        .await
-        {
-            tracing::debug!(topic = %topic, partition = partition.index, leader, %error, "follower fetch failed; retrying");
+        if let Err(error) = follow_once(&follower, &mut truncated).await {
+            tracing::debug!(
+                topic = %follower.partition.topic,
+                partition = follower.partition.index,
+                leader = follower.leader,
+                %error,
+                "follower fetch failed; retrying"
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-async fn follow_once(
-    node_id: i32,
-    zk: &ZkHandle,
-    cluster: &Cluster,
-    partition: &Partition,
-    leader: i32,
-    epoch: i32,
-    fetch: &FollowerFetch,
-    truncated: &mut bool,
-) -> anyhow::Result<()> {
+async fn follow_once(follower: &Follower, truncated: &mut bool) -> anyhow::Result<()> {
+    let Follower {
+        node_id,
+        zk,
+        cluster,
+        partition,
+        leader,
+        epoch,
+        fetch,
+    } = follower;
+    let (node_id, leader, epoch) = (*node_id, *leader, *epoch);
     anyhow::ensure!(
         zk.get(&format!("/brokers/ids/{leader}")).is_some(),
         "leader {leader} is not registered"
