@@ -85,7 +85,7 @@ class Vm:
             "-nographic", "-no-reboot",
             "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
             "-drive", f"file={image},if=virtio,format=raw",
-            "-netdev", f"user,id=net0,{hostfwd}", "-device", "virtio-net-pci,netdev=net0",
+            "-netdev", f"user,id=net0,{hostfwd}", "-device", "virtio-net-device,netdev=net0",
         ]
         self.console = open(self.console_path, "wb")
         self.started = time.monotonic()
