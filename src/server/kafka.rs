@@ -9,6 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use kafka_protocol::messages::ApiKey;
+
 use crate::kafka::{self, frame, Context};
 use crate::memory::{Grant, Pool};
 use crate::security::sasl::{ConnectionAuth, Gate, RawStep};
@@ -77,6 +79,14 @@ pub async fn serve(
         });
     }
 }
+
+/// What a partition-replication connection from another node may ask: it is trusted
+/// past ACLs (see [`crate::security::authorize::check`]), so it gets nothing else.
+const REPLICA_APIS: [ApiKey; 3] = [
+    ApiKey::ApiVersions,
+    ApiKey::OffsetForLeaderEpoch,
+    ApiKey::Fetch,
+];
 
 /// Serve the partition-replication (`BRKF`) connections other nodes open to the peer port,
 /// already past their preamble (and their TLS handshake with `[cluster] tls`).
@@ -200,6 +210,10 @@ async fn connection(
                             return Ok(());
                         }
                     };
+                    if ctx.inter_broker && !REPLICA_APIS.contains(&request.api_key) {
+                        tracing::warn!(%peer, api = ?request.api_key, "a peer-port replication connection may only fetch replicas; closing it");
+                        return Ok(());
+                    }
                     let api_key = request.api_key;
                     let started = std::time::Instant::now();
                     let metrics = crate::health::metrics::kafka();

@@ -202,3 +202,47 @@ def test_acks_all_needs_two_in_sync_replicas_of_three_by_default(bramble_cluster
     wait_for("pair's ISR shrinks", lambda: (s := state(cluster, "pair", 0))["isr"] == survivors and s["leader"] in survivors)
     assert pair["isr"] != survivors
     assert deliver(cluster, "pair", "all") is None
+
+
+def test_the_peer_port_serves_replica_fetches_and_nothing_else(bramble_cluster):
+    """A `BRKF` connection on the peer port is the cluster's own replication channel, trusted
+    past ACLs, so it answers ApiVersions (and replica fetches) but closes on anything else:
+    a DeleteTopics sent there deletes nothing."""
+    import socket
+    import struct
+
+    cluster, admin = start(bramble_cluster)
+    admin.create_topics([NewTopic("kept", num_partitions=1, replication_factor=3)])["kept"].result(30)
+
+    def send(s, api_key, version, correlation_id, body):
+        frame = struct.pack(">hhih", api_key, version, correlation_id, 4) + b"test" + body
+        s.sendall(struct.pack(">i", len(frame)) + frame)
+
+    def receive(s):
+        head = b""
+        while len(head) < 4:
+            chunk = s.recv(4 - len(head))
+            if not chunk:
+                return None
+            head += chunk
+        (length,) = struct.unpack(">i", head)
+        body = b""
+        while len(body) < length:
+            chunk = s.recv(length - len(body))
+            if not chunk:
+                return None
+            body += chunk
+        return body
+
+    node = cluster.nodes[0]
+    with socket.create_connection((node.host, node.peer_port), timeout=10) as s:
+        s.sendall(b"BRKF")
+        send(s, 18, 0, 7, b"")  # ApiVersions v0
+        answer = receive(s)
+        assert answer is not None and struct.unpack(">i", answer[:4])[0] == 7
+        name = b"kept"
+        send(s, 20, 1, 8, struct.pack(">i", 1) + struct.pack(">h", len(name)) + name
+             + struct.pack(">i", 5000))  # DeleteTopics v1
+        assert receive(s) is None, "the peer port answered a DeleteTopics"
+    time.sleep(1)
+    assert "kept" in admin.list_topics(timeout=10).topics
