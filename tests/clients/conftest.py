@@ -36,7 +36,6 @@ def wait_for_port(host, port, timeout=15.0, process=None):
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
-
 def admin_keys(admin_config: str) -> str:
     """The node's [admin] keys for a test: the test's own, plus a disk threshold of 100% unless the
     test sets one. The health state is about the data directory's disk, and a test's data lives
@@ -45,6 +44,7 @@ def admin_keys(admin_config: str) -> str:
     if "disk_usage_degraded_percent" in admin_config:
         return admin_config
     return f"{admin_config}\ndisk_usage_degraded_percent = 100"
+
 
 class Bramble:
     """One bramble node: start, stop (SIGTERM), kill (SIGKILL), restart."""
