@@ -59,6 +59,39 @@ struct Inner {
 }
 
 impl Inner {
+    /// Binds session `id` to connection `conn_id` and encodes the answer to its connect
+    /// request. A connection the session had before is closed: the session moved here.
+    fn attach(
+        &mut self,
+        id: i64,
+        conn_id: u64,
+        tx: &mpsc::UnboundedSender<Out>,
+        timeout_ms: i32,
+        password: Vec<u8>,
+        read_only: Option<bool>,
+    ) -> Vec<u8> {
+        let entry = ConnEntry {
+            conn_id,
+            tx: tx.clone(),
+        };
+        if let Some(old) = self.conns.insert(id, entry) {
+            let _ = old.tx.send(Out {
+                frame: Vec::new(),
+                zxid: 0,
+                _permit: None,
+                close_after: true,
+            });
+        }
+        ConnectResponse {
+            protocol_version: 0,
+            timeout_ms,
+            session_id: id,
+            password,
+            read_only: read_only.map(|_| false),
+        }
+        .encode()
+    }
+
     /// Queues notifications to their sessions' connections (under the same lock as the
     /// write that caused them, so every connection sees events in zxid order).
     fn route(&mut self, notes: &[WatchEvent], zxid: i64) {
@@ -743,29 +776,8 @@ async fn connection(
                 outcome,
             } => {
                 let zxid = outcome.as_ref().map(|o| o.zxid).unwrap_or(0);
-                if let Some(old) = inner.conns.insert(
-                    id,
-                    ConnEntry {
-                        conn_id,
-                        tx: tx.clone(),
-                    },
-                ) {
-                    // The session moved to this connection: close the old one.
-                    let _ = old.tx.send(Out {
-                        frame: Vec::new(),
-                        zxid: 0,
-                        _permit: None,
-                        close_after: true,
-                    });
-                }
-                let resp = ConnectResponse {
-                    protocol_version: 0,
-                    timeout_ms,
-                    session_id: id,
-                    password,
-                    read_only: req.read_only.map(|_| false),
-                };
-                Some((id, resp.encode(), zxid))
+                let answer = inner.attach(id, conn_id, &tx, timeout_ms, password, req.read_only);
+                Some((id, answer, zxid))
             }
         }
     };
@@ -958,29 +970,10 @@ async fn establish_clustered(
             }
         }
     };
-    let mut inner = zk.lock();
-    if let Some(old) = inner.conns.insert(
-        id,
-        ConnEntry {
-            conn_id,
-            tx: tx.clone(),
-        },
-    ) {
-        let _ = old.tx.send(Out {
-            frame: Vec::new(),
-            zxid: 0,
-            _permit: None,
-            close_after: true,
-        });
-    }
-    let resp = ConnectResponse {
-        protocol_version: 0,
-        timeout_ms,
-        session_id: id,
-        password,
-        read_only: req.read_only.map(|_| false),
-    };
-    Established::Session(id, resp.encode(), zxid)
+    let answer = zk
+        .lock()
+        .attach(id, conn_id, tx, timeout_ms, password, req.read_only);
+    Established::Session(id, answer, zxid)
 }
 
 /// A write, closeSession or sync on a cluster node: through the quorum, answered once
