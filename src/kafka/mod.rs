@@ -303,6 +303,17 @@ pub fn topic_response_id(topic: &Topic) -> uuid::Uuid {
     uuid::Uuid::from_bytes(topic.id.0)
 }
 
+/// A topic's replication factor when this node is part of a cluster (from partition 0's
+/// assignment), `None` on a single node.
+pub fn replication_factor(ctx: &Context, topic: &str) -> Option<usize> {
+    let replication = ctx.replication.as_ref()?;
+    Some(
+        replication
+            .describe(topic, 0)
+            .map_or(1, |(_, _, replicas, _)| replicas.len()),
+    )
+}
+
 /// Compare the leader epoch a client believes in with the partition's: -1 means "not
 /// known" and always passes.
 pub fn check_leader_epoch(client_epoch: i32, leader_epoch: i32) -> Result<(), i16> {

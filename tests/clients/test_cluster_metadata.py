@@ -1,12 +1,12 @@
 """Cluster metadata with real processes: `/controller` and `/controller_epoch` as Kafka wrote
 them, one cluster id and one topic id per topic on every node, DeleteTopics and CreatePartitions applied by
 every node, ListOffsets answered by the partition leader only, and `min_insync_replicas`
-defaulting to 2 for topics with 3 replicas (5-node cluster, two replicas killed)."""
+defaulting to 2 for topics with 3 replicas, as DescribeConfigs says (5-node cluster, two replicas killed)."""
 import json
 import time
 
 from confluent_kafka import KafkaError, Producer
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 from kafka.client_async import KafkaClient
 from kafka.protocol.list_offsets import ListOffsetsRequest_v1
 from kazoo.client import KazooClient
@@ -180,6 +180,12 @@ def deliver(cluster, topic, acks):
     return results[0]
 
 
+def min_insync(admin, topic):
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = admin.describe_configs([resource])[resource].result(timeout=10)
+    return configs["min.insync.replicas"].value
+
+
 def test_acks_all_needs_two_in_sync_replicas_of_three_by_default(bramble_cluster):
     cluster, admin = start(bramble_cluster, size=5)
     # Round robin from the lowest id: partition 0 of each topic lives on nodes 1.. (RF).
@@ -188,6 +194,9 @@ def test_acks_all_needs_two_in_sync_replicas_of_three_by_default(bramble_cluster
         wait_for(f"{name} in sync", lambda name=name, rf=rf: (s := state(cluster, name, 0)) and len(s["isr"]) == rf)
     triple = state(cluster, "triple", 0)
     pair = state(cluster, "pair", 0)
+    # DescribeConfigs tells the client the same rule the broker enforces.
+    assert min_insync(admin, "triple") == "2"
+    assert min_insync(admin, "pair") == "1"
     assert deliver(cluster, "triple", "all") is None
     # Kill two replicas of "triple" that do not lead it; one of them is also in "pair".
     victims = [r for r in [1, 2, 3] if r != triple["leader"]][:2]
