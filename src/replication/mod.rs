@@ -173,6 +173,19 @@ fn topic_path(topic: &str) -> String {
     format!("/brokers/topics/{topic}")
 }
 
+/// A topic's config overrides, where Kafka-on-ZooKeeper kept them (`{"version":1,"config":
+/// {..}}`): AlterConfigs on any node writes here and every node applies it to its logs.
+fn topic_config_path(topic: &str) -> String {
+    format!("/config/topics/{topic}")
+}
+
+/// The `/config/topics/<t>` JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TopicConfigNode {
+    version: u32,
+    config: BTreeMap<String, String>,
+}
+
 fn state_path(topic: &str, partition: i32) -> String {
     format!("/brokers/topics/{topic}/partitions/{partition}/state")
 }
@@ -203,6 +216,7 @@ impl Replication {
         let me = r.clone();
         tokio::spawn(async move {
             let mut events = me.zk.watch("/brokers");
+            let mut config_events = me.zk.watch("/config/topics");
             loop {
                 me.register().await;
                 me.reconcile().await;
@@ -214,6 +228,7 @@ impl Replication {
                 tokio::select! {
                     _ = tokio::time::sleep(RECONCILE_INTERVAL) => {}
                     _ = events.recv() => {}
+                    _ = config_events.recv() => {}
                     _ = shutdown.changed() => break,
                 }
             }
@@ -237,7 +252,14 @@ impl Replication {
     /// Creates the `/brokers` paths, `/cluster/id` and this node's ephemeral registration
     /// if missing.
     async fn register(&self) {
-        for path in ["/brokers", "/brokers/ids", "/brokers/topics", "/cluster"] {
+        for path in [
+            "/brokers",
+            "/brokers/ids",
+            "/brokers/topics",
+            "/cluster",
+            "/config",
+            "/config/topics",
+        ] {
             self.ensure(path).await;
         }
         if self.zk.get(CLUSTER_ID_PATH).is_none() {
@@ -372,6 +394,9 @@ impl Replication {
                 )))
             }
         }
+        // After the assignment, so a losing concurrent creation never touches the winner's;
+        // until it lands, every node reads the same overrides from the assignment.
+        self.write_topic_config(name, &configs).await?;
         self.create_states(name, &assignment).await?;
         tracing::info!(
             topic = name,
@@ -384,6 +409,60 @@ impl Replication {
             .await?;
         self.reconcile().await;
         Ok(topic)
+    }
+
+    /// AlterConfigs in a cluster: validates the overrides, writes them to
+    /// `/config/topics/<t>` through the quorum, and applies them here; every other node
+    /// applies them when it sees the change.
+    pub async fn set_topic_config(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        if self.zk.get(&topic_path(name)).is_none() {
+            return Err(TopicError::Unknown(name.to_string()));
+        }
+        self.broker
+            .set_topic_config(name, overrides.clone(), true)
+            .await?;
+        if validate_only {
+            return Ok(());
+        }
+        self.write_topic_config(name, &overrides).await?;
+        self.broker.set_topic_config(name, overrides, false).await
+    }
+
+    /// Creates or replaces `/config/topics/<t>`.
+    async fn write_topic_config(
+        &self,
+        name: &str,
+        config: &BTreeMap<String, String>,
+    ) -> Result<(), TopicError> {
+        let path = topic_config_path(name);
+        let body = serde_json::to_vec(&TopicConfigNode {
+            version: 1,
+            config: config.clone(),
+        })
+        .expect("json");
+        let written = match self.zk.create(&path, &body, false).await {
+            Err(ErrorCode::NodeExists) => self.zk.set(&path, &body, -1).await.map(|_| ()),
+            other => other.map(|_| ()),
+        };
+        written.map_err(|e| TopicError::Storage(format!("writing {path}: {e:?}")))
+    }
+
+    /// A topic's overrides as the cluster has them: `/config/topics/<t>`, or for a topic
+    /// written before that znode existed, the ones its assignment was created with.
+    fn cluster_topic_config(
+        &self,
+        name: &str,
+        assignment: &Assignment,
+    ) -> BTreeMap<String, String> {
+        self.zk
+            .get(&topic_config_path(name))
+            .and_then(|(data, _)| serde_json::from_slice::<TopicConfigNode>(&data).ok())
+            .map_or_else(|| assignment.config.clone(), |node| node.config)
     }
 
     /// Writes the first state of each partition in `assignment` (leader: the first replica).
@@ -454,6 +533,12 @@ impl Replication {
                 Err(ErrorCode::NoNode) if doomed != path => {}
                 Err(ErrorCode::NoNode) => return Err(TopicError::Unknown(name.to_string())),
                 Err(e) => return Err(TopicError::Storage(format!("deleting {doomed}: {e:?}"))),
+            }
+        }
+        match self.zk.delete(&topic_config_path(name), -1).await {
+            Ok(()) | Err(ErrorCode::NoNode) => {}
+            Err(e) => {
+                tracing::warn!(topic = name, error = ?e, "cannot delete the topic's config znode")
             }
         }
         tracing::info!(topic = name, "topic deleted from the cluster metadata");
@@ -660,11 +745,12 @@ impl Replication {
             let Ok(assignment) = serde_json::from_slice::<Assignment>(&data) else {
                 continue;
             };
+            let config = self.cluster_topic_config(&name, &assignment);
             let topic = match self
                 .local_topic(
                     &name,
                     assignment.partitions.len() as i32,
-                    assignment.config.clone(),
+                    config.clone(),
                     assignment.id(),
                 )
                 .await
@@ -674,6 +760,17 @@ impl Replication {
                     tracing::warn!(topic = %name, %error, "cannot open the local logs of a replicated topic");
                     continue;
                 }
+            };
+            if topic.config.overrides != config {
+                match self.broker.set_topic_config(&name, config, false).await {
+                    Ok(()) => tracing::info!(topic = %name, "topic config changed in the cluster"),
+                    Err(error) => {
+                        tracing::warn!(topic = %name, %error, "cannot apply the cluster's topic config")
+                    }
+                }
+            }
+            let Some(topic) = self.broker.topic(&name) else {
+                continue;
             };
             for p in &topic.partitions {
                 p.set_replicated();
