@@ -17,6 +17,7 @@
 //!   the ISR; `acks=all` is answered only once it passes the batch.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,7 @@ use crate::broker::{now_ms, Broker, Partition, Topic, TopicError};
 use crate::cluster::{Cluster, LocalZk};
 use crate::coordinator::ErrorCode;
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::health::{Health, ReplicationStatus};
 use crate::ids::Uuid;
 use crate::kafka::errors;
 use crate::memory::{Grant, Pool};
@@ -125,6 +127,11 @@ struct FollowerEnd {
     leader_end_then: i64,
 }
 
+/// A replica that left the ISR stays out at least this long, so a controller and a partition
+/// leader that see its liveness differently (a restarted node fetches before the quorum's
+/// heartbeats reach it again) change the ISR at most this often.
+const ISR_REJOIN_HOLD: Duration = Duration::from_millis(FOLLOWER_MAX_WAIT_MS as u64);
+
 /// A follower that fetched within this time counts as fetching (its long polls return
 /// at least every `FOLLOWER_MAX_WAIT_MS`), so it may rejoin the ISR once caught up.
 const FETCHING_RECENTLY: Duration = Duration::from_millis(2 * FOLLOWER_MAX_WAIT_MS as u64);
@@ -156,6 +163,11 @@ pub struct Replication {
     /// The replication pool of the memory budget: each follower fetch holds its response's
     /// bytes from it until the records are appended.
     pool: Arc<Pool>,
+    /// Where the under-replicated and offline counts go, for `/health` and `/metrics`.
+    health: Arc<Health>,
+    /// ISR shrinks and expansions of partitions this node led, since start.
+    isr_shrinks: AtomicU64,
+    isr_expands: AtomicU64,
 }
 
 impl std::fmt::Debug for Replication {
@@ -198,6 +210,7 @@ impl Replication {
         zk: ZkHandle,
         cluster: Arc<Cluster>,
         pool: Arc<Pool>,
+        health: Arc<Health>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Arc<Replication> {
         let r = Arc::new(Replication {
@@ -210,6 +223,9 @@ impl Replication {
             follower_ends: Mutex::new(BTreeMap::new()),
             fetchers: Mutex::new(BTreeMap::new()),
             pool,
+            health,
+            isr_shrinks: AtomicU64::new(0),
+            isr_expands: AtomicU64::new(0),
         });
         // Before the first reconcile, which hands the coordinator its offsets partitions.
         groups.attach_cluster(r.clone());
@@ -225,6 +241,7 @@ impl Replication {
                     me.control().await;
                 }
                 me.maintain_isr().await;
+                me.health.inputs.set_replication(me.status());
                 tokio::select! {
                     _ = tokio::time::sleep(RECONCILE_INTERVAL) => {}
                     _ = events.recv() => {}
@@ -794,6 +811,16 @@ impl Replication {
                         version: stat.version,
                     };
                     let changed = known.get(&key).is_none_or(|k| k.state != state);
+                    if let Some(before) = known.get(&key).filter(|_| state.leader == self.node_id) {
+                        let counter = match state.isr.len().cmp(&before.state.isr.len()) {
+                            std::cmp::Ordering::Less => Some(&self.isr_shrinks),
+                            std::cmp::Ordering::Greater => Some(&self.isr_expands),
+                            std::cmp::Ordering::Equal => None,
+                        };
+                        if let Some(counter) = counter {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     known.insert(key.clone(), entry);
                     changed
                 };
@@ -996,13 +1023,7 @@ impl Replication {
     /// A broker is live while it is registered and, seen from here, answers the quorum's
     /// heartbeats: a killed node is noticed within a few heartbeats, not a session timeout.
     async fn control(&self) {
-        let unreachable = self.cluster.unreachable_peers();
-        let live: BTreeSet<i32> = self
-            .live_brokers()
-            .into_iter()
-            .map(|(id, _)| id)
-            .filter(|id| !u64::try_from(*id).is_ok_and(|id| unreachable.contains(&id)))
-            .collect();
+        let live = self.reachable_brokers();
         if live.is_empty() {
             return;
         }
@@ -1045,12 +1066,26 @@ impl Replication {
         }
     }
 
+    /// Registered brokers, less those the quorum leader's heartbeats do not reach (only the
+    /// quorum leader knows those; elsewhere it is every registered broker).
+    fn reachable_brokers(&self) -> BTreeSet<i32> {
+        let unreachable = self.cluster.unreachable_peers();
+        self.live_brokers()
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| !u64::try_from(*id).is_ok_and(|id| unreachable.contains(&id)))
+            .collect()
+    }
+
     /// Partition leader: drop followers that have not caught up with the log end for
     /// `replica_lag_time_max_ms` from the ISR, and add live followers that fetch and have
     /// reached the high watermark back to it.
     async fn maintain_isr(&self) {
         let lag_max = Duration::from_millis(self.broker.config.replica_lag_time_max_ms);
-        let live: BTreeSet<i32> = self.live_brokers().into_iter().map(|(id, _)| id).collect();
+        // The controller's view of who is live, where this node is the controller: a
+        // restarted follower fetches again before the quorum's heartbeats reach it, and
+        // adding it back then would only have the controller drop it again.
+        let live = self.reachable_brokers();
         let led: Vec<(Key, Known)> = self
             .known
             .lock()
@@ -1080,6 +1115,24 @@ impl Replication {
             next.isr.extend(joining);
             next.isr.sort_unstable();
             self.write_state(&key, k.version, &next).await;
+        }
+    }
+
+    /// What `/health` and `/metrics` show: partitions this node leads with fewer in-sync
+    /// replicas than replicas (Kafka's under-replicated count, kept by the leader), and
+    /// partitions with a replica here and no leader at all.
+    fn status(&self) -> ReplicationStatus {
+        let known = self.known.lock().expect("known");
+        let count = |pred: &dyn Fn(&Known) -> bool| {
+            u32::try_from(known.values().filter(|k| pred(k)).count()).unwrap_or(u32::MAX)
+        };
+        ReplicationStatus {
+            under_replicated: count(&|k| {
+                k.state.leader == self.node_id && k.state.isr.len() < k.replicas.len()
+            }),
+            offline: count(&|k| k.state.leader < 0 && k.replicas.contains(&self.node_id)),
+            isr_shrinks: self.isr_shrinks.load(Ordering::Relaxed),
+            isr_expands: self.isr_expands.load(Ordering::Relaxed),
         }
     }
 
@@ -1303,7 +1356,9 @@ fn isr_changes(
                 && live.contains(r)
                 && f.end >= hw
                 && now.saturating_duration_since(f.fetched) < FETCHING_RECENTLY
-                && led.out_since.get(r).is_none_or(|out| f.fetched > *out)
+                && led.out_since.get(r).is_none_or(|out| {
+                    f.fetched > *out && now.saturating_duration_since(*out) >= ISR_REJOIN_HOLD
+                })
                 && k.replicas.contains(r)
         })
         .map(|(r, _)| *r)
@@ -1553,11 +1608,18 @@ mod tests {
             out_since: BTreeMap::from([(2, removed)]),
         };
         let live = BTreeSet::from([1, 2, 3]);
-        let now = removed + Duration::from_millis(100);
-        let (_, joining) = isr_changes(1, &known(&[1, 3]), &led, &live, 100, LAG, now);
+        let soon = removed + Duration::from_millis(100);
+        let (_, joining) = isr_changes(1, &known(&[1, 3]), &led, &live, 100, LAG, soon);
         assert!(joining.is_empty(), "its last fetch predates its removal");
-        led.followers.insert(2, follower(100, now, now));
-        let (_, joining) = isr_changes(1, &known(&[1, 3]), &led, &live, 100, LAG, now);
+        led.followers.insert(2, follower(100, soon, soon));
+        let (_, joining) = isr_changes(1, &known(&[1, 3]), &led, &live, 100, LAG, soon);
+        assert!(
+            joining.is_empty(),
+            "fetching again, but within the hold after its removal"
+        );
+        let later = removed + ISR_REJOIN_HOLD;
+        led.followers.insert(2, follower(100, later, later));
+        let (_, joining) = isr_changes(1, &known(&[1, 3]), &led, &live, 100, LAG, later);
         assert_eq!(joining, vec![2]);
     }
 
