@@ -39,6 +39,9 @@ use crate::kafka::errors;
 use crate::memory::{Grant, Pool};
 use crate::server::zk::ZkHandle;
 
+mod election;
+pub use election::ElectionKind;
+
 /// How often every node re-reads the broker metadata even without a watch event.
 const RECONCILE_INTERVAL: Duration = Duration::from_millis(200);
 /// How long a follower's fetch waits on the leader for new data.
@@ -233,12 +236,21 @@ impl Replication {
         tokio::spawn(async move {
             let mut events = me.zk.watch("/brokers");
             let mut config_events = me.zk.watch("/config/topics");
+            let rebalance_every =
+                Duration::from_secs(me.broker.config.leader_imbalance_check_interval_seconds);
+            let mut last_rebalance = Instant::now();
             loop {
                 me.register().await;
                 me.reconcile().await;
                 if me.cluster.is_leader() {
                     me.claim_controller().await;
                     me.control().await;
+                    if me.broker.config.auto_leader_rebalance_enable
+                        && last_rebalance.elapsed() >= rebalance_every
+                    {
+                        last_rebalance = Instant::now();
+                        me.rebalance_leaders().await;
+                    }
                 }
                 me.maintain_isr().await;
                 me.health.inputs.set_replication(me.status());
@@ -292,12 +304,14 @@ impl Replication {
             }
         }
         let path = format!("/brokers/ids/{}", self.node_id);
-        if self
-            .zk
-            .get(&path)
-            .is_some_and(|(_, stat)| stat.ephemeral_owner != 0)
-        {
-            return;
+        match self.zk.get(&path).map(|(_, stat)| stat.ephemeral_owner) {
+            Some(owner) if owner != 0 && Some(owner) == self.zk.own_session() => return,
+            // A previous life's registration, whose session has not expired yet: replace it
+            // now, or the controller would see this node go when that session does.
+            Some(_) => {
+                let _ = self.zk.delete(&path, -1).await;
+            }
+            None => {}
         }
         let endpoints = self.broker.config.advertised();
         let Some((host, port)) = endpoints.first().cloned() else {
@@ -312,8 +326,7 @@ impl Replication {
         match self.zk.create(&path, &data, true).await {
             Ok(_) => tracing::info!(node = self.node_id, "broker registered"),
             Err(ErrorCode::NodeExists) => {
-                // A previous life's ephemeral still there: replace it with ours.
-                let _ = self.zk.delete(&path, -1).await;
+                tracing::debug!(node = self.node_id, "registration raced; retrying")
             }
             Err(e) => tracing::debug!(error = ?e, "broker registration failed; retrying"),
         }
@@ -905,6 +918,8 @@ impl Replication {
             return;
         }
         self.follower_ends.lock().expect("ends").remove(key);
+        // acks=all writes waiting here learn that this node no longer leads.
+        partition.wake_waiters();
         if fetchers
             .get(key)
             .is_some_and(|(epoch, _)| *epoch == state.leader_epoch)
@@ -1146,6 +1161,11 @@ impl Replication {
         timeout: Duration,
     ) -> Result<(), i16> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // The leadership the write was appended under: once it changes, the write may be
+        // truncated by the next leader, so it is never acknowledged.
+        let epoch = self
+            .state_of(&partition.topic, partition.index)
+            .map(|k| k.state.leader_epoch);
         if self.broker.config.log_flush_on_ack {
             match tokio::time::timeout_at(deadline, partition.wait_durable(end)).await {
                 Ok(Ok(())) => {}
@@ -1156,6 +1176,14 @@ impl Replication {
         let mut arrivals = self.broker.data_arrived();
         loop {
             arrivals.borrow_and_update();
+            let same_leadership = self
+                .state_of(&partition.topic, partition.index)
+                .is_some_and(|k| {
+                    k.state.leader == self.node_id && Some(k.state.leader_epoch) == epoch
+                });
+            if !same_leadership {
+                return Err(errors::NOT_LEADER_OR_FOLLOWER);
+            }
             self.update_high_watermark(&partition.topic, partition);
             if partition.high_watermark() >= end {
                 // Kafka's rule: the ISR that took it may have shrunk below the minimum
