@@ -64,6 +64,7 @@ pub enum CommandKind {
         /// Negotiated timeout.
         timeout_ms: i32,
         /// Password.
+        #[serde(with = "crate::coordinator::base64_bytes")]
         password: Vec<u8>,
     },
     /// The client closed its session.

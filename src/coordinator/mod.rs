@@ -7,6 +7,7 @@
 //! reads a clock, so tests replay exactly.
 
 pub mod acl;
+pub mod base64_bytes;
 pub mod config;
 pub mod persist;
 pub mod session;

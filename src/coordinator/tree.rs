@@ -17,6 +17,7 @@ pub enum WriteOp {
         /// Requested path (sequential nodes get a suffix).
         path: String,
         /// Data.
+        #[serde(with = "super::base64_bytes")]
         data: Vec<u8>,
         /// Requested ACL.
         acl: Vec<Acl>,
@@ -39,6 +40,7 @@ pub enum WriteOp {
         /// Path.
         path: String,
         /// New data.
+        #[serde(with = "super::base64_bytes")]
         data: Vec<u8>,
         /// Expected version, -1 = any.
         version: i32,
