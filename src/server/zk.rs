@@ -1371,7 +1371,12 @@ impl crate::cluster::LocalZk for ZkServer {
         let op = WriteOp::Create {
             path: path.into(),
             data: data.to_vec(),
-            acl: Acl::open(),
+            // The node's metadata is world-readable and the node's alone to change.
+            acl: if crate::coordinator::acl::is_system_path(path) {
+                crate::coordinator::acl::system_acl()
+            } else {
+                Acl::open()
+            },
             flags: i32::from(ephemeral),
             ttl_ms: -1,
             op: crate::zk::op::CREATE,
