@@ -162,10 +162,13 @@ impl ConnectionRate {
     }
 }
 
+/// Renders one counter of a listener.
+type CounterText = fn(&Counters) -> String;
+
 /// Append the Prometheus text of the rate limit's counters to `out`.
 pub fn render(out: &mut String) {
     use crate::health::metrics::header;
-    let series: [(&str, &str, fn(&Counters) -> String); 3] = [
+    let series: [(&str, &str, CounterText); 3] = [
         (
             "bramble_connection_rate_limited_episodes_total",
             "Times a connection was first held back by max_requests_per_second_per_connection (each is logged once), per listener.",

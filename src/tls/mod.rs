@@ -157,6 +157,41 @@ impl TlsConfig {
         })
     }
 
+    /// The connector of a command-line client (`bramble status` to an HTTPS admin
+    /// listener): the server's certificate must chain to `ca_file` and name the address
+    /// dialled; with `cert_file` and `key_file` it presents that client certificate.
+    pub fn client_connector(&self) -> Result<Connector, TlsError> {
+        if self.ca_file.is_none() {
+            return Err(TlsError::Missing {
+                what: "a TLS client".into(),
+                keys: "a CA file",
+            });
+        }
+        let roots = Arc::new(self.roots()?);
+        let provider = provider();
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                .build()
+                .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_webpki_verifier(verifier);
+        let config = match (&self.cert_file, &self.key_file) {
+            (Some(_), Some(_)) => builder.with_client_auth_cert(self.chain()?, self.key()?)?,
+            (None, None) => builder.with_no_client_auth(),
+            _ => {
+                return Err(TlsError::Missing {
+                    what: "a TLS client certificate".into(),
+                    keys: "both a certificate and its key",
+                })
+            }
+        };
+        Ok(Connector {
+            inner: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            timeout: self.handshake_timeout(),
+        })
+    }
+
     fn build_acceptor(&self, client_auth: ClientAuth) -> Result<Acceptor, TlsError> {
         let provider = provider();
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
