@@ -174,6 +174,19 @@ fn refused_config(resource_type: i8, name: &StrBytes) -> RefusedResource {
     }
 }
 
+/// [`split`] for the config resources of DescribeConfigs, AlterConfigs and
+/// IncrementalAlterConfigs (three request types with the same two fields).
+macro_rules! split_configs {
+    ($check:expr, $resources:expr, $op:expr, $refused:expr) => {
+        split(
+            &mut $resources,
+            $refused,
+            |res| $check.config_resource($op, res.resource_type, &res.resource_name),
+            |res| refused_config(res.resource_type, &res.resource_name),
+        )
+    };
+}
+
 /// A response of `$response` type carrying only `$code`, as the whole answer.
 macro_rules! refuse_whole {
     ($variant:ident, $response:ty, $code:expr) => {
@@ -308,42 +321,15 @@ pub fn check(ctx: &Context, request: &mut RequestKind) -> Decision {
             |t| c.topic(Operation::Alter, &t.name),
             |t| (t.name.clone(), Vec::new()),
         ),
-        RequestKind::DescribeConfigs(r) => split(
-            &mut r.resources,
-            &mut resources,
-            |res| {
-                c.config_resource(
-                    Operation::DescribeConfigs,
-                    res.resource_type,
-                    &res.resource_name,
-                )
-            },
-            |res| refused_config(res.resource_type, &res.resource_name),
-        ),
-        RequestKind::AlterConfigs(r) => split(
-            &mut r.resources,
-            &mut resources,
-            |res| {
-                c.config_resource(
-                    Operation::AlterConfigs,
-                    res.resource_type,
-                    &res.resource_name,
-                )
-            },
-            |res| refused_config(res.resource_type, &res.resource_name),
-        ),
-        RequestKind::IncrementalAlterConfigs(r) => split(
-            &mut r.resources,
-            &mut resources,
-            |res| {
-                c.config_resource(
-                    Operation::AlterConfigs,
-                    res.resource_type,
-                    &res.resource_name,
-                )
-            },
-            |res| refused_config(res.resource_type, &res.resource_name),
-        ),
+        RequestKind::DescribeConfigs(r) => {
+            split_configs!(c, r.resources, Operation::DescribeConfigs, &mut resources)
+        }
+        RequestKind::AlterConfigs(r) => {
+            split_configs!(c, r.resources, Operation::AlterConfigs, &mut resources)
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            split_configs!(c, r.resources, Operation::AlterConfigs, &mut resources)
+        }
         RequestKind::FindCoordinator(r) if r.key_type == 0 => {
             if !r.coordinator_keys.is_empty() {
                 // v4+: one answer per key.
@@ -661,29 +647,27 @@ fn add_resources(response: &mut ResponseKind, refused: &[RefusedResource]) {
             r.code, r.name
         )))
     };
+    // The three config answers are distinct types with the same four fields.
+    macro_rules! config_result {
+        ($result:ty, $r:expr) => {
+            <$result>::default()
+                .with_resource_type($r.resource_type)
+                .with_resource_name($r.name.clone())
+                .with_error_code($r.code)
+                .with_error_message(message($r))
+        };
+    }
     for r in refused {
         match response {
-            ResponseKind::DescribeConfigs(out) => out.results.push(
-                DescribeConfigsResult::default()
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.name.clone())
-                    .with_error_code(r.code)
-                    .with_error_message(message(r)),
-            ),
-            ResponseKind::AlterConfigs(out) => out.responses.push(
-                AlterConfigsResourceResponse::default()
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.name.clone())
-                    .with_error_code(r.code)
-                    .with_error_message(message(r)),
-            ),
-            ResponseKind::IncrementalAlterConfigs(out) => out.responses.push(
-                IncrementalResourceResponse::default()
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.name.clone())
-                    .with_error_code(r.code)
-                    .with_error_message(message(r)),
-            ),
+            ResponseKind::DescribeConfigs(out) => {
+                out.results.push(config_result!(DescribeConfigsResult, r))
+            }
+            ResponseKind::AlterConfigs(out) => out
+                .responses
+                .push(config_result!(AlterConfigsResourceResponse, r)),
+            ResponseKind::IncrementalAlterConfigs(out) => out
+                .responses
+                .push(config_result!(IncrementalResourceResponse, r)),
             ResponseKind::FindCoordinator(out) => out.coordinators.push(
                 Coordinator::default()
                     .with_key(r.name.clone())

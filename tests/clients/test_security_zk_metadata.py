@@ -3,7 +3,6 @@
 read-only ACL, but create, setData, delete, setACL and multi under them answer NoAuth and
 change nothing, while bramble's own writes (a new topic's znodes) still go through."""
 import subprocess
-import time
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -11,17 +10,8 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 from kazoo.security import make_acl
 
+from test_cluster_metadata import wait_for
 from zk_support import ZKCLI, require_real_zookeeper
-
-
-def wait_for(what, check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
