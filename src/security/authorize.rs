@@ -5,19 +5,19 @@
 //! taken out of the request and answered with Kafka's authorization error next to the
 //! handler's answers for the rest:
 //! - topics (TOPIC_AUTHORIZATION_FAILED): Produce Write; Fetch Read; ListOffsets,
-//!   OffsetForLeaderEpoch Describe; Metadata Describe, and a full listing shows only
+//!   OffsetForLeaderEpoch, OffsetFetch Describe (v8+: within each group's answer); Metadata Describe, and a full listing shows only
 //!   described topics; CreateTopics Create (on the cluster or the topic); DeleteTopics
 //!   Delete; CreatePartitions Alter; OffsetCommit and OffsetDelete Read;
 //! - config resources: DescribeConfigs DescribeConfigs, AlterConfigs and
 //!   IncrementalAlterConfigs AlterConfigs, on the topic (29) or, for a broker, the cluster
 //!   (CLUSTER_AUTHORIZATION_FAILED);
-//! - groups (GROUP_AUTHORIZATION_FAILED): FindCoordinator (v4+ keys) and DescribeGroups
-//!   Describe, DeleteGroups Delete; ListGroups without Describe on the cluster lists only
+//! - groups (GROUP_AUTHORIZATION_FAILED): FindCoordinator (v4+ keys), OffsetFetch (v8+
+//!   groups) and DescribeGroups Describe, DeleteGroups Delete; ListGroups without Describe on the cluster lists only
 //!   the groups the principal may describe.
 //!
 //! A request about one group is refused whole when the group is: JoinGroup, SyncGroup,
-//! Heartbeat, LeaveGroup and OffsetCommit need Read on it, OffsetFetch and FindCoordinator
-//! (v0-v3) Describe, OffsetDelete Delete. Replica requests from a client listener, ACL and
+//! Heartbeat, LeaveGroup and OffsetCommit need Read on it, OffsetFetch (v0-v7) and
+//! FindCoordinator (v0-v3) Describe, OffsetDelete Delete. Replica requests from a client listener, ACL and
 //! user changes need the cluster — except the very first user, which a client on the node
 //! itself (loopback) may add.
 
@@ -39,6 +39,10 @@ use kafka_protocol::messages::{
     offset_delete_response::OffsetDeleteResponsePartition,
     offset_delete_response::OffsetDeleteResponseTopic,
     offset_fetch_response::OffsetFetchResponseGroup,
+    offset_fetch_response::OffsetFetchResponsePartition,
+    offset_fetch_response::OffsetFetchResponsePartitions,
+    offset_fetch_response::OffsetFetchResponseTopic,
+    offset_fetch_response::OffsetFetchResponseTopics,
     offset_for_leader_epoch_response::EpochEndOffset,
     offset_for_leader_epoch_response::OffsetForLeaderTopicResult,
     produce_response::PartitionProduceResponse, produce_response::TopicProduceResponse,
@@ -77,17 +81,25 @@ pub struct RefusedResource {
     pub code: i16,
 }
 
+/// The parts of a request taken out of it, to be answered as refused.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// Topics, with the partitions named.
+    pub topics: Vec<RefusedTopic>,
+    /// Config resources, groups or coordinator keys.
+    pub resources: Vec<RefusedResource>,
+    /// OffsetFetch v8+: the topics refused within each group.
+    pub group_topics: Vec<(GroupId, Vec<RefusedTopic>)>,
+}
+
 /// What the check decided.
 #[derive(Debug, Default)]
 pub enum Decision {
     /// Everything asked for is allowed.
     #[default]
     Allowed,
-    /// These topics were taken out of the request; add them to the response as refused.
-    Topics(Vec<RefusedTopic>),
-    /// These config resources, groups or coordinator keys were taken out of the request;
-    /// add them to the response as refused.
-    Resources(Vec<RefusedResource>),
+    /// Parts were taken out of the request; add them to the response as refused.
+    Partial(Refusals),
     /// A full Metadata listing: drop the topics the principal may not describe.
     FilterMetadata,
     /// A ListGroups without Describe on the cluster: drop the groups the principal may
@@ -216,6 +228,7 @@ pub fn check(ctx: &Context, request: &mut RequestKind) -> Decision {
     let c = Check { ctx };
     let mut topics: Vec<RefusedTopic> = Vec::new();
     let mut resources: Vec<RefusedResource> = Vec::new();
+    let mut group_topics: Vec<(GroupId, Vec<RefusedTopic>)> = Vec::new();
     match request {
         RequestKind::Produce(r) => split(
             &mut r.topic_data,
@@ -415,26 +428,52 @@ pub fn check(ctx: &Context, request: &mut RequestKind) -> Decision {
                 },
             );
         }
-        RequestKind::OffsetFetch(r) => {
-            let mut groups: Vec<_> = r.groups.iter().map(|g| g.group_id.clone()).collect();
-            if groups.is_empty() {
-                groups.push(r.group_id.clone());
+        // v8+: one answer per group, and within it per topic.
+        RequestKind::OffsetFetch(r) if !r.groups.is_empty() => {
+            split(
+                &mut r.groups,
+                &mut resources,
+                |g| c.group(Operation::Describe, &g.group_id),
+                |g| refused_group(&g.group_id),
+            );
+            for g in &mut r.groups {
+                let mut refused = Vec::new();
+                if let Some(listed) = &mut g.topics {
+                    split(
+                        listed,
+                        &mut refused,
+                        |t| c.topic(Operation::Describe, &t.name),
+                        |t| (t.name.clone(), t.partition_indexes.clone()),
+                    );
+                }
+                if !refused.is_empty() {
+                    group_topics.push((g.group_id.clone(), refused));
+                }
             }
-            if groups.iter().any(|g| !c.group(Operation::Describe, g)) {
-                return Decision::Refused(Box::new(ResponseKind::OffsetFetch(
-                    OffsetFetchResponse::default()
-                        .with_error_code(GROUP_AUTHORIZATION_FAILED)
-                        .with_groups(
-                            groups
-                                .into_iter()
-                                .map(|g| {
-                                    OffsetFetchResponseGroup::default()
-                                        .with_group_id(g)
-                                        .with_error_code(GROUP_AUTHORIZATION_FAILED)
-                                })
-                                .collect(),
-                        ),
-                )));
+        }
+        RequestKind::OffsetFetch(r) => {
+            let asked =
+                |t: &kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic| {
+                    (t.name.clone(), t.partition_indexes.clone())
+                };
+            if !c.group(Operation::Describe, &r.group_id) {
+                // v2+ read the top-level error; v0 and v1 each partition's.
+                let all: Vec<_> = r.topics.iter().flatten().map(asked).collect();
+                return refuse_topics(
+                    ResponseKind::OffsetFetch(
+                        OffsetFetchResponse::default().with_error_code(GROUP_AUTHORIZATION_FAILED),
+                    ),
+                    &all,
+                    GROUP_AUTHORIZATION_FAILED,
+                );
+            }
+            if let Some(listed) = &mut r.topics {
+                split(
+                    listed,
+                    &mut topics,
+                    |t| c.topic(Operation::Describe, &t.name),
+                    asked,
+                );
             }
         }
         RequestKind::DescribeUserScramCredentials(_) if !c.cluster(Operation::Describe) => {
@@ -478,25 +517,31 @@ pub fn check(ctx: &Context, request: &mut RequestKind) -> Decision {
         }
         _ => {}
     }
-    if !topics.is_empty() {
-        tracing::debug!(principal = %ctx.principal, topics = topics.len(), "topics refused by ACL");
-        Decision::Topics(topics)
-    } else if !resources.is_empty() {
-        tracing::debug!(principal = %ctx.principal, resources = resources.len(), "resources refused by ACL");
-        Decision::Resources(resources)
-    } else {
-        Decision::Allowed
+    if topics.is_empty() && resources.is_empty() && group_topics.is_empty() {
+        return Decision::Allowed;
     }
+    tracing::debug!(
+        principal = %ctx.principal,
+        topics = topics.len(),
+        resources = resources.len(),
+        "refused by ACL"
+    );
+    Decision::Partial(Refusals {
+        topics,
+        resources,
+        group_topics,
+    })
 }
 
 /// Add the refused parts to the handler's response, or filter a full listing.
 pub fn patch(ctx: &Context, decision: &Decision, response: &mut ResponseKind) {
     let c = Check { ctx };
     match (decision, response) {
-        (Decision::Topics(refused), response) => {
-            add_topics(response, refused, TOPIC_AUTHORIZATION_FAILED)
+        (Decision::Partial(refused), response) => {
+            add_topics(response, &refused.topics, TOPIC_AUTHORIZATION_FAILED);
+            add_resources(response, &refused.resources);
+            add_group_topics(response, &refused.group_topics);
         }
-        (Decision::Resources(refused), response) => add_resources(response, refused),
         (Decision::FilterMetadata, ResponseKind::Metadata(m)) => m.topics.retain(|t| {
             t.name
                 .as_ref()
@@ -592,6 +637,21 @@ fn add_topics(response: &mut ResponseKind, refused: &[RefusedTopic], code: i16) 
                     .with_partitions(parts)
             },
         )),
+        ResponseKind::OffsetFetch(r) => r.topics.extend(per_topic(
+            refused,
+            |i| {
+                OffsetFetchResponsePartition::default()
+                    .with_partition_index(i)
+                    .with_committed_offset(-1)
+                    .with_committed_leader_epoch(-1)
+                    .with_error_code(code)
+            },
+            |name, parts| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(name)
+                    .with_partitions(parts)
+            },
+        )),
         ResponseKind::OffsetDelete(r) => r.topics.extend(per_topic(
             refused,
             |i| {
@@ -639,6 +699,33 @@ fn add_topics(response: &mut ResponseKind, refused: &[RefusedTopic], code: i16) 
     }
 }
 
+/// Add the topics refused within each group to an OffsetFetch v8+ response.
+fn add_group_topics(response: &mut ResponseKind, refused: &[(GroupId, Vec<RefusedTopic>)]) {
+    let ResponseKind::OffsetFetch(out) = response else {
+        return;
+    };
+    for (group, topics) in refused {
+        let Some(answer) = out.groups.iter_mut().find(|g| &g.group_id == group) else {
+            continue;
+        };
+        answer.topics.extend(per_topic(
+            topics,
+            |i| {
+                OffsetFetchResponsePartitions::default()
+                    .with_partition_index(i)
+                    .with_committed_offset(-1)
+                    .with_committed_leader_epoch(-1)
+                    .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+            },
+            |name, parts| {
+                OffsetFetchResponseTopics::default()
+                    .with_name(name)
+                    .with_partitions(parts)
+            },
+        ));
+    }
+}
+
 /// Add `refused` config resources, groups or coordinator keys to a response.
 fn add_resources(response: &mut ResponseKind, refused: &[RefusedResource]) {
     let message = |r: &RefusedResource| {
@@ -677,6 +764,11 @@ fn add_resources(response: &mut ResponseKind, refused: &[RefusedResource]) {
             ),
             ResponseKind::DescribeGroups(out) => out.groups.push(
                 DescribedGroup::default()
+                    .with_group_id(GroupId(r.name.clone()))
+                    .with_error_code(r.code),
+            ),
+            ResponseKind::OffsetFetch(out) => out.groups.push(
+                OffsetFetchResponseGroup::default()
                     .with_group_id(GroupId(r.name.clone()))
                     .with_error_code(r.code),
             ),

@@ -243,3 +243,17 @@ def test_offset_delete_needs_delete_on_the_group_and_read_on_each_topic(node):
     finally:
         wire.close()
     assert committed(admin, "team", ["notes", "ledger"]) == {"notes": 3, "ledger": -1001}
+
+
+def test_offset_fetch_answers_refused_topics_and_groups(node):
+    admin, bob = sasl_admin(node, "admin"), sasl_admin(node, "bob")
+    done(admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(
+        "team", [TopicPartition("notes", 0, 2), TopicPartition("ledger", 0, 6)])]))
+    answer = bob.list_consumer_group_offsets([ConsumerGroupTopicPartitions(
+        "team", [TopicPartition("notes", 0), TopicPartition("ledger", 0)])])["team"].result(timeout=30)
+    seen = {tp.topic: (tp.offset, tp.error and tp.error.code()) for tp in answer.topic_partitions}
+    assert seen == {"notes": (2, None), "ledger": (-1001, KafkaError.TOPIC_AUTHORIZATION_FAILED)}, seen
+    with pytest.raises(KafkaException) as refused:
+        bob.list_consumer_group_offsets([ConsumerGroupTopicPartitions(
+            "secret", [TopicPartition("notes", 0)])])["secret"].result(timeout=30)
+    assert error_code(refused.value) == KafkaError.GROUP_AUTHORIZATION_FAILED
