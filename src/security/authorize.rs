@@ -186,6 +186,32 @@ fn refused_config(resource_type: i8, name: &StrBytes) -> RefusedResource {
     }
 }
 
+/// [`split`] for a list of topics with partitions: `$name` is the topic's name field,
+/// `$parts.$index` its partitions and their index field.
+macro_rules! split_topics {
+    ($check:expr, $items:expr, $refused:expr, $op:expr, $name:ident, $parts:ident . $index:ident) => {
+        split(
+            &mut $items,
+            $refused,
+            |t| $check.topic($op, &t.$name),
+            |t| (t.$name.clone(), t.$parts.iter().map(|p| p.$index).collect()),
+        )
+    };
+}
+
+/// [`split`] for a list of topics named by an optional name (Metadata, DeleteTopics v6+);
+/// an entry without a name is left to the handler.
+macro_rules! split_optional_names {
+    ($check:expr, $items:expr, $refused:expr, $op:expr) => {
+        split(
+            $items,
+            $refused,
+            |t| t.name.as_ref().is_none_or(|n| $check.topic($op, n)),
+            |t| (t.name.clone().unwrap_or_default(), Vec::new()),
+        )
+    };
+}
+
 /// [`split`] for the config resources of DescribeConfigs, AlterConfigs and
 /// IncrementalAlterConfigs (three request types with the same two fields).
 macro_rules! split_configs {
@@ -230,14 +256,13 @@ pub fn check(ctx: &Context, request: &mut RequestKind) -> Decision {
     let mut resources: Vec<RefusedResource> = Vec::new();
     let mut group_topics: Vec<(GroupId, Vec<RefusedTopic>)> = Vec::new();
     match request {
-        RequestKind::Produce(r) => split(
-            &mut r.topic_data,
+        RequestKind::Produce(r) => split_topics!(
+            c,
+            r.topic_data,
             &mut topics,
-            |t| c.topic(Operation::Write, &t.name),
-            |t| {
-                let parts = t.partition_data.iter().map(|p| p.index).collect();
-                (t.name.clone(), parts)
-            },
+            Operation::Write,
+            name,
+            partition_data.index
         ),
         RequestKind::Fetch(r) => {
             if r.replica_id.0 >= 0 || r.replica_state.replica_id.0 >= 0 {
@@ -245,25 +270,23 @@ pub fn check(ctx: &Context, request: &mut RequestKind) -> Decision {
                     return refuse_whole!(Fetch, FetchResponse, CLUSTER_AUTHORIZATION_FAILED);
                 }
             } else {
-                split(
-                    &mut r.topics,
+                split_topics!(
+                    c,
+                    r.topics,
                     &mut topics,
-                    |t| c.topic(Operation::Read, &t.topic),
-                    |t| {
-                        let parts = t.partitions.iter().map(|p| p.partition).collect();
-                        (t.topic.clone(), parts)
-                    },
+                    Operation::Read,
+                    topic,
+                    partitions.partition
                 );
             }
         }
-        RequestKind::ListOffsets(r) => split(
-            &mut r.topics,
+        RequestKind::ListOffsets(r) => split_topics!(
+            c,
+            r.topics,
             &mut topics,
-            |t| c.topic(Operation::Describe, &t.name),
-            |t| {
-                let parts = t.partitions.iter().map(|p| p.partition_index).collect();
-                (t.name.clone(), parts)
-            },
+            Operation::Describe,
+            name,
+            partitions.partition_index
         ),
         RequestKind::OffsetForLeaderEpoch(r) => {
             let asked = |t: &kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderTopic| {
@@ -289,16 +312,9 @@ pub fn check(ctx: &Context, request: &mut RequestKind) -> Decision {
             }
         }
         RequestKind::Metadata(r) => match &mut r.topics {
-            Some(asked) if !asked.is_empty() => split(
-                asked,
-                &mut topics,
-                |t| {
-                    t.name
-                        .as_ref()
-                        .is_none_or(|n| c.topic(Operation::Describe, n))
-                },
-                |t| (t.name.clone().unwrap_or_default(), Vec::new()),
-            ),
+            Some(asked) if !asked.is_empty() => {
+                split_optional_names!(c, asked, &mut topics, Operation::Describe)
+            }
             _ => return Decision::FilterMetadata,
         },
         RequestKind::CreateTopics(r) => {
@@ -317,16 +333,7 @@ pub fn check(ctx: &Context, request: &mut RequestKind) -> Decision {
                 |name| c.topic(Operation::Delete, name),
                 |name| (name.clone(), Vec::new()),
             );
-            split(
-                &mut r.topics,
-                &mut topics,
-                |t| {
-                    t.name
-                        .as_ref()
-                        .is_none_or(|n| c.topic(Operation::Delete, n))
-                },
-                |t| (t.name.clone().unwrap_or_default(), Vec::new()),
-            );
+            split_optional_names!(c, &mut r.topics, &mut topics, Operation::Delete);
         }
         RequestKind::CreatePartitions(r) => split(
             &mut r.topics,
@@ -418,14 +425,13 @@ pub fn check(ctx: &Context, request: &mut RequestKind) -> Decision {
                     GROUP_AUTHORIZATION_FAILED
                 );
             }
-            split(
-                &mut r.topics,
+            split_topics!(
+                c,
+                r.topics,
                 &mut topics,
-                |t| c.topic(Operation::Read, &t.name),
-                |t| {
-                    let parts = t.partitions.iter().map(|p| p.partition_index).collect();
-                    (t.name.clone(), parts)
-                },
+                Operation::Read,
+                name,
+                partitions.partition_index
             );
         }
         // v8+: one answer per group, and within it per topic.
