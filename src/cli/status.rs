@@ -21,9 +21,20 @@ const NODE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Options of `bramble status`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A node's admin address (repeatable: one per node).
+    /// A node's admin address (repeatable: one per node); `https://host:port` for an
+    /// admin listener with `[admin] tls = true` (needs --cacert).
     #[arg(long = "admin", default_value = "127.0.0.1:8080")]
     admin: Vec<String>,
+    /// PEM CA certificate the HTTPS admin listeners' certificates must chain to (the
+    /// cluster CA of `bramble certs`).
+    #[arg(long = "cacert", value_name = "FILE")]
+    cacert: Option<std::path::PathBuf>,
+    /// PEM client certificate to present to HTTPS admin listeners that ask for one.
+    #[arg(long = "cert", value_name = "FILE", requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long = "key", value_name = "FILE", requires = "cert")]
+    key: Option<std::path::PathBuf>,
     /// The Kafka listener to ask for topics (default: the one the first node reports).
     #[arg(long = "bootstrap-server")]
     bootstrap_server: Option<String>,
@@ -64,10 +75,38 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
+/// The TLS connector for `https://` admin addresses, from --cacert/--cert/--key.
+fn connector(args: &Args) -> anyhow::Result<Option<crate::tls::Connector>> {
+    let Some(ca_file) = &args.cacert else {
+        return Ok(None);
+    };
+    let config = crate::tls::TlsConfig {
+        ca_file: Some(ca_file.clone()),
+        cert_file: args.cert.clone(),
+        key_file: args.key.clone(),
+        ..Default::default()
+    };
+    Ok(Some(config.client_connector().map_err(|e| {
+        anyhow::anyhow!("{e} (--cacert {}, --cert, --key)", ca_file.display())
+    })?))
+}
+
 async fn gather(args: &Args) -> Value {
+    let tls = match connector(args) {
+        Ok(tls) => tls,
+        Err(error) => {
+            let nodes: Vec<Value> = args
+                .admin
+                .iter()
+                .map(|admin| json!({ "admin": admin, "error": format!("{error:#}") }))
+                .collect();
+            return json!({ "nodes": nodes, "topics": { "error": "no node answered" } });
+        }
+    };
     let mut nodes = Vec::new();
     for admin in &args.admin {
-        let node = match tokio::time::timeout(NODE_TIMEOUT, fetch_health(admin)).await {
+        let fetched = fetch_health(admin, tls.as_ref());
+        let node = match tokio::time::timeout(NODE_TIMEOUT, fetched).await {
             Ok(Ok(health)) => json!({ "admin": admin, "health": health }),
             Ok(Err(error)) => json!({ "admin": admin, "error": format!("{error:#}") }),
             Err(_) => json!({ "admin": admin, "error": "timed out" }),
@@ -90,18 +129,39 @@ async fn gather(args: &Args) -> Value {
     json!({ "nodes": nodes, "topics": topics })
 }
 
-/// GET `/health` from `admin` (any status code: 503 still carries the document).
-async fn fetch_health(admin: &str) -> anyhow::Result<Value> {
-    let mut stream = TcpStream::connect(admin)
+/// GET `/health` from `admin` (any status code: 503 still carries the document), over TLS
+/// when it is written `https://host:port`.
+async fn fetch_health(admin: &str, tls: Option<&crate::tls::Connector>) -> anyhow::Result<Value> {
+    let (address, https) = match admin.strip_prefix("https://") {
+        Some(address) => (address, true),
+        None => (admin.strip_prefix("http://").unwrap_or(admin), false),
+    };
+    let address = address.trim_end_matches('/');
+    let socket = TcpStream::connect(address)
         .await
-        .with_context(|| format!("cannot connect to {admin}"))?;
-    let request = format!("GET /health HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
+        .with_context(|| format!("cannot connect to {address}"))?;
+    let mut stream = match (https, tls) {
+        (false, _) => crate::tls::Stream::Plain(socket),
+        (true, Some(tls)) => tls
+            .connect(address, socket)
+            .await
+            .with_context(|| format!("TLS handshake with {address} failed"))?,
+        (true, None) => anyhow::bail!("{admin} is HTTPS: give the CA with --cacert"),
+    };
+    let request = format!("GET /health HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut answer = Vec::new();
-    (&mut stream)
+    match (&mut stream)
         .take(HEALTH_MAX_BYTES)
         .read_to_end(&mut answer)
-        .await?;
+        .await
+    {
+        Ok(_) => {}
+        // A TLS server that closes without close_notify: the answer is complete anyway
+        // (Connection: close), and the JSON check below catches a cut one.
+        Err(error) if https && error.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        Err(error) => return Err(error.into()),
+    }
     let split = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -24,6 +24,57 @@ pub fn check(acl: &[Acl], perm: i32, auth: &[Id]) -> Result<(), ErrorCode> {
     Err(ErrorCode::NoAuth)
 }
 
+/// The top-level znodes the node keeps its own metadata under, where Kafka-on-ZooKeeper
+/// kept it. ZooKeeper clients may read them (as far as their ACLs let them) but never
+/// create, change, delete or re-ACL anything there: only the node itself (`super`) may.
+pub const SYSTEM_ROOTS: [&str; 7] = [
+    "/brokers",
+    "/cluster",
+    "/config",
+    "/controller",
+    "/controller_epoch",
+    "/kafka-acl",
+    "/kafka-acl-extended",
+];
+
+/// Whether `path` is one of [`SYSTEM_ROOTS`] or below one.
+pub fn is_system_path(path: &str) -> bool {
+    SYSTEM_ROOTS.iter().any(|root| {
+        path.strip_prefix(root)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+/// Refuses a client's write to a system path with NoAuth (whatever the znode's ACL, and
+/// for znodes at the root such as `/controller`, whatever the root's).
+pub fn check_system_write(path: &str, auth: &[Id]) -> Result<(), ErrorCode> {
+    if is_system_path(path) && !auth.iter().any(|a| a.scheme == "super") {
+        return Err(ErrorCode::NoAuth);
+    }
+    Ok(())
+}
+
+/// The ACL of the system znodes the node makes: readable by anyone, everything to the
+/// node's own identity (what getACL shows, like Kafka's with `zookeeper.set.acl`).
+pub fn system_acl() -> Vec<Acl> {
+    vec![
+        Acl {
+            perms: super::types::perms::READ,
+            id: Id {
+                scheme: "world".into(),
+                id: "anyone".into(),
+            },
+        },
+        Acl {
+            perms: super::types::perms::ALL,
+            id: Id {
+                scheme: "super".into(),
+                id: "bramble".into(),
+            },
+        },
+    ]
+}
+
 fn matches(acl_id: &Id, who: &str) -> bool {
     match acl_id.scheme.as_str() {
         "ip" => ip_matches(&acl_id.id, who),
@@ -132,6 +183,42 @@ pub fn sha1(data: &[u8]) -> [u8; 20] {
 mod tests {
     use super::*;
     use crate::coordinator::types::perms;
+
+    #[test]
+    fn system_paths_are_the_roots_and_below_them_only() {
+        for path in [
+            "/brokers",
+            "/brokers/ids/1",
+            "/controller",
+            "/config/users/a",
+            "/kafka-acl-extended/prefixed",
+        ] {
+            assert!(is_system_path(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/brokersx",
+            "/controller_epochs",
+            "/app/brokers",
+            "/zookeeper",
+        ] {
+            assert!(!is_system_path(path), "{path}");
+        }
+        let client = [Id {
+            scheme: "digest".into(),
+            id: "a:b".into(),
+        }];
+        assert_eq!(
+            check_system_write("/controller", &client),
+            Err(ErrorCode::NoAuth)
+        );
+        assert_eq!(check_system_write("/app", &client), Ok(()));
+        let node = [Id {
+            scheme: "super".into(),
+            id: String::new(),
+        }];
+        assert_eq!(check_system_write("/controller", &node), Ok(()));
+    }
 
     #[test]
     fn sha1_and_base64_match_known_vectors() {

@@ -390,6 +390,7 @@ impl DataTree {
                 let parent = parent_of_for_write(path, true)?;
                 let pnode = self.node(parent)?;
                 acl::check(&pnode.acl, perms::DELETE, caller.auth)?;
+                acl::check_system_write(path, caller.auth)?;
                 let node = self.node(path)?;
                 next_version(node.stat.version, *version)?;
                 if !node.children.is_empty() {
@@ -405,6 +406,7 @@ impl DataTree {
                 validate_path(path)?;
                 let node = self.node(path)?;
                 acl::check(&node.acl, perms::WRITE, caller.auth)?;
+                acl::check_system_write(path, caller.auth)?;
                 if data.len() > max_data_bytes {
                     return Err(ErrorCode::BadArguments);
                 }
@@ -424,6 +426,7 @@ impl DataTree {
                 let fixed = acl::fixup(new_acl, caller.auth)?;
                 let node = self.node(path)?;
                 acl::check(&node.acl, perms::ADMIN, caller.auth)?;
+                acl::check_system_write(path, caller.auth)?;
                 let v = next_version(node.stat.aversion, *version)?;
                 Ok(TxnBody::SetAcl {
                     path: path.clone(),
@@ -469,6 +472,7 @@ impl DataTree {
         let fixed = acl::fixup(req_acl, caller.auth)?;
         let parent = self.node(parent_path)?;
         acl::check(&parent.acl, perms::CREATE, caller.auth)?;
+        acl::check_system_write(path, caller.auth)?;
         let mut full = path.to_string();
         if mode.is_sequential() {
             full.push_str(&format!("{:010}", parent.stat.cversion));

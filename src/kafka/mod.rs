@@ -105,6 +105,50 @@ pub fn throttle_for_memory(response: &mut ResponseKind) {
     crate::health::metrics::kafka().throttled(api_key as i16);
 }
 
+/// Raises a response's throttle_time_ms to at least `ms` (every served API but the SASL
+/// ones carries it; versions without the field leave it out on the wire).
+pub fn throttle(response: &mut ResponseKind, ms: i32) {
+    macro_rules! raise {
+        ($($variant:ident),* $(,)?) => {
+            match response {
+                $(ResponseKind::$variant(r) => r.throttle_time_ms = r.throttle_time_ms.max(ms),)*
+                _ => {}
+            }
+        };
+    }
+    raise!(
+        Produce,
+        Fetch,
+        ListOffsets,
+        Metadata,
+        OffsetCommit,
+        OffsetFetch,
+        FindCoordinator,
+        JoinGroup,
+        Heartbeat,
+        LeaveGroup,
+        SyncGroup,
+        DescribeGroups,
+        ListGroups,
+        ApiVersions,
+        CreateTopics,
+        DeleteTopics,
+        InitProducerId,
+        OffsetForLeaderEpoch,
+        CreateAcls,
+        DescribeAcls,
+        DeleteAcls,
+        DescribeConfigs,
+        AlterConfigs,
+        CreatePartitions,
+        DeleteGroups,
+        IncrementalAlterConfigs,
+        OffsetDelete,
+        DescribeUserScramCredentials,
+        AlterUserScramCredentials,
+    );
+}
+
 /// A response still being made: a Produce waits for its fsync after the append.
 pub type LaterResponse = std::pin::Pin<Box<dyn std::future::Future<Output = ResponseKind> + Send>>;
 

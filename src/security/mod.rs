@@ -10,6 +10,7 @@
 //!   them), readable and writable only by the node itself
 //! - [`backoff`] — the growing delay before a failed login is answered
 //! - [`limits`] — connections per client address on the Kafka listeners
+//! - [`rate`] — requests per second per connection (Kafka, ZooKeeper, MQTT)
 //! - [`mqtt`] — MQTT CONNECT credentials against the same user store
 //! - [`acl`] — Kafka ACLs in the znode tree and the check Kafka's authorizer makes
 //! - [`authorize`] — which ACL each Kafka request needs; refused parts are answered with
@@ -21,6 +22,7 @@ pub mod backoff;
 pub mod limits;
 pub mod mqtt;
 pub mod plain;
+pub mod rate;
 pub mod sasl;
 pub mod scram;
 pub mod users;
@@ -57,6 +59,9 @@ pub struct SecurityConfig {
     pub failed_authentication_delay_ms: u32,
     /// The longest that delay grows.
     pub failed_authentication_delay_max_ms: u32,
+    /// Requests a second each Kafka, ZooKeeper and MQTT connection may make (a second's
+    /// worth may come at once); past it the connection is read more slowly. 0: no limit.
+    pub max_requests_per_second_per_connection: u32,
 }
 
 impl Default for SecurityConfig {
@@ -71,6 +76,7 @@ impl Default for SecurityConfig {
             allow_everyone_if_no_acl_found: true,
             failed_authentication_delay_ms: 100,
             failed_authentication_delay_max_ms: 5000,
+            max_requests_per_second_per_connection: 0,
         }
     }
 }

@@ -433,6 +433,7 @@ pub fn metrics_text(ctx: &AdminContext) -> String {
     );
     metrics::kafka().render(&mut out);
     crate::mqtt::metrics::render(&mut out);
+    crate::security::rate::render(&mut out);
     zk_metrics(ctx, &mut out);
     memory_metrics(&status, &mut out);
     let r = &status.readings;

@@ -13,6 +13,7 @@ use kafka_protocol::messages::ApiKey;
 
 use crate::kafka::{self, frame, Context};
 use crate::memory::{Grant, Pool};
+use crate::security::rate::{ConnectionRate, Listener};
 use crate::security::sasl::{ConnectionAuth, Gate, RawStep};
 
 /// Limits the listener enforces.
@@ -155,6 +156,13 @@ async fn connection(
     let mut write_task = tokio::spawn(write_answers(writer, pending));
     let mut writer_gone = false;
     let mut auth = ConnectionAuth::new(ctx.security.clone(), ctx.protocol, peer.ip());
+    // Replication connections from other nodes are the cluster's own: not rate limited.
+    let per_second = if ctx.inter_broker {
+        0
+    } else {
+        ctx.security.config.max_requests_per_second_per_connection
+    };
+    let mut rate = ConnectionRate::new(per_second, Listener::Kafka, peer);
     let result = async {
         loop {
             let length = tokio::select! {
@@ -181,6 +189,9 @@ async fn connection(
             let pressured = grant.pressured();
             let mut body = BytesMut::zeroed(length as usize);
             reader.read_exact(&mut body).await?;
+            // Over its request rate, the connection is not read until a token is back; the
+            // answer says how long it was held.
+            let held_ms = i32::try_from(rate.pace().await.as_millis()).unwrap_or(i32::MAX);
             if auth.expects_raw_token() {
                 // After SaslHandshake v0 the exchange goes on in raw tokens.
                 let RawStep::Reply(bytes) = auth.raw_token(body.freeze()).await else {
@@ -227,10 +238,12 @@ async fn connection(
                             if pressured {
                                 kafka::throttle_for_memory(&mut response);
                             }
+                            kafka::throttle(&mut response, held_ms);
                             ready(frame::encode_response(&header, api_key, &response), vec![grant])
                         }
-                        kafka::Reply::Held(response, fetch_grant) => {
+                        kafka::Reply::Held(mut response, fetch_grant) => {
                             metrics.request(api_key as i16, started.elapsed());
+                            kafka::throttle(&mut response, held_ms);
                             ready(frame::encode_response(&header, api_key, &response), vec![grant, fetch_grant])
                         }
                         kafka::Reply::Later(response) => Box::pin(async move {
@@ -238,6 +251,7 @@ async fn connection(
                             if pressured {
                                 kafka::throttle_for_memory(&mut response);
                             }
+                            kafka::throttle(&mut response, held_ms);
                             metrics.request(api_key as i16, started.elapsed());
                             let bytes = frame::encode_response(&header, api_key, &response)?;
                             Ok(Answer { bytes, _held: vec![grant] })

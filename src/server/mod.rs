@@ -111,6 +111,7 @@ pub async fn run(
             }
             None => None,
         };
+        coordinator.set_requests_per_second(config.security.max_requests_per_second_per_connection);
         let stop = shutdown.clone();
         let serving = coordinator.clone();
         tasks.spawn(async move {

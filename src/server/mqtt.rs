@@ -159,6 +159,8 @@ struct Conn {
     routed: Vec<bool>,
     /// `User:<name>` when `require_auth` logged the client in: its publishes need Write.
     principal: Option<String>,
+    /// `security.max_requests_per_second_per_connection`, counted in packets.
+    rate: crate::security::rate::ConnectionRate,
 }
 
 async fn connection(
@@ -315,6 +317,14 @@ async fn connection(
         shutdown,
         routed: Vec::new(),
         principal,
+        rate: crate::security::rate::ConnectionRate::new(
+            ingest
+                .security
+                .config
+                .max_requests_per_second_per_connection,
+            crate::security::rate::Listener::Mqtt,
+            peer,
+        ),
     };
     let keep_alive = (connect.keep_alive_secs > 0)
         .then(|| Duration::from_millis(u64::from(connect.keep_alive_secs) * 1500));
@@ -440,6 +450,12 @@ impl Conn {
                     buf.reserve(total - buf.len());
                     break;
                 }
+                // Over its packet rate, the connection is not read until a token is back;
+                // what it already sent is acknowledged first.
+                if self.rate.would_wait() {
+                    self.flush(&mut batch).await?;
+                }
+                self.rate.pace().await;
                 let permits = if buf[0] >> 4 == 3 {
                     let qos = (buf[0] >> 1) & 0x03;
                     match self.reserve(&mut batch, qos > 0, total).await? {

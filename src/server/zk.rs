@@ -173,6 +173,9 @@ pub struct ZkServer {
     server_session_lock: tokio::sync::Mutex<()>,
     /// Timeout of `server_session` (cluster mode: `cluster.broker_session_timeout_ms`).
     server_session_timeout_ms: AtomicI32,
+    /// Requests a second each client connection may make; 0: no limit
+    /// (`security.max_requests_per_second_per_connection`).
+    requests_per_second: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for ZkServer {
@@ -271,6 +274,7 @@ pub fn open(config: &CoordinatorConfig, tree_bytes_max: u64) -> anyhow::Result<Z
             ..Default::default()
         },
         per_ip: Mutex::new(HashMap::new()),
+        requests_per_second: std::sync::atomic::AtomicU32::new(0),
         conn_info: Mutex::new(HashMap::new()),
         cluster: std::sync::OnceLock::new(),
         expiring: Mutex::new(Default::default()),
@@ -333,6 +337,7 @@ pub fn open_clustered(
             ..Default::default()
         },
         per_ip: Mutex::new(HashMap::new()),
+        requests_per_second: std::sync::atomic::AtomicU32::new(0),
         conn_info: Mutex::new(HashMap::new()),
         cluster: std::sync::OnceLock::new(),
         expiring: Mutex::new(Default::default()),
@@ -390,6 +395,13 @@ impl ZkServer {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("coordinator lock poisoned")
+    }
+
+    /// Limits each client connection to `per_second` requests a second (0: no limit),
+    /// for connections accepted from now on.
+    pub fn set_requests_per_second(&self, per_second: u32) {
+        self.requests_per_second
+            .store(per_second, Ordering::Relaxed);
     }
 
     /// The node id read from `myid` (1 when absent).
@@ -811,6 +823,11 @@ async fn connection(
 
     let writer = tokio::spawn(writer(wr, rx, zk.durable.clone(), zk.clone(), conn_id));
     let mut st = SessionState::new(session_id, &peer.ip().to_string());
+    let mut rate = crate::security::rate::ConnectionRate::new(
+        zk.requests_per_second.load(Ordering::Relaxed),
+        crate::security::rate::Listener::ZooKeeper,
+        peer,
+    );
     zk.lock()
         .coord
         .set_session_auth(session_id, st.auth.clone());
@@ -825,6 +842,8 @@ async fn connection(
                 return Ok(());
             }
             let body = read_body(&mut rd, i32::from_be_bytes(len), max).await?;
+            // Over its request rate, the connection is not read until a token is back.
+            rate.pace().await;
             let permit = zk
                 .outstanding
                 .clone()
@@ -1371,7 +1390,12 @@ impl crate::cluster::LocalZk for ZkServer {
         let op = WriteOp::Create {
             path: path.into(),
             data: data.to_vec(),
-            acl: Acl::open(),
+            // The node's metadata is world-readable and the node's alone to change.
+            acl: if crate::coordinator::acl::is_system_path(path) {
+                crate::coordinator::acl::system_acl()
+            } else {
+                Acl::open()
+            },
             flags: i32::from(ephemeral),
             ttl_ms: -1,
             op: crate::zk::op::CREATE,

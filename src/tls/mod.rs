@@ -141,20 +141,60 @@ impl TlsConfig {
     /// accepts only a peer whose certificate the CA signed for the address dialled.
     pub fn peer_connector(&self) -> Result<Connector, TlsError> {
         self.check("[cluster] tls", true)?;
+        let config = self
+            .verifying_client()?
+            .with_client_auth_cert(self.chain()?, self.key()?)?;
+        Ok(self.connector(config))
+    }
+
+    /// A client configuration that accepts only servers whose certificate `ca_file` signed
+    /// for the address dialled (its client certificate still to choose).
+    fn verifying_client(
+        &self,
+    ) -> Result<
+        rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+        TlsError,
+    > {
         let roots = Arc::new(self.roots()?);
         let provider = provider();
         let verifier =
             rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
                 .build()
                 .map_err(|e| TlsError::Verifier(e.to_string()))?;
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_webpki_verifier(verifier)
-            .with_client_auth_cert(self.chain()?, self.key()?)?;
-        Ok(Connector {
+            .with_webpki_verifier(verifier))
+    }
+
+    fn connector(&self, config: rustls::ClientConfig) -> Connector {
+        Connector {
             inner: tokio_rustls::TlsConnector::from(Arc::new(config)),
             timeout: self.handshake_timeout(),
-        })
+        }
+    }
+
+    /// The connector of a command-line client (`bramble status` to an HTTPS admin
+    /// listener): the server's certificate must chain to `ca_file` and name the address
+    /// dialled; with `cert_file` and `key_file` it presents that client certificate.
+    pub fn client_connector(&self) -> Result<Connector, TlsError> {
+        if self.ca_file.is_none() {
+            return Err(TlsError::Missing {
+                what: "a TLS client".into(),
+                keys: "a CA file",
+            });
+        }
+        let builder = self.verifying_client()?;
+        let config = match (&self.cert_file, &self.key_file) {
+            (Some(_), Some(_)) => builder.with_client_auth_cert(self.chain()?, self.key()?)?,
+            (None, None) => builder.with_no_client_auth(),
+            _ => {
+                return Err(TlsError::Missing {
+                    what: "a TLS client certificate".into(),
+                    keys: "both a certificate and its key",
+                })
+            }
+        };
+        Ok(self.connector(config))
     }
 
     fn build_acceptor(&self, client_auth: ClientAuth) -> Result<Acceptor, TlsError> {

@@ -4,6 +4,7 @@ startup warning about listeners open to the network without TLS or authenticatio
 import json
 import socket
 import ssl
+import subprocess
 import urllib.error
 import urllib.request
 import uuid
@@ -12,7 +13,7 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.handlers.threading import KazooTimeoutError
 
-from conftest import free_port, wait_for_port
+from conftest import BINARY, free_port, wait_for_port
 from mqtt_support import mosquitto_pub_lines, mqtt_sections, read_topic, wait_for_log_line
 from tls_support import Pki
 
@@ -145,3 +146,34 @@ def test_a_listener_open_to_the_network_without_tls_logs_one_loud_warning(brambl
     quiet = bramble_factory().start()
     wait_for_log_line(quiet, "bramble serving")
     assert "INSECURE" not in quiet.stderr_path.read_text()
+
+
+def test_bramble_status_reads_an_https_admin_listener(bramble_factory, pki, tmp_path):
+    node = bramble_factory(admin_config="tls = true",
+                           sections=pki.tls_section(pki.node(), client_auth="required"))
+    node.start()
+    wait_for_port(node.host, node.admin_port, process=node.process)
+    cert, key = pki.client("operator")
+
+    def status(*args):
+        return subprocess.run([str(BINARY), "status", "--json", "--admin", f"https://{node.admin}",
+                               "--bootstrap-server", node.kafka, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    answered = status("--cacert", str(pki.ca), "--cert", str(cert), "--key", str(key))
+    assert answered.returncode == 0, answered.stderr
+    report = json.loads(answered.stdout)
+    assert report["nodes"][0]["health"]["node"] == 1, report
+    # Without a client certificate the listener refuses the handshake; without the CA the
+    # CLI says what is missing; a CA that did not sign the node's certificate is refused.
+    refused = status("--cacert", str(pki.ca))
+    assert refused.returncode != 0 and "no node answered" in refused.stderr
+    # (TLS 1.3: the server's alert may only arrive with the first read.)
+    error = json.loads(refused.stdout)["nodes"][0]["error"]
+    assert "TLS handshake" in error or "CertificateRequired" in error, error
+    missing = status()
+    assert "--cacert" in json.loads(missing.stdout)["nodes"][0]["error"]
+    other = Pki(tmp_path, name="other-ca")
+    foreign = status("--cacert", str(other.ca), "--cert", str(cert), "--key", str(key))
+    assert foreign.returncode != 0
+    assert "TLS handshake" in json.loads(foreign.stdout)["nodes"][0]["error"]
