@@ -128,6 +128,9 @@ pub struct Needs {
     pub message_max_bytes: u64,
     /// Largest znode / ZooKeeper request.
     pub jute_maxbuffer: u64,
+    /// Whether the node replicates partitions (`[cluster]`): only then must the
+    /// replication pool hold a fetch.
+    pub clustered: bool,
 }
 
 impl Budget {
@@ -158,12 +161,20 @@ impl Budget {
                 .unwrap_or(0);
             usable * percent / 100
         };
-        // A request is held while decoded: count twice its frame (see server::kafka).
-        let checks = [
+        // What each pool must hold at least once, or its users could never progress: a
+        // request is held while decoded (twice its frame, see server::kafka), a fetch
+        // twice its batch (read, then encoded), the tree a few of its largest znodes.
+        let mut checks = vec![
             (
                 "kafka_requests",
                 2 * needs.request_max_bytes,
                 "broker.socket_request_max_bytes",
+            ),
+            // ZooKeeper request frames draw from the same pool (see server::zk).
+            (
+                "kafka_requests",
+                2 * needs.jute_maxbuffer,
+                "coordinator.jute_maxbuffer",
             ),
             (
                 "fetch_responses",
@@ -176,6 +187,15 @@ impl Budget {
                 "coordinator.jute_maxbuffer",
             ),
         ];
+        if needs.clustered {
+            // A follower's fetch, and the leader's answer to it, each take at least one
+            // maximal batch twice over from this pool (see replication::FollowerFetch).
+            checks.push((
+                "replication",
+                2 * needs.message_max_bytes,
+                "broker.message_max_bytes",
+            ));
+        }
         for (pool, needed, key) in checks {
             let have = share(pool);
             if have < needed {
@@ -236,6 +256,7 @@ mod tests {
             request_max_bytes: 1 << 20,
             message_max_bytes: 1 << 20,
             jute_maxbuffer: 1 << 20,
+            clustered: false,
         }
     }
 
@@ -288,6 +309,79 @@ mod tests {
             needs()
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_cluster_needs_a_replication_pool_that_holds_one_fetch() {
+        // 96 MiB: the replication pool gets (96 - fixed) x 75% x 10%, under 4 MiB either
+        // way, too little for two copies of a 3 MiB batch; the fetch pool (25%) holds it.
+        let big_batches = Needs {
+            message_max_bytes: 3 << 20,
+            ..needs()
+        };
+        let config = MemoryConfig {
+            budget: "96MiB".into(),
+        };
+        assert!(
+            Budget::new(&config, big_batches).is_ok(),
+            "a single node does not replicate"
+        );
+        let error = Budget::new(
+            &config,
+            Needs {
+                clustered: true,
+                ..big_batches
+            },
+        )
+        .unwrap_err();
+        assert!(error.contains("replication pool"), "{error}");
+        assert!(
+            error.contains("broker.message_max_bytes needs 6144 KiB"),
+            "{error}"
+        );
+        // The budget it names is enough.
+        let at_least: u64 = error
+            .split("at least ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|mib| mib.parse().ok())
+            .expect("the error names a budget");
+        let fits = Budget::new(
+            &MemoryConfig {
+                budget: format!("{at_least}MiB"),
+            },
+            Needs {
+                clustered: true,
+                ..big_batches
+            },
+        )
+        .unwrap();
+        assert!(fits.replication.limit_bytes() >= 6 << 20);
+        assert!(Budget::new(
+            &MemoryConfig {
+                budget: format!("{}MiB", at_least - 1),
+            },
+            Needs {
+                clustered: true,
+                ..big_batches
+            },
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn zookeeper_frames_must_fit_the_request_pool() {
+        let error = Budget::new(
+            &MemoryConfig {
+                budget: "64MiB".into(),
+            },
+            Needs {
+                jute_maxbuffer: 6 << 20,
+                ..needs()
+            },
+        )
+        .unwrap_err();
+        assert!(error.contains("coordinator.jute_maxbuffer"), "{error}");
     }
 
     #[test]
