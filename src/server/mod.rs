@@ -113,8 +113,9 @@ pub async fn run(
         };
         let stop = shutdown.clone();
         let serving = coordinator.clone();
+        let requests = budget.kafka_requests.clone();
         tasks.spawn(async move {
-            if let Err(error) = zk::serve(listener, serving, secure, stop).await {
+            if let Err(error) = zk::serve(listener, serving, secure, requests, stop).await {
                 tracing::error!(error = %error, "ZooKeeper listener failed");
             }
         });

@@ -21,6 +21,7 @@ use crate::cluster::types::{Command, CommandKind};
 use crate::cluster::Cluster;
 use crate::coordinator::persist::{self, FileLog};
 use crate::coordinator::{Connect, Coordinator, CoordinatorConfig, Limits, Outcome, WatchEvent};
+use crate::memory::{Grant, Pool};
 use crate::zk::connect::{ConnectRequest, ConnectResponse};
 use crate::zk::dispatch::{self, Replicated, SessionState};
 use crate::zk::watches::encode_notification;
@@ -32,8 +33,15 @@ struct Out {
     /// Sent only once this zxid is durable.
     zxid: i64,
     /// Held until written: bounds requests in flight server-wide.
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: Option<InFlight>,
     close_after: bool,
+}
+
+/// What a request holds from the moment its frame is read until its answer is written:
+/// a slot of `global_outstanding_limit` and its bytes in the requests pool.
+struct InFlight {
+    _slot: OwnedSemaphorePermit,
+    _bytes: Grant,
 }
 
 struct ConnEntry {
@@ -554,6 +562,7 @@ pub async fn serve(
     listener: TcpListener,
     zk: ZkHandle,
     secure: Option<(TcpListener, crate::tls::Acceptor)>,
+    requests: Arc<Pool>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     zk.serving.store(true, Ordering::SeqCst);
@@ -566,12 +575,13 @@ pub async fn serve(
                 listener,
                 Some(tls),
                 zk.clone(),
+                requests.clone(),
                 shutdown.clone(),
             )))
         }
         None => None,
     };
-    accept_loop(listener, None, zk.clone(), shutdown).await;
+    accept_loop(listener, None, zk.clone(), requests, shutdown).await;
     zk.serving.store(false, Ordering::SeqCst);
     bg.abort();
     if let Some(secure) = secure {
@@ -585,6 +595,7 @@ async fn accept_loop(
     listener: TcpListener,
     tls: Option<crate::tls::Acceptor>,
     zk: ZkHandle,
+    requests: Arc<Pool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -610,12 +621,13 @@ async fn accept_loop(
                 let zk2 = zk.clone();
                 let sd = shutdown.clone();
                 let tls = tls.clone();
+                let requests = requests.clone();
                 tokio::spawn(async move {
                     let served = async {
                         let (stream, _) = crate::tls::accept(tls.as_ref(), stream)
                             .await
                             .inspect_err(|e| tracing::warn!(peer = %peer, error = %e, "TLS handshake failed"))?;
-                        connection(stream, peer, zk2.clone(), sd).await
+                        connection(stream, peer, zk2.clone(), requests, sd).await
                     };
                     if let Err(e) = served.await {
                         tracing::debug!(peer = %peer, error = %e, "connection ended");
@@ -701,12 +713,24 @@ async fn read_exact_or_eof(s: &mut crate::tls::ReadHalf, buf: &mut [u8]) -> std:
     }
 }
 
-/// Reads a frame body whose 4-byte length was already read, enforcing jute_maxbuffer
-/// before allocating.
-async fn read_body(s: &mut crate::tls::ReadHalf, len: i32, max: u32) -> anyhow::Result<Vec<u8>> {
+/// A frame length outside 0..=jute_maxbuffer closes the connection.
+fn check_length(len: i32, max: u32) -> anyhow::Result<()> {
     if len < 0 || len as u32 > max {
         anyhow::bail!("frame length {len} outside 0..={max} (jute_maxbuffer)");
     }
+    Ok(())
+}
+
+/// What a request frame of `len` bytes holds in the requests pool until its answer is
+/// written: the frame, and what is decoded or copied from it.
+fn frame_cost(len: i32) -> u64 {
+    2 * u64::from(len.max(0) as u32)
+}
+
+/// Reads a frame body whose 4-byte length was already read, enforcing jute_maxbuffer
+/// before allocating.
+async fn read_body(s: &mut crate::tls::ReadHalf, len: i32, max: u32) -> anyhow::Result<Vec<u8>> {
+    check_length(len, max)?;
     let mut body = vec![0u8; len as usize];
     s.read_exact(&mut body).await?;
     Ok(body)
@@ -716,6 +740,7 @@ async fn connection(
     stream: crate::tls::Stream,
     peer: SocketAddr,
     zk: ZkHandle,
+    requests: Arc<Pool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (mut rd, mut wr) = stream.into_split();
@@ -739,8 +764,13 @@ async fn connection(
         }
     }
     let max = zk.config.jute_maxbuffer;
-    let body = read_body(&mut rd, i32::from_be_bytes(first), max).await?;
+    let length = i32::from_be_bytes(first);
+    check_length(length, max)?;
+    let connect_bytes = requests.acquire(frame_cost(length)).await;
+    let body = read_body(&mut rd, length, max).await?;
     let req = ConnectRequest::decode(&body).context("bad ConnectRequest")?;
+    drop(body);
+    drop(connect_bytes);
     let conn_id = zk.stats.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::unbounded_channel::<Out>();
 
@@ -824,13 +854,22 @@ async fn connection(
             if !got {
                 return Ok(());
             }
-            let body = read_body(&mut rd, i32::from_be_bytes(len), max).await?;
-            let permit = zk
-                .outstanding
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore closed");
+            let length = i32::from_be_bytes(len);
+            check_length(length, max)?;
+            // The frame is held against the requests pool until its answer is written:
+            // twice its size, the frame and what is decoded from it (a create's data, a
+            // multi's ops). A full pool stops reading this socket: TCP backpressure.
+            let bytes = requests.acquire(frame_cost(length)).await;
+            let body = read_body(&mut rd, length, max).await?;
+            let permit = InFlight {
+                _slot: zk
+                    .outstanding
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore closed"),
+                _bytes: bytes,
+            };
             let started = Instant::now();
             zk.stats.packets_received.fetch_add(1, Ordering::Relaxed);
             if let Some(cluster) = zk.cluster.get() {
@@ -986,7 +1025,7 @@ async fn replicated(
     conn_id: u64,
     rep: Replicated,
     tx: &mpsc::UnboundedSender<Out>,
-    permit: OwnedSemaphorePermit,
+    permit: InFlight,
 ) -> bool {
     let session_id = st.session_id;
     {
@@ -1014,7 +1053,7 @@ async fn replicated(
     // applies it alike.
     let (cap, refused) = {
         let inner = zk.lock();
-        let cap = inner.coord.tree_bytes_max();
+        let cap = inner.coord.write_cap_bytes();
         let refused = match &rep {
             Replicated::Write { op, .. } => inner.coord.would_exceed(&[op], cap),
             Replicated::Multi { ops, .. } => inner
