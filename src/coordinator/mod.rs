@@ -723,6 +723,13 @@ impl Coordinator {
         self.watches.add(session_id, kind, path)
     }
 
+    /// A persistent recursive watch of the node's own (in-process watchers): past the
+    /// pool's cap, as the node's own bookkeeping writes are, but counted.
+    pub fn add_own_watch(&mut self, session_id: i64, path: &str) {
+        self.watches
+            .add_uncapped(session_id, WatchKind::PersistentRecursive, path);
+    }
+
     fn set_watch_room(&mut self) {
         let room = self.tree_bytes_max.saturating_sub(self.tree_memory_bytes());
         self.watches.set_bytes_max(room);

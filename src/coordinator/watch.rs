@@ -247,6 +247,23 @@ impl WatchManager {
     /// `max_watches` or the room its pool leaves is refused with `QuotaExceeded`, and
     /// nothing is registered. Re-registering a watch the session holds costs nothing.
     pub fn add(&mut self, session: i64, kind: WatchKind, path: &str) -> Result<(), ErrorCode> {
+        self.add_capped(session, kind, path, true)
+    }
+
+    /// Registers a watch past every cap: the node's own (its controller and replication
+    /// watch the tree, and must not lose that to clients filling the pool). Counted all
+    /// the same.
+    pub fn add_uncapped(&mut self, session: i64, kind: WatchKind, path: &str) {
+        let _ = self.add_capped(session, kind, path, false);
+    }
+
+    fn add_capped(
+        &mut self,
+        session: i64,
+        kind: WatchKind,
+        path: &str,
+        capped: bool,
+    ) -> Result<(), ErrorCode> {
         let entries: &[(Which, Mode)] = match kind {
             WatchKind::Data => &[(Which::Data, Mode::Standard)],
             WatchKind::Child => &[(Which::Child, Mode::Standard)],
@@ -264,7 +281,8 @@ impl WatchManager {
             .filter(|(w, _)| !self.has(session, *w, path))
             .count();
         let bytes = self.bytes + new as u64 * watch_cost(path);
-        if new > 0
+        if capped
+            && new > 0
             && ((self.max_total > 0 && self.total + new > self.max_total) || bytes > self.bytes_max)
         {
             return Err(ErrorCode::QuotaExceeded);

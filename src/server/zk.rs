@@ -1475,20 +1475,8 @@ impl crate::cluster::LocalZk for ZkServer {
         let auth = superuser();
         inner.coord.set_session_auth(id, auth.clone());
         // A persistent recursive watch: it fires for the path and everything below it.
-        if inner
-            .coord
-            .add_watch(
-                crate::coordinator::Caller {
-                    session_id: id,
-                    auth: &auth,
-                },
-                path,
-                1,
-            )
-            .is_ok()
-        {
-            inner.local_watchers.insert(id, tx);
-        }
+        inner.coord.add_own_watch(id, path);
+        inner.local_watchers.insert(id, tx);
         rx
     }
 }
@@ -1524,5 +1512,141 @@ mod local_zk_tests {
             zk.delete("/nope", -1).await,
             Err(crate::coordinator::ErrorCode::NoNode)
         );
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+    use crate::memory::pool::UNIT_BYTES;
+    use crate::zk::{client, op};
+    use tokio::net::TcpStream;
+
+    struct Server {
+        _dir: tempfile::TempDir,
+        addr: SocketAddr,
+        zk: ZkHandle,
+        requests: Arc<Pool>,
+        _stop: watch::Sender<bool>,
+    }
+
+    async fn start(pool_bytes: u64) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CoordinatorConfig {
+            data_dir: dir.path().display().to_string(),
+            ..Default::default()
+        };
+        let zk = open(&config, u64::MAX).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Pool::new("requests", pool_bytes);
+        let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(serve(
+            listener,
+            zk.clone(),
+            None,
+            requests.clone(),
+            shutdown,
+        ));
+        Server {
+            _dir: dir,
+            addr,
+            zk,
+            requests,
+            _stop: stop,
+        }
+    }
+
+    async fn read_frame(s: &mut TcpStream) -> Vec<u8> {
+        let len = s.read_i32().await.unwrap();
+        let mut body = vec![0; len as usize];
+        s.read_exact(&mut body).await.unwrap();
+        body
+    }
+
+    async fn session(addr: SocketAddr) -> TcpStream {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let connect = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout_ms: 10_000,
+            session_id: 0,
+            password: vec![0; 16],
+            read_only: Some(false),
+        };
+        s.write_all(&connect.encode()).await.unwrap();
+        let answer = ConnectResponse::decode(&read_frame(&mut s).await).unwrap();
+        assert_ne!(answer.session_id, 0);
+        s
+    }
+
+    fn exists(xid: i32, path: &str, watch: bool) -> Vec<u8> {
+        client::request(xid, op::EXISTS, |w| {
+            w.string(path).bool(watch);
+        })
+    }
+
+    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_request_pool_stops_reading_frames_until_it_has_room() {
+        let server = start(64 * UNIT_BYTES).await;
+        let mut s = session(server.addr).await;
+        let hog = server.requests.try_acquire(64 * UNIT_BYTES).unwrap();
+        s.write_all(&exists(1, "/", false)).await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(300), read_frame(&mut s)).await;
+        assert!(waited.is_err(), "answered while the pool was full");
+        drop(hog);
+        let answer = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut s))
+            .await
+            .expect("answered once the pool has room");
+        let (header, _) = client::reply(&answer).unwrap();
+        assert_eq!((header.xid, header.err), (1, 0));
+        eventually("the frame's bytes go back once answered", || {
+            server.requests.used_bytes() == 0
+        })
+        .await;
+        assert!(server.requests.peak_bytes() > 0, "the frame was counted");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_dropped_mid_frame_gives_its_bytes_and_watches_back() {
+        let server = start(64 * UNIT_BYTES).await;
+        let mut s = session(server.addr).await;
+        for (xid, path) in [(1, "/a"), (2, "/b/c")] {
+            s.write_all(&exists(xid, path, true)).await.unwrap();
+            let (header, _) = client::reply(&read_frame(&mut s).await).unwrap();
+            assert_eq!(header.xid, xid);
+        }
+        let watch_bytes = server.zk.lock().coord.watches().bytes();
+        assert_eq!(
+            watch_bytes,
+            crate::coordinator::watch::watch_cost("/a")
+                + crate::coordinator::watch::watch_cost("/b/c")
+        );
+        // Half a frame: its length says 10 000 bytes, 100 arrive, then the peer goes.
+        s.write_all(&10_000i32.to_be_bytes()).await.unwrap();
+        s.write_all(&[0; 100]).await.unwrap();
+        eventually("the frame is counted while its body is read", || {
+            server.requests.used_bytes() >= 20_000
+        })
+        .await;
+        drop(s);
+        eventually("the bytes go back when the connection drops", || {
+            server.requests.used_bytes() == 0
+        })
+        .await;
+        eventually("the watches go with the connection", || {
+            server.zk.lock().coord.watches().bytes() == 0
+        })
+        .await;
     }
 }
