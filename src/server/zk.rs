@@ -624,6 +624,8 @@ async fn accept_loop(
                 let requests = requests.clone();
                 tokio::spawn(async move {
                     let served = async {
+                        // A TLS connection's buffers are counted in the requests pool while it is open.
+                        let _tls_bytes = crate::tls::connection_grant(tls.as_ref(), &requests).await;
                         let (stream, _) = crate::tls::accept(tls.as_ref(), stream)
                             .await
                             .inspect_err(|e| tracing::warn!(peer = %peer, error = %e, "TLS handshake failed"))?;
