@@ -29,6 +29,10 @@ pub const FIXED_OVERHEAD_BYTES: u64 = if cfg!(debug_assertions) {
 /// transient copies the pools do not see.
 pub const POOLED_PERCENT: u64 = 75;
 
+/// Why the request pool needs more than twice its largest frame, for the startup error.
+const BESIDE_CONNECTIONS: &str =
+    " (twice the largest frame, beside the 40% of the pool TLS connections may hold)";
+
 /// The smallest budget accepted.
 pub const MIN_BUDGET_BYTES: u64 = 32 << 20;
 
@@ -163,28 +167,35 @@ impl Budget {
         };
         // What each pool must hold at least once, or its users could never progress: a
         // request is held while decoded (twice its frame, see server::kafka), a fetch
-        // twice its batch (read, then encoded), the tree a few of its largest znodes.
+        // twice its batch (read, then encoded), the tree a few of its largest znodes. The
+        // request pool holds that beside what open TLS connections may take of it
+        // (pool::CONNECTION_SHARE_PERCENT), or a large frame could wait on idle connections.
+        let beside_connections = |bytes: u64| bytes * 100 / (100 - pool::CONNECTION_SHARE_PERCENT);
         let mut checks = vec![
             (
                 "kafka_requests",
-                2 * needs.request_max_bytes,
+                beside_connections(2 * needs.request_max_bytes),
                 "broker.socket_request_max_bytes",
+                BESIDE_CONNECTIONS,
             ),
             // ZooKeeper request frames draw from the same pool (see server::zk).
             (
                 "kafka_requests",
-                2 * needs.jute_maxbuffer,
+                beside_connections(2 * needs.jute_maxbuffer),
                 "coordinator.jute_maxbuffer",
+                BESIDE_CONNECTIONS,
             ),
             (
                 "fetch_responses",
                 2 * needs.message_max_bytes,
                 "broker.message_max_bytes",
+                "",
             ),
             (
                 "znodes",
                 4 * needs.jute_maxbuffer,
                 "coordinator.jute_maxbuffer",
+                "",
             ),
         ];
         if needs.clustered {
@@ -194,9 +205,10 @@ impl Budget {
                 "replication",
                 2 * needs.message_max_bytes,
                 "broker.message_max_bytes",
+                "",
             ));
         }
-        for (pool, needed, key) in checks {
+        for (pool, needed, key, why) in checks {
             let have = share(pool);
             if have < needed {
                 let percent = SHARES
@@ -207,7 +219,7 @@ impl Budget {
                 let budget_needed =
                     FIXED_OVERHEAD_BYTES + needed * 100 / percent * 100 / POOLED_PERCENT;
                 return Err(format!(
-                    "budget {} MiB gives the {pool} pool {} KiB, but {key} needs {} KiB; \
+                    "budget {} MiB gives the {pool} pool {} KiB, but {key} needs {} KiB{why}; \
                      raise memory.budget to at least {} MiB or lower {key}",
                     total >> 20,
                     have >> 10,

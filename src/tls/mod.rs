@@ -253,7 +253,7 @@ pub const CONNECTION_BYTES: u64 = 48 << 10;
 
 /// The bytes a connection accepted by `acceptor` holds from `pool` while it is open:
 /// [`CONNECTION_BYTES`] for TLS, nothing for plain TCP. TLS connections together take at
-/// most half the pool ([`crate::memory::pool::CONNECTION_SHARE_PERCENT`]); past that a new
+/// most 40% of the pool ([`crate::memory::pool::CONNECTION_SHARE_PERCENT`]); past that a new
 /// one waits before its handshake for another to close (nothing is refused).
 pub async fn connection_grant(
     acceptor: Option<&Acceptor>,
