@@ -93,6 +93,15 @@ pub struct BrokerConfig {
     /// Cluster mode: a follower that has not caught up with its leader's log end for this
     /// long leaves the in-sync replicas (Kafka's `replica.lag.time.max.ms`).
     pub replica_lag_time_max_ms: u64,
+    /// Cluster mode: the controller moves leadership back to each partition's preferred
+    /// replica (the first in its assignment) when a broker leads too few of its own
+    /// (Kafka's `auto.leader.rebalance.enable`).
+    pub auto_leader_rebalance_enable: bool,
+    /// How often the controller checks the leaders' balance, in seconds.
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// A broker is out of balance when more than this share of the partitions it is the
+    /// preferred replica of are led by another broker.
+    pub leader_imbalance_per_broker_percentage: u32,
     /// Create a topic when a client asks for metadata of or produces to an unknown one.
     pub auto_create_topics_enable: bool,
     /// Largest record batch accepted (Kafka's `message.max.bytes`).
@@ -184,6 +193,9 @@ impl Default for BrokerConfig {
             default_replication_factor: 1,
             min_insync_replicas: None,
             replica_lag_time_max_ms: 30_000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            leader_imbalance_per_broker_percentage: 10,
             auto_create_topics_enable: true,
             message_max_bytes: 1_048_588,
             log_segment_bytes: 1 << 30,
@@ -446,6 +458,18 @@ impl BrokerConfig {
         }
         if self.min_insync_replicas == Some(0) {
             return Err(invalid("broker.min_insync_replicas", "must be at least 1"));
+        }
+        if self.leader_imbalance_check_interval_seconds == 0 {
+            return Err(invalid(
+                "broker.leader_imbalance_check_interval_seconds",
+                "must be at least 1",
+            ));
+        }
+        if self.leader_imbalance_per_broker_percentage > 100 {
+            return Err(invalid(
+                "broker.leader_imbalance_per_broker_percentage",
+                "is a percentage: 0 to 100",
+            ));
         }
         if self.replica_lag_time_max_ms < 1000 {
             return Err(invalid(

@@ -100,12 +100,18 @@ impl TopicConfig {
     }
 
     /// All the settings of a topic as DescribeConfigs shows them: (key, value, is_default).
-    pub fn describe(&self, broker: &BrokerConfig) -> Vec<(String, String, bool)> {
+    /// `replicas` is the topic's replication factor when it is replicated across a cluster,
+    /// `None` on a single node: the default `min.insync.replicas` depends on it.
+    pub fn describe(
+        &self,
+        broker: &BrokerConfig,
+        replicas: Option<usize>,
+    ) -> Vec<(String, String, bool)> {
         TOPIC_CONFIG_KEYS
             .iter()
             .map(|&key| match self.overrides.get(key) {
                 Some(value) => (key.to_string(), value.clone(), false),
-                None => (key.to_string(), broker_default(broker, key), true),
+                None => (key.to_string(), broker_default(broker, key, replicas), true),
             })
             .collect()
     }
@@ -165,7 +171,7 @@ impl TopicConfig {
     }
 }
 
-fn broker_default(broker: &BrokerConfig, key: &str) -> String {
+fn broker_default(broker: &BrokerConfig, key: &str, replicas: Option<usize>) -> String {
     match key {
         "cleanup.policy" => "delete".into(),
         "retention.ms" => {
@@ -179,7 +185,9 @@ fn broker_default(broker: &BrokerConfig, key: &str) -> String {
         "segment.bytes" => broker.log_segment_bytes.to_string(),
         "segment.ms" => (u64::from(broker.log_roll_hours) * 3_600_000).to_string(),
         "max.message.bytes" => broker.message_max_bytes.to_string(),
-        "min.insync.replicas" => broker.min_insync_replicas.unwrap_or(1).to_string(),
+        "min.insync.replicas" => broker
+            .min_insync_for(replicas.unwrap_or(1), replicas.is_some())
+            .to_string(),
         "message.timestamp.type" => "CreateTime".into(),
         "delete.retention.ms" => DEFAULT_DELETE_RETENTION_MS.to_string(),
         _ => String::new(),

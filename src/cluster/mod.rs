@@ -98,6 +98,8 @@ pub trait LocalZk: Send + Sync {
         path: &str,
         version: i32,
     ) -> impl std::future::Future<Output = Result<(), crate::coordinator::ErrorCode>> + Send;
+    /// The session this node's own ephemerals belong to, once it has one.
+    fn own_session(&self) -> Option<i64>;
     /// Reads a node's data and stat from this node's tree.
     fn get(&self, path: &str) -> Option<(Vec<u8>, crate::coordinator::Stat)>;
     /// Lists a node's children from this node's tree.

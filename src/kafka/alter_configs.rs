@@ -1,5 +1,6 @@
 //! AlterConfigs: replace a topic's whole set of overrides (Kafka's legacy semantics: keys
-//! not named go back to their defaults). Broker settings are static (bramble.toml).
+//! not named go back to their defaults). Broker settings are static (bramble.toml). On a
+//! cluster the overrides go through the quorum to `/config/topics/<t>`, for every node.
 
 use std::collections::BTreeMap;
 
@@ -49,11 +50,19 @@ pub async fn alter(
     validate_only: bool,
 ) -> Result<(), (i16, String)> {
     match resource_type {
-        RESOURCE_TOPIC => ctx
-            .broker
-            .set_topic_config(name, overrides, validate_only)
-            .await
-            .map_err(|e| (errors::from_topic_error(&e), e.to_string())),
+        RESOURCE_TOPIC => match &ctx.replication {
+            Some(replication) => {
+                replication
+                    .set_topic_config(name, overrides, validate_only)
+                    .await
+            }
+            None => {
+                ctx.broker
+                    .set_topic_config(name, overrides, validate_only)
+                    .await
+            }
+        }
+        .map_err(|e| (errors::from_topic_error(&e), e.to_string())),
         RESOURCE_BROKER => Err((
             errors::INVALID_REQUEST,
             "broker settings are static in bramble: edit [broker] in bramble.toml and restart"

@@ -92,16 +92,12 @@ pub async fn handle(
                 } else {
                     topic.partitions.len() as i32
                 };
-                result.replication_factor = match &ctx.replication {
-                    Some(r) => r
-                        .describe(&name, 0)
-                        .map_or(1, |(_, _, replicas, _)| replicas.len() as i16),
-                    None => 1,
-                };
+                let replicas = super::replication_factor(ctx, &name);
+                result.replication_factor = replicas.unwrap_or(1) as i16;
                 if version >= 5 {
                     let configs = topic
                         .config
-                        .describe(&ctx.broker.config)
+                        .describe(&ctx.broker.config, replicas)
                         .into_iter()
                         .map(|(key, value, is_default)| {
                             CreatableTopicConfigs::default()

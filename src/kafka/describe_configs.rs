@@ -32,7 +32,7 @@ pub fn handle(ctx: &Context, request: DescribeConfigsRequest) -> DescribeConfigs
                 RESOURCE_TOPIC => match ctx.broker.topic(&name) {
                     Some(topic) => Ok(topic
                         .config
-                        .describe(&ctx.broker.config)
+                        .describe(&ctx.broker.config, super::replication_factor(ctx, &name))
                         .into_iter()
                         .map(|(key, value, is_default)| {
                             let source = if is_default {
@@ -101,7 +101,11 @@ fn broker_configs(ctx: &Context) -> Vec<ConfigEntry> {
         ),
         (
             "min.insync.replicas",
-            c.min_insync_replicas.unwrap_or(1).to_string(),
+            c.min_insync_for(
+                usize::from(c.default_replication_factor),
+                ctx.replication.is_some(),
+            )
+            .to_string(),
         ),
         (
             "auto.create.topics.enable",

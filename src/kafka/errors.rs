@@ -61,6 +61,12 @@ pub const POLICY_VIOLATION: i16 = 44;
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
 /// The leader epoch in the request is older than the partition's.
 pub const FENCED_LEADER_EPOCH: i16 = 74;
+/// The preferred replica is not alive or not in sync, so it cannot lead.
+pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
+/// No replica that may lead is alive.
+pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
+/// The partition already has the leader the election would give it.
+pub const ELECTION_NOT_NEEDED: i16 = 84;
 /// The leader epoch in the request is newer than the partition's.
 pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
 /// A record in the batch is not acceptable.

@@ -15,19 +15,8 @@ use crate::ids::Uuid;
 pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> MetadataResponse {
     let broker = &ctx.broker;
     let node = BrokerId(broker.node_id);
-    let brokers = match &ctx.replication {
-        Some(r) => r
-            .live_brokers()
-            .into_iter()
-            .map(|(id, info)| {
-                let (host, port) = info.endpoint(ctx.listener);
-                MetadataResponseBroker::default()
-                    .with_node_id(BrokerId(id))
-                    .with_host(StrBytes::from_string(host))
-                    .with_port(i32::from(port))
-            })
-            .collect(),
-        None => broker
+    let own = || {
+        broker
             .config
             .advertised_for(ctx.listener)
             .into_iter()
@@ -37,7 +26,30 @@ pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> Me
                     .with_host(StrBytes::from_string(host))
                     .with_port(i32::from(port))
             })
-            .collect(),
+    };
+    let brokers = match &ctx.replication {
+        Some(r) => {
+            let mut live: Vec<MetadataResponseBroker> = r
+                .live_brokers()
+                .into_iter()
+                .map(|(id, info)| {
+                    let (host, port) = info.endpoint(ctx.listener);
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(id))
+                        .with_host(StrBytes::from_string(host))
+                        .with_port(i32::from(port))
+                })
+                .collect();
+            // The node answering is alive even before its registration is in the tree (the
+            // first moments after start, or after its session was replaced): never an empty
+            // or self-less broker list, which clients take for a broken answer.
+            if !live.iter().any(|b| b.node_id == node) {
+                live.extend(own());
+                live.sort_by_key(|b| b.node_id.0);
+            }
+            live
+        }
+        None => own().collect(),
     };
     let controller = ctx
         .replication

@@ -12,6 +12,7 @@ pub mod delete_topics;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_user_scram_credentials;
+pub mod elect_leaders;
 pub mod errors;
 pub mod fetch;
 pub mod find_coordinator;
@@ -239,6 +240,9 @@ async fn dispatch(ctx: &Context, request: frame::Request) -> Reply {
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(ctx, r).await)
         }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(elect_leaders::handle(ctx, r).await)
+        }
         RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(ctx, r).await),
         RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(ctx, r)),
         RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(ctx, r).await),
@@ -301,6 +305,17 @@ pub async fn resolve_topic(
 /// The topic id in the protocol's type.
 pub fn topic_response_id(topic: &Topic) -> uuid::Uuid {
     uuid::Uuid::from_bytes(topic.id.0)
+}
+
+/// A topic's replication factor when this node is part of a cluster (from partition 0's
+/// assignment), `None` on a single node.
+pub fn replication_factor(ctx: &Context, topic: &str) -> Option<usize> {
+    let replication = ctx.replication.as_ref()?;
+    Some(
+        replication
+            .describe(topic, 0)
+            .map_or(1, |(_, _, replicas, _)| replicas.len()),
+    )
 }
 
 /// Compare the leader epoch a client believes in with the partition's: -1 means "not

@@ -102,6 +102,7 @@ static COVERED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// The (api key, min version, max version) triples this guard has schemas for.

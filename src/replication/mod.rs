@@ -17,6 +17,7 @@
 //!   the ISR; `acks=all` is answered only once it passes the batch.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,10 +33,14 @@ use crate::broker::{now_ms, Broker, Partition, Topic, TopicError};
 use crate::cluster::{Cluster, LocalZk};
 use crate::coordinator::ErrorCode;
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::health::{Health, ReplicationStatus};
 use crate::ids::Uuid;
 use crate::kafka::errors;
 use crate::memory::{Grant, Pool};
 use crate::server::zk::ZkHandle;
+
+mod election;
+pub use election::ElectionKind;
 
 /// How often every node re-reads the broker metadata even without a watch event.
 const RECONCILE_INTERVAL: Duration = Duration::from_millis(200);
@@ -125,6 +130,11 @@ struct FollowerEnd {
     leader_end_then: i64,
 }
 
+/// A replica that left the ISR stays out at least this long, so a controller and a partition
+/// leader that see its liveness differently (a restarted node fetches before the quorum's
+/// heartbeats reach it again) change the ISR at most this often.
+const ISR_REJOIN_HOLD: Duration = Duration::from_millis(FOLLOWER_MAX_WAIT_MS as u64);
+
 /// A follower that fetched within this time counts as fetching (its long polls return
 /// at least every `FOLLOWER_MAX_WAIT_MS`), so it may rejoin the ISR once caught up.
 const FETCHING_RECENTLY: Duration = Duration::from_millis(2 * FOLLOWER_MAX_WAIT_MS as u64);
@@ -156,6 +166,11 @@ pub struct Replication {
     /// The replication pool of the memory budget: each follower fetch holds its response's
     /// bytes from it until the records are appended.
     pool: Arc<Pool>,
+    /// Where the under-replicated and offline counts go, for `/health` and `/metrics`.
+    health: Arc<Health>,
+    /// ISR shrinks and expansions of partitions this node led, since start.
+    isr_shrinks: AtomicU64,
+    isr_expands: AtomicU64,
 }
 
 impl std::fmt::Debug for Replication {
@@ -173,6 +188,19 @@ fn topic_path(topic: &str) -> String {
     format!("/brokers/topics/{topic}")
 }
 
+/// A topic's config overrides, where Kafka-on-ZooKeeper kept them (`{"version":1,"config":
+/// {..}}`): AlterConfigs on any node writes here and every node applies it to its logs.
+fn topic_config_path(topic: &str) -> String {
+    format!("/config/topics/{topic}")
+}
+
+/// The `/config/topics/<t>` JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TopicConfigNode {
+    version: u32,
+    config: BTreeMap<String, String>,
+}
+
 fn state_path(topic: &str, partition: i32) -> String {
     format!("/brokers/topics/{topic}/partitions/{partition}/state")
 }
@@ -185,6 +213,7 @@ impl Replication {
         zk: ZkHandle,
         cluster: Arc<Cluster>,
         pool: Arc<Pool>,
+        health: Arc<Health>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Arc<Replication> {
         let r = Arc::new(Replication {
@@ -197,23 +226,38 @@ impl Replication {
             follower_ends: Mutex::new(BTreeMap::new()),
             fetchers: Mutex::new(BTreeMap::new()),
             pool,
+            health,
+            isr_shrinks: AtomicU64::new(0),
+            isr_expands: AtomicU64::new(0),
         });
         // Before the first reconcile, which hands the coordinator its offsets partitions.
         groups.attach_cluster(r.clone());
         let me = r.clone();
         tokio::spawn(async move {
             let mut events = me.zk.watch("/brokers");
+            let mut config_events = me.zk.watch("/config/topics");
+            let rebalance_every =
+                Duration::from_secs(me.broker.config.leader_imbalance_check_interval_seconds);
+            let mut last_rebalance = Instant::now();
             loop {
                 me.register().await;
                 me.reconcile().await;
                 if me.cluster.is_leader() {
                     me.claim_controller().await;
                     me.control().await;
+                    if me.broker.config.auto_leader_rebalance_enable
+                        && last_rebalance.elapsed() >= rebalance_every
+                    {
+                        last_rebalance = Instant::now();
+                        me.rebalance_leaders().await;
+                    }
                 }
                 me.maintain_isr().await;
+                me.health.inputs.set_replication(me.status());
                 tokio::select! {
                     _ = tokio::time::sleep(RECONCILE_INTERVAL) => {}
                     _ = events.recv() => {}
+                    _ = config_events.recv() => {}
                     _ = shutdown.changed() => break,
                 }
             }
@@ -237,7 +281,14 @@ impl Replication {
     /// Creates the `/brokers` paths, `/cluster/id` and this node's ephemeral registration
     /// if missing.
     async fn register(&self) {
-        for path in ["/brokers", "/brokers/ids", "/brokers/topics", "/cluster"] {
+        for path in [
+            "/brokers",
+            "/brokers/ids",
+            "/brokers/topics",
+            "/cluster",
+            "/config",
+            "/config/topics",
+        ] {
             self.ensure(path).await;
         }
         if self.zk.get(CLUSTER_ID_PATH).is_none() {
@@ -253,12 +304,14 @@ impl Replication {
             }
         }
         let path = format!("/brokers/ids/{}", self.node_id);
-        if self
-            .zk
-            .get(&path)
-            .is_some_and(|(_, stat)| stat.ephemeral_owner != 0)
-        {
-            return;
+        match self.zk.get(&path).map(|(_, stat)| stat.ephemeral_owner) {
+            Some(owner) if owner != 0 && Some(owner) == self.zk.own_session() => return,
+            // A previous life's registration, whose session has not expired yet: replace it
+            // now, or the controller would see this node go when that session does.
+            Some(_) => {
+                let _ = self.zk.delete(&path, -1).await;
+            }
+            None => {}
         }
         let endpoints = self.broker.config.advertised();
         let Some((host, port)) = endpoints.first().cloned() else {
@@ -273,8 +326,7 @@ impl Replication {
         match self.zk.create(&path, &data, true).await {
             Ok(_) => tracing::info!(node = self.node_id, "broker registered"),
             Err(ErrorCode::NodeExists) => {
-                // A previous life's ephemeral still there: replace it with ours.
-                let _ = self.zk.delete(&path, -1).await;
+                tracing::debug!(node = self.node_id, "registration raced; retrying")
             }
             Err(e) => tracing::debug!(error = ?e, "broker registration failed; retrying"),
         }
@@ -372,6 +424,9 @@ impl Replication {
                 )))
             }
         }
+        // After the assignment, so a losing concurrent creation never touches the winner's;
+        // until it lands, every node reads the same overrides from the assignment.
+        self.write_topic_config(name, &configs).await?;
         self.create_states(name, &assignment).await?;
         tracing::info!(
             topic = name,
@@ -384,6 +439,60 @@ impl Replication {
             .await?;
         self.reconcile().await;
         Ok(topic)
+    }
+
+    /// AlterConfigs in a cluster: validates the overrides, writes them to
+    /// `/config/topics/<t>` through the quorum, and applies them here; every other node
+    /// applies them when it sees the change.
+    pub async fn set_topic_config(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        if self.zk.get(&topic_path(name)).is_none() {
+            return Err(TopicError::Unknown(name.to_string()));
+        }
+        self.broker
+            .set_topic_config(name, overrides.clone(), true)
+            .await?;
+        if validate_only {
+            return Ok(());
+        }
+        self.write_topic_config(name, &overrides).await?;
+        self.broker.set_topic_config(name, overrides, false).await
+    }
+
+    /// Creates or replaces `/config/topics/<t>`.
+    async fn write_topic_config(
+        &self,
+        name: &str,
+        config: &BTreeMap<String, String>,
+    ) -> Result<(), TopicError> {
+        let path = topic_config_path(name);
+        let body = serde_json::to_vec(&TopicConfigNode {
+            version: 1,
+            config: config.clone(),
+        })
+        .expect("json");
+        let written = match self.zk.create(&path, &body, false).await {
+            Err(ErrorCode::NodeExists) => self.zk.set(&path, &body, -1).await.map(|_| ()),
+            other => other.map(|_| ()),
+        };
+        written.map_err(|e| TopicError::Storage(format!("writing {path}: {e:?}")))
+    }
+
+    /// A topic's overrides as the cluster has them: `/config/topics/<t>`, or for a topic
+    /// written before that znode existed, the ones its assignment was created with.
+    fn cluster_topic_config(
+        &self,
+        name: &str,
+        assignment: &Assignment,
+    ) -> BTreeMap<String, String> {
+        self.zk
+            .get(&topic_config_path(name))
+            .and_then(|(data, _)| serde_json::from_slice::<TopicConfigNode>(&data).ok())
+            .map_or_else(|| assignment.config.clone(), |node| node.config)
     }
 
     /// Writes the first state of each partition in `assignment` (leader: the first replica).
@@ -454,6 +563,12 @@ impl Replication {
                 Err(ErrorCode::NoNode) if doomed != path => {}
                 Err(ErrorCode::NoNode) => return Err(TopicError::Unknown(name.to_string())),
                 Err(e) => return Err(TopicError::Storage(format!("deleting {doomed}: {e:?}"))),
+            }
+        }
+        match self.zk.delete(&topic_config_path(name), -1).await {
+            Ok(()) | Err(ErrorCode::NoNode) => {}
+            Err(e) => {
+                tracing::warn!(topic = name, error = ?e, "cannot delete the topic's config znode")
             }
         }
         tracing::info!(topic = name, "topic deleted from the cluster metadata");
@@ -660,11 +775,12 @@ impl Replication {
             let Ok(assignment) = serde_json::from_slice::<Assignment>(&data) else {
                 continue;
             };
+            let config = self.cluster_topic_config(&name, &assignment);
             let topic = match self
                 .local_topic(
                     &name,
                     assignment.partitions.len() as i32,
-                    assignment.config.clone(),
+                    config.clone(),
                     assignment.id(),
                 )
                 .await
@@ -674,6 +790,17 @@ impl Replication {
                     tracing::warn!(topic = %name, %error, "cannot open the local logs of a replicated topic");
                     continue;
                 }
+            };
+            if topic.config.overrides != config {
+                match self.broker.set_topic_config(&name, config, false).await {
+                    Ok(()) => tracing::info!(topic = %name, "topic config changed in the cluster"),
+                    Err(error) => {
+                        tracing::warn!(topic = %name, %error, "cannot apply the cluster's topic config")
+                    }
+                }
+            }
+            let Some(topic) = self.broker.topic(&name) else {
+                continue;
             };
             for p in &topic.partitions {
                 p.set_replicated();
@@ -697,6 +824,16 @@ impl Replication {
                         version: stat.version,
                     };
                     let changed = known.get(&key).is_none_or(|k| k.state != state);
+                    if let Some(before) = known.get(&key).filter(|_| state.leader == self.node_id) {
+                        let counter = match state.isr.len().cmp(&before.state.isr.len()) {
+                            std::cmp::Ordering::Less => Some(&self.isr_shrinks),
+                            std::cmp::Ordering::Greater => Some(&self.isr_expands),
+                            std::cmp::Ordering::Equal => None,
+                        };
+                        if let Some(counter) = counter {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     known.insert(key.clone(), entry);
                     changed
                 };
@@ -781,6 +918,8 @@ impl Replication {
             return;
         }
         self.follower_ends.lock().expect("ends").remove(key);
+        // acks=all writes waiting here learn that this node no longer leads.
+        partition.wake_waiters();
         if fetchers
             .get(key)
             .is_some_and(|(epoch, _)| *epoch == state.leader_epoch)
@@ -899,13 +1038,7 @@ impl Replication {
     /// A broker is live while it is registered and, seen from here, answers the quorum's
     /// heartbeats: a killed node is noticed within a few heartbeats, not a session timeout.
     async fn control(&self) {
-        let unreachable = self.cluster.unreachable_peers();
-        let live: BTreeSet<i32> = self
-            .live_brokers()
-            .into_iter()
-            .map(|(id, _)| id)
-            .filter(|id| !u64::try_from(*id).is_ok_and(|id| unreachable.contains(&id)))
-            .collect();
+        let live = self.reachable_brokers();
         if live.is_empty() {
             return;
         }
@@ -948,12 +1081,26 @@ impl Replication {
         }
     }
 
+    /// Registered brokers, less those the quorum leader's heartbeats do not reach (only the
+    /// quorum leader knows those; elsewhere it is every registered broker).
+    fn reachable_brokers(&self) -> BTreeSet<i32> {
+        let unreachable = self.cluster.unreachable_peers();
+        self.live_brokers()
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| !u64::try_from(*id).is_ok_and(|id| unreachable.contains(&id)))
+            .collect()
+    }
+
     /// Partition leader: drop followers that have not caught up with the log end for
     /// `replica_lag_time_max_ms` from the ISR, and add live followers that fetch and have
     /// reached the high watermark back to it.
     async fn maintain_isr(&self) {
         let lag_max = Duration::from_millis(self.broker.config.replica_lag_time_max_ms);
-        let live: BTreeSet<i32> = self.live_brokers().into_iter().map(|(id, _)| id).collect();
+        // The controller's view of who is live, where this node is the controller: a
+        // restarted follower fetches again before the quorum's heartbeats reach it, and
+        // adding it back then would only have the controller drop it again.
+        let live = self.reachable_brokers();
         let led: Vec<(Key, Known)> = self
             .known
             .lock()
@@ -986,6 +1133,24 @@ impl Replication {
         }
     }
 
+    /// What `/health` and `/metrics` show: partitions this node leads with fewer in-sync
+    /// replicas than replicas (Kafka's under-replicated count, kept by the leader), and
+    /// partitions with a replica here and no leader at all.
+    fn status(&self) -> ReplicationStatus {
+        let known = self.known.lock().expect("known");
+        let count = |pred: &dyn Fn(&Known) -> bool| {
+            u32::try_from(known.values().filter(|k| pred(k)).count()).unwrap_or(u32::MAX)
+        };
+        ReplicationStatus {
+            under_replicated: count(&|k| {
+                k.state.leader == self.node_id && k.state.isr.len() < k.replicas.len()
+            }),
+            offline: count(&|k| k.state.leader < 0 && k.replicas.contains(&self.node_id)),
+            isr_shrinks: self.isr_shrinks.load(Ordering::Relaxed),
+            isr_expands: self.isr_expands.load(Ordering::Relaxed),
+        }
+    }
+
     /// Leader: waits until the in-sync replicas have everything below `end` (acks=all).
     /// The error is the Kafka code: not the leader any more, too few in-sync replicas, a
     /// timeout, or a storage error.
@@ -996,6 +1161,11 @@ impl Replication {
         timeout: Duration,
     ) -> Result<(), i16> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // The leadership the write was appended under: once it changes, the write may be
+        // truncated by the next leader, so it is never acknowledged.
+        let epoch = self
+            .state_of(&partition.topic, partition.index)
+            .map(|k| k.state.leader_epoch);
         if self.broker.config.log_flush_on_ack {
             match tokio::time::timeout_at(deadline, partition.wait_durable(end)).await {
                 Ok(Ok(())) => {}
@@ -1006,6 +1176,14 @@ impl Replication {
         let mut arrivals = self.broker.data_arrived();
         loop {
             arrivals.borrow_and_update();
+            let same_leadership = self
+                .state_of(&partition.topic, partition.index)
+                .is_some_and(|k| {
+                    k.state.leader == self.node_id && Some(k.state.leader_epoch) == epoch
+                });
+            if !same_leadership {
+                return Err(errors::NOT_LEADER_OR_FOLLOWER);
+            }
             self.update_high_watermark(&partition.topic, partition);
             if partition.high_watermark() >= end {
                 // Kafka's rule: the ISR that took it may have shrunk below the minimum
@@ -1206,7 +1384,9 @@ fn isr_changes(
                 && live.contains(r)
                 && f.end >= hw
                 && now.saturating_duration_since(f.fetched) < FETCHING_RECENTLY
-                && led.out_since.get(r).is_none_or(|out| f.fetched > *out)
+                && led.out_since.get(r).is_none_or(|out| {
+                    f.fetched > *out && now.saturating_duration_since(*out) >= ISR_REJOIN_HOLD
+                })
                 && k.replicas.contains(r)
         })
         .map(|(r, _)| *r)
@@ -1456,11 +1636,18 @@ mod tests {
             out_since: BTreeMap::from([(2, removed)]),
         };
         let live = BTreeSet::from([1, 2, 3]);
-        let now = removed + Duration::from_millis(100);
-        let (_, joining) = isr_changes(1, &known(&[1, 3]), &led, &live, 100, LAG, now);
+        let soon = removed + Duration::from_millis(100);
+        let (_, joining) = isr_changes(1, &known(&[1, 3]), &led, &live, 100, LAG, soon);
         assert!(joining.is_empty(), "its last fetch predates its removal");
-        led.followers.insert(2, follower(100, now, now));
-        let (_, joining) = isr_changes(1, &known(&[1, 3]), &led, &live, 100, LAG, now);
+        led.followers.insert(2, follower(100, soon, soon));
+        let (_, joining) = isr_changes(1, &known(&[1, 3]), &led, &live, 100, LAG, soon);
+        assert!(
+            joining.is_empty(),
+            "fetching again, but within the hold after its removal"
+        );
+        let later = removed + ISR_REJOIN_HOLD;
+        led.followers.insert(2, follower(100, later, later));
+        let (_, joining) = isr_changes(1, &known(&[1, 3]), &led, &live, 100, LAG, later);
         assert_eq!(joining, vec![2]);
     }
 

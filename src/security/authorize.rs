@@ -20,9 +20,9 @@ use kafka_protocol::messages::{
     offset_commit_response::OffsetCommitResponseTopic,
     offset_fetch_response::OffsetFetchResponseGroup, produce_response::PartitionProduceResponse,
     produce_response::TopicProduceResponse, AlterUserScramCredentialsResponse,
-    DescribeUserScramCredentialsResponse, FetchResponse, HeartbeatResponse, JoinGroupResponse,
-    LeaveGroupResponse, OffsetCommitResponse, OffsetFetchResponse, RequestKind, ResponseKind,
-    SyncGroupResponse, TopicName,
+    DescribeUserScramCredentialsResponse, ElectLeadersResponse, FetchResponse, HeartbeatResponse,
+    JoinGroupResponse, LeaveGroupResponse, OffsetCommitResponse, OffsetFetchResponse, RequestKind,
+    ResponseKind, SyncGroupResponse, TopicName,
 };
 
 use super::acl::{Operation, ResourceType, CLUSTER_NAME};
@@ -277,6 +277,11 @@ pub fn check(ctx: &Context, request: &mut RequestKind) -> Decision {
             return refuse_whole(ResponseKind::DescribeUserScramCredentials(
                 DescribeUserScramCredentialsResponse::default()
                     .with_error_code(CLUSTER_AUTHORIZATION_FAILED),
+            ))
+        }
+        RequestKind::ElectLeaders(_) if !c.cluster(Operation::Alter) => {
+            return refuse_whole(ResponseKind::ElectLeaders(
+                ElectLeadersResponse::default().with_error_code(CLUSTER_AUTHORIZATION_FAILED),
             ))
         }
         // The first user may be made from the node itself (a loopback client), so a setup

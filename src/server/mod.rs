@@ -129,6 +129,7 @@ pub async fn run(
             zk.clone(),
             c.clone(),
             budget.replication.clone(),
+            health.clone(),
             shutdown.clone(),
         )),
         _ => None,

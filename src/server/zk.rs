@@ -1452,6 +1452,10 @@ impl crate::cluster::LocalZk for ZkServer {
         result_of(self.local_command(sid, CommandKind::Write(op)).await?).map(|_| ())
     }
 
+    fn own_session(&self) -> Option<i64> {
+        self.current_server_session()
+    }
+
     fn get(&self, path: &str) -> Option<(Vec<u8>, crate::coordinator::Stat)> {
         self.lock()
             .coord

@@ -183,6 +183,8 @@ class ClusterNode(Bramble):
         self.node_id = node_id
         self.peer_port = peer_port
         self.servers = servers
+        # Extra `[broker]` keys (a TOML table cannot be opened twice, so not in `sections`).
+        self.broker_config = ""
         super().__init__(workdir, extra_config, host=host)
 
     def config_text(self):
@@ -195,7 +197,8 @@ class ClusterNode(Bramble):
             f'listen = "{self.zk}"\n\n'
             "[broker]\n"
             f'listeners = ["{self.kafka}"]\n'
-            f'log_dirs = ["{self.log_dir}"]\n\n'
+            f'log_dirs = ["{self.log_dir}"]\n'
+            f"{self.broker_config}\n\n"
             "[cluster]\n"
             f'listen = "{self.host}:{self.peer_port}"\n'
             f"servers = {{ {servers} }}\n"

@@ -1,12 +1,15 @@
 """Cluster metadata with real processes: `/controller` and `/controller_epoch` as Kafka wrote
 them, one cluster id and one topic id per topic on every node, DeleteTopics and CreatePartitions applied by
 every node, ListOffsets answered by the partition leader only, and `min_insync_replicas`
-defaulting to 2 for topics with 3 replicas (5-node cluster, two replicas killed)."""
+defaulting to 2 for topics with 3 replicas, as DescribeConfigs says, and topic configs
+changed on one node applied on every node through `/config/topics/<t>` (5-node cluster, two replicas killed)."""
 import json
 import time
 
 from confluent_kafka import KafkaError, Producer
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from confluent_kafka.admin import (
+    AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic,
+)
 from kafka.client_async import KafkaClient
 from kafka.protocol.list_offsets import ListOffsetsRequest_v1
 from kazoo.client import KazooClient
@@ -166,7 +169,7 @@ def test_list_offsets_is_answered_by_the_partition_leader_only(bramble_cluster):
             assert code == NOT_LEADER_OR_FOLLOWER, f"follower {n.node_id} answered {code}, {offset}"
 
 
-def deliver(cluster, topic, acks):
+def deliver(cluster, topic, acks, size=1):
     results = []
     producer = Producer({
         "bootstrap.servers": bootstrap(cluster),
@@ -174,10 +177,52 @@ def deliver(cluster, topic, acks):
         "retries": 0,
         "message.timeout.ms": 10_000,
     })
-    producer.produce(topic, b"x", partition=0, callback=lambda err, _msg: results.append(err))
+    producer.produce(topic, b"x" * size, partition=0, callback=lambda err, _msg: results.append(err))
     producer.flush(15)
     assert len(results) == 1
     return results[0]
+
+
+def min_insync(admin, topic):
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = admin.describe_configs([resource])[resource].result(timeout=10)
+    return configs["min.insync.replicas"].value
+
+
+def config_on(node, topic):
+    only = AdminClient({"bootstrap.servers": node.kafka})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = only.describe_configs([resource])[resource].result(timeout=10)
+    return {k: configs[k].value for k in ("retention.ms", "max.message.bytes")}
+
+
+def test_topic_config_changed_on_one_node_applies_on_every_node(bramble_cluster):
+    cluster, admin = start(bramble_cluster)
+    topic = NewTopic("cfg", num_partitions=1, replication_factor=3, config={"retention.ms": "3600000"})
+    admin.create_topics([topic])["cfg"].result(timeout=20)
+    leader = wait_for("cfg-0 in sync", lambda: (s := state(cluster, "cfg", 0)) and len(s["isr"]) == 3 and s["leader"])
+    stored = json.loads(read(cluster, "/config/topics/cfg")[0])
+    assert stored == {"version": 1, "config": {"retention.ms": "3600000"}}
+    assert deliver(cluster, "cfg", "all", size=5000) is None
+
+    # Changed through a node that does not lead the partition, incrementally.
+    other = next(n for n in cluster.nodes if n.node_id != leader)
+    only = AdminClient({"bootstrap.servers": other.kafka})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "cfg", incremental_configs=[
+        ConfigEntry("max.message.bytes", "2000", incremental_operation=AlterConfigOpType.SET)])
+    only.incremental_alter_configs([resource])[resource].result(timeout=20)
+    wanted = {"retention.ms": "3600000", "max.message.bytes": "2000"}
+    assert json.loads(read(cluster, "/config/topics/cfg")[0])["config"] == wanted
+    for n in cluster.nodes:
+        wait_for(f"node {n.node_id} has the new config", lambda n=n: config_on(n, "cfg") == wanted)
+    # The leader enforces it.
+    error = deliver(cluster, "cfg", "all", size=5000)
+    assert error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE, error
+    assert deliver(cluster, "cfg", "all", size=1000) is None
+
+    # Deleting the topic takes its config znode with it.
+    admin.delete_topics(["cfg"])["cfg"].result(timeout=20)
+    assert read(cluster, "/config/topics/cfg")[0] is None
 
 
 def test_acks_all_needs_two_in_sync_replicas_of_three_by_default(bramble_cluster):
@@ -188,6 +233,9 @@ def test_acks_all_needs_two_in_sync_replicas_of_three_by_default(bramble_cluster
         wait_for(f"{name} in sync", lambda name=name, rf=rf: (s := state(cluster, name, 0)) and len(s["isr"]) == rf)
     triple = state(cluster, "triple", 0)
     pair = state(cluster, "pair", 0)
+    # DescribeConfigs tells the client the same rule the broker enforces.
+    assert min_insync(admin, "triple") == "2"
+    assert min_insync(admin, "pair") == "1"
     assert deliver(cluster, "triple", "all") is None
     # Kill two replicas of "triple" that do not lead it; one of them is also in "pair".
     victims = [r for r in [1, 2, 3] if r != triple["leader"]][:2]

@@ -120,6 +120,7 @@ mod tables {
         Api { key: ApiKey::CreateTopics, min: 2, max: 7, flexible_from: 5, schema: &CREATE_TOPICS_REQUEST },
         Api { key: ApiKey::DeleteTopics, min: 1, max: 6, flexible_from: 4, schema: &DELETE_TOPICS_REQUEST },
         Api { key: ApiKey::CreatePartitions, min: 0, max: 3, flexible_from: 2, schema: &CREATE_PARTITIONS_REQUEST },
+        Api { key: ApiKey::ElectLeaders, min: 0, max: 2, flexible_from: 2, schema: &ELECT_LEADERS_REQUEST },
         Api { key: ApiKey::DescribeConfigs, min: 1, max: 4, flexible_from: 4, schema: &DESCRIBE_CONFIGS_REQUEST },
         Api { key: ApiKey::AlterConfigs, min: 0, max: 2, flexible_from: 2, schema: &ALTER_CONFIGS_REQUEST },
         Api { key: ApiKey::IncrementalAlterConfigs, min: 0, max: 1, flexible_from: 1, schema: &INCREMENTAL_ALTER_CONFIGS_REQUEST },
@@ -384,6 +385,25 @@ mod tables {
         name: "CreatePartitionsAssignment",
         fields: &[
             f("broker_ids", 0, MAX, Kind::Array { elem: &Kind::I32, nullable: false }),
+        ],
+    };
+
+    /// `ElectLeadersRequest` (ElectLeaders), versions 0-2.
+    static ELECT_LEADERS_REQUEST: Schema = Schema {
+        name: "ElectLeadersRequest",
+        fields: &[
+            f("election_type", 1, MAX, Kind::I8),
+            f("topic_partitions", 0, MAX, Kind::Array { elem: &Kind::Struct(&ELECT_LEADERS_TOPIC_PARTITIONS), nullable: true }),
+            f("timeout_ms", 0, MAX, Kind::I32),
+        ],
+    };
+
+    /// `TopicPartitions` (ElectLeaders), versions 0-2.
+    static ELECT_LEADERS_TOPIC_PARTITIONS: Schema = Schema {
+        name: "TopicPartitions",
+        fields: &[
+            f("topic", 0, MAX, STR),
+            f("partitions", 0, MAX, Kind::Array { elem: &Kind::I32, nullable: false }),
         ],
     };
 

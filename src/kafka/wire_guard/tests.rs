@@ -182,6 +182,19 @@ fn realistic(key: ApiKey, v: i16) -> RequestKind {
                 .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
                 .into()
         }
+        ApiKey::ElectLeaders => {
+            let t = elect_leaders_request::TopicPartitions::default()
+                .with_topic(topic("sensors"))
+                .with_partitions(vec![0, 1, 2])
+                .with_unknown_tagged_field(UNKNOWN_TAG, unknown());
+            let mut r = ElectLeadersRequest::default()
+                .with_topic_partitions(Some(vec![t.clone(), t]))
+                .with_timeout_ms(30_000);
+            if v >= 1 {
+                r = r.with_election_type(1);
+            }
+            r.with_unknown_tagged_field(UNKNOWN_TAG, unknown()).into()
+        }
         ApiKey::DescribeConfigs => {
             let res = describe_configs_request::DescribeConfigsResource::default()
                 .with_resource_type(2)
@@ -618,6 +631,7 @@ fn default_request(key: ApiKey) -> RequestKind {
         ApiKey::CreateTopics => CreateTopicsRequest::default().into(),
         ApiKey::DeleteTopics => DeleteTopicsRequest::default().into(),
         ApiKey::CreatePartitions => CreatePartitionsRequest::default().into(),
+        ApiKey::ElectLeaders => ElectLeadersRequest::default().into(),
         ApiKey::DescribeConfigs => DescribeConfigsRequest::default().into(),
         ApiKey::AlterConfigs => AlterConfigsRequest::default().into(),
         ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::default().into(),
