@@ -401,6 +401,7 @@ impl Config {
             request_max_bytes: u64::from(self.broker.socket_request_max_bytes),
             message_max_bytes: u64::from(self.broker.message_max_bytes),
             jute_maxbuffer: u64::from(self.coordinator.jute_maxbuffer),
+            clustered: self.cluster.is_some(),
         };
         crate::memory::Budget::new(&self.memory, needs).map_err(|message| ConfigError::Invalid {
             key: "memory.budget",

@@ -224,6 +224,17 @@ impl Coordinator {
         self.tree_bytes_max
     }
 
+    /// What a write on this node may grow the tree to: the znode pool less what the
+    /// watches registered here take from it.
+    pub fn write_cap_bytes(&self) -> u64 {
+        self.tree_bytes_max.saturating_sub(self.watches.bytes())
+    }
+
+    /// What the tree and this node's watches take from the znode pool.
+    pub fn znode_pool_used_bytes(&self) -> u64 {
+        self.tree_memory_bytes() + self.watches.bytes()
+    }
+
     /// Whether `ops` would grow the tree past `cap_bytes`. Depends only on the tree and the
     /// ops, so every replica at the same log position answers alike. A create counts its
     /// data, path and [`NODE_OVERHEAD_BYTES`]; a setData its whole new data (an upper bound
@@ -245,7 +256,7 @@ impl Coordinator {
     /// Executes one write for a caller at wall time `time_ms`, capped by this node's pool.
     pub fn write(&mut self, caller: Caller, cxid: i32, op: &WriteOp, time_ms: i64) -> Outcome {
         let zxid = self.next_zxid();
-        let cap = Some(self.tree_bytes_max);
+        let cap = Some(self.write_cap_bytes());
         self.write_at(caller, cxid, op, zxid, time_ms, cap)
     }
 
@@ -287,7 +298,7 @@ impl Coordinator {
     /// Executes a multi atomically, capped by this node's pool.
     pub fn multi(&mut self, caller: Caller, cxid: i32, ops: &[WriteOp], time_ms: i64) -> Outcome {
         let zxid = self.next_zxid();
-        let cap = Some(self.tree_bytes_max);
+        let cap = Some(self.write_cap_bytes());
         self.multi_at(caller, cxid, ops, zxid, time_ms, cap)
     }
 
@@ -613,7 +624,7 @@ impl Coordinator {
             return Err(ErrorCode::BadArguments);
         }
         if watch {
-            self.watches.add(caller.session_id, WatchKind::Data, path)?;
+            self.add_watch_entry(caller.session_id, WatchKind::Data, path)?;
         }
         self.tree
             .get(path)
@@ -631,7 +642,7 @@ impl Coordinator {
         let n = self.readable(caller, path)?;
         let r = (n.data.clone(), n.client_stat());
         if watch {
-            self.watches.add(caller.session_id, WatchKind::Data, path)?;
+            self.add_watch_entry(caller.session_id, WatchKind::Data, path)?;
         }
         Ok(r)
     }
@@ -646,8 +657,7 @@ impl Coordinator {
         let n = self.readable(caller, path)?;
         let r = (n.children.iter().cloned().collect(), n.client_stat());
         if watch {
-            self.watches
-                .add(caller.session_id, WatchKind::Child, path)?;
+            self.add_watch_entry(caller.session_id, WatchKind::Child, path)?;
         }
         Ok(r)
     }
@@ -698,7 +708,32 @@ impl Coordinator {
             1 => WatchKind::PersistentRecursive,
             _ => return Err(ErrorCode::BadArguments),
         };
-        self.watches.add(caller.session_id, kind, path)
+        self.add_watch_entry(caller.session_id, kind, path)
+    }
+
+    /// Registers a watch within the room the tree leaves in the znode pool (and
+    /// `max_watches`); beyond it the request is refused with `QuotaExceeded` and no
+    /// watch is set.
+    fn add_watch_entry(
+        &mut self,
+        session_id: i64,
+        kind: WatchKind,
+        path: &str,
+    ) -> Result<(), ErrorCode> {
+        self.set_watch_room();
+        self.watches.add(session_id, kind, path)
+    }
+
+    /// A persistent recursive watch of the node's own (in-process watchers): past the
+    /// pool's cap, as the node's own bookkeeping writes are, but counted.
+    pub fn add_own_watch(&mut self, session_id: i64, path: &str) {
+        self.watches
+            .add_uncapped(session_id, WatchKind::PersistentRecursive, path);
+    }
+
+    fn set_watch_room(&mut self) {
+        let room = self.tree_bytes_max.saturating_sub(self.tree_memory_bytes());
+        self.watches.set_bytes_max(room);
     }
 
     /// checkWatches (remove = false) / removeWatches (remove = true). WatcherType:
@@ -726,8 +761,10 @@ impl Coordinator {
     }
 
     /// setWatches / setWatches2 after a reconnect: watches whose event already happened
-    /// since `relative_zxid` fire now; the rest are registered. (The lists are the wire
-    /// record's fields, hence the argument count.)
+    /// since `relative_zxid` fire now; the rest are registered, all of them or, when they
+    /// do not fit the znode pool (or `max_watches`), none: then nothing fires either and
+    /// the request is answered `QuotaExceeded`. (The lists are the wire record's fields,
+    /// hence the argument count.)
     #[allow(clippy::too_many_arguments)]
     pub fn set_watches(
         &mut self,
@@ -738,8 +775,9 @@ impl Coordinator {
         child: &[String],
         persistent: &[String],
         recursive: &[String],
-    ) -> Vec<WatchEvent> {
+    ) -> Result<Vec<WatchEvent>, ErrorCode> {
         let mut fire = Vec::new();
+        let mut register: Vec<(WatchKind, &str)> = Vec::new();
         let mut ev = |kind, path: &String| {
             fire.push(WatchEvent {
                 session_id,
@@ -751,38 +789,43 @@ impl Coordinator {
             match self.tree.get(p) {
                 None => ev(EventType::NodeDeleted, p),
                 Some(n) if n.stat.mzxid > relative_zxid => ev(EventType::NodeDataChanged, p),
-                Some(_) => {
-                    let _ = self.watches.add(session_id, WatchKind::Data, p);
-                }
+                Some(_) => register.push((WatchKind::Data, p)),
             }
         }
         for p in exist {
             match self.tree.get(p) {
                 Some(_) => ev(EventType::NodeCreated, p),
-                None => {
-                    let _ = self.watches.add(session_id, WatchKind::Data, p);
-                }
+                None => register.push((WatchKind::Data, p)),
             }
         }
         for p in child {
             match self.tree.get(p) {
                 None => ev(EventType::NodeDeleted, p),
                 Some(n) if n.stat.pzxid > relative_zxid => ev(EventType::NodeChildrenChanged, p),
-                Some(_) => {
-                    let _ = self.watches.add(session_id, WatchKind::Child, p);
-                }
+                Some(_) => register.push((WatchKind::Child, p)),
             }
         }
-        for p in persistent {
-            let _ = self.watches.add(session_id, WatchKind::Persistent, p);
-        }
+        register.extend(
+            persistent
+                .iter()
+                .map(|p| (WatchKind::Persistent, p.as_str())),
+        );
         // (ZooKeeper adds these without checking the node; so do we.)
-        for p in recursive {
-            let _ = self
-                .watches
-                .add(session_id, WatchKind::PersistentRecursive, p);
+        register.extend(
+            recursive
+                .iter()
+                .map(|p| (WatchKind::PersistentRecursive, p.as_str())),
+        );
+        self.set_watch_room();
+        if !self.watches.fits(session_id, &register) {
+            return Err(ErrorCode::QuotaExceeded);
         }
-        fire
+        for (kind, path) in register {
+            self.watches
+                .add(session_id, kind, path)
+                .expect("checked to fit");
+        }
+        Ok(fire)
     }
 }
 

@@ -513,3 +513,97 @@ fn the_cap_an_entry_carries_decides_on_every_replica_whatever_its_own_budget() {
         persist::encode_snapshot(large.tree())
     );
 }
+
+#[test]
+fn watches_count_against_the_znode_pool_and_give_it_back() {
+    use super::watch::watch_cost;
+    let mut c = Coordinator::in_memory();
+    let s = session(&mut c);
+    create(&mut c, s, "/a", 0);
+    // Room for the tree plus three watches on "/w/..." paths of five bytes.
+    let each = watch_cost("/w/00");
+    c.set_tree_bytes_max(c.tree_memory_bytes() + 3 * each + each / 2);
+    for p in ["/w/00", "/w/01", "/w/02"] {
+        c.exists(anyone(s), p, true).unwrap_err(); // NoNode, but the watch is set
+    }
+    assert_eq!(c.watches().bytes(), 3 * each);
+    assert_eq!(c.znode_pool_used_bytes(), c.tree_memory_bytes() + 3 * each);
+    // A fourth is refused, and the read with it: no watch is dropped silently.
+    assert_eq!(
+        c.exists(anyone(s), "/w/03", true),
+        Err(ErrorCode::QuotaExceeded)
+    );
+    assert_eq!(
+        c.get_data(anyone(s), "/a", true).map(|_| ()),
+        Err(ErrorCode::QuotaExceeded)
+    );
+    assert_eq!(c.watches().count(), 3);
+    // Re-registering a watch the session holds costs nothing.
+    c.exists(anyone(s), "/w/00", true).unwrap_err();
+    // Reads without a watch are served.
+    assert!(c.get_data(anyone(s), "/a", false).is_ok());
+    // The watches leave the tree less room: a create that fits the pool alone is refused.
+    let grow = WriteOp::Create {
+        path: "/b".into(),
+        data: vec![0; (each / 2) as usize],
+        acl: Acl::open(),
+        flags: 0,
+        ttl_ms: -1,
+        op: 1,
+    };
+    assert_eq!(
+        c.write(anyone(s), 0, &grow, T).result,
+        TxnResult::Error(ErrorCode::QuotaExceeded)
+    );
+    // A fired watch gives its bytes back.
+    c.set_tree_bytes_max(u64::MAX);
+    create(&mut c, s, "/w", 0);
+    let out = c.write(
+        anyone(s),
+        0,
+        &WriteOp::Create {
+            path: "/w/00".into(),
+            data: vec![],
+            acl: Acl::open(),
+            flags: 0,
+            ttl_ms: -1,
+            op: 1,
+        },
+        T,
+    );
+    assert_eq!(out.notifications.len(), 1);
+    assert_eq!(c.watches().count(), 2);
+    // A removed one too.
+    c.remove_watches(anyone(s), "/w/01", 2, true).unwrap();
+    assert_eq!(c.watches().bytes(), each);
+    // The connection goes away: the rest go with it.
+    c.detach(s);
+    assert_eq!((c.watches().count(), c.watches().bytes()), (0, 0));
+    // And a closed session's too.
+    let t = session(&mut c);
+    c.add_watch(anyone(t), "/a", 1).unwrap();
+    assert_eq!(c.watches().bytes(), 2 * watch_cost("/a"));
+    c.close_session(t, 0, T);
+    assert_eq!(c.watches().bytes(), 0);
+}
+
+#[test]
+fn set_watches_registers_all_or_none() {
+    use super::watch::watch_cost;
+    let mut c = Coordinator::in_memory();
+    let s = session(&mut c);
+    create(&mut c, s, "/a", 0);
+    let zxid = c.last_zxid();
+    let paths: Vec<String> = (0..4).map(|i| format!("/n{i}")).collect();
+    c.set_tree_bytes_max(c.tree_memory_bytes() + 3 * watch_cost("/n0"));
+    let refused = c.set_watches(s, zxid, &[], &paths, &[], &[], &[]);
+    assert_eq!(refused, Err(ErrorCode::QuotaExceeded));
+    assert_eq!(c.watches().count(), 0, "none registered");
+    let fired = c
+        .set_watches(s, zxid, &["/a".into()], &paths[..2], &[], &[], &[])
+        .unwrap();
+    assert!(fired.is_empty());
+    assert_eq!(c.watches().count(), 3);
+    c.detach(s);
+    assert_eq!(c.watches().bytes(), 0);
+}

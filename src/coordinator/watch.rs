@@ -120,28 +120,66 @@ enum Which {
     Child,
 }
 
+/// Heap bytes one registered watch costs beyond its path, which it holds twice (the path
+/// table's key and the session's set): hash-map and set slots, the session id, the mode.
+/// An estimate for the memory budget's znode pool, as [`super::NODE_OVERHEAD_BYTES`] is
+/// for a znode.
+pub const WATCH_OVERHEAD_BYTES: u64 = 96;
+
+/// What one watch on `path` counts against the znode pool.
+pub fn watch_cost(path: &str) -> u64 {
+    WATCH_OVERHEAD_BYTES + 2 * path.len() as u64
+}
+
 /// All watches registered on this node.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WatchManager {
     data: Table,
     child: Table,
     by_session: HashMap<i64, BTreeSet<(WatchKind, String)>>,
     total: usize,
     max_total: usize,
+    /// What the registered watches cost ([`watch_cost`] each).
+    bytes: u64,
+    /// The most they may cost: the room the znode tree leaves in its pool.
+    bytes_max: u64,
 }
 
 impl WatchManager {
     /// A manager that refuses new watches beyond `max_total` (0 = unlimited).
     pub fn new(max_total: usize) -> Self {
         WatchManager {
+            data: Table::default(),
+            child: Table::default(),
+            by_session: HashMap::new(),
+            total: 0,
             max_total,
-            ..Default::default()
+            bytes: 0,
+            bytes_max: u64::MAX,
         }
     }
 
     /// Number of watches registered (a persistent watch counts in both tables).
     pub fn count(&self) -> usize {
         self.total
+    }
+
+    /// What the registered watches cost against the znode pool, in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Refuse new watches that would take the watches' cost past `bytes` (existing ones
+    /// stay; they go as they fire or are removed).
+    pub fn set_bytes_max(&mut self, bytes: u64) {
+        self.bytes_max = bytes;
+    }
+
+    /// `count` watches on `path` went away.
+    fn released(&mut self, count: usize, path: &str) {
+        self.total -= count;
+        self.bytes -= count as u64 * watch_cost(path);
+        debug_assert!(self.total > 0 || self.bytes == 0, "watch bytes leaked");
     }
 
     /// Number of distinct watched paths.
@@ -193,47 +231,95 @@ impl WatchManager {
         }
     }
 
-    fn add_in(&mut self, session: i64, w: Which, path: &str, mode: Mode) -> Result<(), ErrorCode> {
-        let exists = match w {
-            Which::Data => self
-                .data
-                .by_path
-                .get(path)
-                .is_some_and(|m| m.contains_key(&session)),
-            Which::Child => self
-                .child
-                .by_path
-                .get(path)
-                .is_some_and(|m| m.contains_key(&session)),
+    fn has(&self, session: i64, w: Which, path: &str) -> bool {
+        let table = match w {
+            Which::Data => &self.data,
+            Which::Child => &self.child,
         };
-        if !exists && self.max_total > 0 && self.total >= self.max_total {
-            return Err(ErrorCode::Throttled);
-        }
-        if self.table(w).add(session, path, mode) {
-            self.total += 1;
-        }
-        self.by_session
-            .entry(session)
-            .or_default()
-            .insert((Self::kind_of(w, mode), path.to_string()));
-        Ok(())
+        table
+            .by_path
+            .get(path)
+            .is_some_and(|m| m.contains_key(&session))
     }
 
     /// Registers a one-shot watch (data for exists/getData, child for getChildren), or a
-    /// persistent one.
+    /// persistent one (in both tables), all or nothing: a watch that would pass
+    /// `max_watches` or the room its pool leaves is refused with `QuotaExceeded`, and
+    /// nothing is registered. Re-registering a watch the session holds costs nothing.
     pub fn add(&mut self, session: i64, kind: WatchKind, path: &str) -> Result<(), ErrorCode> {
-        match kind {
-            WatchKind::Data => self.add_in(session, Which::Data, path, Mode::Standard),
-            WatchKind::Child => self.add_in(session, Which::Child, path, Mode::Standard),
-            WatchKind::Persistent => {
-                self.add_in(session, Which::Child, path, Mode::Persistent)?;
-                self.add_in(session, Which::Data, path, Mode::Persistent)
-            }
-            WatchKind::PersistentRecursive => {
-                self.add_in(session, Which::Child, path, Mode::PersistentRecursive)?;
-                self.add_in(session, Which::Data, path, Mode::PersistentRecursive)
+        self.add_capped(session, kind, path, true)
+    }
+
+    /// Registers a watch past every cap: the node's own (its controller and replication
+    /// watch the tree, and must not lose that to clients filling the pool). Counted all
+    /// the same.
+    pub fn add_uncapped(&mut self, session: i64, kind: WatchKind, path: &str) {
+        let _ = self.add_capped(session, kind, path, false);
+    }
+
+    fn add_capped(
+        &mut self,
+        session: i64,
+        kind: WatchKind,
+        path: &str,
+        capped: bool,
+    ) -> Result<(), ErrorCode> {
+        let entries: &[(Which, Mode)] = match kind {
+            WatchKind::Data => &[(Which::Data, Mode::Standard)],
+            WatchKind::Child => &[(Which::Child, Mode::Standard)],
+            WatchKind::Persistent => &[
+                (Which::Child, Mode::Persistent),
+                (Which::Data, Mode::Persistent),
+            ],
+            WatchKind::PersistentRecursive => &[
+                (Which::Child, Mode::PersistentRecursive),
+                (Which::Data, Mode::PersistentRecursive),
+            ],
+        };
+        let new = entries
+            .iter()
+            .filter(|(w, _)| !self.has(session, *w, path))
+            .count();
+        let bytes = self.bytes + new as u64 * watch_cost(path);
+        if capped
+            && new > 0
+            && ((self.max_total > 0 && self.total + new > self.max_total) || bytes > self.bytes_max)
+        {
+            return Err(ErrorCode::QuotaExceeded);
+        }
+        for &(w, mode) in entries {
+            self.table(w).add(session, path, mode);
+            self.by_session
+                .entry(session)
+                .or_default()
+                .insert((Self::kind_of(w, mode), path.to_string()));
+        }
+        self.total += new;
+        self.bytes = bytes;
+        Ok(())
+    }
+
+    /// Whether all of `watches` can be registered for `session` at once (setWatches after
+    /// a reconnect registers all or none).
+    pub fn fits(&self, session: i64, watches: &[(WatchKind, &str)]) -> bool {
+        let mut new = HashSet::new();
+        for &(kind, path) in watches {
+            let tables: &[Which] = match kind {
+                WatchKind::Data => &[Which::Data],
+                WatchKind::Child => &[Which::Child],
+                WatchKind::Persistent | WatchKind::PersistentRecursive => {
+                    &[Which::Data, Which::Child]
+                }
+            };
+            for &w in tables {
+                if !self.has(session, w, path) {
+                    new.insert((w, path));
+                }
             }
         }
+        let bytes: u64 = new.iter().map(|(_, path)| watch_cost(path)).sum();
+        (self.max_total == 0 || self.total + new.len() <= self.max_total)
+            && self.bytes + bytes <= self.bytes_max
     }
 
     /// checkWatches: 1 children, 2 data, 3 any (ZooKeeper 3.8's containsWatcher).
@@ -247,31 +333,27 @@ impl WatchManager {
 
     /// removeWatches: 1 children, 2 data, 3 any; false if this session had none there.
     pub fn remove(&mut self, session: i64, path: &str, watcher_type: i32) -> bool {
-        let mut removed = false;
+        let mut removed = 0;
         if watcher_type != 2 && self.child.remove(session, path) {
-            self.total -= 1;
-            removed = true;
+            removed += 1;
         }
         if watcher_type != 1 && self.data.remove(session, path) {
-            self.total -= 1;
-            removed = true;
+            removed += 1;
         }
-        if removed {
+        if removed > 0 {
+            self.released(removed, path);
             self.forget(session, path);
         }
-        removed
+        removed > 0
     }
 
     /// Drops every watch of a session (it closed or its connection went away).
     pub fn remove_session(&mut self, session: i64) {
         if let Some(set) = self.by_session.remove(&session) {
             for (_, path) in set {
-                if self.data.remove(session, &path) {
-                    self.total -= 1;
-                }
-                if self.child.remove(session, &path) {
-                    self.total -= 1;
-                }
+                let removed = usize::from(self.data.remove(session, &path))
+                    + usize::from(self.child.remove(session, &path));
+                self.released(removed, &path);
             }
         }
     }
@@ -279,8 +361,8 @@ impl WatchManager {
     fn fire(&mut self, w: Which, ev: &TreeEvent, suppress: &BTreeSet<i64>) -> BTreeSet<i64> {
         let mut removed = Vec::new();
         let sessions = self.table(w).trigger(&ev.path, ev.kind, &mut removed);
-        self.total -= removed.len();
         for (s, p) in removed {
+            self.released(1, &p);
             self.forget(s, &p);
         }
         sessions.difference(suppress).copied().collect()
@@ -403,7 +485,10 @@ mod tests {
     fn the_cap_throttles() {
         let mut w = WatchManager::new(1);
         w.add(1, WatchKind::Data, "/a").unwrap();
-        assert_eq!(w.add(1, WatchKind::Data, "/b"), Err(ErrorCode::Throttled));
+        assert_eq!(
+            w.add(1, WatchKind::Data, "/b"),
+            Err(ErrorCode::QuotaExceeded)
+        );
         w.remove_session(1);
         assert_eq!(w.count(), 0);
     }
@@ -427,5 +512,56 @@ mod tests {
         };
         assert!(w.trigger(&[ev], |_| &[]).is_empty());
         assert_eq!(w.count(), 0);
+    }
+
+    #[test]
+    fn bytes_balance_through_every_way_a_watch_goes() {
+        let mut w = WatchManager::new(0);
+        w.add(1, WatchKind::Data, "/a").unwrap();
+        w.add(1, WatchKind::Child, "/a").unwrap();
+        w.add(2, WatchKind::Persistent, "/a").unwrap();
+        w.add(3, WatchKind::PersistentRecursive, "/r").unwrap();
+        w.add(3, WatchKind::Data, "/gone").unwrap();
+        assert_eq!(w.count(), 7);
+        assert_eq!(
+            w.bytes(),
+            4 * watch_cost("/a") + 2 * watch_cost("/r") + watch_cost("/gone")
+        );
+        // Fired: session 1's one-shots go, session 2's persistent ones stay.
+        w.trigger(&[ev(EventType::NodeDeleted, "/a")], anyone);
+        assert_eq!(
+            w.bytes(),
+            2 * watch_cost("/a") + 2 * watch_cost("/r") + watch_cost("/gone")
+        );
+        assert!(w.remove(3, "/gone", 3));
+        w.remove_session(2);
+        w.remove_session(3);
+        assert_eq!((w.count(), w.bytes()), (0, 0));
+        assert!(w.by_session().is_empty());
+    }
+
+    #[test]
+    fn a_persistent_watch_that_does_not_fit_is_not_half_set() {
+        let mut w = WatchManager::new(0);
+        w.set_bytes_max(watch_cost("/p"));
+        assert_eq!(
+            w.add(1, WatchKind::Persistent, "/p"),
+            Err(ErrorCode::QuotaExceeded)
+        );
+        assert_eq!((w.count(), w.bytes()), (0, 0));
+        w.add(1, WatchKind::Data, "/p").unwrap();
+        assert!(w.fits(1, &[(WatchKind::Data, "/p")]), "already held");
+        assert!(!w.fits(1, &[(WatchKind::Child, "/p")]));
+        let mut capped = WatchManager::new(3);
+        capped.add(1, WatchKind::Data, "/x").unwrap();
+        assert_eq!(
+            capped.add(1, WatchKind::PersistentRecursive, "/y"),
+            Ok(()),
+            "two more fit max_watches = 3"
+        );
+        assert_eq!(
+            capped.add(2, WatchKind::Data, "/x"),
+            Err(ErrorCode::QuotaExceeded)
+        );
     }
 }

@@ -29,6 +29,10 @@ pub const FIXED_OVERHEAD_BYTES: u64 = if cfg!(debug_assertions) {
 /// transient copies the pools do not see.
 pub const POOLED_PERCENT: u64 = 75;
 
+/// Why the request pool needs more than twice its largest frame, for the startup error.
+const BESIDE_CONNECTIONS: &str =
+    " (twice the largest frame, beside the 40% of the pool TLS connections may hold)";
+
 /// The smallest budget accepted.
 pub const MIN_BUDGET_BYTES: u64 = 32 << 20;
 
@@ -128,6 +132,9 @@ pub struct Needs {
     pub message_max_bytes: u64,
     /// Largest znode / ZooKeeper request.
     pub jute_maxbuffer: u64,
+    /// Whether the node replicates partitions (`[cluster]`): only then must the
+    /// replication pool hold a fetch.
+    pub clustered: bool,
 }
 
 impl Budget {
@@ -158,25 +165,50 @@ impl Budget {
                 .unwrap_or(0);
             usable * percent / 100
         };
-        // A request is held while decoded: count twice its frame (see server::kafka).
-        let checks = [
+        // What each pool must hold at least once, or its users could never progress: a
+        // request is held while decoded (twice its frame, see server::kafka), a fetch
+        // twice its batch (read, then encoded), the tree a few of its largest znodes. The
+        // request pool holds that beside what open TLS connections may take of it
+        // (pool::CONNECTION_SHARE_PERCENT), or a large frame could wait on idle connections.
+        let beside_connections = |bytes: u64| bytes * 100 / (100 - pool::CONNECTION_SHARE_PERCENT);
+        let mut checks = vec![
             (
                 "kafka_requests",
-                2 * needs.request_max_bytes,
+                beside_connections(2 * needs.request_max_bytes),
                 "broker.socket_request_max_bytes",
+                BESIDE_CONNECTIONS,
+            ),
+            // ZooKeeper request frames draw from the same pool (see server::zk).
+            (
+                "kafka_requests",
+                beside_connections(2 * needs.jute_maxbuffer),
+                "coordinator.jute_maxbuffer",
+                BESIDE_CONNECTIONS,
             ),
             (
                 "fetch_responses",
                 2 * needs.message_max_bytes,
                 "broker.message_max_bytes",
+                "",
             ),
             (
                 "znodes",
                 4 * needs.jute_maxbuffer,
                 "coordinator.jute_maxbuffer",
+                "",
             ),
         ];
-        for (pool, needed, key) in checks {
+        if needs.clustered {
+            // A follower's fetch, and the leader's answer to it, each take at least one
+            // maximal batch twice over from this pool (see replication::FollowerFetch).
+            checks.push((
+                "replication",
+                2 * needs.message_max_bytes,
+                "broker.message_max_bytes",
+                "",
+            ));
+        }
+        for (pool, needed, key, why) in checks {
             let have = share(pool);
             if have < needed {
                 let percent = SHARES
@@ -187,7 +219,7 @@ impl Budget {
                 let budget_needed =
                     FIXED_OVERHEAD_BYTES + needed * 100 / percent * 100 / POOLED_PERCENT;
                 return Err(format!(
-                    "budget {} MiB gives the {pool} pool {} KiB, but {key} needs {} KiB; \
+                    "budget {} MiB gives the {pool} pool {} KiB, but {key} needs {} KiB{why}; \
                      raise memory.budget to at least {} MiB or lower {key}",
                     total >> 20,
                     have >> 10,
@@ -236,6 +268,7 @@ mod tests {
             request_max_bytes: 1 << 20,
             message_max_bytes: 1 << 20,
             jute_maxbuffer: 1 << 20,
+            clustered: false,
         }
     }
 
@@ -288,6 +321,79 @@ mod tests {
             needs()
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_cluster_needs_a_replication_pool_that_holds_one_fetch() {
+        // 96 MiB: the replication pool gets (96 - fixed) x 75% x 10%, under 4 MiB either
+        // way, too little for two copies of a 3 MiB batch; the fetch pool (25%) holds it.
+        let big_batches = Needs {
+            message_max_bytes: 3 << 20,
+            ..needs()
+        };
+        let config = MemoryConfig {
+            budget: "96MiB".into(),
+        };
+        assert!(
+            Budget::new(&config, big_batches).is_ok(),
+            "a single node does not replicate"
+        );
+        let error = Budget::new(
+            &config,
+            Needs {
+                clustered: true,
+                ..big_batches
+            },
+        )
+        .unwrap_err();
+        assert!(error.contains("replication pool"), "{error}");
+        assert!(
+            error.contains("broker.message_max_bytes needs 6144 KiB"),
+            "{error}"
+        );
+        // The budget it names is enough.
+        let at_least: u64 = error
+            .split("at least ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|mib| mib.parse().ok())
+            .expect("the error names a budget");
+        let fits = Budget::new(
+            &MemoryConfig {
+                budget: format!("{at_least}MiB"),
+            },
+            Needs {
+                clustered: true,
+                ..big_batches
+            },
+        )
+        .unwrap();
+        assert!(fits.replication.limit_bytes() >= 6 << 20);
+        assert!(Budget::new(
+            &MemoryConfig {
+                budget: format!("{}MiB", at_least - 1),
+            },
+            Needs {
+                clustered: true,
+                ..big_batches
+            },
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn zookeeper_frames_must_fit_the_request_pool() {
+        let error = Budget::new(
+            &MemoryConfig {
+                budget: "64MiB".into(),
+            },
+            Needs {
+                jute_maxbuffer: 6 << 20,
+                ..needs()
+            },
+        )
+        .unwrap_err();
+        assert!(error.contains("coordinator.jute_maxbuffer"), "{error}");
     }
 
     #[test]

@@ -15,12 +15,20 @@ pub const RECOVERED_PERCENT: u64 = 50;
 /// still fits the semaphore's permit count on 32-bit targets.
 pub const UNIT_BYTES: u64 = 1024;
 
+/// The most of a pool that connections' fixed costs (TLS buffers) may hold together, so
+/// open connections can never take all of it and leave their requests no room. (Startup
+/// checks that the largest request fits the rest: a waiting request is first in line, so
+/// one that could only fit once idle connections close would hold up all the others.)
+pub const CONNECTION_SHARE_PERCENT: u64 = 40;
+
 /// One named share of the budget.
 #[derive(Debug)]
 pub struct Pool {
     name: &'static str,
     limit_bytes: u64,
     permits: Arc<Semaphore>,
+    /// [`CONNECTION_SHARE_PERCENT`] of the limit, for [`Pool::acquire_for_connection`].
+    connection_permits: Arc<Semaphore>,
     used_bytes: AtomicU64,
     peak_bytes: AtomicU64,
     exhausted_episodes: AtomicU64,
@@ -34,6 +42,8 @@ pub struct Grant {
     bytes: u64,
     permit: OwnedSemaphorePermit,
     pressured: bool,
+    /// A connection's fixed cost also holds its share of the connections' part.
+    _connection: Option<OwnedSemaphorePermit>,
 }
 
 impl Grant {
@@ -113,10 +123,12 @@ impl Pool {
         let permits = usize::try_from(limit_units)
             .unwrap_or(usize::MAX)
             .min(Semaphore::MAX_PERMITS);
+        let connection_permits = (permits as u64 * CONNECTION_SHARE_PERCENT / 100).max(1) as usize;
         Arc::new(Pool {
             name,
             limit_bytes: permits as u64 * UNIT_BYTES,
             permits: Arc::new(Semaphore::new(permits)),
+            connection_permits: Arc::new(Semaphore::new(connection_permits)),
             used_bytes: AtomicU64::new(0),
             peak_bytes: AtomicU64::new(0),
             exhausted_episodes: AtomicU64::new(0),
@@ -168,6 +180,7 @@ impl Pool {
             bytes: 0,
             permit,
             pressured: false,
+            _connection: None,
         }
     }
 
@@ -190,6 +203,7 @@ impl Pool {
             bytes,
             permit,
             pressured,
+            _connection: None,
         }
     }
 
@@ -242,6 +256,33 @@ impl Pool {
             .await
             .expect("pool semaphores are never closed");
         self.granted(bytes, permit, true)
+    }
+
+    /// Take a connection's fixed cost (its TLS buffers) for as long as it is open: like
+    /// [`Pool::acquire`], but all connections together hold at most
+    /// [`CONNECTION_SHARE_PERCENT`] of the pool, so their requests always find room. A
+    /// connection past that share waits for another to close.
+    pub async fn acquire_for_connection(self: &Arc<Self>, bytes: u64) -> Grant {
+        let share = self.limit_bytes * CONNECTION_SHARE_PERCENT / 100;
+        let bytes = bytes.min(share.max(UNIT_BYTES));
+        let slot = match self
+            .connection_permits
+            .clone()
+            .try_acquire_many_owned(units(bytes))
+        {
+            Ok(slot) => slot,
+            Err(_) => {
+                self.note_exhausted(bytes);
+                self.connection_permits
+                    .clone()
+                    .acquire_many_owned(units(bytes))
+                    .await
+                    .expect("pool semaphores are never closed")
+            }
+        };
+        let mut grant = self.acquire(bytes).await;
+        grant._connection = Some(slot);
+        grant
     }
 
     /// Take as much of `wanted` as is free now, halving down to `floor`; if not even
@@ -409,6 +450,35 @@ mod tests {
         assert!(waiter.await.unwrap(), "waited for its bytes");
         drop(easy);
         assert_eq!(pool.used_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn connections_take_at_most_their_share_and_leave_requests_room() {
+        let pool = Pool::new("test", 10 * UNIT_BYTES);
+        let first = pool.acquire_for_connection(2 * UNIT_BYTES).await;
+        let second = pool.acquire_for_connection(2 * UNIT_BYTES).await;
+        assert_eq!(pool.used_bytes(), 4 * UNIT_BYTES);
+        let third = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.acquire_for_connection(2 * UNIT_BYTES).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!third.is_finished(), "past the connections' 40% it waits");
+        assert!(pool.is_exhausted());
+        let request = pool
+            .try_acquire(6 * UNIT_BYTES)
+            .expect("requests still find the other 60%");
+        drop(request);
+        drop(first);
+        let third = third.await.unwrap();
+        assert_eq!(pool.used_bytes(), 4 * UNIT_BYTES);
+        drop((second, third));
+        assert_eq!(pool.used_bytes(), 0);
+        assert_eq!(
+            pool.connection_permits.available_permits(),
+            4,
+            "connection slots balance too"
+        );
     }
 
     #[tokio::test]

@@ -66,6 +66,8 @@ pub async fn serve(
         let tls = tls.clone();
         tokio::spawn(async move {
             let served = async {
+                // A TLS connection's buffers are counted in the request pool while it is open.
+                let _tls_bytes = crate::tls::connection_grant(tls.as_ref(), &request_pool).await;
                 let (stream, identity) = crate::tls::accept(tls.as_ref(), socket)
                     .await
                     .inspect_err(|error| tracing::warn!(%peer, %error, "TLS handshake failed"))?;

@@ -114,8 +114,9 @@ pub async fn run(
         coordinator.set_requests_per_second(config.security.max_requests_per_second_per_connection);
         let stop = shutdown.clone();
         let serving = coordinator.clone();
+        let requests = budget.kafka_requests.clone();
         tasks.spawn(async move {
-            if let Err(error) = zk::serve(listener, serving, secure, stop).await {
+            if let Err(error) = zk::serve(listener, serving, secure, requests, stop).await {
                 tracing::error!(error = %error, "ZooKeeper listener failed");
             }
         });

@@ -67,6 +67,8 @@ pub async fn serve(
                 .connections_total
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let served = async {
+                // A TLS connection's buffers are counted in the MQTT pool while it is open.
+                let _tls_bytes = crate::tls::connection_grant(tls.as_ref(), &ingest.pool).await;
                 let (stream, _) = crate::tls::accept(tls.as_ref(), socket).await.inspect_err(
                     |error| tracing::warn!(%peer, %error, "MQTT TLS handshake failed"),
                 )?;

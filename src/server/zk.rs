@@ -21,6 +21,7 @@ use crate::cluster::types::{Command, CommandKind};
 use crate::cluster::Cluster;
 use crate::coordinator::persist::{self, FileLog};
 use crate::coordinator::{Connect, Coordinator, CoordinatorConfig, Limits, Outcome, WatchEvent};
+use crate::memory::{Grant, Pool};
 use crate::zk::connect::{ConnectRequest, ConnectResponse};
 use crate::zk::dispatch::{self, Replicated, SessionState};
 use crate::zk::watches::encode_notification;
@@ -32,8 +33,15 @@ struct Out {
     /// Sent only once this zxid is durable.
     zxid: i64,
     /// Held until written: bounds requests in flight server-wide.
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: Option<InFlight>,
     close_after: bool,
+}
+
+/// What a request holds from the moment its frame is read until its answer is written:
+/// a slot of `global_outstanding_limit` and its bytes in the requests pool.
+struct InFlight {
+    _slot: OwnedSemaphorePermit,
+    _bytes: Grant,
 }
 
 struct ConnEntry {
@@ -566,6 +574,7 @@ pub async fn serve(
     listener: TcpListener,
     zk: ZkHandle,
     secure: Option<(TcpListener, crate::tls::Acceptor)>,
+    requests: Arc<Pool>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     zk.serving.store(true, Ordering::SeqCst);
@@ -578,12 +587,13 @@ pub async fn serve(
                 listener,
                 Some(tls),
                 zk.clone(),
+                requests.clone(),
                 shutdown.clone(),
             )))
         }
         None => None,
     };
-    accept_loop(listener, None, zk.clone(), shutdown).await;
+    accept_loop(listener, None, zk.clone(), requests, shutdown).await;
     zk.serving.store(false, Ordering::SeqCst);
     bg.abort();
     if let Some(secure) = secure {
@@ -597,6 +607,7 @@ async fn accept_loop(
     listener: TcpListener,
     tls: Option<crate::tls::Acceptor>,
     zk: ZkHandle,
+    requests: Arc<Pool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -622,12 +633,15 @@ async fn accept_loop(
                 let zk2 = zk.clone();
                 let sd = shutdown.clone();
                 let tls = tls.clone();
+                let requests = requests.clone();
                 tokio::spawn(async move {
                     let served = async {
+                        // A TLS connection's buffers are counted in the requests pool while it is open.
+                        let _tls_bytes = crate::tls::connection_grant(tls.as_ref(), &requests).await;
                         let (stream, _) = crate::tls::accept(tls.as_ref(), stream)
                             .await
                             .inspect_err(|e| tracing::warn!(peer = %peer, error = %e, "TLS handshake failed"))?;
-                        connection(stream, peer, zk2.clone(), sd).await
+                        connection(stream, peer, zk2.clone(), requests, sd).await
                     };
                     if let Err(e) = served.await {
                         tracing::debug!(peer = %peer, error = %e, "connection ended");
@@ -713,12 +727,24 @@ async fn read_exact_or_eof(s: &mut crate::tls::ReadHalf, buf: &mut [u8]) -> std:
     }
 }
 
-/// Reads a frame body whose 4-byte length was already read, enforcing jute_maxbuffer
-/// before allocating.
-async fn read_body(s: &mut crate::tls::ReadHalf, len: i32, max: u32) -> anyhow::Result<Vec<u8>> {
+/// A frame length outside 0..=jute_maxbuffer closes the connection.
+fn check_length(len: i32, max: u32) -> anyhow::Result<()> {
     if len < 0 || len as u32 > max {
         anyhow::bail!("frame length {len} outside 0..={max} (jute_maxbuffer)");
     }
+    Ok(())
+}
+
+/// What a request frame of `len` bytes holds in the requests pool until its answer is
+/// written: the frame, and what is decoded or copied from it.
+fn frame_cost(len: i32) -> u64 {
+    2 * u64::from(len.max(0) as u32)
+}
+
+/// Reads a frame body whose 4-byte length was already read, enforcing jute_maxbuffer
+/// before allocating.
+async fn read_body(s: &mut crate::tls::ReadHalf, len: i32, max: u32) -> anyhow::Result<Vec<u8>> {
+    check_length(len, max)?;
     let mut body = vec![0u8; len as usize];
     s.read_exact(&mut body).await?;
     Ok(body)
@@ -728,6 +754,7 @@ async fn connection(
     stream: crate::tls::Stream,
     peer: SocketAddr,
     zk: ZkHandle,
+    requests: Arc<Pool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (mut rd, mut wr) = stream.into_split();
@@ -751,8 +778,13 @@ async fn connection(
         }
     }
     let max = zk.config.jute_maxbuffer;
-    let body = read_body(&mut rd, i32::from_be_bytes(first), max).await?;
+    let length = i32::from_be_bytes(first);
+    check_length(length, max)?;
+    let connect_bytes = requests.acquire(frame_cost(length)).await;
+    let body = read_body(&mut rd, length, max).await?;
     let req = ConnectRequest::decode(&body).context("bad ConnectRequest")?;
+    drop(body);
+    drop(connect_bytes);
     let conn_id = zk.stats.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::unbounded_channel::<Out>();
 
@@ -841,15 +873,24 @@ async fn connection(
             if !got {
                 return Ok(());
             }
-            let body = read_body(&mut rd, i32::from_be_bytes(len), max).await?;
+            let length = i32::from_be_bytes(len);
+            check_length(length, max)?;
+            // The frame is held against the requests pool until its answer is written:
+            // twice its size, the frame and what is decoded from it (a create's data, a
+            // multi's ops). A full pool stops reading this socket: TCP backpressure.
+            let bytes = requests.acquire(frame_cost(length)).await;
+            let body = read_body(&mut rd, length, max).await?;
             // Over its request rate, the connection is not read until a token is back.
             rate.pace().await;
-            let permit = zk
-                .outstanding
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore closed");
+            let permit = InFlight {
+                _slot: zk
+                    .outstanding
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore closed"),
+                _bytes: bytes,
+            };
             let started = Instant::now();
             zk.stats.packets_received.fetch_add(1, Ordering::Relaxed);
             if let Some(cluster) = zk.cluster.get() {
@@ -1005,7 +1046,7 @@ async fn replicated(
     conn_id: u64,
     rep: Replicated,
     tx: &mpsc::UnboundedSender<Out>,
-    permit: OwnedSemaphorePermit,
+    permit: InFlight,
 ) -> bool {
     let session_id = st.session_id;
     {
@@ -1033,7 +1074,7 @@ async fn replicated(
     // applies it alike.
     let (cap, refused) = {
         let inner = zk.lock();
-        let cap = inner.coord.tree_bytes_max();
+        let cap = inner.coord.write_cap_bytes();
         let refused = match &rep {
             Replicated::Write { op, .. } => inner.coord.would_exceed(&[op], cap),
             Replicated::Multi { ops, .. } => inner
@@ -1464,20 +1505,8 @@ impl crate::cluster::LocalZk for ZkServer {
         let auth = superuser();
         inner.coord.set_session_auth(id, auth.clone());
         // A persistent recursive watch: it fires for the path and everything below it.
-        if inner
-            .coord
-            .add_watch(
-                crate::coordinator::Caller {
-                    session_id: id,
-                    auth: &auth,
-                },
-                path,
-                1,
-            )
-            .is_ok()
-        {
-            inner.local_watchers.insert(id, tx);
-        }
+        inner.coord.add_own_watch(id, path);
+        inner.local_watchers.insert(id, tx);
         rx
     }
 }
@@ -1513,5 +1542,141 @@ mod local_zk_tests {
             zk.delete("/nope", -1).await,
             Err(crate::coordinator::ErrorCode::NoNode)
         );
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+    use crate::memory::pool::UNIT_BYTES;
+    use crate::zk::{client, op};
+    use tokio::net::TcpStream;
+
+    struct Server {
+        _dir: tempfile::TempDir,
+        addr: SocketAddr,
+        zk: ZkHandle,
+        requests: Arc<Pool>,
+        _stop: watch::Sender<bool>,
+    }
+
+    async fn start(pool_bytes: u64) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CoordinatorConfig {
+            data_dir: dir.path().display().to_string(),
+            ..Default::default()
+        };
+        let zk = open(&config, u64::MAX).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Pool::new("requests", pool_bytes);
+        let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(serve(
+            listener,
+            zk.clone(),
+            None,
+            requests.clone(),
+            shutdown,
+        ));
+        Server {
+            _dir: dir,
+            addr,
+            zk,
+            requests,
+            _stop: stop,
+        }
+    }
+
+    async fn read_frame(s: &mut TcpStream) -> Vec<u8> {
+        let len = s.read_i32().await.unwrap();
+        let mut body = vec![0; len as usize];
+        s.read_exact(&mut body).await.unwrap();
+        body
+    }
+
+    async fn session(addr: SocketAddr) -> TcpStream {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let connect = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout_ms: 10_000,
+            session_id: 0,
+            password: vec![0; 16],
+            read_only: Some(false),
+        };
+        s.write_all(&connect.encode()).await.unwrap();
+        let answer = ConnectResponse::decode(&read_frame(&mut s).await).unwrap();
+        assert_ne!(answer.session_id, 0);
+        s
+    }
+
+    fn exists(xid: i32, path: &str, watch: bool) -> Vec<u8> {
+        client::request(xid, op::EXISTS, |w| {
+            w.string(path).bool(watch);
+        })
+    }
+
+    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_request_pool_stops_reading_frames_until_it_has_room() {
+        let server = start(64 * UNIT_BYTES).await;
+        let mut s = session(server.addr).await;
+        let hog = server.requests.try_acquire(64 * UNIT_BYTES).unwrap();
+        s.write_all(&exists(1, "/", false)).await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(300), read_frame(&mut s)).await;
+        assert!(waited.is_err(), "answered while the pool was full");
+        drop(hog);
+        let answer = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut s))
+            .await
+            .expect("answered once the pool has room");
+        let (header, _) = client::reply(&answer).unwrap();
+        assert_eq!((header.xid, header.err), (1, 0));
+        eventually("the frame's bytes go back once answered", || {
+            server.requests.used_bytes() == 0
+        })
+        .await;
+        assert!(server.requests.peak_bytes() > 0, "the frame was counted");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_dropped_mid_frame_gives_its_bytes_and_watches_back() {
+        let server = start(64 * UNIT_BYTES).await;
+        let mut s = session(server.addr).await;
+        for (xid, path) in [(1, "/a"), (2, "/b/c")] {
+            s.write_all(&exists(xid, path, true)).await.unwrap();
+            let (header, _) = client::reply(&read_frame(&mut s).await).unwrap();
+            assert_eq!(header.xid, xid);
+        }
+        let watch_bytes = server.zk.lock().coord.watches().bytes();
+        assert_eq!(
+            watch_bytes,
+            crate::coordinator::watch::watch_cost("/a")
+                + crate::coordinator::watch::watch_cost("/b/c")
+        );
+        // Half a frame: its length says 10 000 bytes, 100 arrive, then the peer goes.
+        s.write_all(&10_000i32.to_be_bytes()).await.unwrap();
+        s.write_all(&[0; 100]).await.unwrap();
+        eventually("the frame is counted while its body is read", || {
+            server.requests.used_bytes() >= 20_000
+        })
+        .await;
+        drop(s);
+        eventually("the bytes go back when the connection drops", || {
+            server.requests.used_bytes() == 0
+        })
+        .await;
+        eventually("the watches go with the connection", || {
+            server.zk.lock().coord.watches().bytes() == 0
+        })
+        .await;
     }
 }

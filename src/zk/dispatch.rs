@@ -233,18 +233,25 @@ pub fn handle(
                     child,
                     persistent,
                     recursive,
-                } => (
-                    ErrorCode::Ok,
-                    coord.set_watches(
-                        st.session_id,
-                        relative_zxid,
-                        &data,
-                        &exist,
-                        &child,
-                        &persistent,
-                        &recursive,
-                    ),
-                ),
+                } => match coord.set_watches(
+                    st.session_id,
+                    relative_zxid,
+                    &data,
+                    &exist,
+                    &child,
+                    &persistent,
+                    &recursive,
+                ) {
+                    Ok(fire) => (ErrorCode::Ok, fire),
+                    Err(e) => {
+                        tracing::warn!(
+                            session = format_args!("0x{:x}", st.session_id),
+                            watches = data.len() + exist.len() + child.len() + persistent.len() + recursive.len(),
+                            "setWatches refused: the watches do not fit the znode pool or max_watches"
+                        );
+                        (e, vec![])
+                    }
+                },
                 WatchOp::Add { path, mode } => (
                     coord
                         .add_watch(c, &path, mode)
