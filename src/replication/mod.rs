@@ -43,6 +43,8 @@ const RECONCILE_INTERVAL: Duration = Duration::from_millis(200);
 const FOLLOWER_MAX_WAIT_MS: i32 = 500;
 /// Most bytes one follower fetch asks for.
 const FOLLOWER_FETCH_BYTES: i32 = 1 << 20;
+/// How often a produce waiting for its ISR re-checks that this node still leads.
+const STAND_DOWN_CHECK: Duration = Duration::from_millis(250);
 
 /// A partition's leader, leader epoch and in-sync replicas (the state znode's JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1018,13 +1020,26 @@ impl Replication {
                 };
             }
             self.check_produce(&partition.topic, partition.index, -1)?;
-            if tokio::time::timeout_at(deadline, arrivals.changed())
+            // Woken by new data, and at least every STAND_DOWN_CHECK: a node cut off from
+            // the quorum stands down while its followers are silent, and its waiting
+            // producers must hear NOT_LEADER_OR_FOLLOWER then, not a timeout much later.
+            let wake = deadline.min(tokio::time::Instant::now() + STAND_DOWN_CHECK);
+            if tokio::time::timeout_at(wake, arrivals.changed())
                 .await
                 .is_err()
+                && tokio::time::Instant::now() >= deadline
             {
                 return Err(errors::REQUEST_TIMED_OUT);
             }
         }
+    }
+
+    /// Whether this node acts as the partition's leader: the tree says so and this node has
+    /// not stood down for want of a quorum leader
+    /// ([`crate::cluster::Cluster::stood_down`]), which is when
+    /// the majority moves the leadership elsewhere.
+    fn leads(&self, k: &Known) -> bool {
+        k.state.leader == self.node_id && !self.cluster.stood_down()
     }
 
     fn state_of(&self, topic: &str, partition: i32) -> Option<Known> {
@@ -1041,7 +1056,7 @@ impl Replication {
         let Some(k) = self.state_of(topic, partition) else {
             return Err(errors::NOT_LEADER_OR_FOLLOWER);
         };
-        if k.state.leader != self.node_id {
+        if !self.leads(&k) {
             return Err(errors::NOT_LEADER_OR_FOLLOWER);
         }
         if acks == -1 && k.state.isr.len() < self.min_insync(topic, k.replicas.len()) {
@@ -1053,7 +1068,7 @@ impl Replication {
     /// Requests only the partition leader answers (ListOffsets from consumers).
     pub fn check_leader(&self, topic: &str, partition: i32) -> Result<(), i16> {
         match self.state_of(topic, partition) {
-            Some(k) if k.state.leader == self.node_id => Ok(()),
+            Some(k) if self.leads(&k) => Ok(()),
             _ => Err(errors::NOT_LEADER_OR_FOLLOWER),
         }
     }
@@ -1081,7 +1096,7 @@ impl Replication {
         let Some(k) = self.state_of(topic, partition.index) else {
             return Err(errors::NOT_LEADER_OR_FOLLOWER);
         };
-        if k.state.leader != self.node_id {
+        if !self.leads(&k) {
             return Err(errors::NOT_LEADER_OR_FOLLOWER);
         }
         if replica_id >= 0 {
@@ -1146,11 +1161,17 @@ impl Replication {
         partition.advance_high_watermark_to(hw);
     }
 
-    /// Metadata: (leader, leader epoch, replicas, ISR) of a partition as this node knows it.
+    /// Metadata: (leader, leader epoch, replicas, ISR) of a partition as this node knows it;
+    /// no leader (-1) where this node leads in its tree but has stood down, so clients ask
+    /// another node.
     pub fn describe(&self, topic: &str, partition: i32) -> Option<(i32, i32, Vec<i32>, Vec<i32>)> {
         self.state_of(topic, partition).map(|k| {
             (
-                k.state.leader,
+                if k.state.leader == self.node_id && !self.leads(&k) {
+                    -1
+                } else {
+                    k.state.leader
+                },
                 k.state.leader_epoch,
                 k.replicas,
                 k.state.isr,
@@ -1331,7 +1352,15 @@ async fn follow_once(follower: &Follower, truncated: &mut bool) -> anyhow::Resul
                     .with_fetch_offset(offset)
                     .with_log_start_offset(-1)
                     .with_partition_max_bytes(max_bytes)])]);
-        let response = client.send(request, 12).await?;
+        // A fetch answers within its max wait: one silent for longer than that plus an RPC
+        // timeout is on a connection the network lost (after a partition heals, TCP's
+        // backed-off retransmissions can take tens of seconds): open a new one.
+        let response = tokio::time::timeout(
+            Duration::from_millis(FOLLOWER_MAX_WAIT_MS as u64) + cluster.rpc_timeout(),
+            client.send(request, 12),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("no Fetch answer from leader {leader}"))??;
         let data = response
             .responses
             .first()
