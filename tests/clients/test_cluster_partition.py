@@ -188,11 +188,15 @@ def check_partition(cluster, lab, watcher, victim, part, before, acked, ack_time
     # A client that knows only the victim, and one given all three addresses.
     lonely = zk(victim.zk)
     lonely.create("/split/lonely-before", b"x")
-    mover = zk(cluster.zk_hosts)
+    # The other starts on the victim and must move, keeping its session.
+    others = [n for n in cluster.nodes if n is not victim]
+    mover = zk(",".join([victim.zk] + [n.zk for n in others]), randomize_hosts=False)
+    assert mover._connection._socket.getpeername()[0] == victim.host
+    mover_session = mover.client_id[0]
 
     lab.cut(victim.node_id)
     cut_at = time.monotonic()
-    majority = [n for n in cluster.nodes if n is not victim]
+    majority = others
 
     # The majority elects a new quorum leader.
     new_leader = wait_for("a new quorum leader in the majority",
@@ -218,6 +222,8 @@ def check_partition(cluster, lab, watcher, victim, part, before, acked, ack_time
     assert victim.node_id not in moved["isr"]
     for i in range(10):
         mover.retry(mover.create, f"/split/during-{i}", b"d")
+    assert mover._connection._socket.getpeername()[0] != victim.host, "the client stayed on the isolated node"
+    assert mover.client_id[0] == mover_session, "the client that moved lost its session"
     wait_for("acks=all records on the victim's partition after the cut",
              lambda: any(p == part and t > cut_at + 0.5 for p, t in ack_times), timeout=30)
     with lock:
