@@ -11,10 +11,10 @@ import struct
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException, NoNodeError
+from kazoo.exceptions import NoNodeError
 
 from conftest import wait_for_port
 
@@ -52,8 +52,7 @@ def states(client):
 
 
 def tree(node):
-    """Every znode path and its data on one node (after sync), the ephemeral broker
-    registrations and the controller aside: they belong to sessions, not to the log."""
+    """Every znode path and its data as one node has it (after sync)."""
     c = zk(node.zk, connection_retry={"max_tries": 3})
     try:
         c.sync("/")
