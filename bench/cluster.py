@@ -17,6 +17,7 @@ Prints Markdown tables for BENCHMARKS.md. A shared machine is noisy: compare wit
 import argparse
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import signal
@@ -170,16 +171,15 @@ def zk_failover(hosts, kill):
     def writer(k):
         c = KazooClient(hosts=hosts, timeout=10, connection_retry={"max_tries": -1, "delay": 0.02, "max_delay": 0.1})
         c.start(15)
-        n = 0
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 c.create(f"/failover/w{k}-", b"x", sequence=True)
             except KazooException:
                 time.sleep(0.02)
                 continue
-            n += 1
             with lock:
-                acks.append(time.monotonic())
+                acks.append((started, time.monotonic()))
         c.stop()
         c.close()
 
@@ -189,19 +189,20 @@ def zk_failover(hosts, kill):
     time.sleep(2)
     killed_at = time.monotonic()
     kill()
+    # The first write sent after the kill and acknowledged: one in flight at the kill may
+    # have been committed already, and says nothing about the new leader.
     deadline = killed_at + 30
     while time.monotonic() < deadline:
         with lock:
-            after = [t for t in acks if t > killed_at]
-        if after:
-            break
+            if any(s > killed_at for s, _ in acks):
+                break
         time.sleep(0.01)
     time.sleep(0.5)
     stop.set()
     for t in threads:
         t.join(30)
     with lock:
-        after = [t for t in acks if t > killed_at]
+        after = [e for s, e in acks if s > killed_at]
     return min(after) - killed_at if after else float("nan")
 
 
@@ -231,7 +232,8 @@ def kafka_failover(cluster, topic):
                       "linger.ms": 5, "message.timeout.ms": 60000, "retry.backoff.ms": 100})
 
         def cb(err, msg):
-            if err is None:
+            # Counted from records produced after the kill (their CreateTime, wall clock).
+            if err is None and msg.timestamp()[1] / 1000 > killed_wall[0]:
                 with lock:
                     acks.append(time.monotonic())
 
@@ -245,10 +247,12 @@ def kafka_failover(cluster, topic):
             p.poll(0.002)
         p.flush(60)
 
+    killed_wall = [float("inf")]
     t = threading.Thread(target=produce)
     t.start()
     time.sleep(3)
     killed_at = time.monotonic()
+    killed_wall[0] = time.time()
     victim.kill()
     deadline = killed_at + 30
     while time.monotonic() < deadline:
@@ -322,6 +326,7 @@ def main():
     ap.add_argument("--in-flight", type=int, default=64)
     ap.add_argument("--mib", type=int, default=64, help="MiB of 1 KiB records produced")
     a = ap.parse_args()
+    logging.basicConfig(level=logging.ERROR)  # kazoo's reconnect chatter during failovers
     zk_bench = load("bench_zk", ROOT / "bench" / "zk.py")
     kafka_bench = load("bench_kafka", ROOT / "bench" / "kafka.py")
     loader = zk_bench.load_binary(a.target_dir)
