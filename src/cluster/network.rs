@@ -453,3 +453,27 @@ impl RaftNetwork<TypeConfig> for RaftClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_counts_the_peers_that_answered_within_the_window() {
+        let window = Duration::from_millis(80);
+        let live = PeerLiveness::default();
+        // Never cleared (no leadership yet) and never answered: nobody counts as lost.
+        assert_eq!(live.answered_within([2, 3].into_iter(), window), 2);
+        live.clear();
+        // A new term: peers not heard from yet count until the window has passed.
+        assert_eq!(live.answered_within([2, 3].into_iter(), window), 2);
+        live.answered(2);
+        std::thread::sleep(Duration::from_millis(100));
+        // Silent since: neither the never-heard peer nor the one that answered once.
+        assert_eq!(live.answered_within([2, 3].into_iter(), window), 0);
+        live.answered(3);
+        assert_eq!(live.answered_within([2, 3].into_iter(), window), 1);
+        live.failed(2);
+        assert_eq!(live.answered_within([2, 3].into_iter(), window), 1);
+    }
+}
