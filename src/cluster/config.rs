@@ -36,6 +36,10 @@ pub struct ClusterConfig {
     /// Mutual TLS on the peer port with `[tls]`'s certificate, key and CA: a node serves and
     /// dials peers over TLS, and each end must present a certificate the CA signed.
     pub tls: bool,
+    /// Where the Kafka metadata lives in the tree (Kafka's `zookeeper.connect` chroot):
+    /// "" keeps `/brokers`, `/controller` and the rest at the root; `"/kafka-broker"` puts
+    /// them under `/kafka-broker/`. Every node must use the same.
+    pub metadata_chroot: String,
 }
 
 impl Default for ClusterConfig {
@@ -53,6 +57,7 @@ impl Default for ClusterConfig {
             rpc_timeout_ms: 5000,
             broker_session_timeout_ms: 1500,
             tls: false,
+            metadata_chroot: String::new(),
         }
     }
 }
@@ -91,6 +96,19 @@ impl ClusterConfig {
             return Err(format!(
                 "this node's id {node_id} is not in cluster.servers (ids: {}); set [node] id or myid to one of them",
                 ids.join(", ")
+            ));
+        }
+        let root = &self.metadata_chroot;
+        if !root.is_empty()
+            && (!root.starts_with('/')
+                || root[1..]
+                    .split('/')
+                    .any(|c| c.is_empty() || c == "." || c == "..")
+                || root == "/zookeeper"
+                || root.starts_with("/zookeeper/"))
+        {
+            return Err(format!(
+                "cluster.metadata_chroot {root:?} must be empty or an absolute znode path such as \"/kafka-broker\" (no trailing '/', not under /zookeeper)"
             ));
         }
         if self.heartbeat_interval_ms == 0 {

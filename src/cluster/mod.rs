@@ -124,6 +124,8 @@ pub struct Cluster {
     leaderless: Arc<Mutex<Option<std::time::Instant>>>,
     /// See [`Cluster::stood_down`].
     stand_down_after: Duration,
+    /// `cluster.metadata_chroot`.
+    metadata_chroot: String,
     /// How long the leader's RPCs to a peer fail before [`Cluster::unreachable_peers`]
     /// names it: two heartbeats, at least 200 ms.
     unreachable_after: Duration,
@@ -272,6 +274,7 @@ impl Cluster {
             liveness,
             leaderless,
             stand_down_after: Duration::from_millis(config.broker_session_timeout_ms),
+            metadata_chroot: config.metadata_chroot.clone(),
             unreachable_after: Duration::from_millis((2 * config.heartbeat_interval_ms).max(200)),
             znode_cap_bytes: AtomicU64::new(u64::MAX),
             tls,
@@ -328,6 +331,12 @@ impl Cluster {
     /// Registers what to do with session liveness reports from followers.
     pub fn set_touch_handler(&self, h: TouchHandler) {
         *self.touch.lock().expect("touch lock") = Some(h);
+    }
+
+    /// Where the Kafka metadata lives in the tree: "" (the root) or a path such as
+    /// `/kafka-broker` (`cluster.metadata_chroot`).
+    pub fn metadata_chroot(&self) -> &str {
+        &self.metadata_chroot
     }
 
     /// The timeout of one peer RPC (`rpc_timeout_ms`).

@@ -171,15 +171,22 @@ impl std::fmt::Debug for Replication {
 /// Where the cluster's id is kept, as Kafka-on-ZooKeeper kept it.
 const CLUSTER_ID_PATH: &str = "/cluster/id";
 
-fn topic_path(topic: &str) -> String {
-    format!("/brokers/topics/{topic}")
-}
-
-fn state_path(topic: &str, partition: i32) -> String {
-    format!("/brokers/topics/{topic}/partitions/{partition}/state")
-}
-
 impl Replication {
+    /// A metadata path under `cluster.metadata_chroot` ("" = the root).
+    fn p(&self, path: &str) -> String {
+        format!("{}{path}", self.cluster.metadata_chroot())
+    }
+
+    fn topic_path(&self, topic: &str) -> String {
+        self.p(&format!("/brokers/topics/{topic}"))
+    }
+
+    fn state_path(&self, topic: &str, partition: i32) -> String {
+        self.p(&format!(
+            "/brokers/topics/{topic}/partitions/{partition}/state"
+        ))
+    }
+
     /// Starts registration, metadata reconciliation, the controller and the fetchers.
     pub fn start(
         broker: Arc<Broker>,
@@ -204,7 +211,7 @@ impl Replication {
         groups.attach_cluster(r.clone());
         let me = r.clone();
         tokio::spawn(async move {
-            let mut events = me.zk.watch("/brokers");
+            let mut events = me.zk.watch(&me.p("/brokers"));
             loop {
                 me.register().await;
                 me.reconcile().await;
@@ -239,22 +246,29 @@ impl Replication {
     /// Creates the `/brokers` paths, `/cluster/id` and this node's ephemeral registration
     /// if missing.
     async fn register(&self) {
-        for path in ["/brokers", "/brokers/ids", "/brokers/topics", "/cluster"] {
-            self.ensure(path).await;
+        let root = self.cluster.metadata_chroot();
+        for (i, _) in root.match_indices('/').skip(1) {
+            self.ensure(&root[..i]).await;
         }
-        if self.zk.get(CLUSTER_ID_PATH).is_none() {
+        if !root.is_empty() {
+            self.ensure(root).await;
+        }
+        for path in ["/brokers", "/brokers/ids", "/brokers/topics", "/cluster"] {
+            self.ensure(&self.p(path)).await;
+        }
+        if self.zk.get(&self.p(CLUSTER_ID_PATH)).is_none() {
             // The first node to get here names the cluster with its own id (Kafka's format).
             let body = serde_json::json!({"version": "1", "id": self.broker.cluster_id});
             match self
                 .zk
-                .create(CLUSTER_ID_PATH, body.to_string().as_bytes(), false)
+                .create(&self.p(CLUSTER_ID_PATH), body.to_string().as_bytes(), false)
                 .await
             {
                 Ok(_) | Err(ErrorCode::NodeExists) => {}
                 Err(e) => tracing::debug!(error = ?e, "cannot write /cluster/id yet"),
             }
         }
-        let path = format!("/brokers/ids/{}", self.node_id);
+        let path = self.p(&format!("/brokers/ids/{}", self.node_id));
         if self
             .zk
             .get(&path)
@@ -286,12 +300,12 @@ impl Replication {
     pub fn live_brokers(&self) -> Vec<(i32, BrokerInfo)> {
         let mut out: Vec<(i32, BrokerInfo)> = self
             .zk
-            .children("/brokers/ids")
+            .children(&self.p("/brokers/ids"))
             .unwrap_or_default()
             .into_iter()
             .filter_map(|id| {
                 let n: i32 = id.parse().ok()?;
-                let (data, _) = self.zk.get(&format!("/brokers/ids/{id}"))?;
+                let (data, _) = self.zk.get(&self.p(&format!("/brokers/ids/{id}")))?;
                 Some((n, serde_json::from_slice(&data).ok()?))
             })
             .collect();
@@ -332,7 +346,7 @@ impl Replication {
                 live.len()
             )));
         }
-        if self.zk.get(&topic_path(name)).is_some() {
+        if self.zk.get(&self.topic_path(name)).is_some() {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
         if validate_only {
@@ -360,7 +374,7 @@ impl Replication {
         match self
             .zk
             .create(
-                &topic_path(name),
+                &self.topic_path(name),
                 &serde_json::to_vec(&body).expect("json"),
                 false,
             )
@@ -394,10 +408,10 @@ impl Replication {
         name: &str,
         assignment: &BTreeMap<String, Vec<i32>>,
     ) -> Result<(), TopicError> {
-        self.ensure(&format!("{}/partitions", topic_path(name)))
+        self.ensure(&format!("{}/partitions", self.topic_path(name)))
             .await;
         for (p, replicas) in assignment {
-            self.ensure(&format!("{}/partitions/{p}", topic_path(name)))
+            self.ensure(&format!("{}/partitions/{p}", self.topic_path(name)))
                 .await;
             let state = PartitionState {
                 leader: replicas[0],
@@ -407,7 +421,7 @@ impl Replication {
             if let Err(e) = self
                 .zk
                 .create(
-                    &state_path(name, p.parse().unwrap_or(-1)),
+                    &self.state_path(name, p.parse().unwrap_or(-1)),
                     &serde_json::to_vec(&state).expect("json"),
                     false,
                 )
@@ -426,7 +440,7 @@ impl Replication {
     /// DeleteTopics in a cluster: removes the topic's znodes through the quorum; every node
     /// (this one too) then deletes its local logs when it sees the topic gone.
     pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
-        let path = topic_path(name);
+        let path = self.topic_path(name);
         let Some((data, _)) = self.zk.get(&path) else {
             return Err(TopicError::Unknown(name.to_string()));
         };
@@ -472,7 +486,7 @@ impl Replication {
         total: i32,
         validate_only: bool,
     ) -> Result<(), TopicError> {
-        let path = topic_path(name);
+        let path = self.topic_path(name);
         let Some((data, stat)) = self.zk.get(&path) else {
             return Err(TopicError::Unknown(name.to_string()));
         };
@@ -537,7 +551,7 @@ impl Replication {
         if let Some(topic) = self.broker.topic(name) {
             return Ok(topic);
         }
-        if self.zk.get(&topic_path(name)).is_none() {
+        if self.zk.get(&self.topic_path(name)).is_none() {
             let rf = usize::from(replication_factor.max(1)).min(self.cluster.members().len());
             let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
             match self
@@ -651,12 +665,12 @@ impl Replication {
 
     /// Reads every topic and partition state from the tree and acts on changes.
     async fn reconcile(&self) {
-        let Some(names) = self.zk.children("/brokers/topics") else {
+        let Some(names) = self.zk.children(&self.p("/brokers/topics")) else {
             return;
         };
         self.drop_deleted(&names.iter().cloned().collect()).await;
         for name in names {
-            let Some((data, _)) = self.zk.get(&topic_path(&name)) else {
+            let Some((data, _)) = self.zk.get(&self.topic_path(&name)) else {
                 continue;
             };
             let Ok(assignment) = serde_json::from_slice::<Assignment>(&data) else {
@@ -684,7 +698,7 @@ impl Replication {
                 let Ok(index) = index.parse::<i32>() else {
                     continue;
                 };
-                let Some((data, stat)) = self.zk.get(&state_path(&name, index)) else {
+                let Some((data, stat)) = self.zk.get(&self.state_path(&name, index)) else {
                     continue;
                 };
                 let Ok(state) = serde_json::from_slice::<PartitionState>(&data) else {
@@ -812,7 +826,7 @@ impl Replication {
     /// (`{"version":1,"brokerid":N,"timestamp":"<ms>"}`, Kafka's format) and bumps the
     /// persistent `/controller_epoch` each time the controller changes.
     async fn claim_controller(&self) {
-        if let Some((data, stat)) = self.zk.get("/controller") {
+        if let Some((data, stat)) = self.zk.get(&self.p("/controller")) {
             let holder = serde_json::from_slice::<serde_json::Value>(&data)
                 .ok()
                 .and_then(|v| v.get("brokerid").and_then(serde_json::Value::as_i64));
@@ -820,12 +834,12 @@ impl Replication {
                 return;
             }
             // A former controller's registration that has not expired yet.
-            if let Err(e) = self.zk.delete("/controller", stat.version).await {
+            if let Err(e) = self.zk.delete(&self.p("/controller"), stat.version).await {
                 tracing::debug!(error = ?e, "cannot remove the former /controller yet");
                 return;
             }
         }
-        let epoch = match self.zk.get("/controller_epoch") {
+        let epoch = match self.zk.get(&self.p("/controller_epoch")) {
             Some((data, stat)) => {
                 let next = std::str::from_utf8(&data)
                     .ok()
@@ -835,7 +849,7 @@ impl Replication {
                 match self
                     .zk
                     .set(
-                        "/controller_epoch",
+                        &self.p("/controller_epoch"),
                         next.to_string().as_bytes(),
                         stat.version,
                     )
@@ -848,7 +862,11 @@ impl Replication {
                     }
                 }
             }
-            None => match self.zk.create("/controller_epoch", b"1", false).await {
+            None => match self
+                .zk
+                .create(&self.p("/controller_epoch"), b"1", false)
+                .await
+            {
                 Ok(_) => 1,
                 Err(e) => {
                     tracing::debug!(error = ?e, "cannot create /controller_epoch yet");
@@ -863,7 +881,7 @@ impl Replication {
         });
         match self
             .zk
-            .create("/controller", body.to_string().as_bytes(), true)
+            .create(&self.p("/controller"), body.to_string().as_bytes(), true)
             .await
         {
             Ok(_) => tracing::info!(
@@ -880,7 +898,7 @@ impl Replication {
         match self
             .zk
             .set(
-                &state_path(&key.0, key.1),
+                &self.state_path(&key.0, key.1),
                 &serde_json::to_vec(state).expect("json"),
                 version,
             )
@@ -1182,7 +1200,7 @@ impl Replication {
     /// The cluster id every node answers in Metadata: `/cluster/id`, written by the first
     /// node to register (this node's own id until then).
     pub fn cluster_id(&self) -> String {
-        let stored = self.zk.get(CLUSTER_ID_PATH).and_then(|(data, _)| {
+        let stored = self.zk.get(&self.p(CLUSTER_ID_PATH)).and_then(|(data, _)| {
             let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
             v.get("id")?.as_str().map(str::to_string)
         });
@@ -1298,7 +1316,11 @@ async fn follow_once(follower: &Follower, truncated: &mut bool) -> anyhow::Resul
     } = follower;
     let (node_id, leader, epoch) = (*node_id, *leader, *epoch);
     anyhow::ensure!(
-        zk.get(&format!("/brokers/ids/{leader}")).is_some(),
+        zk.get(&format!(
+            "{}/brokers/ids/{leader}",
+            cluster.metadata_chroot()
+        ))
+        .is_some(),
         "leader {leader} is not registered"
     );
     // Replica fetches go to the leader's peer port (`BRKF`), mutual TLS with `[cluster] tls`,
