@@ -165,4 +165,28 @@ mod tests {
         assert!(c.validate(1).unwrap_err().contains("3 or 5"));
         assert!(toml::from_str::<ClusterConfig>("heartbeat = 5\n").is_err());
     }
+
+    #[test]
+    fn a_metadata_chroot_must_be_an_absolute_znode_path() {
+        let servers = "servers = { 1 = \"a:1\", 2 = \"b:1\", 3 = \"c:1\" }\n";
+        for ok in ["", "/kafka-broker", "/a/b"] {
+            parse(&format!("{servers}metadata_chroot = \"{ok}\"\n"))
+                .validate(1)
+                .unwrap();
+        }
+        for bad in [
+            "kafka",
+            "/kafka/",
+            "/",
+            "/a//b",
+            "/zookeeper",
+            "/zookeeper/x",
+            "/a/..",
+        ] {
+            let e = parse(&format!("{servers}metadata_chroot = \"{bad}\"\n"))
+                .validate(1)
+                .unwrap_err();
+            assert!(e.contains("cluster.metadata_chroot"), "{bad}: {e}");
+        }
+    }
 }
