@@ -2,7 +2,7 @@
 //! many requests in flight and reports throughput per operation and single-request latency.
 //! Uses bramble's own jute codec (client side), so both servers see the same client.
 //!
-//! `cargo bench --bench zk_load -- --server 127.0.0.1:2181 [--nodes 100000] [--connections 8]
+//! `cargo bench --bench zk_load -- --server 127.0.0.1:2181[,host:port...] [--nodes 100000] [--connections 8]
 //!  [--in-flight 64] [--value-bytes 100] [--latency-ops 2000]`
 //! Prints one `key value` line per figure (bench/zk.py collects them).
 
@@ -152,8 +152,10 @@ async fn pipeline(
 
 async fn phase(o: &Opts, kind: Kind, root: &str, value: &[u8]) -> (f64, u64) {
     let mut conns = Vec::new();
-    for _ in 0..o.connections {
-        conns.push(connect(&o.server).await);
+    // A comma-separated --server (an ensemble) spreads the connections over its members.
+    let servers: Vec<&str> = o.server.split(',').collect();
+    for c in 0..o.connections as usize {
+        conns.push(connect(servers[c % servers.len()]).await);
     }
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -178,7 +180,7 @@ async fn phase(o: &Opts, kind: Kind, root: &str, value: &[u8]) -> (f64, u64) {
 }
 
 async fn latency(o: &Opts, kind: Kind, path: &str, value: &[u8]) -> (f64, f64) {
-    let mut s = connect(&o.server).await;
+    let mut s = connect(o.server.split(',').next().unwrap_or_default()).await;
     let mut samples = Vec::with_capacity(o.latency_ops as usize);
     for i in 0..o.latency_ops {
         let t = Instant::now();
@@ -200,7 +202,7 @@ async fn main() {
     let o = opts();
     let value = vec![b'v'; o.value_bytes];
     let root = format!("/bench-{}", std::process::id());
-    let mut s = connect(&o.server).await;
+    let mut s = connect(o.server.split(',').next().unwrap_or_default()).await;
     s.write_all(&request(Kind::Create, 1, &root, b""))
         .await
         .expect("send");

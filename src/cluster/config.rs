@@ -36,6 +36,10 @@ pub struct ClusterConfig {
     /// Mutual TLS on the peer port with `[tls]`'s certificate, key and CA: a node serves and
     /// dials peers over TLS, and each end must present a certificate the CA signed.
     pub tls: bool,
+    /// Where the Kafka metadata lives in the tree (Kafka's `zookeeper.connect` chroot):
+    /// "" keeps `/brokers`, `/controller` and the rest at the root; `"/kafka-broker"` puts
+    /// them under `/kafka-broker/`. Every node must use the same.
+    pub metadata_chroot: String,
 }
 
 impl Default for ClusterConfig {
@@ -53,6 +57,7 @@ impl Default for ClusterConfig {
             rpc_timeout_ms: 5000,
             broker_session_timeout_ms: 1500,
             tls: false,
+            metadata_chroot: String::new(),
         }
     }
 }
@@ -91,6 +96,19 @@ impl ClusterConfig {
             return Err(format!(
                 "this node's id {node_id} is not in cluster.servers (ids: {}); set [node] id or myid to one of them",
                 ids.join(", ")
+            ));
+        }
+        let root = &self.metadata_chroot;
+        if !root.is_empty()
+            && (!root.starts_with('/')
+                || root[1..]
+                    .split('/')
+                    .any(|c| c.is_empty() || c == "." || c == "..")
+                || root == "/zookeeper"
+                || root.starts_with("/zookeeper/"))
+        {
+            return Err(format!(
+                "cluster.metadata_chroot {root:?} must be empty or an absolute znode path such as \"/kafka-broker\" (no trailing '/', not under /zookeeper)"
             ));
         }
         if self.heartbeat_interval_ms == 0 {
@@ -146,5 +164,29 @@ mod tests {
         let c = parse("servers = { 1 = \"a:1\", 2 = \"b:1\" }\n");
         assert!(c.validate(1).unwrap_err().contains("3 or 5"));
         assert!(toml::from_str::<ClusterConfig>("heartbeat = 5\n").is_err());
+    }
+
+    #[test]
+    fn a_metadata_chroot_must_be_an_absolute_znode_path() {
+        let servers = "servers = { 1 = \"a:1\", 2 = \"b:1\", 3 = \"c:1\" }\n";
+        for ok in ["", "/kafka-broker", "/a/b"] {
+            parse(&format!("{servers}metadata_chroot = \"{ok}\"\n"))
+                .validate(1)
+                .unwrap();
+        }
+        for bad in [
+            "kafka",
+            "/kafka/",
+            "/",
+            "/a//b",
+            "/zookeeper",
+            "/zookeeper/x",
+            "/a/..",
+        ] {
+            let e = parse(&format!("{servers}metadata_chroot = \"{bad}\"\n"))
+                .validate(1)
+                .unwrap_err();
+            assert!(e.contains("cluster.metadata_chroot"), "{bad}: {e}");
+        }
     }
 }

@@ -122,6 +122,12 @@ pub struct Cluster {
     brkf_rx: Mutex<Option<mpsc::Receiver<Stream>>>,
     timeout: Duration,
     liveness: Arc<network::PeerLiveness>,
+    /// Since when this node has known no quorum leader (None while it knows one).
+    leaderless: Arc<Mutex<Option<std::time::Instant>>>,
+    /// See [`Cluster::stood_down`].
+    stand_down_after: Duration,
+    /// `cluster.metadata_chroot`.
+    metadata_chroot: String,
     /// How long the leader's RPCs to a peer fail before [`Cluster::unreachable_peers`]
     /// names it: two heartbeats, at least 200 ms.
     unreachable_after: Duration,
@@ -199,25 +205,59 @@ impl Cluster {
         let (leader_tx, leader_rx) = watch::channel(None);
         let mut metrics = raft.metrics();
         let fresh = liveness.clone();
+        let peers: Vec<NodeId> = members.keys().copied().filter(|m| *m != id).collect();
+        let majority = members.len() / 2 + 1;
+        // openraft keeps a leader that no longer reaches a majority in office until it hears a
+        // higher term. This node stops counting itself as leader once fewer than a majority
+        // (itself included) have answered its RPCs for an election timeout: by then the
+        // others may have elected someone else, and its clients must go there.
+        let quorum_window = Duration::from_millis(config.election_timeout_max_ms);
+        let mut tick = tokio::time::interval(Duration::from_millis(config.heartbeat_interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let leaderless = Arc::new(Mutex::new(Some(std::time::Instant::now())));
+        let leaderless_w = leaderless.clone();
         tokio::spawn(async move {
+            let mut raft_leader = None;
             loop {
-                let (leader, state, term) = {
+                let (reported, state, term) = {
                     let m = metrics.borrow_and_update();
                     (m.current_leader, m.state, m.current_term)
                 };
-                // Only a leader that has established itself counts for this node.
-                let leader = if leader == Some(id) && state != ServerState::Leader {
+                if reported != raft_leader {
+                    // A new term starts with fresh connections.
+                    fresh.clear();
+                    raft_leader = reported;
+                }
+                // Only a leader that has established itself, and still reaches a majority,
+                // counts for this node.
+                let leader = if reported == Some(id)
+                    && (state != ServerState::Leader
+                        || 1 + fresh.answered_within(peers.iter().copied(), quorum_window)
+                            < majority)
+                {
                     None
                 } else {
-                    leader
+                    reported
                 };
                 if *leader_tx.borrow() != leader {
-                    fresh.clear();
+                    if reported == Some(id) && state == ServerState::Leader && leader.is_none() {
+                        tracing::warn!(
+                            node = id,
+                            term,
+                            "leading no majority: standing down until a quorum answers"
+                        );
+                    }
                     tracing::info!(node = id, leader = ?leader, term, state = ?state, "quorum leader changed");
                     leader_tx.send_replace(leader);
+                    let mut since = leaderless_w.lock().expect("leaderless");
+                    *since = match leader {
+                        Some(_) => None,
+                        None => Some(since.unwrap_or_else(std::time::Instant::now)),
+                    };
                 }
-                if metrics.changed().await.is_err() {
-                    return;
+                tokio::select! {
+                    changed = metrics.changed() => if changed.is_err() { return },
+                    _ = tick.tick() => {}
                 }
             }
         });
@@ -234,6 +274,9 @@ impl Cluster {
             brkf_rx: Mutex::new(Some(brkf_rx)),
             timeout,
             liveness,
+            leaderless,
+            stand_down_after: Duration::from_millis(config.broker_session_timeout_ms),
+            metadata_chroot: config.metadata_chroot.clone(),
             unreachable_after: Duration::from_millis((2 * config.heartbeat_interval_ms).max(200)),
             znode_cap_bytes: AtomicU64::new(u64::MAX),
             tls,
@@ -260,6 +303,18 @@ impl Cluster {
         self.leader.clone()
     }
 
+    /// Whether this node has known no quorum leader for longer than its broker session
+    /// timeout: by then the majority, if there is one, counts this node as gone and has moved
+    /// its partition leaderships and its clients' sessions on. Such a node stops acting as a
+    /// partition leader and closes its ZooKeeper clients, so they go to the majority; it
+    /// serves again as soon as it knows a leader.
+    pub fn stood_down(&self) -> bool {
+        self.leaderless
+            .lock()
+            .expect("leaderless")
+            .is_some_and(|t| t.elapsed() >= self.stand_down_after)
+    }
+
     /// Whether this node is the quorum leader now.
     pub fn is_leader(&self) -> bool {
         *self.leader.borrow() == Some(self.id)
@@ -278,6 +333,17 @@ impl Cluster {
     /// Registers what to do with session liveness reports from followers.
     pub fn set_touch_handler(&self, h: TouchHandler) {
         *self.touch.lock().expect("touch lock") = Some(h);
+    }
+
+    /// Where the Kafka metadata lives in the tree: "" (the root) or a path such as
+    /// `/kafka-broker` (`cluster.metadata_chroot`).
+    pub fn metadata_chroot(&self) -> &str {
+        &self.metadata_chroot
+    }
+
+    /// The timeout of one peer RPC (`rpc_timeout_ms`).
+    pub fn rpc_timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Opens a `BRKF` (partition replication) connection to node `target`'s peer port.
@@ -311,9 +377,18 @@ impl Cluster {
         Ok(())
     }
 
+    /// The quorum leader, waiting for one at most until this node stands down for want of
+    /// one (see [`Cluster::stood_down`]): a request still waiting then fails, rather than
+    /// being forwarded after the node closed its client, which would apply a write whose
+    /// client saw the connection drop.
     async fn wait_leader(&self) -> Result<NodeId, ClusterError> {
         let mut rx = self.leader.clone();
-        let r = tokio::time::timeout(self.timeout, rx.wait_for(|l| l.is_some())).await;
+        let since = *self.leaderless.lock().expect("leaderless");
+        let until_stand_down = since.map_or(self.stand_down_after, |t| {
+            self.stand_down_after.saturating_sub(t.elapsed())
+        });
+        let wait = self.timeout.min(until_stand_down);
+        let r = tokio::time::timeout(wait, rx.wait_for(|l| l.is_some())).await;
         match r {
             Ok(Ok(l)) => Ok(l.expect("waited for some")),
             _ => Err(ClusterError::NoLeader),

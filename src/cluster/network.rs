@@ -282,11 +282,33 @@ pub struct Network {
 pub struct PeerLiveness {
     /// Per peer: `None` while it answers, else since when it has not.
     failing: Mutex<BTreeMap<NodeId, Option<Instant>>>,
+    /// When the outcomes were last forgotten, and each peer's last answer since.
+    answers: Mutex<(Option<Instant>, BTreeMap<NodeId, Instant>)>,
 }
 
 impl PeerLiveness {
     fn answered(&self, peer: NodeId) {
         self.failing.lock().expect("liveness").insert(peer, None);
+        self.answers
+            .lock()
+            .expect("liveness")
+            .1
+            .insert(peer, Instant::now());
+    }
+
+    /// Peers that answered an RPC within `window`. A peer not heard from since the outcomes
+    /// were forgotten counts while that was less than `window` ago (a new leader has not had
+    /// a heartbeat round yet). A link that drops packets silently shows here after `window`,
+    /// while [`PeerLiveness::failing_for`] waits for the RPC to time out.
+    pub fn answered_within(&self, peers: impl Iterator<Item = NodeId>, window: Duration) -> usize {
+        let answers = self.answers.lock().expect("liveness");
+        let fresh_start = answers.0.is_none_or(|t| t.elapsed() < window);
+        peers
+            .filter(|p| match answers.1.get(p) {
+                Some(t) => t.elapsed() < window,
+                None => fresh_start,
+            })
+            .count()
     }
 
     fn failed(&self, peer: NodeId) {
@@ -301,6 +323,7 @@ impl PeerLiveness {
     /// Forgets every outcome (a new leadership term starts with fresh connections).
     pub fn clear(&self) {
         self.failing.lock().expect("liveness").clear();
+        *self.answers.lock().expect("liveness") = (Some(Instant::now()), BTreeMap::new());
     }
 
     /// Peers whose RPCs have failed, without an answer since, for longer than `after`.
@@ -428,5 +451,29 @@ impl RaftNetwork<TypeConfig> for RaftClient {
             }
             _ => Err(self.unexpected()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_counts_the_peers_that_answered_within_the_window() {
+        let window = Duration::from_millis(80);
+        let live = PeerLiveness::default();
+        // Never cleared (no leadership yet) and never answered: nobody counts as lost.
+        assert_eq!(live.answered_within([2, 3].into_iter(), window), 2);
+        live.clear();
+        // A new term: peers not heard from yet count until the window has passed.
+        assert_eq!(live.answered_within([2, 3].into_iter(), window), 2);
+        live.answered(2);
+        std::thread::sleep(Duration::from_millis(100));
+        // Silent since: neither the never-heard peer nor the one that answered once.
+        assert_eq!(live.answered_within([2, 3].into_iter(), window), 0);
+        live.answered(3);
+        assert_eq!(live.answered_within([2, 3].into_iter(), window), 1);
+        live.failed(2);
+        assert_eq!(live.answered_within([2, 3].into_iter(), window), 1);
     }
 }

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{state_path, PartitionState, Replication};
+use super::{PartitionState, Replication};
 use crate::cluster::LocalZk;
 use crate::coordinator::ErrorCode;
 use crate::kafka::errors;
@@ -47,7 +47,7 @@ impl Replication {
         };
         // Compare-and-set on the state znode: a lost race re-reads and decides again.
         for _ in 0..3 {
-            let path = state_path(topic, partition);
+            let path = self.state_path(topic, partition);
             let Some((data, stat)) = self.zk.get(&path) else {
                 return Err((
                     errors::UNKNOWN_TOPIC_OR_PARTITION,

@@ -48,6 +48,8 @@ const RECONCILE_INTERVAL: Duration = Duration::from_millis(200);
 const FOLLOWER_MAX_WAIT_MS: i32 = 500;
 /// Most bytes one follower fetch asks for.
 const FOLLOWER_FETCH_BYTES: i32 = 1 << 20;
+/// How often a produce waiting for its ISR re-checks that this node still leads.
+const STAND_DOWN_CHECK: Duration = Duration::from_millis(250);
 
 /// A partition's leader, leader epoch and in-sync replicas (the state znode's JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,28 +186,34 @@ impl std::fmt::Debug for Replication {
 /// Where the cluster's id is kept, as Kafka-on-ZooKeeper kept it.
 const CLUSTER_ID_PATH: &str = "/cluster/id";
 
-fn topic_path(topic: &str) -> String {
-    format!("/brokers/topics/{topic}")
-}
-
-/// A topic's config overrides, where Kafka-on-ZooKeeper kept them (`{"version":1,"config":
-/// {..}}`): AlterConfigs on any node writes here and every node applies it to its logs.
-fn topic_config_path(topic: &str) -> String {
-    format!("/config/topics/{topic}")
-}
-
-/// The `/config/topics/<t>` JSON.
+/// The `/config/topics/<t>` JSON: a topic's config overrides, where Kafka-on-ZooKeeper kept
+/// them. AlterConfigs on any node writes it and every node applies it to its logs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TopicConfigNode {
     version: u32,
     config: BTreeMap<String, String>,
 }
 
-fn state_path(topic: &str, partition: i32) -> String {
-    format!("/brokers/topics/{topic}/partitions/{partition}/state")
-}
-
 impl Replication {
+    /// A metadata path under `cluster.metadata_chroot` ("" = the root).
+    fn p(&self, path: &str) -> String {
+        format!("{}{path}", self.cluster.metadata_chroot())
+    }
+
+    fn topic_path(&self, topic: &str) -> String {
+        self.p(&format!("/brokers/topics/{topic}"))
+    }
+
+    fn topic_config_path(&self, topic: &str) -> String {
+        self.p(&format!("/config/topics/{topic}"))
+    }
+
+    fn state_path(&self, topic: &str, partition: i32) -> String {
+        self.p(&format!(
+            "/brokers/topics/{topic}/partitions/{partition}/state"
+        ))
+    }
+
     /// Starts registration, metadata reconciliation, the controller and the fetchers.
     pub fn start(
         broker: Arc<Broker>,
@@ -234,8 +242,8 @@ impl Replication {
         groups.attach_cluster(r.clone());
         let me = r.clone();
         tokio::spawn(async move {
-            let mut events = me.zk.watch("/brokers");
-            let mut config_events = me.zk.watch("/config/topics");
+            let mut events = me.zk.watch(&me.p("/brokers"));
+            let mut config_events = me.zk.watch(&me.p("/config/topics"));
             let rebalance_every =
                 Duration::from_secs(me.broker.config.leader_imbalance_check_interval_seconds);
             let mut last_rebalance = Instant::now();
@@ -281,6 +289,13 @@ impl Replication {
     /// Creates the `/brokers` paths, `/cluster/id` and this node's ephemeral registration
     /// if missing.
     async fn register(&self) {
+        let root = self.cluster.metadata_chroot();
+        for (i, _) in root.match_indices('/').skip(1) {
+            self.ensure(&root[..i]).await;
+        }
+        if !root.is_empty() {
+            self.ensure(root).await;
+        }
         for path in [
             "/brokers",
             "/brokers/ids",
@@ -289,21 +304,21 @@ impl Replication {
             "/config",
             "/config/topics",
         ] {
-            self.ensure(path).await;
+            self.ensure(&self.p(path)).await;
         }
-        if self.zk.get(CLUSTER_ID_PATH).is_none() {
+        if self.zk.get(&self.p(CLUSTER_ID_PATH)).is_none() {
             // The first node to get here names the cluster with its own id (Kafka's format).
             let body = serde_json::json!({"version": "1", "id": self.broker.cluster_id});
             match self
                 .zk
-                .create(CLUSTER_ID_PATH, body.to_string().as_bytes(), false)
+                .create(&self.p(CLUSTER_ID_PATH), body.to_string().as_bytes(), false)
                 .await
             {
                 Ok(_) | Err(ErrorCode::NodeExists) => {}
                 Err(e) => tracing::debug!(error = ?e, "cannot write /cluster/id yet"),
             }
         }
-        let path = format!("/brokers/ids/{}", self.node_id);
+        let path = self.p(&format!("/brokers/ids/{}", self.node_id));
         match self.zk.get(&path).map(|(_, stat)| stat.ephemeral_owner) {
             Some(owner) if owner != 0 && Some(owner) == self.zk.own_session() => return,
             // A previous life's registration, whose session has not expired yet: replace it
@@ -336,12 +351,12 @@ impl Replication {
     pub fn live_brokers(&self) -> Vec<(i32, BrokerInfo)> {
         let mut out: Vec<(i32, BrokerInfo)> = self
             .zk
-            .children("/brokers/ids")
+            .children(&self.p("/brokers/ids"))
             .unwrap_or_default()
             .into_iter()
             .filter_map(|id| {
                 let n: i32 = id.parse().ok()?;
-                let (data, _) = self.zk.get(&format!("/brokers/ids/{id}"))?;
+                let (data, _) = self.zk.get(&self.p(&format!("/brokers/ids/{id}")))?;
                 Some((n, serde_json::from_slice(&data).ok()?))
             })
             .collect();
@@ -382,7 +397,7 @@ impl Replication {
                 live.len()
             )));
         }
-        if self.zk.get(&topic_path(name)).is_some() {
+        if self.zk.get(&self.topic_path(name)).is_some() {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
         if validate_only {
@@ -410,7 +425,7 @@ impl Replication {
         match self
             .zk
             .create(
-                &topic_path(name),
+                &self.topic_path(name),
                 &serde_json::to_vec(&body).expect("json"),
                 false,
             )
@@ -450,7 +465,7 @@ impl Replication {
         overrides: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), TopicError> {
-        if self.zk.get(&topic_path(name)).is_none() {
+        if self.zk.get(&self.topic_path(name)).is_none() {
             return Err(TopicError::Unknown(name.to_string()));
         }
         self.broker
@@ -469,7 +484,7 @@ impl Replication {
         name: &str,
         config: &BTreeMap<String, String>,
     ) -> Result<(), TopicError> {
-        let path = topic_config_path(name);
+        let path = self.topic_config_path(name);
         let body = serde_json::to_vec(&TopicConfigNode {
             version: 1,
             config: config.clone(),
@@ -490,7 +505,7 @@ impl Replication {
         assignment: &Assignment,
     ) -> BTreeMap<String, String> {
         self.zk
-            .get(&topic_config_path(name))
+            .get(&self.topic_config_path(name))
             .and_then(|(data, _)| serde_json::from_slice::<TopicConfigNode>(&data).ok())
             .map_or_else(|| assignment.config.clone(), |node| node.config)
     }
@@ -501,10 +516,10 @@ impl Replication {
         name: &str,
         assignment: &BTreeMap<String, Vec<i32>>,
     ) -> Result<(), TopicError> {
-        self.ensure(&format!("{}/partitions", topic_path(name)))
+        self.ensure(&format!("{}/partitions", self.topic_path(name)))
             .await;
         for (p, replicas) in assignment {
-            self.ensure(&format!("{}/partitions/{p}", topic_path(name)))
+            self.ensure(&format!("{}/partitions/{p}", self.topic_path(name)))
                 .await;
             let state = PartitionState {
                 leader: replicas[0],
@@ -514,7 +529,7 @@ impl Replication {
             if let Err(e) = self
                 .zk
                 .create(
-                    &state_path(name, p.parse().unwrap_or(-1)),
+                    &self.state_path(name, p.parse().unwrap_or(-1)),
                     &serde_json::to_vec(&state).expect("json"),
                     false,
                 )
@@ -533,7 +548,7 @@ impl Replication {
     /// DeleteTopics in a cluster: removes the topic's znodes through the quorum; every node
     /// (this one too) then deletes its local logs when it sees the topic gone.
     pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
-        let path = topic_path(name);
+        let path = self.topic_path(name);
         let Some((data, _)) = self.zk.get(&path) else {
             return Err(TopicError::Unknown(name.to_string()));
         };
@@ -565,7 +580,7 @@ impl Replication {
                 Err(e) => return Err(TopicError::Storage(format!("deleting {doomed}: {e:?}"))),
             }
         }
-        match self.zk.delete(&topic_config_path(name), -1).await {
+        match self.zk.delete(&self.topic_config_path(name), -1).await {
             Ok(()) | Err(ErrorCode::NoNode) => {}
             Err(e) => {
                 tracing::warn!(topic = name, error = ?e, "cannot delete the topic's config znode")
@@ -585,7 +600,7 @@ impl Replication {
         total: i32,
         validate_only: bool,
     ) -> Result<(), TopicError> {
-        let path = topic_path(name);
+        let path = self.topic_path(name);
         let Some((data, stat)) = self.zk.get(&path) else {
             return Err(TopicError::Unknown(name.to_string()));
         };
@@ -650,7 +665,7 @@ impl Replication {
         if let Some(topic) = self.broker.topic(name) {
             return Ok(topic);
         }
-        if self.zk.get(&topic_path(name)).is_none() {
+        if self.zk.get(&self.topic_path(name)).is_none() {
             let rf = usize::from(replication_factor.max(1)).min(self.cluster.members().len());
             let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
             match self
@@ -764,12 +779,12 @@ impl Replication {
 
     /// Reads every topic and partition state from the tree and acts on changes.
     async fn reconcile(&self) {
-        let Some(names) = self.zk.children("/brokers/topics") else {
+        let Some(names) = self.zk.children(&self.p("/brokers/topics")) else {
             return;
         };
         self.drop_deleted(&names.iter().cloned().collect()).await;
         for name in names {
-            let Some((data, _)) = self.zk.get(&topic_path(&name)) else {
+            let Some((data, _)) = self.zk.get(&self.topic_path(&name)) else {
                 continue;
             };
             let Ok(assignment) = serde_json::from_slice::<Assignment>(&data) else {
@@ -809,7 +824,7 @@ impl Replication {
                 let Ok(index) = index.parse::<i32>() else {
                     continue;
                 };
-                let Some((data, stat)) = self.zk.get(&state_path(&name, index)) else {
+                let Some((data, stat)) = self.zk.get(&self.state_path(&name, index)) else {
                     continue;
                 };
                 let Ok(state) = serde_json::from_slice::<PartitionState>(&data) else {
@@ -949,7 +964,7 @@ impl Replication {
     /// (`{"version":1,"brokerid":N,"timestamp":"<ms>"}`, Kafka's format) and bumps the
     /// persistent `/controller_epoch` each time the controller changes.
     async fn claim_controller(&self) {
-        if let Some((data, stat)) = self.zk.get("/controller") {
+        if let Some((data, stat)) = self.zk.get(&self.p("/controller")) {
             let holder = serde_json::from_slice::<serde_json::Value>(&data)
                 .ok()
                 .and_then(|v| v.get("brokerid").and_then(serde_json::Value::as_i64));
@@ -957,12 +972,12 @@ impl Replication {
                 return;
             }
             // A former controller's registration that has not expired yet.
-            if let Err(e) = self.zk.delete("/controller", stat.version).await {
+            if let Err(e) = self.zk.delete(&self.p("/controller"), stat.version).await {
                 tracing::debug!(error = ?e, "cannot remove the former /controller yet");
                 return;
             }
         }
-        let epoch = match self.zk.get("/controller_epoch") {
+        let epoch = match self.zk.get(&self.p("/controller_epoch")) {
             Some((data, stat)) => {
                 let next = std::str::from_utf8(&data)
                     .ok()
@@ -972,7 +987,7 @@ impl Replication {
                 match self
                     .zk
                     .set(
-                        "/controller_epoch",
+                        &self.p("/controller_epoch"),
                         next.to_string().as_bytes(),
                         stat.version,
                     )
@@ -985,7 +1000,11 @@ impl Replication {
                     }
                 }
             }
-            None => match self.zk.create("/controller_epoch", b"1", false).await {
+            None => match self
+                .zk
+                .create(&self.p("/controller_epoch"), b"1", false)
+                .await
+            {
                 Ok(_) => 1,
                 Err(e) => {
                     tracing::debug!(error = ?e, "cannot create /controller_epoch yet");
@@ -1000,7 +1019,7 @@ impl Replication {
         });
         match self
             .zk
-            .create("/controller", body.to_string().as_bytes(), true)
+            .create(&self.p("/controller"), body.to_string().as_bytes(), true)
             .await
         {
             Ok(_) => tracing::info!(
@@ -1017,7 +1036,7 @@ impl Replication {
         match self
             .zk
             .set(
-                &state_path(&key.0, key.1),
+                &self.state_path(&key.0, key.1),
                 &serde_json::to_vec(state).expect("json"),
                 version,
             )
@@ -1196,13 +1215,26 @@ impl Replication {
                 };
             }
             self.check_produce(&partition.topic, partition.index, -1)?;
-            if tokio::time::timeout_at(deadline, arrivals.changed())
+            // Woken by new data, and at least every STAND_DOWN_CHECK: a node cut off from
+            // the quorum stands down while its followers are silent, and its waiting
+            // producers must hear NOT_LEADER_OR_FOLLOWER then, not a timeout much later.
+            let wake = deadline.min(tokio::time::Instant::now() + STAND_DOWN_CHECK);
+            if tokio::time::timeout_at(wake, arrivals.changed())
                 .await
                 .is_err()
+                && tokio::time::Instant::now() >= deadline
             {
                 return Err(errors::REQUEST_TIMED_OUT);
             }
         }
+    }
+
+    /// Whether this node acts as the partition's leader: the tree says so and this node has
+    /// not stood down for want of a quorum leader
+    /// ([`crate::cluster::Cluster::stood_down`]), which is when
+    /// the majority moves the leadership elsewhere.
+    fn leads(&self, k: &Known) -> bool {
+        k.state.leader == self.node_id && !self.cluster.stood_down()
     }
 
     fn state_of(&self, topic: &str, partition: i32) -> Option<Known> {
@@ -1219,7 +1251,7 @@ impl Replication {
         let Some(k) = self.state_of(topic, partition) else {
             return Err(errors::NOT_LEADER_OR_FOLLOWER);
         };
-        if k.state.leader != self.node_id {
+        if !self.leads(&k) {
             return Err(errors::NOT_LEADER_OR_FOLLOWER);
         }
         if acks == -1 && k.state.isr.len() < self.min_insync(topic, k.replicas.len()) {
@@ -1231,7 +1263,7 @@ impl Replication {
     /// Requests only the partition leader answers (ListOffsets from consumers).
     pub fn check_leader(&self, topic: &str, partition: i32) -> Result<(), i16> {
         match self.state_of(topic, partition) {
-            Some(k) if k.state.leader == self.node_id => Ok(()),
+            Some(k) if self.leads(&k) => Ok(()),
             _ => Err(errors::NOT_LEADER_OR_FOLLOWER),
         }
     }
@@ -1259,7 +1291,7 @@ impl Replication {
         let Some(k) = self.state_of(topic, partition.index) else {
             return Err(errors::NOT_LEADER_OR_FOLLOWER);
         };
-        if k.state.leader != self.node_id {
+        if !self.leads(&k) {
             return Err(errors::NOT_LEADER_OR_FOLLOWER);
         }
         if replica_id >= 0 {
@@ -1324,11 +1356,17 @@ impl Replication {
         partition.advance_high_watermark_to(hw);
     }
 
-    /// Metadata: (leader, leader epoch, replicas, ISR) of a partition as this node knows it.
+    /// Metadata: (leader, leader epoch, replicas, ISR) of a partition as this node knows it;
+    /// no leader (-1) where this node leads in its tree but has stood down, so clients ask
+    /// another node.
     pub fn describe(&self, topic: &str, partition: i32) -> Option<(i32, i32, Vec<i32>, Vec<i32>)> {
         self.state_of(topic, partition).map(|k| {
             (
-                k.state.leader,
+                if k.state.leader == self.node_id && !self.leads(&k) {
+                    -1
+                } else {
+                    k.state.leader
+                },
                 k.state.leader_epoch,
                 k.replicas,
                 k.state.isr,
@@ -1339,7 +1377,7 @@ impl Replication {
     /// The cluster id every node answers in Metadata: `/cluster/id`, written by the first
     /// node to register (this node's own id until then).
     pub fn cluster_id(&self) -> String {
-        let stored = self.zk.get(CLUSTER_ID_PATH).and_then(|(data, _)| {
+        let stored = self.zk.get(&self.p(CLUSTER_ID_PATH)).and_then(|(data, _)| {
             let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
             v.get("id")?.as_str().map(str::to_string)
         });
@@ -1457,7 +1495,11 @@ async fn follow_once(follower: &Follower, truncated: &mut bool) -> anyhow::Resul
     } = follower;
     let (node_id, leader, epoch) = (*node_id, *leader, *epoch);
     anyhow::ensure!(
-        zk.get(&format!("/brokers/ids/{leader}")).is_some(),
+        zk.get(&format!(
+            "{}/brokers/ids/{leader}",
+            cluster.metadata_chroot()
+        ))
+        .is_some(),
         "leader {leader} is not registered"
     );
     // Replica fetches go to the leader's peer port (`BRKF`), mutual TLS with `[cluster] tls`,
@@ -1511,7 +1553,15 @@ async fn follow_once(follower: &Follower, truncated: &mut bool) -> anyhow::Resul
                     .with_fetch_offset(offset)
                     .with_log_start_offset(-1)
                     .with_partition_max_bytes(max_bytes)])]);
-        let response = client.send(request, 12).await?;
+        // A fetch answers within its max wait: one silent for longer than that plus an RPC
+        // timeout is on a connection the network lost (after a partition heals, TCP's
+        // backed-off retransmissions can take tens of seconds): open a new one.
+        let response = tokio::time::timeout(
+            Duration::from_millis(FOLLOWER_MAX_WAIT_MS as u64) + cluster.rpc_timeout(),
+            client.send(request, 12),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("no Fetch answer from leader {leader}"))??;
         let data = response
             .responses
             .first()

@@ -452,6 +452,29 @@ impl ZkServer {
     fn cluster_tick(self: &Arc<Self>, cluster: &Arc<Cluster>, reap: bool) {
         let leading = cluster.is_leader();
         self.touch_server_session();
+        if cluster.stood_down() {
+            // Cut off from the majority: as a ZooKeeper server that loses its quorum, close
+            // every client so it tries the next server in its list (its session lives on
+            // there); new ones are refused until this node knows a leader again.
+            let mut inner = self.lock();
+            let dropped: Vec<ConnEntry> = inner.conns.drain().map(|(_, c)| c).collect();
+            drop(inner);
+            if !dropped.is_empty() {
+                tracing::warn!(
+                    node = cluster.id(),
+                    clients = dropped.len(),
+                    "no quorum leader: closing ZooKeeper clients"
+                );
+            }
+            for c in dropped {
+                let _ = c.tx.send(Out {
+                    frame: Vec::new(),
+                    zxid: 0,
+                    _permit: None,
+                    close_after: true,
+                });
+            }
+        }
         if leading && !self.was_leader.swap(true, Ordering::SeqCst) {
             // A new leader did not hear the old one's pings: every session starts afresh.
             let now = self.mono_ms();
@@ -983,6 +1006,10 @@ async fn establish_clustered(
     tx: &mpsc::UnboundedSender<Out>,
     peer: SocketAddr,
 ) -> Established {
+    if cluster.stood_down() {
+        tracing::debug!(peer = %peer, "no quorum leader: refusing a client");
+        return Established::Stale;
+    }
     let last = zk.lock().coord.last_zxid();
     if req.last_zxid_seen > last {
         tracing::warn!(peer = %peer, client_zxid = req.last_zxid_seen, server_zxid = last, "refusing a client that has seen a newer zxid");

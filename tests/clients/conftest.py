@@ -5,6 +5,7 @@ the built binary, with its own config file and data directory.
 """
 import os
 import pathlib
+import secrets
 import shutil
 import signal
 import socket
@@ -49,16 +50,22 @@ def admin_keys(admin_config: str) -> str:
 class Bramble:
     """One bramble node: start, stop (SIGTERM), kill (SIGKILL), restart."""
 
+    # The network namespace the process runs in (`ip netns exec`); None: the test's own.
+    netns = None
+
     def __init__(self, workdir: pathlib.Path, extra_config: str = "", host="127.0.0.1", sections: str = "",
                  admin_config: str = ""):
         if not BINARY.exists():
             raise RuntimeError(f"{BINARY} is missing: build with `cargo build` first")
         self.workdir = workdir
         self.host = host
-        self.kafka_port = free_port(host)
-        self.zk_port = free_port(host)
+        # A node inside a network namespace (NetnsLab) binds an address the test's own
+        # namespace does not have: its ports are picked on loopback (any free number will do there).
+        port_host = host if self.netns is None else "127.0.0.1"
+        self.kafka_port = free_port(port_host)
+        self.zk_port = free_port(port_host)
         # The admin HTTP listener defaults to 8080: give every node its own port.
-        self.admin_port = free_port(host)
+        self.admin_port = free_port(port_host)
         self.log_dir = workdir / "kafka-logs"
         self.zk_dir = workdir / "zookeeper"
         self.config_path = workdir / "bramble.toml"
@@ -103,14 +110,20 @@ class Bramble:
     def write_config(self):
         self.config_path.write_text(self.config_text())
 
-    def start(self):
+    def spawn(self):
+        """Start the process without waiting for it to listen."""
         assert self.process is None or self.process.poll() is not None
         self.stderr = open(self.stderr_path, "ab")
         env = dict(os.environ, BRAMBLE_LOG=os.environ.get("BRAMBLE_LOG", "info"), NO_COLOR="1", **self.env)
+        # `ip netns exec` execs bramble in place, so the pid (and kill) is bramble's own.
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.process = subprocess.Popen(
-            [str(BINARY), "serve", "--config", str(self.config_path)],
+            prefix + [str(BINARY), "serve", "--config", str(self.config_path)],
             stdout=self.stderr, stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
         )
+
+    def start(self):
+        self.spawn()
         wait_for_port(self.host, self.kafka_port, process=self.process)
         return self
 
@@ -179,10 +192,11 @@ class ClusterNode(Bramble):
     """One member of a local cluster: its own loopback address (127.0.0.1N), a `[cluster]`
     section listing every member, and the node id N."""
 
-    def __init__(self, workdir, node_id, host, peer_port, servers, extra_config=""):
+    def __init__(self, workdir, node_id, host, peer_port, servers, extra_config="", netns=None):
         self.node_id = node_id
         self.peer_port = peer_port
         self.servers = servers
+        self.netns = netns
         # Extra `[broker]` keys (a TOML table cannot be opened twice, so not in `sections`).
         self.broker_config = ""
         super().__init__(workdir, extra_config, host=host)
@@ -231,27 +245,29 @@ class ClusterNode(Bramble):
 
 
 class LocalCluster:
-    """N bramble processes on 127.0.0.11, .12, ... forming one quorum."""
+    """N bramble processes on 127.0.0.11, .12, ... forming one quorum; with `lab` (a NetnsLab),
+    node N runs in the lab's namespace N on the lab's address N instead."""
 
-    def __init__(self, tmp_path, size=3, extra_config=""):
-        hosts = [f"127.0.0.{10 + i}" for i in range(1, size + 1)]
-        peer_ports = [free_port(h) for h in hosts]
+    def __init__(self, tmp_path, size=3, extra_config="", lab=None):
+        if lab is None:
+            hosts = [f"127.0.0.{10 + i}" for i in range(1, size + 1)]
+            spaces = [None] * size
+            peer_ports = [free_port(h) for h in hosts]
+        else:
+            assert len(lab.hosts) == size, f"the lab has {len(lab.hosts)} namespaces, not {size}"
+            hosts, spaces = lab.hosts, lab.namespaces
+            peer_ports = [free_port() for _ in hosts]
         servers = {i + 1: f"{h}:{p}" for i, (h, p) in enumerate(zip(hosts, peer_ports))}
         self.nodes = []
         for i, (h, p) in enumerate(zip(hosts, peer_ports)):
             workdir = tmp_path / f"node-{i + 1}"
             workdir.mkdir()
-            self.nodes.append(ClusterNode(workdir, i + 1, h, p, servers, extra_config))
+            self.nodes.append(ClusterNode(workdir, i + 1, h, p, servers, extra_config, netns=spaces[i]))
 
     def start(self):
         # Start every node before waiting on any: the first needs a majority to elect.
         for n in self.nodes:
-            n.stderr = open(n.stderr_path, "ab")
-            env = dict(os.environ, BRAMBLE_LOG=os.environ.get("BRAMBLE_LOG", "info"), NO_COLOR="1")
-            n.process = subprocess.Popen(
-                [str(BINARY), "serve", "--config", str(n.config_path)],
-                stdout=n.stderr, stderr=subprocess.STDOUT, cwd=n.workdir, env=env,
-            )
+            n.spawn()
         for n in self.nodes:
             wait_for_port(n.host, n.zk_port, process=n.process)
         self.wait_for_leader()
@@ -293,14 +309,116 @@ def bramble_cluster(tmp_path):
     """Make a local cluster (not started); every node is stopped at the end of the test."""
     clusters = []
 
-    def make(size=3, extra_config=""):
-        c = LocalCluster(tmp_path, size, extra_config)
+    def make(size=3, extra_config="", lab=None):
+        c = LocalCluster(tmp_path, size, extra_config, lab)
         clusters.append(c)
         return c
 
     yield make
     for c in clusters:
         c.stop()
+class NetnsLab:
+    """Network namespaces for a cluster test: namespace N holds node N on 10.213.S.(10+N), joined by
+    a veth pair to one bridge made for the run in the test's namespace, which has 10.213.S.1 and so
+    reaches every node (clients run in the test's namespace). Nothing but the interfaces and
+    namespaces made here is touched; `cleanup` removes them all.
+
+    `cut(N)` isolates node N from its peers with blackhole routes on both sides (the network
+    between the Pis fails while clients still reach each of them); `heal(N)` removes them."""
+
+    def __init__(self, size=3):
+        require_tool("ip")
+        self.run = f"{os.getpid() % 0x10000:04x}{secrets.token_hex(2)}"
+        self.bridge = f"bbr{self.run}"
+        self.namespaces = []
+        self.veths = []
+        self.subnet = self._free_subnet()
+        self.hosts = [f"{self.subnet}.{10 + i}" for i in range(1, size + 1)]
+        self.cuts = set()
+        try:
+            self._ip("link", "add", self.bridge, "type", "bridge")
+            self._ip("addr", "add", f"{self.subnet}.1/24", "dev", self.bridge)
+            self._ip("link", "set", self.bridge, "up")
+            for i, host in enumerate(self.hosts, start=1):
+                ns = f"bramble-{self.run}-{i}"
+                self._ip("netns", "add", ns)
+                self.namespaces.append(ns)
+                veth = f"bv{self.run}n{i}"
+                self._ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+                self.veths.append(veth)
+                self._ip("link", "set", veth, "master", self.bridge)
+                self._ip("link", "set", veth, "up")
+                self._ip("-n", ns, "link", "set", "lo", "up")
+                self._ip("-n", ns, "addr", "add", f"{host}/24", "dev", "eth0")
+                self._ip("-n", ns, "link", "set", "eth0", "up")
+        except BaseException:
+            self.cleanup()
+            raise
+
+    @staticmethod
+    def _ip(*args, check=True):
+        r = subprocess.run(["ip", *args], capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"ip {' '.join(args)}: {r.stderr.strip()}")
+        return r.stdout
+
+    def _free_subnet(self):
+        """A 10.213.S.0/24 that no address or route on this machine uses."""
+        used = self._ip("-4", "addr") + self._ip("-4", "route")
+        for s in sorted(range(1, 255), key=lambda _: secrets.randbits(16)):
+            if f"10.213.{s}." not in used:
+                return f"10.213.{s}"
+        raise RuntimeError("no free 10.213.x.0/24 subnet")
+
+    def _routes(self, action, node):
+        """Blackhole routes between node `node` (1-based) and every other node, both ways."""
+        me = self.namespaces[node - 1]
+        for i, ns in enumerate(self.namespaces, start=1):
+            if i == node:
+                continue
+            self._ip("-n", me, "route", action, "blackhole", f"{self.hosts[i - 1]}/32")
+            self._ip("-n", ns, "route", action, "blackhole", f"{self.hosts[node - 1]}/32")
+
+    def cut(self, node):
+        self._routes("add", node)
+        self.cuts.add(node)
+
+    def heal(self, node):
+        self._routes("del", node)
+        self.cuts.discard(node)
+
+    def cleanup(self):
+        for ns in self.namespaces:
+            # Only processes this test started run in these namespaces.
+            for pid in self._ip("netns", "pids", ns, check=False).split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+        for veth in self.veths:
+            self._ip("link", "del", veth, check=False)
+        for ns in self.namespaces:
+            self._ip("netns", "del", ns, check=False)
+        self._ip("link", "del", self.bridge, check=False)
+        self.namespaces, self.veths = [], []
+
+
+@pytest.fixture
+def netns_lab():
+    """Make a NetnsLab; its namespaces, veths and bridge are removed at the end, pass or fail.
+    Request it before `bramble_cluster`, so the nodes stop before their namespaces go."""
+    labs = []
+
+    def make(size=3):
+        lab = NetnsLab(size)
+        labs.append(lab)
+        return lab
+
+    yield make
+    for lab in labs:
+        lab.cleanup()
+
+
 # --- slow tests (emulation) -------------------------------------------------------------------
 # `--slow` (tests/run-all.sh passes it when BRAMBLE_SLOW_TESTS=1) runs tests marked
 # `@pytest.mark.slow`, such as booting an image under qemu-system-aarch64. Without it they are

@@ -4,6 +4,7 @@ every node, ListOffsets answered by the partition leader only, and `min_insync_r
 defaulting to 2 for topics with 3 replicas, as DescribeConfigs says, and topic configs
 changed on one node applied on every node through `/config/topics/<t>` (5-node cluster, two replicas killed)."""
 import json
+import subprocess
 import time
 
 from confluent_kafka import KafkaError, Producer
@@ -14,7 +15,7 @@ from kafka.client_async import KafkaClient
 from kafka.protocol.list_offsets import ListOffsetsRequest_v1
 from kazoo.client import KazooClient
 
-from conftest import wait_for_port
+from conftest import BINARY, wait_for_port
 
 NOT_LEADER_OR_FOLLOWER = 6
 
@@ -294,3 +295,42 @@ def test_the_peer_port_serves_replica_fetches_and_nothing_else(bramble_cluster):
         assert receive(s) is None, "the peer port answered a DeleteTopics"
     time.sleep(1)
     assert "kept" in admin.list_topics(timeout=10).topics
+
+
+def test_metadata_chroot_puts_the_kafka_tree_under_it(bramble_cluster):
+    """`[cluster] metadata_chroot = "/kafka-broker"`: /brokers, /controller and the rest appear
+    under it (as Kafka with a chroot in zookeeper.connect), nothing at the root, and Kafka
+    works as before."""
+    cluster = bramble_cluster(3, extra_config='metadata_chroot = "/kafka-broker"').start()
+    for n in cluster.nodes:
+        wait_for_port(n.host, n.kafka_port, process=n.process)
+    admin = AdminClient({"bootstrap.servers": bootstrap(cluster)})
+    wait_for("3 brokers registered", lambda: len(admin.list_topics(timeout=10).brokers) == 3)
+    admin.create_topics([NewTopic("rooted", num_partitions=1, replication_factor=3)])["rooted"].result(20)
+    p = Producer({"bootstrap.servers": bootstrap(cluster), "acks": "all"})
+    p.produce("rooted", b"under the chroot")
+    assert p.flush(30) == 0
+    zk = zk_client(cluster)
+    try:
+        zk.sync("/")
+        state = wait_for("partition state under the chroot", lambda: zk.exists(
+            "/kafka-broker/brokers/topics/rooted/partitions/0/state") and json.loads(
+            zk.get("/kafka-broker/brokers/topics/rooted/partitions/0/state")[0]))
+        assert sorted(state["isr"]) == [1, 2, 3]
+        assert sorted(zk.get_children("/kafka-broker/brokers/ids")) == ["1", "2", "3"]
+        assert json.loads(zk.get("/kafka-broker/controller")[0])["brokerid"] == cluster.leader().node_id
+        assert zk.exists("/kafka-broker/cluster/id") is not None
+        assert zk.exists("/kafka-broker/controller_epoch") is not None
+        for path in ("/brokers", "/controller", "/controller_epoch", "/cluster"):
+            assert zk.exists(path) is None, f"{path} exists at the root despite the chroot"
+    finally:
+        zk.stop()
+
+
+def test_a_relative_metadata_chroot_is_refused(bramble_cluster):
+    cluster = bramble_cluster(3, extra_config='metadata_chroot = "kafka"')
+    node = cluster.node(1)
+    out = subprocess.run([str(BINARY), "serve", "--config", str(node.config_path)], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode != 0
+    assert "cluster.metadata_chroot" in out.stdout + out.stderr
