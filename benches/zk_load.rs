@@ -56,14 +56,7 @@ fn opts() -> Opts {
 async fn connect(addr: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     s.set_nodelay(true).expect("nodelay");
-    let req = ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen: 0,
-        timeout_ms: 30_000,
-        session_id: 0,
-        password: vec![0; 16],
-        read_only: Some(false),
-    };
+    let req = ConnectRequest::new_session(30_000);
     s.write_all(&req.encode()).await.expect("send connect");
     let f = read_frame(&mut s).await;
     assert!(

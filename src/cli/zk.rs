@@ -89,14 +89,7 @@ impl Session {
             xid: 0,
             max_frame: 16 << 20,
         };
-        let req = ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            timeout_ms: 10_000,
-            session_id: 0,
-            password: vec![0; 16],
-            read_only: Some(false),
-        };
+        let req = ConnectRequest::new_session(10_000);
         s.stream.write_all(&req.encode()).await?;
         let resp = ConnectResponse::decode(&s.frame().await?)?;
         if resp.timeout_ms <= 0 {

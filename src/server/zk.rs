@@ -1623,14 +1623,7 @@ mod memory_tests {
 
     async fn session(addr: SocketAddr) -> TcpStream {
         let mut s = TcpStream::connect(addr).await.unwrap();
-        let connect = ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            timeout_ms: 10_000,
-            session_id: 0,
-            password: vec![0; 16],
-            read_only: Some(false),
-        };
+        let connect = ConnectRequest::new_session(10_000);
         s.write_all(&connect.encode()).await.unwrap();
         let answer = ConnectResponse::decode(&read_frame(&mut s).await).unwrap();
         assert_ne!(answer.session_id, 0);

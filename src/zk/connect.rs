@@ -21,6 +21,19 @@ pub struct ConnectRequest {
 }
 
 impl ConnectRequest {
+    /// A request for a new session with this timeout (no session id, a zero password, not
+    /// read-only), as a client that has seen nothing sends it.
+    pub fn new_session(timeout_ms: i32) -> ConnectRequest {
+        ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout_ms,
+            session_id: 0,
+            password: vec![0; 16],
+            read_only: Some(false),
+        }
+    }
+
     /// Decodes a connect frame body.
     pub fn decode(buf: &[u8]) -> Result<ConnectRequest, DecodeError> {
         let mut r = Reader::new(buf);

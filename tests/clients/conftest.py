@@ -419,6 +419,22 @@ def netns_lab():
         lab.cleanup()
 
 
+def eventually(what, pred, timeout=30.0, interval=0.2):
+    """Polls `pred` until it returns something true (an exception counts as not yet) and
+    returns that; fails with `what` and the last value or error at the deadline."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        try:
+            value = pred()
+        except Exception as e:  # noqa: BLE001 - retried until the deadline, then reported
+            value = e
+        if value and not isinstance(value, Exception):
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what} never happened (last: {value!r})")
+
+
 # --- slow tests (emulation) -------------------------------------------------------------------
 # `--slow` (tests/run-all.sh passes it when BRAMBLE_SLOW_TESTS=1) runs tests marked
 # `@pytest.mark.slow`, such as booting an image under qemu-system-aarch64. Without it they are

@@ -8,7 +8,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kazoo.client import KazooClient
 
-from conftest import wait_for_port
+from conftest import wait_for_port, eventually as wait_for
 
 TOPIC = "orders"
 PARTITIONS = 3
@@ -28,20 +28,6 @@ def read_znode(cluster, path):
         return json.loads(data)
     finally:
         zk.stop()
-
-
-def wait_for(what, pred, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        try:
-            value = pred()
-        except Exception as e:  # noqa: BLE001 - retried until the deadline, then reported
-            value = e
-        if value and not isinstance(value, Exception):
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} never happened (last: {value!r})")
 
 
 def start_cluster(bramble_cluster):

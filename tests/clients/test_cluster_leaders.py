@@ -8,21 +8,7 @@ import time
 from confluent_kafka import Consumer, ElectionType, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import wait_for_port
-
-
-def wait_for(what, pred, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        try:
-            value = pred()
-        except Exception as e:  # noqa: BLE001 - retried until the deadline, then reported
-            value = e
-        if value and not isinstance(value, Exception):
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} never happened (last: {value!r})")
+from conftest import wait_for_port, eventually as wait_for
 
 
 def start(bramble_cluster, broker_config):

@@ -15,7 +15,7 @@ from kafka.client_async import KafkaClient
 from kafka.protocol.list_offsets import ListOffsetsRequest_v1
 from kazoo.client import KazooClient
 
-from conftest import BINARY, wait_for_port
+from conftest import BINARY, wait_for_port, eventually as wait_for
 
 NOT_LEADER_OR_FOLLOWER = 6
 
@@ -39,20 +39,6 @@ def read(cluster, path):
         return zk.get(path)
     finally:
         zk.stop()
-
-
-def wait_for(what, pred, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        try:
-            value = pred()
-        except Exception as e:  # noqa: BLE001 - retried until the deadline, then reported
-            value = e
-        if value and not isinstance(value, Exception):
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} never happened (last: {value!r})")
 
 
 def start(bramble_cluster, size=3):

@@ -16,24 +16,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
-from conftest import wait_for_port
+from conftest import wait_for_port, eventually as wait_for
 
 TOPIC = "split"
 PARTITIONS = 3
-
-
-def wait_for(what, pred, timeout=30.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        try:
-            value = pred()
-        except Exception as e:  # noqa: BLE001 - retried until the deadline, then reported
-            value = e
-        if value and not isinstance(value, Exception):
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what} never happened (last: {value!r})")
 
 
 def zk(hosts, **kw):
