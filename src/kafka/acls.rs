@@ -250,20 +250,20 @@ pub async fn delete(ctx: &Context, request: DeleteAclsRequest) -> DeleteAclsResp
             if !filter.binding_matches(&b) {
                 continue;
             }
-            let (gone, kept): (Vec<Entry>, Vec<Entry>) =
-                b.entries.into_iter().partition(|e| filter.entry_matches(e));
-            if gone.is_empty() {
-                continue;
-            }
-            if let Err(e) = ctx
+            let gone = match ctx
                 .security
                 .acls
-                .write(b.pattern, b.resource_type, &b.name, kept)
+                .remove_matching(b.pattern, b.resource_type, &b.name, |e| {
+                    filter.entry_matches(e)
+                })
                 .await
             {
-                error = Some(format!("{e:?}"));
-                continue;
-            }
+                Ok(gone) => gone,
+                Err(e) => {
+                    error = Some(format!("{e:?}"));
+                    continue;
+                }
+            };
             for e in gone {
                 matching.push(
                     DeleteAclsMatchingAcl::default()

@@ -322,37 +322,72 @@ impl AclStore {
         name: &str,
         new: &[Entry],
     ) -> Result<(), ErrorCode> {
-        let mut entries = self.read(pattern, t, name);
-        for e in new {
-            if !entries.contains(e) {
-                entries.push(e.clone());
-            }
-        }
-        if entries.len() > ENTRIES_PER_RESOURCE_MAX {
+        if !storable_name(name) {
             return Err(ErrorCode::BadArguments);
         }
-        self.write(pattern, t, name, entries).await
+        let mut too_many = false;
+        self.zk
+            .update_protected(pattern.root(), &path(pattern, t, name), |current| {
+                let mut entries = decode(current);
+                for e in new {
+                    if !entries.contains(e) {
+                        entries.push(e.clone());
+                    }
+                }
+                too_many = entries.len() > ENTRIES_PER_RESOURCE_MAX;
+                if too_many {
+                    return (current.map(<[u8]>::to_vec), ());
+                }
+                (encode(entries), ())
+            })
+            .await?;
+        if too_many {
+            return Err(ErrorCode::BadArguments);
+        }
+        Ok(())
     }
 
-    /// Replace a resource pattern's entries (none left deletes its znode).
-    pub async fn write(
+    /// Remove the entries of a resource pattern that `gone` selects (none left deletes its
+    /// znode); the entries removed.
+    pub async fn remove_matching(
         &self,
         pattern: PatternType,
         t: ResourceType,
         name: &str,
-        entries: Vec<Entry>,
-    ) -> Result<(), ErrorCode> {
-        let p = path(pattern, t, name);
-        if entries.is_empty() {
-            return self.zk.delete_protected(&p).await;
+        gone: impl Fn(&Entry) -> bool,
+    ) -> Result<Vec<Entry>, ErrorCode> {
+        if !storable_name(name) {
+            return Ok(Vec::new());
         }
-        let data = serde_json::to_vec(&AclZnode {
+        self.zk
+            .update_protected(pattern.root(), &path(pattern, t, name), |current| {
+                let (removed, kept): (Vec<Entry>, Vec<Entry>) =
+                    decode(current).into_iter().partition(|e| gone(e));
+                if removed.is_empty() {
+                    return (current.map(<[u8]>::to_vec), removed);
+                }
+                (encode(kept), removed)
+            })
+            .await
+    }
+}
+
+/// The entries of an ACL znode's data (none when absent or unreadable).
+fn decode(data: Option<&[u8]>) -> Vec<Entry> {
+    data.and_then(|d| serde_json::from_slice::<AclZnode>(d).ok())
+        .map(|z| z.acls)
+        .unwrap_or_default()
+}
+
+/// An ACL znode's data for `entries`; none left: no znode.
+fn encode(entries: Vec<Entry>) -> Option<Vec<u8>> {
+    (!entries.is_empty()).then(|| {
+        serde_json::to_vec(&AclZnode {
             version: 1,
             acls: entries,
         })
-        .map_err(|_| ErrorCode::SystemError)?;
-        self.zk.put_protected(pattern.root(), &p, &data).await
-    }
+        .expect("an ACL znode serializes")
+    })
 }
 
 /// The decision for one check.
@@ -418,7 +453,7 @@ mod tests {
             ..Default::default()
         };
         let zk = crate::server::zk::open(&config, u64::MAX).unwrap();
-        let store = AclStore::new(zk);
+        let store = AclStore::new(zk.clone());
         let settings = super::super::SecurityConfig {
             super_users: vec!["User:admin".into()],
             ..Default::default()
@@ -471,10 +506,32 @@ mod tests {
         assert!(!auth.allows("User:bob", None, Operation::Read, t, "sensors"));
         assert!(!auth.allows("User:carol", None, Operation::Write, t, "sensors"));
         assert_eq!(store.all().len(), 3);
-        store
-            .write(PatternType::Literal, t, "sensors", Vec::new())
+        let gone = store
+            .remove_matching(PatternType::Literal, t, "sensors", |_| true)
             .await
             .unwrap();
+        assert_eq!(gone, vec![entry("User:bob", "Deny", "All")]);
         assert_eq!(store.all().len(), 2);
+        // Concurrent additions to one resource all land (each retries on the other's write).
+        let mut adds = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let store = AclStore::new(zk.clone());
+            adds.spawn(async move {
+                let who = format!("User:u{i}");
+                store
+                    .add(
+                        PatternType::Literal,
+                        t,
+                        "busy",
+                        &[entry(&who, "Allow", "Read")],
+                    )
+                    .await
+            });
+        }
+        while let Some(r) = adds.join_next().await {
+            r.unwrap().unwrap();
+        }
+        let busy = store.all().into_iter().find(|b| b.name == "busy").unwrap();
+        assert_eq!(busy.entries.len(), 8);
     }
 }

@@ -102,7 +102,8 @@ impl UserStore {
         self.users().is_empty()
     }
 
-    /// Add or replace the user's credential for `mechanism`.
+    /// Add or replace the user's credential for `mechanism` (the user's other mechanisms
+    /// are kept, even when another node changes them at the same time).
     pub async fn upsert(
         &self,
         name: &str,
@@ -110,37 +111,50 @@ impl UserStore {
         credential: &Credential,
     ) -> Result<(), ErrorCode> {
         validate_name(name).map_err(|_| ErrorCode::BadArguments)?;
-        let mut user = self.read(name).unwrap_or_default();
-        user.version = 2;
-        user.config
-            .insert(mechanism.name().to_string(), credential.to_kafka_string());
-        let data = serde_json::to_vec(&user).map_err(|_| ErrorCode::SystemError)?;
+        let encoded = credential.to_kafka_string();
         self.zk
-            .put_protected(USERS_PATH, &Self::path(name), &data)
+            .update_protected(USERS_PATH, &Self::path(name), |current| {
+                let mut user: UserZnode = current
+                    .and_then(|data| serde_json::from_slice(data).ok())
+                    .unwrap_or_default();
+                user.version = 2;
+                user.config
+                    .insert(mechanism.name().to_string(), encoded.clone());
+                let data = serde_json::to_vec(&user).expect("a user znode serializes");
+                (Some(data), ())
+            })
             .await
     }
 
     /// Remove the user's credential for `mechanism` (the user goes with its last one);
     /// false when there was none.
     pub async fn remove(&self, name: &str, mechanism: Mechanism) -> Result<bool, ErrorCode> {
-        let Some(mut user) = self.read(name) else {
-            return Ok(false);
-        };
-        if user.config.remove(mechanism.name()).is_none() {
+        if validate_name(name).is_err() {
             return Ok(false);
         }
-        let path = Self::path(name);
-        if user
-            .config
-            .keys()
-            .any(|k| Mechanism::from_name(k).is_some())
-        {
-            let data = serde_json::to_vec(&user).map_err(|_| ErrorCode::SystemError)?;
-            self.zk.put_protected(USERS_PATH, &path, &data).await?;
-        } else {
-            self.zk.delete_protected(&path).await?;
-        }
-        Ok(true)
+        self.zk
+            .update_protected(USERS_PATH, &Self::path(name), |current| {
+                let Some(data) = current else {
+                    return (None, false);
+                };
+                let Ok(mut user) = serde_json::from_slice::<UserZnode>(data) else {
+                    return (Some(data.to_vec()), false);
+                };
+                if user.config.remove(mechanism.name()).is_none() {
+                    return (Some(data.to_vec()), false);
+                }
+                if user
+                    .config
+                    .keys()
+                    .any(|k| Mechanism::from_name(k).is_some())
+                {
+                    let data = serde_json::to_vec(&user).expect("a user znode serializes");
+                    (Some(data), true)
+                } else {
+                    (None, true)
+                }
+            })
+            .await
     }
 }
 
@@ -183,5 +197,32 @@ mod tests {
         assert!(store.remove("alice", Mechanism::Sha512).await.unwrap());
         assert!(store.is_empty());
         assert!(validate_name("a/b").is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_changes_to_one_user_are_all_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::coordinator::CoordinatorConfig {
+            data_dir: dir.path().display().to_string(),
+            ..Default::default()
+        };
+        let zk = crate::server::zk::open(&config, u64::MAX).unwrap();
+        for round in 0..10 {
+            let name = format!("user{round}");
+            let mut writes = tokio::task::JoinSet::new();
+            for (mechanism, iterations) in [(Mechanism::Sha256, 4096), (Mechanism::Sha512, 8192)] {
+                let store = UserStore::new(zk.clone());
+                let name = name.clone();
+                writes.spawn(async move {
+                    let c = Credential::from_password(mechanism, "pw", b"salt", iterations);
+                    store.upsert(&name, mechanism, &c).await
+                });
+            }
+            while let Some(r) = writes.join_next().await {
+                r.unwrap().unwrap();
+            }
+            let store = UserStore::new(zk.clone());
+            assert_eq!(store.mechanisms(&name).len(), 2, "round {round}");
+        }
     }
 }

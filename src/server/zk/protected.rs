@@ -104,6 +104,83 @@ impl ZkServer {
         Ok(())
     }
 
+    /// Read-modify-write of a protected znode, safe against another node changing it at the
+    /// same time: `change` gets the current data (None when absent) and returns the new data
+    /// (None: delete it); the write is conditional on the version read and is retried, with
+    /// `change` run again on what the other writer left, when it lost a race. Returns what
+    /// `change` returned on the attempt that was written.
+    pub async fn update_protected<T>(
+        &self,
+        protected_root: &str,
+        path: &str,
+        mut change: impl FnMut(Option<&[u8]>) -> (Option<Vec<u8>>, T),
+    ) -> Result<T, ErrorCode> {
+        const ATTEMPTS: usize = 16;
+        for _ in 0..ATTEMPTS {
+            let current = {
+                let inner = self.lock();
+                inner
+                    .coord
+                    .tree()
+                    .get(path)
+                    .filter(|n| n.acl.as_ref() == protected_acl().as_slice())
+                    .map(|n| (n.data.clone(), n.stat.version))
+            };
+            let (next, out) = change(current.as_ref().map(|(data, _)| data.as_slice()));
+            let written = match (current, next) {
+                (None, None) => Ok(()),
+                (Some((data, _)), Some(next)) if data == next => Ok(()),
+                (Some((_, version)), None) => self.delete(path, version).await,
+                (Some((_, version)), Some(data)) => {
+                    self.set(path, &data, version).await.map(|_| ())
+                }
+                // Absent (or made by a client): created, and a creation that races another
+                // comes back as NodeExists.
+                (None, Some(data)) => match self.is_protected(path) {
+                    None => match self.create_protected_parents(protected_root, path).await {
+                        Ok(()) => self.create_protected(path, &data).await,
+                        Err(e) => Err(e),
+                    },
+                    Some(_) => self.put_protected(protected_root, path, &data).await,
+                },
+            };
+            match written {
+                Ok(()) => return Ok(out),
+                Err(ErrorCode::BadVersion | ErrorCode::NodeExists | ErrorCode::NoNode) => {
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::warn!(
+            path,
+            "protected znode kept changing under this write; giving up"
+        );
+        Err(ErrorCode::SystemError)
+    }
+
+    /// Creates the parents of `path` as `put_protected` would, not `path` itself.
+    async fn create_protected_parents(
+        &self,
+        protected_root: &str,
+        path: &str,
+    ) -> Result<(), ErrorCode> {
+        match path.rfind('/') {
+            Some(i) if i >= protected_root.len() => {
+                let parent = &path[..i];
+                if self.is_protected(parent) == Some(true) {
+                    Ok(())
+                } else {
+                    self.put_protected(protected_root, parent, b"").await
+                }
+            }
+            _ => {
+                self.put_protected(protected_root, protected_root, b"")
+                    .await
+            }
+        }
+    }
+
     /// Delete a protected znode (a missing one is not an error).
     pub async fn delete_protected(&self, path: &str) -> Result<(), ErrorCode> {
         if self.is_protected(path) != Some(true) {
