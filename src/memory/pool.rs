@@ -151,6 +151,14 @@ impl Pool {
         self.used_bytes.load(Ordering::Acquire)
     }
 
+    /// For a pool that is checked rather than granted from (the znode pool: the tree and
+    /// its watches are sized by the coordinator, which refuses what would not fit), the bytes
+    /// in use as last measured, so metrics and health read it like any other pool.
+    pub fn set_measured_bytes(&self, bytes: u64) {
+        self.used_bytes.store(bytes, Ordering::Release);
+        self.peak_bytes.fetch_max(bytes, Ordering::AcqRel);
+    }
+
     /// The most ever held at once.
     pub fn peak_bytes(&self) -> u64 {
         self.peak_bytes.load(Ordering::Acquire)

@@ -231,7 +231,7 @@ pub async fn run(
         health: health.clone(),
         broker: broker.clone(),
         groups: groups.clone(),
-        zk: coordinator,
+        zk: coordinator.clone(),
         log_dir: config.broker.log_dirs[0].clone(),
         kafka: config
             .broker
@@ -240,6 +240,12 @@ pub async fn run(
             .map(|(host, port)| format!("{host}:{port}")),
     };
     start_admin(&config, admin, &mut tasks, shutdown.clone()).await;
+    tasks.spawn(measure_znode_pool(
+        coordinator.clone(),
+        budget.znodes.clone(),
+        Duration::from_millis(u64::from(config.admin.health_interval_ms)),
+        shutdown.clone(),
+    ));
     match &cluster {
         // A single node is its own leader.
         None => health
@@ -363,6 +369,23 @@ async fn feed_quorum(
             changed = metrics.changed() => if changed.is_err() { return },
             changed = leader.changed() => if changed.is_err() { return },
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Keeps the znode pool's figure current for `/metrics` and `/health`: the coordinator
+/// checks writes and watches against the pool's limit itself, so the pool holds no grants.
+async fn measure_znode_pool(
+    coordinator: zk::ZkHandle,
+    pool: std::sync::Arc<crate::memory::Pool>,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        pool.set_measured_bytes(coordinator.znode_pool_used_bytes());
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => break,
         }
     }
 }

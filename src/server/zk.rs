@@ -417,6 +417,11 @@ impl ZkServer {
         self.server_id
     }
 
+    /// What the tree and this node's watches take from the znode pool.
+    pub fn znode_pool_used_bytes(&self) -> u64 {
+        self.lock().coord.znode_pool_used_bytes()
+    }
+
     /// The last applied zxid.
     pub fn last_zxid(&self) -> i64 {
         self.lock().coord.last_zxid()

@@ -99,6 +99,10 @@ def test_watches_past_the_znode_pool_are_refused_with_quota_exceeded(bramble_fac
             n += 1
         except QuotaExceededError:
             size //= 2
+    # /metrics shows the pool nearly full, as the coordinator measures it.
+    limit = metric(node, "bramble_memory_pool_limit_bytes", 'pool="znodes"')
+    eventually("the znode pool's use in /metrics",
+               lambda: metric(node, "bramble_memory_pool_used_bytes", 'pool="znodes"') > limit * 0.9)
     fired = []
     watched = []
     with_error = None
