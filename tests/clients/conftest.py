@@ -5,12 +5,14 @@ the built binary, with its own config file and data directory.
 """
 import os
 import pathlib
+import re
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -433,6 +435,14 @@ def eventually(what, pred, timeout=30.0, interval=0.2):
             return value
         time.sleep(interval)
     raise AssertionError(f"{what} never happened (last: {value!r})")
+
+
+def metric(node, name, labels):
+    """A labelled value from the node's `/metrics` (0 when the series is absent)."""
+    with urllib.request.urlopen(f"http://{node.admin}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    match = re.search(rf"^{name}\{{{labels}\}} (\d+)$", text, re.M)
+    return int(match.group(1)) if match else 0
 
 
 # --- slow tests (emulation) -------------------------------------------------------------------

@@ -4,21 +4,14 @@ the throttled answers and the pool's exhausted episodes."""
 import re
 import threading
 import time
-import urllib.request
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from conftest import metric
 
 # 64 MiB in a debug build leaves a fetch pool of 6 MiB: three consumers each asking for
 # 50 MB cannot all be served in full at once.
 BUDGET = '[memory]\nbudget = "64MiB"\n'
-
-
-def metric(node, name, labels):
-    with urllib.request.urlopen(f"http://{node.admin}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    match = re.search(rf"^{name}\{{{labels}\}} (\d+)$", text, re.M)
-    return int(match.group(1)) if match else 0
 
 
 def settled_metric(node, name, labels, want):

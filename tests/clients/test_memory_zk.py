@@ -8,7 +8,6 @@ import ssl
 import struct
 import threading
 import time
-import urllib.request
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import QuotaExceededError
@@ -16,16 +15,10 @@ from kazoo.exceptions import QuotaExceededError
 from tls_support import Pki
 from zk_support import four_letter
 from zkwire import Wire
+from conftest import metric
 
 # 64 MiB in a debug build: a requests pool of 7.2 MiB and a znode pool of 4.8 MiB.
 BUDGET = '[memory]\nbudget = "64MiB"\n'
-
-
-def metric(node, name, labels):
-    with urllib.request.urlopen(f"http://{node.admin}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    match = re.search(rf"^{name}\{{{labels}\}} (\d+)$", text, re.M)
-    return int(match.group(1)) if match else 0
 
 
 def eventually(what, check, timeout=15):
