@@ -34,9 +34,15 @@ impl ZkServer {
 
     /// Data of a protected znode; `None` when absent or not protected.
     pub fn get_protected(&self, path: &str) -> Option<Vec<u8>> {
+        self.protected_node(path).map(|(data, _)| data)
+    }
+
+    /// Data and version of a protected znode; `None` when absent or not protected.
+    fn protected_node(&self, path: &str) -> Option<(Vec<u8>, i32)> {
         let inner = self.lock();
         let node = inner.coord.tree().get(path)?;
-        (node.acl.as_ref() == protected_acl().as_slice()).then(|| node.data.clone())
+        (node.acl.as_ref() == protected_acl().as_slice())
+            .then(|| (node.data.clone(), node.stat.version))
     }
 
     /// Names of the protected children of a protected znode.
@@ -117,15 +123,7 @@ impl ZkServer {
     ) -> Result<T, ErrorCode> {
         const ATTEMPTS: usize = 16;
         for _ in 0..ATTEMPTS {
-            let current = {
-                let inner = self.lock();
-                inner
-                    .coord
-                    .tree()
-                    .get(path)
-                    .filter(|n| n.acl.as_ref() == protected_acl().as_slice())
-                    .map(|n| (n.data.clone(), n.stat.version))
-            };
+            let current = self.protected_node(path);
             let (next, out) = change(current.as_ref().map(|(data, _)| data.as_slice()));
             let written = match (current, next) {
                 (None, None) => Ok(()),
