@@ -2,6 +2,7 @@
 //! built as files, an MBR partition table is written on the image file with `sfdisk`, and
 //! each partition is copied in at its offset (skipping zero blocks, so the image stays sparse).
 
+use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -221,7 +222,50 @@ fn make_ext4(
         &argv,
         &[("E2FSPROGS_FAKE_TIME", epoch.to_string())],
     )?;
-    Ok(())
+    settle_times(path, epoch)
+}
+
+/// Sets every inode's atime and ctime to `epoch`. `mkfs.ext4 -d` copies them from the source
+/// tree, and reading that tree for one build moves its atimes (relatime), so two builds of
+/// the same tree would differ; ctime is when the tree was unpacked, not an input either.
+/// Modification times are kept: they are the packages' own.
+fn settle_times(path: &Path, epoch: u64) -> anyhow::Result<()> {
+    let mut script = String::new();
+    for inode in all_inodes(path)? {
+        for field in ["atime", "ctime"] {
+            script.push_str(&format!("sif <{inode}> {field} @{epoch}\n"));
+        }
+    }
+    tools::debugfs_script(path, 0, &script)
+}
+
+/// Every inode reachable from the root directory, listed a directory level at a time (one
+/// debugfs run per level of depth).
+fn all_inodes(path: &Path) -> anyhow::Result<BTreeSet<u64>> {
+    const ROOT: u64 = 2;
+    let mut seen = BTreeSet::from([ROOT]);
+    let mut level = vec![ROOT];
+    while !level.is_empty() {
+        let script: String = level.iter().map(|d| format!("ls -p <{d}>\n")).collect();
+        let listing = tools::debugfs_read(path, 0, &script)?;
+        level = Vec::new();
+        for (inode, is_dir) in listing.lines().filter_map(parse_ls_p) {
+            if seen.insert(inode) && is_dir {
+                level.push(inode);
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// One line of debugfs `ls -p` (`/<inode>/<octal mode>/<uid>/<gid>/<name>/<size>/`):
+/// the inode and whether it is a directory. Other lines (debugfs echoing its commands) are
+/// `None`.
+fn parse_ls_p(line: &str) -> Option<(u64, bool)> {
+    let mut fields = line.strip_prefix('/')?.split('/');
+    let inode = fields.next()?.parse().ok()?;
+    let mode = u32::from_str_radix(fields.next()?, 8).ok()?;
+    Some((inode, mode & 0o170000 == 0o040000))
 }
 
 /// Bytes of everything under `dir` (4 KiB at least per entry, as ext4 allocates).
@@ -335,6 +379,15 @@ pub fn finish(args: &Args, images: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ls_p_lines_give_the_inode_and_whether_it_is_a_directory() {
+        assert_eq!(parse_ls_p("/12/040755/0/0/boot//"), Some((12, true)));
+        assert_eq!(parse_ls_p("/25/120777/0/0/lib/7/"), Some((25, false)));
+        assert_eq!(parse_ls_p("/30/100644/0/0/a file/12/"), Some((30, false)));
+        assert_eq!(parse_ls_p("debugfs: ls -p <2>"), None);
+        assert_eq!(parse_ls_p(""), None);
+    }
 
     #[test]
     fn partitions_are_4mib_aligned_and_adjacent() {

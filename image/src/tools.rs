@@ -101,6 +101,30 @@ pub fn debugfs_script(image: &Path, offset: u64, script: &str) -> anyhow::Result
     Ok(())
 }
 
+/// Run a read-only debugfs `script` against the file system at `offset` bytes into `image` and
+/// return what it printed.
+pub fn debugfs_read(image: &Path, offset: u64, script: &str) -> anyhow::Result<String> {
+    let dir = tempfile_dir()?;
+    let script_path = dir.join("debugfs.script");
+    std::fs::write(&script_path, script)?;
+    let device = format!("{}?offset={offset}", image.display());
+    let output = Command::new("debugfs")
+        .arg("-f")
+        .arg(&script_path)
+        .arg(&device)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| missing_tool("debugfs", e));
+    let _ = std::fs::remove_dir_all(&dir);
+    let output = output?;
+    anyhow::ensure!(
+        output.status.success(),
+        "debugfs on {device}: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 /// A fresh scratch directory under the system temp dir.
 pub fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     use std::sync::atomic::{AtomicU32, Ordering};
