@@ -91,11 +91,12 @@ pub async fn handle(ctx: &Context, request: MetadataRequest, version: i16) -> Me
     };
     MetadataResponse::default()
         .with_brokers(brokers)
-        .with_cluster_id(Some(StrBytes::from_string(
+        .with_cluster_id(
             ctx.replication
                 .as_ref()
-                .map_or_else(|| broker.cluster_id.clone(), |r| r.cluster_id()),
-        )))
+                .map_or_else(|| Some(broker.cluster_id.clone()), |r| r.cluster_id())
+                .map(StrBytes::from_string),
+        )
         .with_controller_id(controller)
         .with_topics(topics)
 }

@@ -1375,13 +1375,13 @@ impl Replication {
     }
 
     /// The cluster id every node answers in Metadata: `/cluster/id`, written by the first
-    /// node to register (this node's own id until then).
-    pub fn cluster_id(&self) -> String {
-        let stored = self.zk.get(&self.p(CLUSTER_ID_PATH)).and_then(|(data, _)| {
+    /// node to register. `None` until this node has seen it: answering its own id meanwhile
+    /// would tell a client connected to two nodes that they are two clusters.
+    pub fn cluster_id(&self) -> Option<String> {
+        self.zk.get(&self.p(CLUSTER_ID_PATH)).and_then(|(data, _)| {
             let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
             v.get("id")?.as_str().map(str::to_string)
-        });
-        stored.unwrap_or_else(|| self.broker.cluster_id.clone())
+        })
     }
 
     /// The quorum leader, which is the controller.

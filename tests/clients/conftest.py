@@ -300,6 +300,29 @@ class LocalCluster:
         logs = "\n".join(f"--- node {n.node_id}\n{n.log_tail()}" for n in self.nodes)
         raise TimeoutError(f"no quorum leader after {timeout}s\n{logs}")
 
+    def wait_for_brokers(self, count=None, chroot="", timeout=30.0):
+        """Waits until every live node's own tree holds `count` (default: every node's) broker
+        registrations. A Metadata answer is not enough: the answering broker lists itself before
+        its registration has committed, and the controller places replicas only on registered
+        brokers, so a topic created on that answer alone can find too few."""
+        from kazoo.client import KazooClient
+
+        count = len(self.nodes) if count is None else count
+        live = [n for n in self.nodes if n.alive()]
+        clients = []
+        try:
+            for n in live:
+                zk = KazooClient(hosts=n.zk, timeout=10)
+                zk.start(timeout=15)
+                clients.append(zk)
+            eventually(f"{count} brokers registered on every node",
+                       lambda: all(len(zk.get_children(f"{chroot}/brokers/ids")) >= count for zk in clients),
+                       timeout=timeout)
+        finally:
+            for zk in clients:
+                zk.stop()
+                zk.close()
+
     def stop(self):
         for n in self.nodes:
             if n.alive():

@@ -36,6 +36,7 @@ def start_cluster(bramble_cluster):
         wait_for_port(n.host, n.kafka_port, process=n.process)
     admin = AdminClient({"bootstrap.servers": bootstrap(cluster)})
     wait_for("3 brokers registered", lambda: len(admin.list_topics(timeout=10).brokers) == 3)
+    cluster.wait_for_brokers()
     return cluster, admin
 
 

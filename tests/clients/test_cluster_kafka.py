@@ -77,6 +77,7 @@ def test_brokers_register_and_a_topic_replicates_to_every_node(bramble_cluster):
             break
         time.sleep(0.2)
     assert sorted(md.brokers) == [1, 2, 3]
+    cluster.wait_for_brokers()
     create_topic(cluster, "rep", rf=3)
     state = wait_state(cluster, "rep", lambda s: len(s["isr"]) == 3)
     md = admin.list_topics("rep", timeout=10).topics["rep"].partitions[0]
@@ -105,6 +106,7 @@ def test_acked_records_survive_partition_leader_kill(bramble_cluster, quorum_lea
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and len(admin.list_topics(timeout=10).brokers) < 3:
         time.sleep(0.2)
+    cluster.wait_for_brokers()
     # Partition 0 is led by node 1, which bootstrapped the quorum; partition 1 by node 2.
     create_topic(cluster, "failover", partitions=2, rf=3)
     quorum_leader = cluster.wait_for_leader().node_id

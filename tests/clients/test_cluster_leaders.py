@@ -21,6 +21,7 @@ def start(bramble_cluster, broker_config):
         wait_for_port(n.host, n.kafka_port, process=n.process)
     admin = AdminClient({"bootstrap.servers": bootstrap(cluster)})
     wait_for("3 brokers", lambda: len(admin.list_topics(timeout=10).brokers) == 3)
+    cluster.wait_for_brokers()
     return cluster, admin
 
 

@@ -47,6 +47,7 @@ def start(bramble_cluster, size=3):
         wait_for_port(n.host, n.kafka_port, process=n.process)
     admin = AdminClient({"bootstrap.servers": bootstrap(cluster)})
     wait_for(f"{size} brokers registered", lambda: len(admin.list_topics(timeout=10).brokers) == size)
+    cluster.wait_for_brokers()
     return cluster, admin
 
 
@@ -292,6 +293,7 @@ def test_metadata_chroot_puts_the_kafka_tree_under_it(bramble_cluster):
         wait_for_port(n.host, n.kafka_port, process=n.process)
     admin = AdminClient({"bootstrap.servers": bootstrap(cluster)})
     wait_for("3 brokers registered", lambda: len(admin.list_topics(timeout=10).brokers) == 3)
+    cluster.wait_for_brokers(chroot="/kafka-broker")
     admin.create_topics([NewTopic("rooted", num_partitions=1, replication_factor=3)])["rooted"].result(20)
     p = Producer({"bootstrap.servers": bootstrap(cluster), "acks": "all"})
     p.produce("rooted", b"under the chroot")

@@ -113,6 +113,7 @@ def test_isolated_node_stops_writes_majority_continues_and_logs_agree(netns_lab,
     everyone = ",".join(n.kafka for n in cluster.nodes)
     admin = AdminClient({"bootstrap.servers": everyone})
     wait_for("3 brokers", lambda: len(admin.list_topics(timeout=10).brokers) == 3)
+    cluster.wait_for_brokers()
     admin.create_topics([NewTopic(TOPIC, num_partitions=PARTITIONS, replication_factor=3)])[TOPIC].result(20)
 
     watcher = zk(cluster.zk_hosts)

@@ -87,6 +87,7 @@ def test_a_lost_follower_makes_its_partition_under_replicated_on_the_leader(bram
     wait_for(lambda: roles(nodes) == ["follower", "follower", "leader"], what="1 leader, 2 followers", nodes=nodes)
     admin = AdminClient({"bootstrap.servers": ",".join(n.kafka for n in nodes)})
     wait_for(lambda: len(admin.list_topics(timeout=10).brokers) == 3, what="3 brokers")
+    cluster.wait_for_brokers()
     admin.create_topics([NewTopic("watched", num_partitions=1, replication_factor=3)])["watched"].result(timeout=20)
 
     def partition():

@@ -27,6 +27,7 @@ def test_mqtt_publishes_to_the_leader_are_replicated_before_the_puback(bramble_c
     while len(admin.list_topics(timeout=10).brokers) < 3:
         assert time.monotonic() < deadline, "brokers did not register"
         time.sleep(0.2)
+    cluster.wait_for_brokers()
     admin.create_topics([NewTopic("sensors", num_partitions=1, replication_factor=3)])["sensors"].result(timeout=20)
     state = wait_state(cluster, "sensors", lambda s: len(s["isr"]) == 3)
     leader = cluster.node(state["leader"])

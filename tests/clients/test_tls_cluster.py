@@ -35,6 +35,7 @@ def test_three_nodes_with_mutual_tls_form_a_quorum_and_replicate(bramble_cluster
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and len(admin.list_topics(timeout=10).brokers) < 3:
         time.sleep(0.2)
+    cluster.wait_for_brokers()
     create_topic(cluster, "mtls", rf=3)
     wait_state(cluster, "mtls", lambda s: len(s["isr"]) == 3)
     producer = Producer({"bootstrap.servers": bootstrap(cluster), "acks": "all"})
