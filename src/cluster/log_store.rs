@@ -230,7 +230,11 @@ impl Inner {
             segment_bytes_max,
         };
         let mut cut = false;
-        let mut prev: Option<u64> = None;
+        // The index the next kept entry must follow. Entries up to the purge point may still
+        // sit in a segment before it (a snapshot installed past the log's end purges
+        // everything, and older versions kept appending to that segment), so the first
+        // kept entry follows the purge point, not the record before it.
+        let mut prev: Option<u64> = purged.map(|p| p.index);
         for (base, path) in list_segments(dir)? {
             if cut {
                 // Everything after a torn record is gone: it was never acknowledged.
@@ -243,15 +247,16 @@ impl Inner {
             let mut keep = clean;
             for (off, len, entry) in records {
                 let idx = entry.log_id.index;
+                if inner.purged.is_some_and(|p| idx <= p.index) {
+                    continue;
+                }
                 if prev.is_some_and(|p| idx != p + 1) {
                     keep = off;
                     break;
                 }
                 prev = Some(idx);
-                if inner.purged.is_none_or(|p| idx > p.index) {
-                    inner.positions.insert(idx, (base, off, len));
-                    inner.cache(idx, entry);
-                }
+                inner.positions.insert(idx, (base, off, len));
+                inner.cache(idx, entry);
             }
             let file = OpenOptions::new().read(true).write(true).open(&path)?;
             if keep < buf.len() as u64 {
@@ -418,6 +423,15 @@ impl Inner {
                 let seg = self.segments.remove(&pair[0]).expect("listed segment");
                 fs::remove_file(&seg.path)?;
             }
+        }
+        // Purged past everything stored (a snapshot installed beyond the log's end): the
+        // active segment holds only purged entries, and the next entry does not follow its
+        // last one. The next append starts a fresh segment at its own index.
+        if self.positions.is_empty() {
+            for (_, seg) in std::mem::take(&mut self.segments) {
+                fs::remove_file(&seg.path)?;
+            }
+            sync_dir(&self.dir)?;
         }
         Ok(())
     }
@@ -701,6 +715,45 @@ mod tests {
         let store = LogStore::open_with(dir.path(), 512).unwrap();
         assert_eq!(indexes(&store), (31..=40).collect::<Vec<_>>());
         assert_eq!(store.lock().last_log_id().unwrap().index, 40);
+    }
+
+    /// A follower that installs a snapshot past its log's end purges everything and goes on
+    /// from the snapshot's index: those entries must survive a restart.
+    #[test]
+    fn entries_after_a_purge_past_the_log_end_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open_with(dir.path(), 4096).unwrap();
+        put(&store, 1, 10);
+        store
+            .lock()
+            .purge(LogId::new(CommittedLeaderId::new(2, 1), 100))
+            .unwrap();
+        assert_eq!(store.lock().last_log_id().unwrap().index, 100);
+        put(&store, 101, 110);
+        drop(store);
+        let store = LogStore::open_with(dir.path(), 4096).unwrap();
+        assert_eq!(indexes(&store), (101..=110).collect::<Vec<_>>());
+        assert_eq!(store.lock().last_log_id().unwrap().index, 110);
+    }
+
+    /// The same layout as written before the fix (purged entries, then the entries after the
+    /// purge point, in one segment) reads back whole.
+    #[test]
+    fn a_segment_with_purged_entries_before_a_gap_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open_with(dir.path(), 1 << 20).unwrap();
+        put(&store, 1, 10);
+        put(&store, 101, 105);
+        drop(store);
+        write_atomic(
+            dir.path(),
+            "purged",
+            &LogId::new(CommittedLeaderId::new(2, 1), 100),
+            true,
+        )
+        .unwrap();
+        let store = LogStore::open_with(dir.path(), 1 << 20).unwrap();
+        assert_eq!(indexes(&store), (101..=105).collect::<Vec<_>>());
     }
 
     #[test]

@@ -35,6 +35,8 @@
 pub mod config;
 pub mod log_store;
 pub mod network;
+#[cfg(test)]
+mod sim;
 pub mod state_machine;
 pub mod types;
 
