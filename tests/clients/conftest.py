@@ -349,7 +349,11 @@ class NetnsLab:
     namespaces made here is touched; `cleanup` removes them all.
 
     `cut(N)` isolates node N from its peers with blackhole routes on both sides (the network
-    between the Pis fails while clients still reach each of them); `heal(N)` removes them."""
+    between the Pis fails while clients still reach each of them); `heal(N)` removes them.
+    `cut(N, silent=True)` instead points each side's neighbour entry for the other at a MAC
+    address no interface has: packets leave and vanish, as when a cable between switches is
+    pulled (no error reaches the sender; connections hang until their timeouts), where a
+    blackhole route makes a new connect fail at once."""
 
     def __init__(self, size=3):
         require_tool("ip")
@@ -404,13 +408,34 @@ class NetnsLab:
             self._ip("-n", me, "route", action, "blackhole", f"{self.hosts[i - 1]}/32")
             self._ip("-n", ns, "route", action, "blackhole", f"{self.hosts[node - 1]}/32")
 
-    def cut(self, node):
-        self._routes("add", node)
-        self.cuts.add(node)
+    # A locally administered unicast MAC that no interface here has.
+    NOWHERE = "02:00:5e:10:21:30"
+
+    def _neighbours(self, action, node):
+        """Neighbour entries between node `node` and every other node, both ways: `replace`
+        points them at NOWHERE, `del` lets ARP find the real ones again."""
+        me = self.namespaces[node - 1]
+        for i, ns in enumerate(self.namespaces, start=1):
+            if i == node:
+                continue
+            for space, peer in ((me, self.hosts[i - 1]), (ns, self.hosts[node - 1])):
+                extra = ["lladdr", self.NOWHERE, "nud", "permanent"] if action == "replace" else []
+                self._ip("-n", space, "neigh", action, peer, *extra, "dev", "eth0", check=action == "replace")
+
+    def cut(self, node, silent=False):
+        if silent:
+            self._neighbours("replace", node)
+        else:
+            self._routes("add", node)
+        self.cuts.add((node, silent))
 
     def heal(self, node):
-        self._routes("del", node)
-        self.cuts.discard(node)
+        for cut in [c for c in self.cuts if c[0] == node]:
+            if cut[1]:
+                self._neighbours("del", node)
+            else:
+                self._routes("del", node)
+            self.cuts.discard(cut)
 
     def cleanup(self):
         for ns in self.namespaces:

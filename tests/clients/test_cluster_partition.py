@@ -11,6 +11,7 @@ import struct
 import threading
 import time
 
+import pytest
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kazoo.client import KazooClient
@@ -105,7 +106,11 @@ def read_log(node, partition):
     return out
 
 
-def test_isolated_node_stops_writes_majority_continues_and_logs_agree(netns_lab, bramble_cluster):
+# "blackhole": routes that drop the victim's traffic (a new connect fails at once);
+# "silent": its neighbour entries point nowhere, so packets vanish with no error, as when the
+# cable between switches is pulled, and every connection hangs until its own timeout.
+@pytest.mark.parametrize("silent", [False, True], ids=["blackhole", "silent"])
+def test_isolated_node_stops_writes_majority_continues_and_logs_agree(netns_lab, bramble_cluster, silent):
     lab = netns_lab(3)
     cluster = bramble_cluster(3, lab=lab).start()
     for n in cluster.nodes:
@@ -163,12 +168,14 @@ def test_isolated_node_stops_writes_majority_continues_and_logs_agree(netns_lab,
     producer = threading.Thread(target=produce, daemon=True)
     producer.start()
     try:
-        check_partition(cluster, lab, watcher, victim, part, before, acked, ack_times, lock, stop, producer)
+        check_partition(cluster, lab, watcher, victim, part, before, acked, ack_times, lock, stop, producer,
+                        silent)
     finally:
         stop.set()
 
 
-def check_partition(cluster, lab, watcher, victim, part, before, acked, ack_times, lock, stop, producer):
+def check_partition(cluster, lab, watcher, victim, part, before, acked, ack_times, lock, stop, producer,
+                    silent):
     wait_for("records acknowledged on every partition", lambda: all(acked[p] for p in acked), timeout=20)
 
     # A client that knows only the victim, and one given all three addresses.
@@ -180,7 +187,7 @@ def check_partition(cluster, lab, watcher, victim, part, before, acked, ack_time
     assert mover._connection._socket.getpeername()[0] == victim.host
     mover_session = mover.client_id[0]
 
-    lab.cut(victim.node_id)
+    lab.cut(victim.node_id, silent=silent)
     cut_at = time.monotonic()
     majority = others
 
