@@ -5,12 +5,14 @@
 //! follow a schedule drawn from a seed: links cut in one or both directions, a node isolated,
 //! messages lost (the sender waits out its timeout, as with a silent network) or delayed, a
 //! node shut down and reopened from its files. Clients meanwhile write through whichever
-//! node leads: creates of unique znodes and compare-and-set `setData` on one register.
+//! node leads: creates of unique znodes, compare-and-set `setData` on one register, and
+//! sessions opened, given an ephemeral and closed.
 //!
 //! After the schedule, the network heals and every node must converge to the same tree, in
 //! which every acknowledged write is present as acknowledged (the create's czxid, the
-//! register's chain of versions) and no two acknowledged compare-and-sets took the same
-//! version. A failing seed is printed; `BRAMBLE_SIM_SEED=<n>` replays that schedule.
+//! register's chain of versions), no two acknowledged compare-and-sets took the same
+//! version, and sessions are as acknowledged (an open one with its ephemeral, a closed one
+//! gone with its ephemeral). A failing seed is printed; `BRAMBLE_SIM_SEED=<n>` replays that schedule.
 //!
 //! Not bit-for-bit deterministic: openraft's timers and the log store's flusher thread run
 //! in real time, so the same seed gives the same faults and client operations, not the same
@@ -317,15 +319,25 @@ impl Sim {
     /// Proposes `op` through the node `via` (following a leader hint once); the result, or
     /// `None` when the outcome is unknown or refused.
     async fn write(&self, via: NodeId, op: WriteOp) -> Option<(i64, TxnResult)> {
+        self.propose(via, 0, CommandKind::Write(op)).await
+    }
+
+    /// Proposes `kind` for `session_id` through `via` (see [`Sim::write`]).
+    async fn propose(
+        &self,
+        via: NodeId,
+        session_id: i64,
+        kind: CommandKind,
+    ) -> Option<(i64, TxnResult)> {
         let mut target = via;
         for _ in 0..2 {
             let raft = self.raft(target)?;
             let cmd = Command {
-                session_id: 0,
+                session_id,
                 cxid: 0,
                 time_ms: 1,
                 auth: vec![],
-                kind: CommandKind::Write(op.clone()),
+                kind: kind.clone(),
                 znode_cap_bytes: None,
             };
             match tokio::time::timeout(Duration::from_secs(1), raft.client_write(cmd)).await {
@@ -349,6 +361,85 @@ struct Acknowledged {
     creates: BTreeMap<String, i64>,
     /// new version → data, of every acknowledged compare-and-set on the register.
     sets: BTreeMap<i32, Vec<u8>>,
+    /// session → its acknowledged ephemeral, of sessions whose creation was acknowledged
+    /// and whose close was never asked for.
+    open_sessions: BTreeMap<i64, Option<String>>,
+    /// Sessions whose close was acknowledged.
+    closed_sessions: BTreeSet<i64>,
+}
+
+/// A client of sessions: opens one, creates an ephemeral in it, and closes it (or leaves
+/// it open), over and over, until the fault schedule ends.
+async fn session_client(
+    sim: Arc<Sim>,
+    seed: u64,
+    done: Arc<std::sync::atomic::AtomicBool>,
+    acked: Arc<Mutex<Acknowledged>>,
+) {
+    let mut rng = Rng(seed.wrapping_mul(97).wrapping_add(7));
+    for round in 1i64.. {
+        if done.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let via = NODES
+            .iter()
+            .find_map(|n| {
+                sim.raft(*n)
+                    .and_then(|r| r.metrics().borrow().current_leader)
+            })
+            .unwrap_or(NODES[rng.below(3) as usize]);
+        let session = (7 << 32) | round;
+        let made = CommandKind::CreateSession {
+            timeout_ms: 10_000,
+            password: vec![7; 16],
+        };
+        match sim.propose(via, session, made).await {
+            Some((_, TxnResult::Session)) => {}
+            Some((_, other)) => panic!("session 0x{session:x}: {other:?}"),
+            None => {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                continue;
+            }
+        }
+        acked
+            .lock()
+            .expect("acked")
+            .open_sessions
+            .insert(session, None);
+        let path = format!("/e-{session:x}");
+        let ephemeral = WriteOp::Create {
+            path: path.clone(),
+            data: Vec::new(),
+            acl: Acl::open(),
+            flags: 1,
+            ttl_ms: -1,
+            op: 1,
+        };
+        match sim
+            .propose(via, session, CommandKind::Write(ephemeral))
+            .await
+        {
+            Some((_, TxnResult::Created { .. })) => {
+                acked
+                    .lock()
+                    .expect("acked")
+                    .open_sessions
+                    .insert(session, Some(path));
+            }
+            Some((_, other)) => panic!("ephemeral {path}: {other:?}"),
+            None => {}
+        }
+        if rng.chance(700) {
+            // Once its close is asked for, an open session is no longer promised.
+            acked.lock().expect("acked").open_sessions.remove(&session);
+            if let Some((_, TxnResult::Session)) =
+                sim.propose(via, session, CommandKind::CloseSession).await
+            {
+                acked.lock().expect("acked").closed_sessions.insert(session);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.below(20))).await;
+    }
 }
 
 /// One client: operations through the node it believes leads, until the fault schedule
@@ -611,10 +702,39 @@ fn check(sim: &Sim, acked: &Acknowledged, seed: u64, schedule: &[String]) -> Str
     if register.stat.version == newest && newest > 0 {
         assert_eq!(register.data, acked.sets[&newest], "seed {seed}");
     }
+    let tree = c.tree();
+    for (session, ephemeral) in &acked.open_sessions {
+        assert!(
+            tree.sessions().contains_key(session),
+            "seed {seed}: open session 0x{session:x} lost after {schedule:?}"
+        );
+        if let Some(path) = ephemeral {
+            assert!(
+                tree.get(path)
+                    .is_some_and(|n| n.stat.ephemeral_owner == *session),
+                "seed {seed}: ephemeral {path} of open session 0x{session:x} lost"
+            );
+        }
+    }
+    for session in &acked.closed_sessions {
+        assert!(
+            !tree.sessions().contains_key(session) && tree.ephemerals_of(*session).next().is_none(),
+            "seed {seed}: closed session 0x{session:x} or its ephemeral is still there"
+        );
+    }
+    // Every session left has its ephemeral or none, never another's.
+    for (session, _) in tree.sessions() {
+        for path in tree.ephemerals_of(*session) {
+            assert_eq!(*path, format!("/e-{session:x}"), "seed {seed}");
+        }
+    }
     format!(
-        "{} creates and {} compare-and-sets acknowledged, register at version {}",
+        "{} creates, {} compare-and-sets, {} open and {} closed sessions acknowledged, \
+         register at version {}",
         acked.creates.len(),
         acked.sets.len(),
+        acked.open_sessions.len(),
+        acked.closed_sessions.len(),
         register.stat.version
     )
 }
@@ -653,9 +773,15 @@ async fn run(seed: u64) -> (Vec<String>, String) {
 
     let acked = Arc::new(Mutex::new(Acknowledged::default()));
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clients: Vec<_> = (0..3)
+    let mut clients: Vec<_> = (0..3)
         .map(|id| tokio::spawn(client(sim.clone(), id, seed, done.clone(), acked.clone())))
         .collect();
+    clients.push(tokio::spawn(session_client(
+        sim.clone(),
+        seed,
+        done.clone(),
+        acked.clone(),
+    )));
     let schedule = faults(sim.clone(), seed, 10).await;
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     for c in clients {
