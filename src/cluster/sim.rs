@@ -723,7 +723,7 @@ fn check(sim: &Sim, acked: &Acknowledged, seed: u64, schedule: &[String]) -> Str
         );
     }
     // Every session left has its ephemeral or none, never another's.
-    for (session, _) in tree.sessions() {
+    for session in tree.sessions().keys() {
         for path in tree.ephemerals_of(*session) {
             assert_eq!(*path, format!("/e-{session:x}"), "seed {seed}");
         }
