@@ -64,27 +64,42 @@ fn missing_tool(program: &str, error: std::io::Error) -> anyhow::Error {
     anyhow::anyhow!("cannot run {program} ({error}); install {package}")
 }
 
-/// Run a `debugfs -w` script on the ext4 file system at `offset` bytes into `image`.
-/// debugfs exits 0 even when a command fails, so its stderr is checked: only "already exists"
-/// from `mkdir` and "not found" from `rm` (both expected, the script is idempotent) pass.
-pub fn debugfs_script(image: &Path, offset: u64, script: &str) -> anyhow::Result<()> {
+/// Runs debugfs with `script` (from a scratch file) on the file system at `offset` bytes into
+/// `image`, writable with `write`; the device string (for messages) and debugfs's output.
+fn run_debugfs(
+    image: &Path,
+    offset: u64,
+    script: &str,
+    write: bool,
+) -> anyhow::Result<(String, std::process::Output)> {
     let dir = tempfile_dir()?;
     let script_path = dir.join("debugfs.script");
     std::fs::write(&script_path, script)?;
     let device = format!("{}?offset={offset}", image.display());
-    let output = Command::new("debugfs")
-        .env(
-            "E2FSPROGS_FAKE_TIME",
-            crate::source_date_epoch().to_string(),
-        )
-        .arg("-w")
+    let mut command = Command::new("debugfs");
+    command.env(
+        "E2FSPROGS_FAKE_TIME",
+        crate::source_date_epoch().to_string(),
+    );
+    if write {
+        command.arg("-w");
+    }
+    let output = command
         .arg("-f")
         .arg(&script_path)
         .arg(&device)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| missing_tool("debugfs", e))?;
+        .map_err(|e| missing_tool("debugfs", e));
     let _ = std::fs::remove_dir_all(&dir);
+    Ok((device, output?))
+}
+
+/// Run a `debugfs -w` script on the ext4 file system at `offset` bytes into `image`.
+/// debugfs exits 0 even when a command fails, so its stderr is checked: only "already exists"
+/// from `mkdir` and "not found" from `rm` (both expected, the script is idempotent) pass.
+pub fn debugfs_script(image: &Path, offset: u64, script: &str) -> anyhow::Result<()> {
+    let (device, output) = run_debugfs(image, offset, script, true)?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     let problems: Vec<&str> = stderr
         .lines()
@@ -104,19 +119,7 @@ pub fn debugfs_script(image: &Path, offset: u64, script: &str) -> anyhow::Result
 /// Run a read-only debugfs `script` against the file system at `offset` bytes into `image` and
 /// return what it printed.
 pub fn debugfs_read(image: &Path, offset: u64, script: &str) -> anyhow::Result<String> {
-    let dir = tempfile_dir()?;
-    let script_path = dir.join("debugfs.script");
-    std::fs::write(&script_path, script)?;
-    let device = format!("{}?offset={offset}", image.display());
-    let output = Command::new("debugfs")
-        .arg("-f")
-        .arg(&script_path)
-        .arg(&device)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| missing_tool("debugfs", e));
-    let _ = std::fs::remove_dir_all(&dir);
-    let output = output?;
+    let (device, output) = run_debugfs(image, offset, script, false)?;
     anyhow::ensure!(
         output.status.success(),
         "debugfs on {device}: {}",

@@ -80,16 +80,15 @@ enum Fate {
     Refused,
 }
 
-#[derive(Default)]
 struct Net {
     running: Mutex<BTreeMap<NodeId, Raft>>,
-    faults: Mutex<Option<Faults>>,
+    faults: Mutex<Faults>,
 }
 
 impl Net {
     fn fate(&self, from: NodeId, to: NodeId) -> Fate {
         let mut guard = self.faults.lock().expect("faults");
-        let faults = guard.as_mut().expect("faults set before nodes start");
+        let faults = &mut *guard;
         if faults.cut.contains(&(from, to)) {
             return Fate::Refused;
         }
@@ -225,12 +224,14 @@ impl Sim {
         }
         .validate()
         .expect("raft config");
-        let net = Arc::new(Net::default());
-        *net.faults.lock().expect("faults") = Some(Faults {
-            cut: BTreeSet::new(),
-            loss_per_mille: 0,
-            delay_max_ms: 0,
-            rng: Rng(seed ^ 0x5eed),
+        let net = Arc::new(Net {
+            running: Mutex::new(BTreeMap::new()),
+            faults: Mutex::new(Faults {
+                cut: BTreeSet::new(),
+                loss_per_mille: 0,
+                delay_max_ms: 0,
+                rng: Rng(seed ^ 0x5eed),
+            }),
         });
         let sim = Sim {
             net,
@@ -297,6 +298,14 @@ impl Sim {
             .map(|s| s.raft.clone())
     }
 
+    /// The leader some running node knows of (its view may be stale).
+    fn leader(&self) -> Option<NodeId> {
+        NODES.iter().find_map(|n| {
+            self.raft(*n)
+                .and_then(|r| r.metrics().borrow().current_leader)
+        })
+    }
+
     fn coordinator(&self, n: NodeId) -> Option<Arc<Mutex<Coordinator>>> {
         self.nodes
             .lock()
@@ -306,14 +315,7 @@ impl Sim {
     }
 
     fn set_faults(&self, change: impl FnOnce(&mut Faults)) {
-        change(
-            self.net
-                .faults
-                .lock()
-                .expect("faults")
-                .as_mut()
-                .expect("faults"),
-        );
+        change(&mut self.net.faults.lock().expect("faults"));
     }
 
     /// Proposes `op` through the node `via` (following a leader hint once); the result, or
@@ -354,6 +356,18 @@ impl Sim {
 
 const REGISTER: &str = "/register";
 
+/// A create of `path` with an open ACL; `flags` 1 makes it ephemeral.
+fn create(path: &str, data: Vec<u8>, flags: i32) -> WriteOp {
+    WriteOp::Create {
+        path: path.into(),
+        data,
+        acl: Acl::open(),
+        flags,
+        ttl_ms: -1,
+        op: 1,
+    }
+}
+
 /// What the clients were told.
 #[derive(Debug, Default)]
 struct Acknowledged {
@@ -381,13 +395,7 @@ async fn session_client(
         if done.load(std::sync::atomic::Ordering::Relaxed) {
             break;
         }
-        let via = NODES
-            .iter()
-            .find_map(|n| {
-                sim.raft(*n)
-                    .and_then(|r| r.metrics().borrow().current_leader)
-            })
-            .unwrap_or(NODES[rng.below(3) as usize]);
+        let via = sim.leader().unwrap_or(NODES[rng.below(3) as usize]);
         let session = (7 << 32) | round;
         let made = CommandKind::CreateSession {
             timeout_ms: 10_000,
@@ -407,14 +415,7 @@ async fn session_client(
             .open_sessions
             .insert(session, None);
         let path = format!("/e-{session:x}");
-        let ephemeral = WriteOp::Create {
-            path: path.clone(),
-            data: Vec::new(),
-            acl: Acl::open(),
-            flags: 1,
-            ttl_ms: -1,
-            op: 1,
-        };
+        let ephemeral = create(&path, Vec::new(), 1);
         match sim
             .propose(via, session, CommandKind::Write(ephemeral))
             .await
@@ -467,14 +468,7 @@ async fn client(
         }
         if rng.chance(500) {
             let path = format!("/c{id}-{i}");
-            let op = WriteOp::Create {
-                path: path.clone(),
-                data: path.clone().into_bytes(),
-                acl: Acl::open(),
-                flags: 0,
-                ttl_ms: -1,
-                op: 1,
-            };
+            let op = create(&path, path.clone().into_bytes(), 0);
             match sim.write(via, op).await {
                 Some((zxid, TxnResult::Created { path: made, stat })) => {
                     assert_eq!(made, path);
@@ -578,11 +572,7 @@ async fn faults(sim: Arc<Sim>, seed: u64, steps: u32) -> Vec<String> {
             }
             6 => {
                 // Stop whoever leads now.
-                let leader = NODES.iter().find_map(|n| {
-                    sim.raft(*n)
-                        .and_then(|r| r.metrics().borrow().current_leader)
-                });
-                match leader {
+                match sim.leader() {
                     Some(l) => {
                         sim.stop(l).await;
                         stopped = Some(l);
@@ -744,20 +734,7 @@ async fn run(seed: u64) -> (Vec<String>, String) {
     let sim = Arc::new(Sim::new(dir.path(), seed).await);
     // The register exists before the faults start.
     let made = loop {
-        if let Some(r) = sim
-            .write(
-                1,
-                WriteOp::Create {
-                    path: REGISTER.into(),
-                    data: Vec::new(),
-                    acl: Acl::open(),
-                    flags: 0,
-                    ttl_ms: -1,
-                    op: 1,
-                },
-            )
-            .await
-        {
+        if let Some(r) = sim.write(1, create(REGISTER, Vec::new(), 0)).await {
             break r;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -790,21 +767,8 @@ async fn run(seed: u64) -> (Vec<String>, String) {
     // Healed, the quorum takes writes again.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let via = NODES
-            .iter()
-            .find_map(|n| {
-                sim.raft(*n)
-                    .and_then(|r| r.metrics().borrow().current_leader)
-            })
-            .unwrap_or(1);
-        let op = WriteOp::Create {
-            path: "/after".into(),
-            data: Vec::new(),
-            acl: Acl::open(),
-            flags: 0,
-            ttl_ms: -1,
-            op: 1,
-        };
+        let via = sim.leader().unwrap_or(1);
+        let op = create("/after", Vec::new(), 0);
         if let Some((zxid, result)) = sim.write(via, op).await {
             if let TxnResult::Created { path, .. } = result {
                 acked.lock().expect("acked").creates.insert(path, zxid);
